@@ -1,0 +1,121 @@
+"""Settings: a TOML file (see config.example.toml), then environment variables, then CLI flags.
+
+Everything is validated once at start-up into frozen pydantic models; nothing reads the environment
+or the file after that.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from translator.convert import ModelProfile
+
+ANTHROPIC_API = "https://api.anthropic.com"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    strict: bool = False  # every ignored OpenAI field becomes a 400
+    log_level: str = "info"
+
+
+class UpstreamSettings(_Frozen):
+    base_url: str = ANTHROPIC_API
+    api_key: str = ""  # empty: forward the client's own key
+    auth: Literal["x-api-key", "bearer"] = "x-api-key"
+    anthropic_version: str = "2023-06-01"
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(600.0, gt=0)  # longest silence between two bytes of an answer
+    total_timeout: float = Field(900.0, gt=0)
+
+
+class ImageSettings(_Frozen):
+    fetch: bool = False  # download http(s) image URLs and inline them as base64
+    max_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    timeout: float = Field(10.0, gt=0)
+    max_redirects: int = Field(3, ge=0)
+
+
+class ProfileSettings(_Frozen):
+    max_tokens: int | None = Field(None, ge=1)
+    structured_output: bool | None = None
+
+
+class ModelSettings(_Frozen):
+    default_max_tokens: int = Field(4096, ge=1)
+    list_cache_seconds: float = Field(300.0, ge=0)  # how long GET /v1/models reuses the upstream's list
+    aliases: dict[str, str] = {}
+    # Glob pattern -> settings; the first matching pattern (in file order, then built-ins) wins.
+    profiles: dict[str, ProfileSettings] = {}
+
+
+# Models with Claude's native structured output (output_config.format), and their default max_tokens.
+BUILTIN_PROFILES: dict[str, ProfileSettings] = {
+    "claude-3-*": ProfileSettings(max_tokens=4096, structured_output=False),
+    "claude-sonnet-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
+    "claude-haiku-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
+    "claude-opus-4-1*": ProfileSettings(max_tokens=8192, structured_output=True),
+    "claude-opus-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
+    "claude-*-4-6*": ProfileSettings(max_tokens=8192, structured_output=True),
+    "claude-*": ProfileSettings(max_tokens=8192, structured_output=False),
+}
+
+
+class Settings(_Frozen):
+    server: ServerSettings = ServerSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    images: ImageSettings = ImageSettings()
+    models: ModelSettings = ModelSettings()
+    demo: bool = False
+
+    def resolve_model(self, name: str) -> tuple[str, ModelProfile]:
+        """A client's model name -> the upstream model id and what we know of it."""
+        model = self.models.aliases.get(name, name)
+        max_tokens, structured = self.models.default_max_tokens, False
+        found_tokens = found_structured = False
+        for pattern, prof in [*self.models.profiles.items(), *BUILTIN_PROFILES.items()]:
+            if not fnmatch.fnmatchcase(model, pattern):
+                continue
+            if prof.max_tokens is not None and not found_tokens:
+                max_tokens, found_tokens = prof.max_tokens, True
+            if prof.structured_output is not None and not found_structured:
+                structured, found_structured = prof.structured_output, True
+        return model, ModelProfile(max_tokens=max_tokens, structured_output=structured)
+
+
+_ENV: dict[str, tuple[str, str]] = {
+    "ANTHROPIC_BASE_URL": ("upstream", "base_url"),
+    "ANTHROPIC_API_KEY": ("upstream", "api_key"),
+    "TRANSLATOR_HOST": ("server", "host"),
+    "TRANSLATOR_PORT": ("server", "port"),
+}
+
+
+def load_settings(
+    path: str | None = None, *, env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    env = dict(os.environ) if env is None else env
+    path = path or env.get("TRANSLATOR_CONFIG")
+    data: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
+    for var, (section, key) in _ENV.items():
+        if env.get(var):
+            data.setdefault(section, {})[key] = env[var]
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.rpartition(".")
+        target = data.setdefault(section, {}) if section else data
+        target[key] = value
+    return Settings.model_validate(data)

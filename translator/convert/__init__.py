@@ -1,0 +1,25 @@
+"""The pure conversion layer: OpenAI Chat Completions <-> Claude Messages.
+
+No I/O, no clock, no randomness, no aiohttp: data in, data out. Ids and timestamps are passed in.
+"""
+
+from translator.convert.errors import claude_error_body, openai_error_body, openai_status
+from translator.convert.request import ConvertedRequest, ModelProfile, convert_request
+from translator.convert.response import convert_response, convert_responses
+from translator.convert.stream import StreamConverter, StreamProtocolError
+from translator.convert.usage import add_usage, openai_usage
+
+__all__ = [
+    "ConvertedRequest",
+    "ModelProfile",
+    "StreamConverter",
+    "StreamProtocolError",
+    "add_usage",
+    "claude_error_body",
+    "convert_request",
+    "convert_response",
+    "convert_responses",
+    "openai_error_body",
+    "openai_status",
+    "openai_usage",
+]

@@ -1,0 +1,159 @@
+"""OpenAI content parts -> Claude content blocks (text, images, files).
+
+Images: a data URL becomes a base64 source; an http(s) URL becomes a url source, which Claude fetches
+itself (nothing is downloaded here; the server may inline URLs before sending, see ``server/images.py``).
+Files: PDF and plain-text data become document blocks. Audio cannot be represented and is rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from translator.errors import InvalidRequest
+
+Block = dict[str, Any]
+
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+DOCUMENT_TYPES = frozenset({"application/pdf", "text/plain"})
+_PASSED_KEYS = ("cache_control",)  # Claude-only keys clients put on parts; kept on the block
+
+
+def text_blocks(content: Any, where: str) -> list[Block]:
+    """Content that may only hold text (system, developer, tool results as text)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return [b for i, part in enumerate(_parts(content, where)) if (b := _text_part(part, f"{where}[{i}]"))]
+
+
+def content_blocks(content: Any, where: str) -> list[Block]:
+    """User content: text, images and files."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for i, part in enumerate(_parts(content, where)):
+        block = _part(part, f"{where}[{i}]")
+        if block is not None:
+            blocks.append(block)
+    return blocks
+
+
+def _parts(content: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
+        raise InvalidRequest(f"{where} must be a string or an array of content parts", param=where)
+    return content
+
+
+def _part(part: dict[str, Any], where: str) -> Block | None:
+    kind = part.get("type")
+    builder = _PART_BUILDERS.get(kind) if isinstance(kind, str) else None
+    if builder is None:
+        raise InvalidRequest(f"{where}: content part type {kind!r} is not supported", param=f"{where}.type")
+    block = builder(part, where)
+    if block is not None:
+        for key in _PASSED_KEYS:
+            if key in part:
+                block[key] = part[key]
+    return block
+
+
+def _text_part(part: dict[str, Any], where: str) -> Block | None:
+    # An assistant's earlier refusal part is text to the model.
+    text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
+    if part.get("type") not in ("text", "refusal") or not isinstance(text, str):
+        raise InvalidRequest(f"{where} must be a text part with a string 'text'", param=where)
+    if not text:
+        return None  # Claude rejects empty text blocks; an empty part carries nothing
+    block: Block = {"type": "text", "text": text}
+    for key in _PASSED_KEYS:
+        if key in part:
+            block[key] = part[key]
+    return block
+
+
+def _image_part(part: dict[str, Any], where: str) -> Block:
+    spec = part.get("image_url")
+    url = spec.get("url") if isinstance(spec, dict) else spec
+    if not isinstance(url, str):
+        raise InvalidRequest(f"{where}.image_url.url must be a string", param=f"{where}.image_url.url")
+    if url.startswith("data:"):
+        media_type, data = parse_data_url(url, f"{where}.image_url.url")
+        if media_type not in IMAGE_TYPES:
+            raise InvalidRequest(
+                f"{where}: image type {media_type!r} is not supported (jpeg, png, gif, webp)",
+                param=f"{where}.image_url.url",
+            )
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise InvalidRequest(f"{where}: image URL must be a data: or http(s) URL", param=f"{where}.image_url.url")
+
+
+def _file_part(part: dict[str, Any], where: str) -> Block:
+    spec = part.get("file")
+    if not isinstance(spec, dict):
+        raise InvalidRequest(f"{where}.file must be an object", param=f"{where}.file")
+    if "file_data" not in spec:
+        raise InvalidRequest(
+            f"{where}: only inline file_data is supported (a Claude upstream cannot resolve an OpenAI file_id)",
+            param=f"{where}.file.file_id",
+        )
+    data = spec["file_data"]
+    if not isinstance(data, str):
+        raise InvalidRequest(f"{where}.file.file_data must be a string", param=f"{where}.file.file_data")
+    if data.startswith("data:"):
+        media_type, payload = parse_data_url(data, f"{where}.file.file_data")
+    else:  # bare base64: the filename is the only hint of its type
+        name = str(spec.get("filename") or "")
+        media_type = "text/plain" if name.endswith(".txt") else "application/pdf"
+        payload = data
+    if media_type not in DOCUMENT_TYPES:
+        raise InvalidRequest(
+            f"{where}: file type {media_type!r} is not supported (application/pdf, text/plain)",
+            param=f"{where}.file.file_data",
+        )
+    block: Block = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": media_type, "data": payload},
+    }
+    if media_type == "text/plain":
+        block["source"] = {"type": "text", "media_type": media_type, "data": _b64_text(payload, where)}
+    if spec.get("filename"):
+        block["title"] = spec["filename"]
+    return block
+
+
+def _audio_part(part: dict[str, Any], where: str) -> Block:
+    raise InvalidRequest(
+        f"{where}: audio input is not supported by Claude models", param=f"{where}.input_audio"
+    )
+
+
+_PART_BUILDERS = {
+    "text": _text_part,
+    "refusal": _text_part,
+    "image_url": _image_part,
+    "file": _file_part,
+    "input_audio": _audio_part,
+}
+
+
+def parse_data_url(url: str, param: str) -> tuple[str, str]:
+    """``data:<media type>;base64,<data>`` (RFC 2397) -> (media type, base64 data)."""
+    header, sep, data = url.partition(",")
+    if not sep or not header.endswith(";base64"):
+        raise InvalidRequest(f"{param} must be a base64 data URL", param=param)
+    media_type = header[5:-7].split(";")[0].strip().lower()
+    return media_type, data
+
+
+def _b64_text(payload: str, where: str) -> str:
+    try:
+        return base64.b64decode(payload, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as e:
+        raise InvalidRequest(
+            f"{where}: text file data is not base64 UTF-8", param=f"{where}.file.file_data"
+        ) from e

@@ -1,0 +1,33 @@
+"""Render an error of our tree in either API's shape.
+
+OpenAI: ``{"error": {"message", "type", "param", "code"}}`` (openapi.yaml, ErrorResponse).
+Claude: ``{"type": "error", "error": {"type", "message"}}`` (Claude API "Errors").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from translator.convert.tables import OPENAI_ERROR, OPENAI_ERROR_DEFAULT, OPENAI_STATUS
+from translator.errors import TranslatorError, UpstreamStatusError
+
+
+def openai_error_body(err: TranslatorError) -> dict[str, Any]:
+    return openai_error_from_claude(err.claude_type, err.message, param=err.param, code=err.code)
+
+
+def openai_error_from_claude(
+    claude_type: str, message: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    oa_type, oa_code = OPENAI_ERROR.get(claude_type, OPENAI_ERROR_DEFAULT)
+    return {"error": {"message": message, "type": oa_type, "param": param, "code": code or oa_code}}
+
+
+def openai_status(err: TranslatorError) -> int:
+    return OPENAI_STATUS.get(err.status, err.status)
+
+
+def claude_error_body(err: TranslatorError) -> dict[str, Any]:
+    if isinstance(err, UpstreamStatusError) and err.body.get("type") == "error":
+        return err.body  # passed on as the upstream sent it
+    return {"type": "error", "error": {"type": err.claude_type, "message": err.message}}

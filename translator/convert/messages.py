@@ -1,0 +1,165 @@
+"""OpenAI ``messages`` -> Claude ``system`` + ``messages``.
+
+Claude's rules this module enforces (Messages API, "messages"): system text lives outside the list;
+roles are user/assistant only; consecutive turns of one role are merged; tool results are user content
+and come first in their turn; an assistant turn carries thinking, then text, then tool_use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from translator.convert.content import Block, content_blocks, text_blocks
+from translator.errors import InvalidRequest
+
+Message = dict[str, Any]
+
+
+def convert_messages(messages: Any) -> tuple[list[Block], list[Message]]:
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array", param="messages")
+    system: list[Block] = []
+    turns: list[Message] = []
+    legacy_ids = _LegacyCallIds()
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise InvalidRequest(f"{where} must be an object", param=where)
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            system.extend(text_blocks(msg.get("content"), f"{where}.content"))
+            continue
+        builder = _TURN_BUILDERS.get(role) if isinstance(role, str) else None
+        if builder is None:
+            raise InvalidRequest(f"{where}.role {role!r} is not a known role", param=f"{where}.role")
+        claude_role, blocks = builder(msg, where, legacy_ids)
+        _append(turns, claude_role, blocks)
+    return system, turns
+
+
+def _append(turns: list[Message], role: str, blocks: list[Block]) -> None:
+    if not blocks:
+        return  # an empty turn (say, an assistant's "") carries nothing Claude would accept
+    if turns and turns[-1]["role"] == role:
+        merged = turns[-1]["content"] + blocks
+        if role == "user":  # tool_result blocks must lead a user turn
+            merged.sort(key=lambda b: b.get("type") != "tool_result")
+        turns[-1]["content"] = merged
+    else:
+        turns.append({"role": role, "content": blocks})
+
+
+def _user(msg: Message, where: str, _ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+    return "user", content_blocks(msg.get("content"), f"{where}.content")
+
+
+def _assistant(msg: Message, where: str, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+    blocks = _thinking_blocks(msg.get("thinking_blocks"), where)
+    blocks += content_blocks(msg.get("content"), f"{where}.content")
+    calls = msg.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise InvalidRequest(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
+    for j, call in enumerate(calls):
+        blocks.append(_tool_use(call, f"{where}.tool_calls[{j}]"))
+    legacy = msg.get("function_call")
+    if isinstance(legacy, dict):
+        call = {"id": ids.open(str(legacy.get("name"))), "function": legacy}
+        blocks.append(_tool_use(call, f"{where}.function_call"))
+    return "assistant", blocks
+
+
+def _tool(msg: Message, where: str, _ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+    call_id = msg.get("tool_call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidRequest(
+            f"{where}.tool_call_id must be a non-empty string", param=f"{where}.tool_call_id"
+        )
+    return "user", [_tool_result(call_id, msg.get("content"), where)]
+
+
+def _function(msg: Message, where: str, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+    """The legacy ``function`` role answers the latest open ``function_call`` of the same name."""
+    name = str(msg.get("name"))
+    return "user", [_tool_result(ids.close(name, where), msg.get("content"), where)]
+
+
+_TURN_BUILDERS = {"user": _user, "assistant": _assistant, "tool": _tool, "function": _function}
+
+
+def _tool_use(call: Any, where: str) -> Block:
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise InvalidRequest(f"{where}.function.name must be a string", param=f"{where}.function.name")
+    if not isinstance(call.get("id"), str) or not call["id"]:
+        raise InvalidRequest(f"{where}.id must be a non-empty string", param=f"{where}.id")
+    return {
+        "type": "tool_use",
+        "id": call["id"],
+        "name": fn["name"],
+        "input": _arguments(fn.get("arguments"), f"{where}.function.arguments"),
+    }
+
+
+def _arguments(raw: Any, param: str) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}  # a call without arguments; peers send "" or omit it
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = orjson.loads(raw) if isinstance(raw, str) else None
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"{param} is not valid JSON: {e}", param=param) from e
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{param} must be a JSON object", param=param)
+    return value
+
+
+def _tool_result(call_id: str, content: Any, where: str) -> Block:
+    block: Block = {"type": "tool_result", "tool_use_id": call_id}
+    if isinstance(content, str) or content is None:
+        if content:
+            block["content"] = content
+        return block
+    parts = content_blocks(content, f"{where}.content")
+    if parts:
+        block["content"] = parts
+    return block
+
+
+def _thinking_blocks(value: Any, where: str) -> list[Block]:
+    """Signed thinking goes back exactly as Claude sent it, or the signature check fails."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking") for b in value
+    ):
+        raise InvalidRequest(
+            f"{where}.thinking_blocks must be an array of thinking or redacted_thinking blocks",
+            param=f"{where}.thinking_blocks",
+        )
+    return [dict(b) for b in value]
+
+
+class _LegacyCallIds:
+    """Pairs legacy ``function_call``s with ``function`` results, which carry a name but no id."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._open: dict[str, list[str]] = {}
+
+    def open(self, name: str) -> str:
+        self._count += 1
+        call_id = f"call_legacy_{self._count}"
+        self._open.setdefault(name, []).append(call_id)
+        return call_id
+
+    def close(self, name: str, where: str) -> str:
+        pending = self._open.get(name)
+        if not pending:
+            raise InvalidRequest(
+                f"{where}: a function message for {name!r} follows no function_call of that name",
+                param=f"{where}.name",
+            )
+        return pending.pop(0)

@@ -1,0 +1,287 @@
+"""An OpenAI Chat Completions request -> a Claude Messages request.
+
+Pure: the caller passes the upstream model id and its profile (resolved from config), and gets back the
+Claude body plus what the response side needs to know (n, streaming, the forced JSON tool) and what the
+caller should be told (ignored fields, adjustments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from translator.convert.messages import convert_messages
+from translator.convert.policy import screen
+from translator.convert.tables import MIN_THINKING_BUDGET, REASONING_BUDGET, TOOL_CHOICE
+from translator.errors import InvalidRequest
+
+JSON_TOOL_DEFAULT = "json_response"
+MAX_N = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """What we know of an upstream model that the OpenAI request does not say."""
+
+    max_tokens: int = 4096
+    structured_output: bool = False  # Claude's native output_config.format json_schema
+
+
+@dataclass(slots=True)
+class ConvertedRequest:
+    body: dict[str, Any]
+    stream: bool = False
+    include_usage: bool = False
+    n: int = 1
+    json_tool: str | None = None  # a forced tool whose input is the answer's content
+    ignored: list[str] = field(default_factory=list)
+    adjustments: list[str] = field(default_factory=list)
+
+
+def convert_request(
+    req: dict[str, Any], *, model: str, profile: ModelProfile, strict: bool = False
+) -> ConvertedRequest:
+    out = ConvertedRequest(body={"model": model}, ignored=screen(req, strict=strict))
+    system, messages = convert_messages(req.get("messages"))
+    if system:
+        out.body["system"] = system
+    out.body["messages"] = messages
+    _max_tokens(req, profile, out)
+    _sampling(req, out)
+    _stop(req, out)
+    _tools(req, out)
+    _response_format(req, profile, out)
+    _thinking(req, out)
+    _stream(req, out)
+    _n(req, out)
+    if isinstance(req.get("user"), str) and req["user"]:
+        out.body["metadata"] = {"user_id": req["user"]}
+    return out
+
+
+def _number(req: dict[str, Any], name: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
+    value = req.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        raise InvalidRequest(f"'{name}' must be a number", param=name)
+    return value
+
+
+def _max_tokens(req: dict[str, Any], profile: ModelProfile, out: ConvertedRequest) -> None:
+    name = "max_completion_tokens" if req.get("max_completion_tokens") is not None else "max_tokens"
+    value = _number(req, name, int)
+    if value is not None and value < 1:
+        raise InvalidRequest(f"'{name}' must be at least 1", param=name)
+    out.body["max_tokens"] = value if value is not None else profile.max_tokens
+
+
+def _sampling(req: dict[str, Any], out: ConvertedRequest) -> None:
+    temperature = _number(req, "temperature")
+    if temperature is not None:
+        clamped = min(max(float(temperature), 0.0), 1.0)  # OpenAI allows 0..2, Claude 0..1
+        if clamped != temperature:
+            out.adjustments.append(f"temperature {temperature} clamped to {clamped:g}")
+        out.body["temperature"] = clamped
+    for name, kind in (("top_p", (int, float)), ("top_k", int)):
+        value = _number(req, name, kind)
+        if value is not None:
+            out.body[name] = value
+
+
+def _stop(req: dict[str, Any], out: ConvertedRequest) -> None:
+    stop = req.get("stop")
+    if stop is None:
+        return
+    sequences = [stop] if isinstance(stop, str) else stop
+    if not isinstance(sequences, list) or not all(isinstance(s, str) for s in sequences):
+        raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
+    kept = [s for s in sequences if s.strip()]
+    if len(kept) < len(sequences):
+        # Claude answers 400 to a whitespace-only stop sequence; drop it and say so.
+        dropped = [s for s in sequences if not s.strip()]
+        out.adjustments.append(f"whitespace-only stop sequences dropped: {dropped!r}")
+    if kept:
+        out.body["stop_sequences"] = kept
+
+
+def _tools(req: dict[str, Any], out: ConvertedRequest) -> None:
+    tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(_list(req, "tools"))]
+    tools += [_function(f, f"functions[{i}]") for i, f in enumerate(_list(req, "functions"))]
+    if req.get("web_search_options") is not None:
+        tools.append(_web_search(req["web_search_options"]))
+    if tools:
+        out.body["tools"] = tools
+    choice = _tool_choice(req)
+    if req.get("parallel_tool_calls") is False and tools:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if choice is not None:
+        if not tools:
+            out.adjustments.append("tool_choice dropped: the request has no tools")
+        else:
+            out.body["tool_choice"] = choice
+
+
+def _list(req: dict[str, Any], name: str) -> list[Any]:
+    value = req.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest(f"'{name}' must be an array", param=name)
+    return value
+
+
+def _tool(tool: Any, where: str) -> dict[str, Any]:
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        raise InvalidRequest(
+            f"{where}.type {kind!r} is not supported (only 'function')", param=f"{where}.type"
+        )
+    return _function(tool.get("function"), f"{where}.function")
+
+
+def _function(fn: Any, where: str) -> dict[str, Any]:
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")
+    schema = fn.get("parameters")
+    if schema is None:
+        schema = {"type": "object", "properties": {}}
+    if not isinstance(schema, dict):
+        raise InvalidRequest(f"{where}.parameters must be a JSON Schema object", param=f"{where}.parameters")
+    out: dict[str, Any] = {"name": fn["name"]}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    out["input_schema"] = schema
+    if fn.get("strict") is True:
+        out["strict"] = True  # Claude's strict tool use: inputs guaranteed to match the schema
+    return out
+
+
+def _web_search(options: Any) -> dict[str, Any]:
+    tool: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search"}
+    location = options.get("user_location") if isinstance(options, dict) else None
+    approx = location.get("approximate") if isinstance(location, dict) else None
+    if isinstance(approx, dict):
+        tool["user_location"] = {"type": "approximate", **approx}
+    return tool
+
+
+def _tool_choice(req: dict[str, Any]) -> dict[str, Any] | None:
+    name = "tool_choice" if "tool_choice" in req else "function_call"
+    choice = req.get(name)
+    if choice is None:
+        return None
+    if isinstance(choice, str) and choice in TOOL_CHOICE:
+        return {"type": TOOL_CHOICE[choice]}
+    fn = choice.get("function") if isinstance(choice, dict) and name == "tool_choice" else choice
+    if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+        return {"type": "tool", "name": fn["name"]}
+    raise InvalidRequest(f"'{name}' must be auto, none, required, or a named function", param=name)
+
+
+def _response_format(req: dict[str, Any], profile: ModelProfile, out: ConvertedRequest) -> None:
+    fmt = req.get("response_format")
+    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        return
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise InvalidRequest(
+                "response_format.json_schema.schema must be an object",
+                param="response_format.json_schema.schema",
+            )
+        if profile.structured_output:
+            out.body["output_config"] = {"format": {"type": "json_schema", "schema": spec["schema"]}}
+            return
+        _force_json_tool(
+            out, str(spec.get("name") or JSON_TOOL_DEFAULT), spec["schema"], spec.get("description")
+        )
+    elif kind == "json_object":
+        _force_json_tool(out, JSON_TOOL_DEFAULT, {"type": "object"}, None)
+    else:
+        raise InvalidRequest(f"response_format type {kind!r} is not supported", param="response_format.type")
+
+
+def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], description: Any) -> None:
+    """No native structured output: a tool the model must call, whose input becomes the answer."""
+    tool = {
+        "name": name,
+        "description": str(description or "Respond with JSON matching this schema."),
+        "input_schema": schema,
+    }
+    out.body["tools"] = [*out.body.get("tools", []), tool]
+    if "tool_choice" in out.body:
+        out.adjustments.append("tool_choice replaced: response_format forces the JSON tool")
+    out.body["tool_choice"] = {"type": "tool", "name": name}
+    out.json_tool = name
+
+
+def _thinking(req: dict[str, Any], out: ConvertedRequest) -> None:
+    thinking = req.get("thinking")
+    if thinking is None and req.get("reasoning_effort") is not None:
+        effort = req["reasoning_effort"]
+        if effort not in REASONING_BUDGET:
+            raise InvalidRequest(
+                f"reasoning_effort {effort!r} is not one of {sorted(REASONING_BUDGET)}",
+                param="reasoning_effort",
+            )
+        budget = REASONING_BUDGET[effort]
+        if budget is None:
+            return
+        budget = _fit_budget(req, out, budget)
+        if budget is None:
+            return
+        thinking = {"type": "enabled", "budget_tokens": budget}
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict):
+        raise InvalidRequest("'thinking' must be an object", param="thinking")
+    out.body["thinking"] = thinking
+    if thinking.get("type") in ("enabled", "adaptive"):
+        _thinking_constraints(out)
+
+
+def _fit_budget(req: dict[str, Any], out: ConvertedRequest, budget: int) -> int | None:
+    """OpenAI's max_completion_tokens counts reasoning; Claude's budget must stay under max_tokens."""
+    explicit = req.get("max_completion_tokens") is not None or req.get("max_tokens") is not None
+    if not explicit:
+        out.body["max_tokens"] += budget
+        return budget
+    room: int = out.body["max_tokens"] - 1
+    if room < MIN_THINKING_BUDGET:
+        out.adjustments.append(f"reasoning_effort ignored: max_tokens {room + 1} leaves no room for thinking")
+        return None
+    return min(budget, room)
+
+
+def _thinking_constraints(out: ConvertedRequest) -> None:
+    """With thinking on, Claude allows no temperature but 1, no top_k, and no forced tool."""
+    for name in ("temperature", "top_k"):
+        if name in out.body and not (name == "temperature" and out.body[name] == 1):
+            out.adjustments.append(f"{name} dropped: not allowed with thinking")
+            del out.body[name]
+    choice = out.body.get("tool_choice")
+    if choice and choice["type"] in ("any", "tool"):
+        out.adjustments.append(
+            f"tool_choice {choice['type']} relaxed to auto: thinking forbids forcing a tool"
+        )
+        choice["type"] = "auto"
+        choice.pop("name", None)
+
+
+def _stream(req: dict[str, Any], out: ConvertedRequest) -> None:
+    out.stream = req.get("stream") is True
+    if out.stream:
+        out.body["stream"] = True
+        opts = req.get("stream_options")
+        out.include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+
+
+def _n(req: dict[str, Any], out: ConvertedRequest) -> None:
+    n = _number(req, "n", int)
+    if n is None:
+        return
+    if not 1 <= n <= MAX_N:
+        raise InvalidRequest(f"'n' must be between 1 and {MAX_N}", param="n")
+    out.n = n

@@ -1,0 +1,98 @@
+"""A Claude Messages response -> an OpenAI ``chat.completion``.
+
+Text blocks are joined into ``content``; ``tool_use`` becomes ``tool_calls`` (arguments as a JSON
+string, ``"{}"`` for none); thinking becomes ``reasoning_content`` plus ``thinking_blocks`` (signature and
+redacted data kept, so a client can send them back). Server-tool blocks (web search and the like) ran
+upstream and have no OpenAI form: their outcome is in the text that follows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from translator.convert.tables import FINISH_REASON, FINISH_REASON_DEFAULT
+from translator.convert.usage import add_usage, openai_usage
+
+
+def finish_reason(stop_reason: Any, *, json_tool: str | None = None) -> str:
+    if json_tool is not None and stop_reason == "tool_use":
+        return "stop"  # the forced JSON tool's input is the answer itself
+    return FINISH_REASON.get(stop_reason, FINISH_REASON_DEFAULT) if isinstance(stop_reason, str) else "stop"
+
+
+def completion_id(message_id: Any) -> str:
+    return f"chatcmpl-{message_id}" if message_id else "chatcmpl-unknown"
+
+
+def convert_response(
+    msg: dict[str, Any], *, created: int, model: str, json_tool: str | None = None
+) -> dict[str, Any]:
+    return convert_responses([msg], created=created, model=model, json_tool=json_tool)
+
+
+def convert_responses(
+    msgs: list[dict[str, Any]], *, created: int, model: str, json_tool: str | None = None
+) -> dict[str, Any]:
+    """One completion from ``n`` Claude answers to the same request: one choice each, usage summed."""
+    usage = openai_usage(msgs[0].get("usage") or {})
+    for msg in msgs[1:]:
+        usage = add_usage(usage, openai_usage(msg.get("usage") or {}))
+    return {
+        "id": completion_id(msgs[0].get("id")),
+        "object": "chat.completion",
+        "created": created,
+        "model": msgs[0].get("model") or model,
+        "choices": [choice(msg, index=i, json_tool=json_tool) for i, msg in enumerate(msgs)],
+        "usage": usage,
+    }
+
+
+def choice(msg: dict[str, Any], *, index: int, json_tool: str | None) -> dict[str, Any]:
+    return {
+        "index": index,
+        "message": assistant_message(msg.get("content") or [], json_tool=json_tool),
+        "logprobs": None,
+        "finish_reason": finish_reason(msg.get("stop_reason"), json_tool=json_tool),
+    }
+
+
+def assistant_message(blocks: list[dict[str, Any]], *, json_tool: str | None = None) -> dict[str, Any]:
+    text: list[str] = []
+    reasoning: list[str] = []
+    thinking: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "text":
+            text.append(block.get("text") or "")
+        elif kind == "tool_use" and block.get("name") == json_tool:
+            text.append(orjson.dumps(block.get("input") or {}).decode())
+        elif kind == "tool_use":
+            calls.append(tool_call(block))
+        elif kind == "thinking":
+            reasoning.append(block.get("thinking") or "")
+            thinking.append(block)
+        elif kind == "redacted_thinking":
+            thinking.append(block)
+        # server_tool_use, *_tool_result, and block types yet to come: no OpenAI form (see docstring)
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text) if text else None,
+        "refusal": None,
+    }
+    if calls:
+        message["tool_calls"] = calls
+    if thinking:
+        message["reasoning_content"] = "".join(reasoning)
+        message["thinking_blocks"] = thinking
+    return message
+
+
+def tool_call(block: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": block.get("id"),
+        "type": "function",
+        "function": {"name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()},
+    }

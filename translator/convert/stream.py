@@ -1,0 +1,205 @@
+"""Claude stream events -> OpenAI ``chat.completion.chunk`` objects, one event at a time.
+
+``StreamConverter.feed(event)`` returns the chunks that event produces (often one, sometimes none) so
+the route can write each as soon as its event arrives; ``finish()`` closes the stream. Protocol facts
+(Claude "Streaming Messages"; OpenAI chat.completion.chunk):
+- the first chunk carries ``role``; one ``id`` and choice ``index`` for the whole stream;
+- a tool call's first chunk carries our own tool counter as ``index`` (never Claude's block index, which
+  also counts text and thinking blocks), ``id``, ``name`` and ``arguments: ""``; later chunks only
+  argument fragments;
+- the usage chunk has ``choices: []`` (clients fold a choice delta there as a duplicate event);
+- an ``error`` event becomes a chunk with a top-level ``error`` object, which the openai SDKs raise on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from translator.convert.errors import openai_error_from_claude
+from translator.convert.response import completion_id, finish_reason
+from translator.convert.usage import openai_usage
+from translator.errors import UpstreamUnavailable
+
+Chunk = dict[str, Any]
+
+
+class StreamProtocolError(UpstreamUnavailable):
+    """The upstream's events broke the Claude streaming protocol."""
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: str  # text | tool | json | thinking | redacted | other
+    tool_index: int = -1
+    thinking: list[str] = field(default_factory=list)
+    signature: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamConverter:
+    def __init__(
+        self,
+        *,
+        created: int,
+        model: str,
+        index: int = 0,
+        include_usage: bool = False,
+        json_tool: str | None = None,
+        stream_id: str | None = None,
+    ) -> None:
+        self._created = created
+        self._model = model
+        self._index = index
+        self._include_usage = include_usage
+        self._json_tool = json_tool
+        self._id = stream_id
+        self._base: dict[str, Any] | None = None
+        self._blocks: dict[int, _Block] = {}
+        self._tools = 0
+        self._claude_usage: dict[str, Any] = {}
+        self.finish_reason: str | None = None
+        self.done = False
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return openai_usage(self._claude_usage)
+
+    def feed(self, event: dict[str, Any]) -> list[Chunk]:
+        kind = event.get("type")
+        if self.done:
+            raise StreamProtocolError(f"stream event {kind!r} after the stream ended")
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            return []  # an event type newer than this code: nothing an OpenAI client could use
+        if self._base is None and kind not in ("message_start", "ping", "error"):
+            raise StreamProtocolError(f"stream event {kind!r} before 'message_start'")
+        return handler(self, event)
+
+    def finish(self) -> list[Chunk]:
+        """The upstream stream ended. Without ``message_stop`` it was cut short: say so, never 'stop'."""
+        if self.done:
+            return []
+        self.done = True
+        return [openai_error_from_claude("api_error", "upstream stream ended before message_stop")]
+
+    # --- one method per Claude event type ---
+
+    def _message_start(self, event: dict[str, Any]) -> list[Chunk]:
+        msg = event.get("message") or {}
+        self._claude_usage.update(msg.get("usage") or {})
+        self._base = {
+            "id": self._id or completion_id(msg.get("id")),
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": msg.get("model") or self._model,
+        }
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def _block_start(self, event: dict[str, Any]) -> list[Chunk]:
+        block = event.get("content_block") or {}
+        kind = block.get("type")
+        state = _Block(_BLOCK_KINDS.get(kind, "other") if isinstance(kind, str) else "other")
+        self._blocks[int(event.get("index", -1))] = state
+        if state.kind == "tool" and block.get("name") == self._json_tool:
+            state.kind = "json"
+        if state.kind == "tool":
+            state.tool_index, self._tools = self._tools, self._tools + 1
+            call = {
+                "index": state.tool_index,
+                "id": block.get("id"),
+                "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }
+            return [self._chunk({"tool_calls": [call]})]
+        if state.kind == "redacted":
+            state.data = block
+        elif state.kind == "text" and block.get("text"):
+            return [self._chunk({"content": block["text"]})]
+        elif state.kind == "thinking" and block.get("thinking"):
+            state.thinking.append(block["thinking"])
+            return [self._chunk({"reasoning_content": block["thinking"]})]
+        return []
+
+    def _block_delta(self, event: dict[str, Any]) -> list[Chunk]:
+        state = self._block(event, "content_block_delta")
+        delta = event.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta" and state.kind == "text":
+            return [self._chunk({"content": delta.get("text", "")})]
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            if state.kind == "tool":
+                fragment = {"index": state.tool_index, "function": {"arguments": delta["partial_json"]}}
+                return [self._chunk({"tool_calls": [fragment]})]
+            if state.kind == "json":
+                return [self._chunk({"content": delta["partial_json"]})]
+        elif kind == "thinking_delta" and delta.get("thinking"):
+            state.thinking.append(delta["thinking"])
+            return [self._chunk({"reasoning_content": delta["thinking"]})]
+        elif kind == "signature_delta":
+            state.signature += delta.get("signature", "")
+        # citations_delta, server-tool input, and delta types yet to come: no OpenAI form
+        return []
+
+    def _block_stop(self, event: dict[str, Any]) -> list[Chunk]:
+        state = self._block(event, "content_block_stop")
+        if state.kind == "thinking":
+            block = {"type": "thinking", "thinking": "".join(state.thinking), "signature": state.signature}
+            return [self._chunk({"thinking_blocks": [block]})]
+        if state.kind == "redacted":
+            return [self._chunk({"thinking_blocks": [state.data]})]
+        return []
+
+    def _message_delta(self, event: dict[str, Any]) -> list[Chunk]:
+        usage = event.get("usage") or {}
+        self._claude_usage.update({k: v for k, v in usage.items() if v is not None})
+        stop = (event.get("delta") or {}).get("stop_reason")
+        self.finish_reason = finish_reason(stop, json_tool=self._json_tool)
+        return [self._chunk({}, self.finish_reason)]
+
+    def _message_stop(self, event: dict[str, Any]) -> list[Chunk]:
+        self.done = True
+        if not self._include_usage:
+            return []
+        assert self._base is not None
+        return [{**self._base, "choices": [], "usage": self.usage}]
+
+    def _ping(self, event: dict[str, Any]) -> list[Chunk]:
+        return []
+
+    def _error(self, event: dict[str, Any]) -> list[Chunk]:
+        self.done = True
+        err = event.get("error") or {}
+        message = str(err.get("message") or "upstream stream error")
+        return [openai_error_from_claude(str(err.get("type") or "api_error"), message)]
+
+    # --- helpers ---
+
+    def _block(self, event: dict[str, Any], name: str) -> _Block:
+        state = self._blocks.get(int(event.get("index", -1)))
+        if state is None:
+            raise StreamProtocolError(
+                f"{name!r} for block {event.get('index')} without 'content_block_start'"
+            )
+        return state
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
+        assert self._base is not None
+        return {
+            **self._base,
+            "choices": [{"index": self._index, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+
+_BLOCK_KINDS = {"text": "text", "tool_use": "tool", "thinking": "thinking", "redacted_thinking": "redacted"}
+
+_HANDLERS = {
+    "message_start": StreamConverter._message_start,
+    "content_block_start": StreamConverter._block_start,
+    "content_block_delta": StreamConverter._block_delta,
+    "content_block_stop": StreamConverter._block_stop,
+    "message_delta": StreamConverter._message_delta,
+    "message_stop": StreamConverter._message_stop,
+    "ping": StreamConverter._ping,
+    "error": StreamConverter._error,
+}

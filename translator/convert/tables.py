@@ -1,0 +1,68 @@
+"""Enum-to-enum mappings between the two APIs, as tables.
+
+Sources: Claude Messages API reference (stop_reason, tool_choice, error types) and OpenAI's
+openapi.yaml (finish_reason, tool_choice, error object).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Claude stop_reason -> OpenAI finish_reason.
+# pause_turn: a server-tool loop paused; the turn is complete as far as an OpenAI client can act on it.
+# model_context_window_exceeded: generation stopped at the context limit, which OpenAI calls "length".
+FINISH_REASON: Final[dict[str, str]] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+FINISH_REASON_DEFAULT: Final = "stop"
+
+# OpenAI string tool_choice -> Claude tool_choice type.
+TOOL_CHOICE: Final[dict[str, str]] = {"auto": "auto", "none": "none", "required": "any"}
+
+# OpenAI reasoning_effort -> Claude thinking budget_tokens (None: thinking stays off).
+REASONING_BUDGET: Final[dict[str, int | None]] = {
+    "none": None,
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16384,
+    "xhigh": 32768,
+}
+MIN_THINKING_BUDGET: Final = 1024
+
+# Claude error type -> (OpenAI error type, OpenAI error code).
+OPENAI_ERROR: Final[dict[str, tuple[str, str | None]]] = {
+    "invalid_request_error": ("invalid_request_error", None),
+    "authentication_error": ("authentication_error", "invalid_api_key"),
+    "permission_error": ("permission_error", None),
+    "not_found_error": ("invalid_request_error", "not_found"),
+    "request_too_large": ("invalid_request_error", "request_too_large"),
+    "rate_limit_error": ("rate_limit_error", "rate_limit_exceeded"),
+    "api_error": ("server_error", None),
+    "overloaded_error": ("server_error", "overloaded"),
+    "timeout_error": ("timeout_error", "timeout"),
+}
+OPENAI_ERROR_DEFAULT: Final = ("server_error", None)
+
+# Upstream HTTP status -> the status an OpenAI client gets. 529 is Anthropic's own "overloaded"; OpenAI
+# clients know 503 as "retry later" (the openai SDKs retry any 5xx, other clients only the standard ones).
+OPENAI_STATUS: Final[dict[int, int]] = {529: 503}
+
+# Claude error type -> HTTP status, for errors that arrive inside a stream (no status of their own).
+CLAUDE_ERROR_STATUS: Final[dict[str, int]] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}

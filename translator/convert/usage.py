@@ -1,0 +1,36 @@
+"""Claude usage -> OpenAI usage.
+
+Claude counts cached input apart from ``input_tokens``; OpenAI's ``prompt_tokens`` includes it, with the
+cache hits repeated in ``prompt_tokens_details.cached_tokens``. The Claude counts are kept alongside so
+nothing about cache writes is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    inp = int(usage.get("input_tokens") or 0)
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    write = int(usage.get("cache_creation_input_tokens") or 0)
+    out = int(usage.get("output_tokens") or 0)
+    prompt = inp + read + write
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": out,
+        "total_tokens": prompt + out,
+        "prompt_tokens_details": {"cached_tokens": read},
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": write,
+    }
+
+
+def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Sum two OpenAI usage objects (for ``n`` > 1)."""
+    total = {k: a.get(k, 0) + b.get(k, 0) for k in a if isinstance(a[k], int)}
+    total["prompt_tokens_details"] = {
+        "cached_tokens": a["prompt_tokens_details"]["cached_tokens"]
+        + b["prompt_tokens_details"]["cached_tokens"]
+    }
+    return total

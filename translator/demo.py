@@ -1,0 +1,577 @@
+"""Offline fake Claude Messages API upstream.
+
+This module provides a tiny aiohttp application that speaks the Claude
+Messages API wire format without touching the network.  ``translator serve
+--demo`` points the proxy at it so newcomers can try the translation without
+an API key, and tests reuse it as a deterministic upstream.
+
+Served endpoints:
+
+* ``POST /v1/messages`` -- non-streaming JSON or SSE streaming answers.  The
+  reply is derived from the request: a ``tool_use`` call of the first (or
+  forced) tool when tools are offered, otherwise an echo of the last user
+  message (or of the first ``tool_result``).  ``stop_sequences``,
+  ``max_tokens`` and ``thinking`` are honoured in a simplified way.
+* ``POST /v1/messages/count_tokens`` -- a rough token estimate.
+* ``GET /v1/models`` and ``GET /v1/models/{model_id}`` -- two demo models.
+
+Everything is deterministic except the generated message, tool-use and
+request ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+__all__ = ["create_demo_app"]
+
+JSONObject = dict[str, Any]
+SSEEvent = tuple[str, JSONObject]
+
+REPLY_PREFIX: Final = "Demo reply (offline upstream): "
+THINKING_TEXT: Final = "Thinking about the demo request."
+MAX_ECHO_CHARS: Final = 200
+MAX_BODY_BYTES: Final = 32 * 1024 * 1024
+JSON_FRAGMENTS: Final = 3
+
+DEMO_MODELS: Final[tuple[JSONObject, ...]] = (
+    {
+        "type": "model",
+        "id": "claude-demo-1",
+        "display_name": "Claude Demo 1",
+        "created_at": "2025-01-01T00:00:00Z",
+    },
+    {
+        "type": "model",
+        "id": "claude-demo-2",
+        "display_name": "Claude Demo 2",
+        "created_at": "2025-01-01T00:00:00Z",
+    },
+)
+
+_WORD_RE: Final = re.compile(r"\S+")
+_TEXT_PIECE_RE: Final = re.compile(r"\s*\S+\s*|\s+")
+_FORCED_TOOL_CHOICES: Final = frozenset({"any", "tool"})
+_THINKING_TYPES: Final = frozenset({"enabled", "adaptive"})
+_HTTP_ERROR_TYPES: Final[dict[int, str]] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+
+
+class DemoRequestError(Exception):
+    """A request the demo upstream rejects with a Claude-shaped error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        error_type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class DemoReply:
+    """The assistant turn the demo upstream decided to produce."""
+
+    content: list[JSONObject]
+    stop_reason: str
+    stop_sequence: str | None = None
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(12)}"
+
+
+def _json_response(payload: Any, *, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(payload),
+        content_type="application/json",
+        headers={"request-id": _new_id("req_demo_")},
+    )
+
+
+def _error_response(status: int, error_type: str, message: str) -> web.Response:
+    payload = {"type": "error", "error": {"type": error_type, "message": message}}
+    return _json_response(payload, status=status)
+
+
+def _rough_token_count(raw_body: bytes) -> int:
+    return max(1, len(raw_body) // 4)
+
+
+def _count_words(text: str) -> int:
+    return len(_WORD_RE.findall(text))
+
+
+def _truncate_words(text: str, limit: int) -> str:
+    """Cut ``text`` after its ``limit``-th word, keeping original spacing."""
+    words = list(_WORD_RE.finditer(text))
+    if len(words) <= limit:
+        return text
+    return text[: words[limit - 1].end()] if limit > 0 else ""
+
+
+def _split_fragments(text: str, parts: int = JSON_FRAGMENTS) -> list[str]:
+    """Split ``text`` into at most ``parts`` non-empty consecutive pieces."""
+    parts = max(1, min(parts, len(text)))
+    size = -(-len(text) // parts)
+    return [text[i : i + size] for i in range(0, len(text), size)] or [text]
+
+
+def _dumps_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# --------------------------------------------------------------------------
+# Request parsing and validation
+# --------------------------------------------------------------------------
+
+
+async def _read_json_object(request: web.Request) -> tuple[JSONObject, bytes]:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DemoRequestError(f"Request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise DemoRequestError("Request body must be a JSON object.")
+    return body, raw
+
+
+def _require_model_and_messages(body: JSONObject) -> None:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise DemoRequestError("model: Field required (a non-empty string).")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise DemoRequestError("messages: Field required (a list of messages).")
+    if not messages:
+        raise DemoRequestError("messages: at least one message is required.")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise DemoRequestError(f"messages.{index}: must be an object with role 'user' or 'assistant'.")
+
+
+def _require_max_tokens(body: JSONObject) -> None:
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise DemoRequestError("max_tokens: Field required (an integer).")
+    if max_tokens < 1:
+        raise DemoRequestError("max_tokens: must be greater than or equal to 1.")
+
+
+def _require_stop_sequences(body: JSONObject) -> None:
+    stops = body.get("stop_sequences")
+    if stops is None:
+        return
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise DemoRequestError("stop_sequences: must be a list of strings.")
+
+
+def _require_tools(body: JSONObject) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise DemoRequestError("tools: must be a list.")
+        for index, tool in enumerate(tools):
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                raise DemoRequestError(f"tools.{index}: must be an object with a 'name'.")
+    choice = body.get("tool_choice")
+    if choice is None:
+        return
+    if not isinstance(choice, dict) or not isinstance(choice.get("type"), str):
+        raise DemoRequestError("tool_choice: must be an object with a 'type'.")
+    if choice["type"] == "tool" and _find_tool(body, choice.get("name")) is None:
+        raise DemoRequestError(f"tool_choice: tool {choice.get('name')!r} not found in tools.")
+
+
+def _validate_messages_request(body: JSONObject) -> None:
+    _require_model_and_messages(body)
+    _require_max_tokens(body)
+    _require_stop_sequences(body)
+    _require_tools(body)
+
+
+# --------------------------------------------------------------------------
+# Reading the conversation
+# --------------------------------------------------------------------------
+
+
+def _blocks(message: JSONObject) -> list[JSONObject]:
+    content = message.get("content")
+    if isinstance(content, list):
+        return [block for block in content if isinstance(block, dict)]
+    return []
+
+
+def _content_text(content: Any) -> str:
+    """Plain text of a string or a list of content blocks (text blocks only)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            block["text"]
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+        ]
+        return " ".join(texts)
+    return ""
+
+
+def _tool_results(message: JSONObject) -> list[JSONObject]:
+    return [block for block in _blocks(message) if block.get("type") == "tool_result"]
+
+
+def _last_user_message(body: JSONObject) -> JSONObject | None:
+    for message in reversed(body["messages"]):
+        if message.get("role") == "user":
+            return dict(message)
+    return None
+
+
+def _find_tool(body: JSONObject, name: Any) -> JSONObject | None:
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("name") == name:
+            return tool
+    return None
+
+
+# --------------------------------------------------------------------------
+# Building the reply
+# --------------------------------------------------------------------------
+
+
+def _tool_choice_type(body: JSONObject) -> str:
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and isinstance(choice.get("type"), str):
+        return str(choice["type"])
+    return "auto"
+
+
+def _tool_to_call(body: JSONObject) -> JSONObject | None:
+    """The tool the demo model should call, or ``None`` to answer with text."""
+    tools = body.get("tools") or []
+    choice_type = _tool_choice_type(body)
+    if not tools or choice_type == "none":
+        return None
+    last = body["messages"][-1]
+    if last.get("role") != "user" or _tool_results(last):
+        return None
+    if choice_type == "tool":
+        return _find_tool(body, body["tool_choice"].get("name"))
+    first: JSONObject = tools[0]
+    return first
+
+
+def _demo_value(schema: Any) -> Any:
+    """A placeholder value matching a JSON schema's type."""
+    if not isinstance(schema, dict):
+        return "demo"
+    if "const" in schema:
+        return schema["const"]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    json_type = schema.get("type")
+    if isinstance(json_type, list):
+        json_type = next((t for t in json_type if t != "null"), "null")
+    match json_type:
+        case "number" | "integer":
+            return 1
+        case "boolean":
+            return True
+        case "array":
+            return []
+        case "object":
+            return {}
+        case "null":
+            return None
+        case _:
+            return "demo"
+
+
+def _demo_tool_input(tool: JSONObject) -> JSONObject:
+    schema = tool.get("input_schema")
+    if not isinstance(schema, dict):
+        return {}
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    required = schema.get("required")
+    names = required if isinstance(required, list) and required else list(properties)
+    return {str(name): _demo_value(properties.get(name)) for name in names}
+
+
+def _thinking_block() -> JSONObject:
+    digest = hashlib.sha256(THINKING_TEXT.encode()).digest()
+    signature = base64.b64encode(b"demo-signature:" + digest).decode()
+    return {"type": "thinking", "thinking": THINKING_TEXT, "signature": signature}
+
+
+def _thinking_requested(body: JSONObject) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in _THINKING_TYPES
+
+
+def _tool_reply(body: JSONObject, tool: JSONObject) -> DemoReply:
+    name = str(tool["name"])
+    content: list[JSONObject] = []
+    if _tool_choice_type(body) not in _FORCED_TOOL_CHOICES:
+        content.append({"type": "text", "text": f"I'll use the {name} tool."})
+    content.append(
+        {
+            "type": "tool_use",
+            "id": _new_id("toolu_demo_"),
+            "name": name,
+            "input": _demo_tool_input(tool),
+        }
+    )
+    return DemoReply(content=content, stop_reason="tool_use")
+
+
+def _echo_text(body: JSONObject) -> str:
+    message = _last_user_message(body)
+    if message is None:
+        return f"{REPLY_PREFIX}you said: "
+    results = _tool_results(message)
+    if results:
+        result_text = _content_text(results[0].get("content"))
+        return f"{REPLY_PREFIX}got the tool result: {result_text[:MAX_ECHO_CHARS]}"
+    said = _content_text(message.get("content"))
+    return f"{REPLY_PREFIX}you said: {said[:MAX_ECHO_CHARS]}"
+
+
+def _apply_stop_sequences(text: str, stops: list[str]) -> tuple[str, str | None]:
+    """Cut ``text`` before the earliest stop sequence it contains."""
+    best: tuple[int, str] | None = None
+    for stop in stops:
+        index = text.find(stop) if stop else -1
+        if index >= 0 and (best is None or index < best[0]):
+            best = (index, stop)
+    if best is None:
+        return text, None
+    return text[: best[0]], best[1]
+
+
+def _text_reply(body: JSONObject) -> DemoReply:
+    text, stop_sequence = _apply_stop_sequences(_echo_text(body), body.get("stop_sequences") or [])
+    stop_reason = "end_turn" if stop_sequence is None else "stop_sequence"
+    max_tokens: int = body["max_tokens"]
+    if _count_words(text) > max_tokens:
+        text, stop_reason, stop_sequence = _truncate_words(text, max_tokens), "max_tokens", None
+    content = [{"type": "text", "text": text}] if text else []
+    return DemoReply(content=content, stop_reason=stop_reason, stop_sequence=stop_sequence)
+
+
+def build_reply(body: JSONObject) -> DemoReply:
+    """Decide the assistant turn for a validated Messages API request body."""
+    tool = _tool_to_call(body)
+    reply = _tool_reply(body, tool) if tool is not None else _text_reply(body)
+    if _thinking_requested(body):
+        return DemoReply([_thinking_block(), *reply.content], reply.stop_reason, reply.stop_sequence)
+    return reply
+
+
+def _block_words(block: JSONObject) -> int:
+    match block.get("type"):
+        case "text":
+            return _count_words(str(block["text"]))
+        case "thinking":
+            return _count_words(str(block["thinking"]))
+        case "tool_use":
+            return _count_words(f"{block['name']} {_dumps_text(block['input'])}")
+        case _:
+            return 0
+
+
+def build_message(body: JSONObject, input_tokens: int) -> JSONObject:
+    """The full non-streaming Claude ``message`` object for ``body``."""
+    reply = build_reply(body)
+    output_tokens = max(1, sum(_block_words(block) for block in reply.content))
+    return {
+        "id": _new_id("msg_demo_"),
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": reply.content,
+        "stop_reason": reply.stop_reason,
+        "stop_sequence": reply.stop_sequence,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+
+
+# --------------------------------------------------------------------------
+# Streaming
+# --------------------------------------------------------------------------
+
+
+def _block_start(block: JSONObject) -> JSONObject:
+    match block["type"]:
+        case "text":
+            return {"type": "text", "text": ""}
+        case "thinking":
+            return {"type": "thinking", "thinking": "", "signature": ""}
+        case _:
+            return {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+
+
+def _block_deltas(block: JSONObject) -> Iterator[JSONObject]:
+    match block["type"]:
+        case "text":
+            for piece in _TEXT_PIECE_RE.findall(block["text"]):
+                yield {"type": "text_delta", "text": piece}
+        case "thinking":
+            yield {"type": "thinking_delta", "thinking": block["thinking"]}
+            yield {"type": "signature_delta", "signature": block["signature"]}
+        case _:
+            for fragment in _split_fragments(_dumps_text(block["input"])):
+                yield {"type": "input_json_delta", "partial_json": fragment}
+
+
+def _block_events(index: int, block: JSONObject) -> Iterator[SSEEvent]:
+    start = {"type": "content_block_start", "index": index, "content_block": _block_start(block)}
+    yield "content_block_start", start
+    for delta in _block_deltas(block):
+        yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+    yield "content_block_stop", {"type": "content_block_stop", "index": index}
+
+
+def stream_events(message: JSONObject) -> Iterator[SSEEvent]:
+    """The Claude SSE event sequence that streams ``message``."""
+    usage = message["usage"]
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
+    yield "message_start", {"type": "message_start", "message": start}
+    yield "ping", {"type": "ping"}
+    for index, block in enumerate(message["content"]):
+        yield from _block_events(index, block)
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": delta,
+            "usage": {"output_tokens": usage["output_tokens"]},
+        },
+    )
+    yield "message_stop", {"type": "message_stop"}
+
+
+def _encode_sse(event_type: str, payload: JSONObject) -> bytes:
+    return b"event: " + event_type.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def _stream_message(request: web.Request, message: JSONObject) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "request-id": _new_id("req_demo_"),
+        }
+    )
+    await response.prepare(request)
+    for event_type, payload in stream_events(message):
+        await response.write(_encode_sse(event_type, payload))
+        await asyncio.sleep(0)
+    await response.write_eof()
+    return response
+
+
+# --------------------------------------------------------------------------
+# HTTP handlers
+# --------------------------------------------------------------------------
+
+
+async def _handle_messages(request: web.Request) -> web.StreamResponse:
+    body, raw = await _read_json_object(request)
+    _validate_messages_request(body)
+    message = build_message(body, _rough_token_count(raw))
+    if body.get("stream") is True:
+        return await _stream_message(request, message)
+    return _json_response(message)
+
+
+async def _handle_count_tokens(request: web.Request) -> web.StreamResponse:
+    body, raw = await _read_json_object(request)
+    _require_model_and_messages(body)
+    return _json_response({"input_tokens": _rough_token_count(raw)})
+
+
+async def _handle_list_models(request: web.Request) -> web.StreamResponse:
+    return _json_response(
+        {
+            "data": list(DEMO_MODELS),
+            "has_more": False,
+            "first_id": DEMO_MODELS[0]["id"],
+            "last_id": DEMO_MODELS[-1]["id"],
+        }
+    )
+
+
+async def _handle_get_model(request: web.Request) -> web.StreamResponse:
+    model_id = request.match_info["model_id"]
+    for model in DEMO_MODELS:
+        if model["id"] == model_id:
+            return _json_response(model)
+    raise DemoRequestError(f"model: {model_id}", status=404, error_type="not_found_error")
+
+
+@web.middleware
+async def _claude_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error (ours and aiohttp's) in the Claude error shape."""
+    try:
+        return await handler(request)
+    except DemoRequestError as exc:
+        return _error_response(exc.status, exc.error_type, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error_type = _HTTP_ERROR_TYPES.get(exc.status, "api_error")
+        return _error_response(exc.status, error_type, exc.reason)
+
+
+def create_demo_app() -> web.Application:
+    """Build the offline fake Claude Messages API application."""
+    app = web.Application(middlewares=[_claude_errors], client_max_size=MAX_BODY_BYTES)
+    app.router.add_post("/v1/messages", _handle_messages)
+    app.router.add_post("/v1/messages/count_tokens", _handle_count_tokens)
+    app.router.add_get("/v1/models", _handle_list_models)
+    app.router.add_get("/v1/models/{model_id}", _handle_get_model)
+    return app

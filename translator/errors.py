@@ -1,0 +1,75 @@
+"""The proxy's one error tree. Each class knows its HTTP status and its Claude error type;
+rendering in a caller's API shape happens once, in ``translator.convert.errors``.
+
+    TranslatorError                 (500, api_error)
+     ├── InvalidRequest             (400, invalid_request_error)  bad client input; names the param
+     │    └── BodyTooLarge          (413, request_too_large)
+     ├── AuthenticationFailed       (401, authentication_error)
+     ├── UpstreamStatusError        (the upstream's status and error, passed on as sent)
+     ├── UpstreamUnavailable        (502, api_error)  refused, reset, or an answer we cannot read
+     └── UpstreamTimeout            (504, timeout_error)
+
+This module imports nothing from aiohttp so the pure conversion layer can raise these too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TranslatorError(Exception):
+    status: int = 500
+    claude_type: str = "api_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(TranslatorError):
+    status = 400
+    claude_type = "invalid_request_error"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    claude_type = "request_too_large"
+
+
+class AuthenticationFailed(TranslatorError):
+    status = 401
+    claude_type = "authentication_error"
+
+
+class UpstreamUnavailable(TranslatorError):
+    status = 502
+    claude_type = "api_error"
+
+
+class UpstreamTimeout(TranslatorError):
+    status = 504
+    claude_type = "timeout_error"
+
+
+class UpstreamStatusError(TranslatorError):
+    """The upstream answered with an error status and a Claude error body (or something we wrapped as one)."""
+
+    def __init__(
+        self,
+        status: int,
+        body: dict[str, Any],
+        *,
+        retry_after: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        raw = body.get("error")
+        error: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        message = str(error.get("message") or f"upstream answered HTTP {status}")
+        super().__init__(message)
+        self.status = status
+        self.claude_type = str(error.get("type") or "api_error")
+        self.body = body
+        self.retry_after = retry_after
+        self.request_id = request_id

@@ -1,0 +1,5 @@
+"""The aiohttp server: app assembly, middleware, and one module per route family."""
+
+from translator.server.app import create_app
+
+__all__ = ["create_app"]

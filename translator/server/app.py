@@ -1,0 +1,62 @@
+"""``create_app(settings)``: routes, middleware, and the one upstream ClientSession (opened and closed
+with the app). With ``settings.demo`` the built-in offline upstream runs in-process on 127.0.0.1 and the
+proxy talks to it over real HTTP, exactly as it would to Anthropic.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from translator.config import Settings
+from translator.demo import create_demo_app
+from translator.server import claude_route, models_route, openai_route
+from translator.server.keys import RESOLVE, SETTINGS, UPSTREAM
+from translator.server.middleware import errors_and_log
+from translator.upstream import Upstream
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors_and_log], client_max_size=settings.server.max_body_bytes)
+    app[SETTINGS] = settings
+    app[RESOLVE] = functools.lru_cache(maxsize=4096)(settings.resolve_model)
+    app[models_route.CACHE] = {}
+    app.cleanup_ctx.append(_upstream_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/v1/chat/completions", openai_route.chat_completions)
+    app.router.add_post("/chat/completions", openai_route.chat_completions)
+    app.router.add_post("/v1/messages", claude_route.messages)
+    app.router.add_post("/v1/messages/count_tokens", claude_route.count_tokens)
+    app.router.add_get("/v1/models", models_route.list_models)
+    app.router.add_get("/v1/models/{model_id:.+}", models_route.get_model)
+    return app
+
+
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    base_url = settings.upstream.base_url
+    demo: web.AppRunner | None = None
+    if settings.demo:
+        demo = web.AppRunner(create_demo_app(), access_log=None)
+        await demo.setup()
+        site = web.TCPSite(demo, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        base_url = f"http://127.0.0.1:{port}"
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    # auto_decompress stays on; we ask for identity encoding on streams via the default Accept-Encoding.
+    session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+    app[UPSTREAM] = Upstream(settings.upstream, session, base_url)
+    try:
+        yield
+    finally:
+        await session.close()
+        if demo is not None:
+            await demo.cleanup()

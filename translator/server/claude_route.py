@@ -1,0 +1,139 @@
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens``: the Claude shape, relayed.
+
+Fidelity first: the body goes upstream as the client's bytes (re-encoded only when a model alias
+rewrites ``model``), and the answer comes back as the upstream's bytes, event by event for streams. The
+server still reads the events it needs for its log (usage, stop reason, errors), and a stream that ends
+without ``message_stop`` gets an ``event: error`` so the SDK reports it instead of a clean end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
+from translator.server.common import read_json_object, require_model
+from translator.server.keys import RESOLVE, UPSTREAM
+from translator.server.middleware import LOG
+from translator.sse import SSEDecoder, encode_event
+from translator.upstream import UpstreamResponse
+
+_STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    body, raw = await read_json_object(request)
+    raw = _validated(request, body, raw, need_max_tokens=True)
+    return await _relay(request, "/v1/messages", raw, streamed=body.get("stream") is True)
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    body, raw = await read_json_object(request)
+    raw = _validated(request, body, raw, need_max_tokens=False)
+    return await _relay(request, "/v1/messages/count_tokens", raw, streamed=False)
+
+
+def _validated(request: web.Request, body: dict[str, Any], raw: bytes, *, need_max_tokens: bool) -> bytes:
+    """Check only what we must; return the bytes to send (the client's own unless an alias applies)."""
+    asked = require_model(body)
+    if not isinstance(body.get("messages"), list):
+        raise InvalidRequest("messages: field required, an array of messages", param="messages")
+    max_tokens = body.get("max_tokens")
+    if need_max_tokens and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
+        raise InvalidRequest("max_tokens: field required, an integer", param="max_tokens")
+    model, _ = request.app[RESOLVE](asked)
+    request[LOG].update(route="claude", model=asked, upstream_model=model, stream=body.get("stream") is True)
+    if model == asked:
+        return raw
+    return orjson.dumps({**body, "model": model})
+
+
+async def _relay(request: web.Request, path: str, raw: bytes, *, streamed: bool) -> web.StreamResponse:
+    upstream = request.app[UPSTREAM]
+    headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"))
+    if request.query_string:
+        path = f"{path}?{request.query_string}"
+    async with upstream.request("POST", path, headers, raw) as source:
+        if streamed and source.is_stream:
+            return await _relay_stream(request, source)
+        data = b"".join([c async for c in source.chunks()])
+        _log_message_usage(request, data)
+        return web.Response(body=data, status=source.status, content_type="application/json",
+                            headers=_passed_headers(source))
+
+
+def _passed_headers(source: UpstreamResponse) -> dict[str, str]:
+    request_id = source.headers.get("request-id")
+    return {"request-id": request_id} if request_id else {}
+
+
+def _log_message_usage(request: web.Request, data: bytes) -> None:
+    try:
+        usage = orjson.loads(data).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return
+    if isinstance(usage, dict):
+        request[LOG]["usage"] = usage
+
+
+async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={**_STREAM_HEADERS, **_passed_headers(source)})
+    await resp.prepare(request)
+    watch = _StreamWatch()
+    try:
+        async for data in source.chunks():
+            await resp.write(data)
+            watch.feed(data)
+        watch.end()
+    except TranslatorError as err:
+        watch.failed = True
+        await resp.write(encode_event("error", {"type": "error",
+                                                "error": {"type": err.claude_type, "message": err.message}}))
+    else:
+        if not watch.complete:
+            message = "upstream stream ended before message_stop"
+            await resp.write(encode_event("error", {"type": "error",
+                                                    "error": {"type": "api_error", "message": message}}))
+    request[LOG].update(usage=watch.usage, stop_reason=watch.stop_reason, stream_error=watch.error)
+    await resp.write_eof()
+    return resp
+
+
+class _StreamWatch:
+    """Reads the relayed stream for the log: usage, stop reason, errors, and whether it completed.
+    Only the few event types it needs are parsed; the rest are counted by name alone."""
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+        self.usage: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self.error: str | None = None
+        self.complete = False
+        self.failed = False
+
+    def feed(self, data: bytes) -> None:
+        for event in self._decoder.feed(data):
+            self._event(event.event, event.data)
+
+    def end(self) -> None:
+        for event in self._decoder.flush():
+            self._event(event.event, event.data)
+
+    def _event(self, name: str | None, data: bytes) -> None:
+        if name in ("message_stop", "error"):
+            self.complete = True  # an error event is a proper end too: the SDK raises on it
+        if name not in ("message_start", "message_delta", "error"):
+            return
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamUnavailable(f"upstream sent a {name} event that is not JSON") from None
+        if name == "message_start":
+            self.usage.update(payload.get("message", {}).get("usage") or {})
+        elif name == "message_delta":
+            self.usage.update({k: v for k, v in (payload.get("usage") or {}).items() if v is not None})
+            self.stop_reason = (payload.get("delta") or {}).get("stop_reason")
+        else:
+            self.error = (payload.get("error") or {}).get("type")

@@ -1,0 +1,15 @@
+"""Typed application keys shared by the server modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from translator.config import Settings
+from translator.convert import ModelProfile
+from translator.upstream import Upstream
+
+SETTINGS = web.AppKey("settings", Settings)
+UPSTREAM = web.AppKey("upstream", Upstream)
+RESOLVE = web.AppKey("resolve", Callable[[str], tuple[str, ModelProfile]])

@@ -1,0 +1,93 @@
+"""Error rendering and the per-request log line.
+
+Every error leaves in the caller's API shape: OpenAI's on ``/v1/chat/completions``, Claude's on
+``/v1/messages*`` (and on ``/v1/models`` when the caller sent ``anthropic-version``). Nothing leaves as a
+traceback; an unexpected exception is logged and answered 500 in the right shape.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from translator.convert import claude_error_body, openai_error_body, openai_status
+from translator.convert.tables import CLAUDE_ERROR_STATUS
+from translator.errors import TranslatorError, UpstreamStatusError
+from translator.log import log
+
+LOG = "log"  # request key: a dict the handler fills with fields for the request's log line
+
+
+def is_claude_shape(request: web.Request) -> bool:
+    path = request.path
+    if path.startswith("/v1/messages"):
+        return True
+    return path.startswith("/v1/models") and "anthropic-version" in request.headers
+
+
+def error_response(request: web.Request, err: TranslatorError) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(err, UpstreamStatusError):
+        if err.retry_after:
+            headers["Retry-After"] = err.retry_after
+        if err.request_id:
+            headers["x-upstream-request-id"] = err.request_id
+    if is_claude_shape(request):
+        status, body = err.status, claude_error_body(err)
+    else:
+        status, body = openai_status(err), openai_error_body(err)
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+_STATUS_TYPE = {status: kind for kind, status in CLAUDE_ERROR_STATUS.items()}
+
+
+def http_error(exc: web.HTTPException) -> TranslatorError:
+    """aiohttp's own 4xx (404, 405, 413 ...) as one of ours, so it too leaves in the caller's shape."""
+    err = TranslatorError(exc.reason)
+    err.status = exc.status
+    err.claude_type = _STATUS_TYPE.get(exc.status, "invalid_request_error")
+    return err
+
+
+@web.middleware
+async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    fields: dict[str, Any] = {"request_id": uuid.uuid4().hex[:16], "method": request.method, "path": request.path}
+    request[LOG] = fields
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except TranslatorError as err:
+        fields["error"] = err.claude_type
+        response = error_response(request, err)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(request, http_error(exc))
+        status = response.status
+        return response
+    except ConnectionResetError:
+        fields["cancelled"] = True  # the client went away while we wrote to it
+        status = 499
+        raise
+    except Exception:
+        log.exception("unhandled error", **fields)
+        return error_response(request, TranslatorError("internal error in the proxy"))
+    except BaseException:
+        fields["cancelled"] = True  # the client went away; the handler was cancelled with it
+        status = 499
+        raise
+    finally:
+        fields["status"] = status
+        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        log.info("request", **fields)

@@ -1,0 +1,72 @@
+"""``GET /v1/models`` and ``/v1/models/{id}``: the upstream's models plus the configured aliases.
+
+OpenAI's list shape by default; Claude's (``data``, ``has_more``, ``first_id``, ``last_id``) when the
+request carries ``anthropic-version``, as the anthropic SDKs send it. The upstream list is cached for
+``models.list_cache_seconds`` when the proxy holds the upstream key (with clients' own keys, each may
+see a different list, so nothing is shared between them).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from translator.errors import InvalidRequest
+from translator.server.keys import SETTINGS, UPSTREAM
+from translator.server.middleware import is_claude_shape
+
+CACHE = web.AppKey("models_cache", dict)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    models = await _models(request)
+    if is_claude_shape(request):
+        body: dict[str, Any] = {"data": models, "has_more": False,
+                                "first_id": models[0]["id"] if models else None,
+                                "last_id": models[-1]["id"] if models else None}
+    else:
+        body = {"object": "list", "data": [_openai_model(m) for m in models]}
+    return web.json_response(body)
+
+
+async def get_model(request: web.Request) -> web.Response:
+    wanted = request.match_info["model_id"]
+    for model in await _models(request):
+        if model["id"] == wanted:
+            return web.json_response(model if is_claude_shape(request) else _openai_model(model))
+    err = InvalidRequest(f"model {wanted!r} not found", param="model", code="model_not_found")
+    err.status, err.claude_type = 404, "not_found_error"
+    raise err
+
+
+async def _models(request: web.Request) -> list[dict[str, Any]]:
+    settings, upstream = request.app[SETTINGS], request.app[UPSTREAM]
+    shared = bool(settings.upstream.api_key) or settings.demo
+    cache = request.app[CACHE]
+    if shared and cache and time.monotonic() - cache["at"] < settings.models.list_cache_seconds:
+        listed = cache["data"]
+    else:
+        headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"))
+        async with upstream.request("GET", "/v1/models?limit=1000", headers) as resp:
+            payload = await resp.json()
+        listed = [m for m in payload.get("data", []) if isinstance(m, dict) and "id" in m]
+        if shared:
+            request.app[CACHE].update(at=time.monotonic(), data=listed)
+    by_id = {m["id"]: m for m in listed}
+    aliases = [
+        {**by_id.get(target, {"type": "model", "created_at": "1970-01-01T00:00:00Z"}),
+         "id": alias, "display_name": f"{alias} (alias of {target})"}
+        for alias, target in settings.models.aliases.items()
+    ]
+    return listed + aliases
+
+
+def _openai_model(model: dict[str, Any]) -> dict[str, Any]:
+    try:
+        created = int(datetime.fromisoformat(str(model.get("created_at"))).timestamp())
+    except ValueError:
+        created = 0
+    return {"id": model["id"], "object": "model", "created": created, "owned_by": "anthropic"}

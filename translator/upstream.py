@@ -1,0 +1,142 @@
+"""The only code that speaks HTTP to a Claude upstream. Failures are mapped here, once, onto our error
+tree (``translator.errors``): refused or reset connections and unreadable answers -> UpstreamUnavailable
+(502), timeouts -> UpstreamTimeout (504), error statuses -> UpstreamStatusError with the upstream's own
+Claude error body (an HTML page from a load balancer is wrapped into one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict
+
+from translator.config import UpstreamSettings
+from translator.convert.tables import CLAUDE_ERROR_STATUS
+from translator.errors import UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
+from translator.sse import SSEDecoder, SSEEvent
+
+_STATUS_ERROR_TYPE = {status: kind for kind, status in CLAUDE_ERROR_STATUS.items()}
+_FORWARDED = ("anthropic-beta",)
+MAX_ERROR_BODY = 64 * 1024
+
+
+class UpstreamResponse:
+    """A successful (2xx) upstream answer, read as JSON, as raw bytes, or as SSE events."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers = resp.headers
+
+    @property
+    def is_stream(self) -> bool:
+        return self._resp.content_type == "text/event-stream"
+
+    async def json(self) -> Any:
+        with map_errors():
+            raw = await self._resp.read()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise UpstreamUnavailable(f"upstream answered {self.status} with a body that is not JSON") from e
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with map_errors():
+            async for data in self._resp.content.iter_any():
+                yield data
+
+    async def events(self) -> AsyncIterator[SSEEvent]:
+        decoder = SSEDecoder()
+        async for data in self.chunks():
+            for event in decoder.feed(data):
+                yield event
+        for event in decoder.flush():
+            yield event
+
+
+class Upstream:
+    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession, base_url: str) -> None:
+        self.settings = settings
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(
+            total=settings.total_timeout, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+        )
+
+    def headers(self, client: Mapping[str, str], *, version: str | None = None) -> CIMultiDict[str]:
+        """Upstream auth is ours when configured; otherwise the client's own key goes through."""
+        out: CIMultiDict[str] = CIMultiDict()
+        out["anthropic-version"] = version or self.settings.anthropic_version
+        for name in _FORWARDED:
+            if name in client:
+                out[name] = client[name]
+        key = self.settings.api_key
+        if key:
+            if self.settings.auth == "bearer":
+                out["Authorization"] = f"Bearer {key}"
+            else:
+                out["x-api-key"] = key
+        elif "x-api-key" in client:
+            out["x-api-key"] = client["x-api-key"]
+        elif "Authorization" in client:
+            out["Authorization"] = client["Authorization"]
+        return out
+
+    @asynccontextmanager
+    async def request(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> AsyncIterator[UpstreamResponse]:
+        hdrs = dict(headers)
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+        with map_errors():
+            resp = await self.session.request(
+                method, self.base_url + path, data=body, headers=hdrs, timeout=self.timeout
+            )
+        try:
+            if resp.status >= 400:
+                raise await status_error(resp)
+            yield UpstreamResponse(resp)
+        except BaseException:
+            resp.close()  # not read to the end (an error, or the client went away): drop the connection
+            raise
+        else:
+            resp.release()
+
+
+async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
+    retry_after = resp.headers.get("retry-after")
+    request_id = resp.headers.get("request-id")
+    with map_errors():
+        raw = await resp.content.read(MAX_ERROR_BODY)
+    body: Any = None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+        kind = _STATUS_ERROR_TYPE.get(resp.status, "api_error")
+        snippet = raw[:200].decode("utf-8", "replace").strip()
+        message = f"upstream answered HTTP {resp.status} ({resp.content_type}): {snippet}"
+        body = {"type": "error", "error": {"type": kind, "message": message}}
+    return UpstreamStatusError(resp.status, body, retry_after=retry_after, request_id=request_id)
+
+
+class map_errors:  # noqa: N801 - used as a context manager like contextlib's
+    """aiohttp and asyncio failures -> our error tree."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, asyncio.CancelledError):
+            return
+        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            raise UpstreamTimeout("upstream timed out") from exc
+        if isinstance(exc, aiohttp.ClientError):
+            raise UpstreamUnavailable(f"upstream unavailable: {type(exc).__name__}: {exc}") from exc
