@@ -20,7 +20,7 @@ from translator.convert.tables import CLAUDE_ERROR_STATUS
 from translator.errors import TranslatorError, UpstreamStatusError
 from translator.log import log
 
-LOG = "log"  # request key: a dict the handler fills with fields for the request's log line
+LOG = web.RequestKey("log", dict)  # fields the handler adds to the request's log line
 
 
 def is_claude_shape(request: web.Request) -> bool:
