@@ -1,0 +1,58 @@
+"""The README's first command, as a user runs it: `python -m translator serve --demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, body: dict) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, dict(resp.headers), resp.read()
+
+
+def test_serve_demo_answers_both_routes() -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TRANSLATOR_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "translator", "serve", "--demo", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=1) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("server did not start")
+        status, _, raw = _post(base + "/v1/chat/completions",
+                               {"model": "claude-demo-1", "messages": [{"role": "user", "content": "Hello"}]})
+        assert status == 200
+        body = json.loads(raw)
+        assert body["object"] == "chat.completion"
+        assert body["choices"][0]["message"]["content"] == "Demo reply (offline upstream): you said: Hello"
+        status, _, raw = _post(base + "/v1/messages", {"model": "claude-demo-1", "max_tokens": 50,
+                                                       "messages": [{"role": "user", "content": "Hi"}]})
+        assert json.loads(raw)["content"] == [{"type": "text", "text": "Demo reply (offline upstream): you said: Hi"}]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("event") == "request" and line["path"].startswith("/v1/")]
+    assert [r["status"] for r in requests] == [200, 200]
+    assert all("messages" not in r for r in requests)  # no prompt bodies in the log

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from translator.config import load_settings
+from translator.convert import ModelProfile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_loads_with_defaults() -> None:
+    settings = load_settings(str(ROOT / "config.example.toml"), env={})
+    assert settings.server.host == "127.0.0.1"
+    assert settings.server.port == 8080
+    assert settings.upstream.base_url == "https://api.anthropic.com"
+    assert settings.upstream.auth == "x-api-key"
+    assert settings.images.fetch is False
+
+
+def test_environment_overrides_file_and_flags_override_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\nport = 9000\n[upstream]\nbase_url = "http://file"\n')
+    env = {"TRANSLATOR_CONFIG": str(cfg), "ANTHROPIC_BASE_URL": "http://env", "ANTHROPIC_API_KEY": "sk-env",
+           "TRANSLATOR_HOST": "0.0.0.0"}
+    settings = load_settings(env=env, overrides={"server.port": 9100, "server.host": None})
+    assert settings.upstream.base_url == "http://env"
+    assert settings.upstream.api_key == "sk-env"
+    assert settings.server.host == "0.0.0.0"
+    assert settings.server.port == 9100
+
+
+def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nprot = 1\n")
+    with pytest.raises(ValidationError):
+        load_settings(str(cfg), env={})
+
+
+def test_model_aliases_and_profiles(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[models]\ndefault_max_tokens = 1000\n[models.aliases]\n"gpt-4o" = "claude-sonnet-4-5"\n'
+        '[models.profiles."claude-sonnet-4-5*"]\nmax_tokens = 2000\n'
+    )
+    settings = load_settings(str(cfg), env={})
+    assert settings.resolve_model("gpt-4o") == ("claude-sonnet-4-5", ModelProfile(2000, True))
+    assert settings.resolve_model("claude-3-haiku-20240307") == ("claude-3-haiku-20240307", ModelProfile(4096, False))
+    assert settings.resolve_model("claude-opus-4-1") == ("claude-opus-4-1", ModelProfile(8192, True))
+    assert settings.resolve_model("llama") == ("llama", ModelProfile(1000, False))
