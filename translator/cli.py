@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     upstream = "built-in demo upstream" if settings.demo else settings.upstream.base_url
     log.info("starting", host=settings.server.host, port=settings.server.port, upstream=upstream)
-    print(f"translator listening on http://{settings.server.host}:{settings.server.port} -> {upstream}",
-          file=sys.stderr, flush=True)
+    print(
+        f"translator listening on http://{settings.server.host}:{settings.server.port} -> {upstream}",
+        file=sys.stderr,
+        flush=True,
+    )
     web.run_app(
         create_app(settings),
         host=settings.server.host,

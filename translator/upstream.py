@@ -7,6 +7,7 @@ Claude error body (an HTML page from a load balancer is wrapped into one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -115,10 +116,8 @@ async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
     with map_errors():
         raw = await resp.content.read(MAX_ERROR_BODY)
     body: Any = None
-    try:
+    with contextlib.suppress(orjson.JSONDecodeError):
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
     if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
         kind = _STATUS_ERROR_TYPE.get(resp.status, "api_error")
         snippet = raw[:200].decode("utf-8", "replace").strip()
@@ -127,7 +126,7 @@ async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
     return UpstreamStatusError(resp.status, body, retry_after=retry_after, request_id=request_id)
 
 
-class map_errors:  # noqa: N801 - used as a context manager like contextlib's
+class map_errors:  # lower case: used like contextlib's context managers
     """aiohttp and asyncio failures -> our error tree."""
 
     def __enter__(self) -> None:

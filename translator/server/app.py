@@ -6,12 +6,13 @@ proxy talks to it over real HTTP, exactly as it would to Anthropic.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 
 from translator.config import Settings
+from translator.convert import ModelProfile
 from translator.demo import create_demo_app
 from translator.server import claude_route, models_route, openai_route
 from translator.server.keys import RESOLVE, SETTINGS, UPSTREAM
@@ -26,7 +27,8 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors_and_log], client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
-    app[RESOLVE] = functools.lru_cache(maxsize=4096)(settings.resolve_model)
+    resolve: Callable[[str], tuple[str, ModelProfile]] = functools.lru_cache(maxsize=4096)(settings.resolve_model)
+    app[RESOLVE] = resolve
     app[models_route.CACHE] = {}
     app.cleanup_ctx.append(_upstream_ctx)
     app.router.add_get("/healthz", healthz)

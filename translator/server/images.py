@@ -47,7 +47,7 @@ async def _inline(block: dict[str, Any], session: aiohttp.ClientSession, cfg: Im
             if media_type not in IMAGE_TYPES:
                 raise InvalidRequest(f"image {url} has type {media_type!r} (jpeg, png, gif, webp)")
             data = await resp.content.read(cfg.max_bytes + 1)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientError) as e:
         raise InvalidRequest(f"could not fetch image {url}: {type(e).__name__}") from e
     if len(data) > cfg.max_bytes:
         raise InvalidRequest(f"image {url} is larger than {cfg.max_bytes} bytes")

@@ -12,4 +12,4 @@ from translator.upstream import Upstream
 
 SETTINGS = web.AppKey("settings", Settings)
 UPSTREAM = web.AppKey("upstream", Upstream)
-RESOLVE = web.AppKey("resolve", Callable[[str], tuple[str, ModelProfile]])
+RESOLVE: web.AppKey[Callable[[str], tuple[str, ModelProfile]]] = web.AppKey("resolve")

@@ -100,22 +100,34 @@ async def _stream(
         try:
             async with asyncio.TaskGroup() as group:
                 opening = [
-                    group.create_task(stack.enter_async_context(upstream.request("POST", MESSAGES, upstream_headers, body)))
+                    group.create_task(
+                        stack.enter_async_context(upstream.request("POST", MESSAGES, upstream_headers, body))
+                    )
                     for _ in range(conv.n)
                 ]
         except* TranslatorError as eg:
             raise eg.exceptions[0] from None
         sources = [t.result() for t in opening]
         resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                     **headers}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                **headers,
+            }
         )
         await resp.prepare(request)
         model = str(conv.body["model"])
         stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
         converters = [
-            StreamConverter(created=created, model=model, index=i, json_tool=conv.json_tool, stream_id=stream_id,
-                            include_usage=conv.include_usage and conv.n == 1)
+            StreamConverter(
+                created=created,
+                model=model,
+                index=i,
+                json_tool=conv.json_tool,
+                stream_id=stream_id,
+                include_usage=conv.include_usage and conv.n == 1,
+            )
             for i in range(conv.n)
         ]
         if conv.n == 1:
@@ -126,8 +138,18 @@ async def _stream(
             usage = converters[0].usage
             for c in converters[1:]:
                 usage = add_usage(usage, c.usage)
-            await resp.write(encode_data({"id": stream_id, "object": "chat.completion.chunk", "created": created,
-                                          "model": model, "choices": [], "usage": usage}))
+            await resp.write(
+                encode_data(
+                    {
+                        "id": stream_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            )
         if clean:
             await resp.write(DONE)
         request[LOG]["usage"] = converters[0].usage if conv.n == 1 else None
@@ -159,7 +181,9 @@ class _ChoiceFailed(Exception):
     pass
 
 
-async def _pump_all(sources: list[UpstreamResponse], converters: list[StreamConverter], resp: web.StreamResponse) -> bool:
+async def _pump_all(
+    sources: list[UpstreamResponse], converters: list[StreamConverter], resp: web.StreamResponse
+) -> bool:
     lock = asyncio.Lock()
 
     async def write(data: bytes) -> None:
@@ -169,6 +193,7 @@ async def _pump_all(sources: list[UpstreamResponse], converters: list[StreamConv
     async def one(source: UpstreamResponse, conv: StreamConverter) -> None:
         if not await _pump(source, conv, write):
             raise _ChoiceFailed  # one choice failed: the client's stream ends there, the others stop
+
     failed = False
     try:
         async with asyncio.TaskGroup() as group:
