@@ -1,0 +1,103 @@
+"""Stream lifecycle on the OpenAI route: chunks flow as events arrive, failures end the stream with an
+error chunk (never a clean stop), and a client that leaves cancels the upstream request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from tests.fakes import FakeUpstream
+
+START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                              "model": "claude-x", "content": [], "stop_reason": None,
+                                              "usage": {"input_tokens": 3, "output_tokens": 1}}}
+TEXT_START = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+
+
+def _delta(text: str) -> dict:
+    return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+
+
+def _sse(*events: dict) -> bytes:
+    return b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in events)
+
+
+REQUEST = {"model": "claude-x", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _data_lines(raw: bytes) -> list[bytes]:
+    return [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+
+
+async def test_first_chunk_arrives_while_upstream_holds_the_rest(proxy, fake_upstream: FakeUpstream) -> None:
+    head = _sse(START, TEXT_START, _delta("Hel"))
+    fake_upstream.sse(head + _sse(_delta("lo")), chunk_size=len(head), delay=30)
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    assert resp.status == 200
+    seen = b""
+    async with asyncio.timeout(5):
+        while b'"content":"Hel"' not in seen:
+            seen += await resp.content.readany()
+    first = orjson.loads(_data_lines(seen)[0])
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    # The client leaves: the upstream request must be cancelled, not left running (and billing).
+    resp.close()
+    async with asyncio.timeout(5):
+        while fake_upstream.cancelled == 0:
+            await asyncio.sleep(0.02)
+    assert fake_upstream.cancelled == 1
+
+
+async def test_stream_cut_before_message_stop_ends_in_an_error_chunk(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.sse(_sse(START, TEXT_START, _delta("partial")))
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    lines = _data_lines(await resp.read())
+    assert b"[DONE]" not in lines
+    assert orjson.loads(lines[-1]) == {"error": {"message": "upstream stream ended before message_stop",
+                                                 "type": "server_error", "param": None, "code": None}}
+    assert all(orjson.loads(x)["choices"][0]["finish_reason"] is None for x in lines[:-1])
+
+
+async def test_error_event_mid_stream_becomes_the_last_chunk(proxy, fake_upstream: FakeUpstream) -> None:
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    fake_upstream.sse(_sse(START, TEXT_START, _delta("a"), error))
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    lines = _data_lines(await resp.read())
+    assert orjson.loads(lines[-1]) == {"error": {"message": "Overloaded", "type": "server_error", "param": None,
+                                                 "code": "overloaded"}}
+    assert b"[DONE]" not in lines
+
+
+async def test_bytes_that_are_not_sse_give_an_error_chunk(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.sse(b"<html>bad gateway</html>\n\n")
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    lines = _data_lines(await resp.read())
+    assert len(lines) == 1
+    assert orjson.loads(lines[0])["error"]["message"] == "upstream stream ended before message_stop"
+
+
+async def test_event_data_that_is_not_json_gives_an_error_chunk(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.sse(_sse(START) + b"event: content_block_start\ndata: {not json\n\n")
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    lines = _data_lines(await resp.read())
+    err = orjson.loads(lines[-1])["error"]
+    assert err["type"] == "server_error"
+    assert err["message"].startswith("upstream stream event is not JSON")
+
+
+async def test_non_json_success_body_is_a_502(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.raw(200, b"<html>oops</html>", content_type="application/json")
+    resp = await proxy.post("/v1/chat/completions", json={**REQUEST, "stream": False})
+    assert resp.status == 502
+    assert await resp.json() == {"error": {"message": "upstream answered 200 with a body that is not JSON",
+                                           "type": "server_error", "param": None, "code": None}}
+
+
+async def test_upstream_timeout_is_a_504(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(upstream={"read_timeout": 0.3})
+    fake_upstream.sse(_sse(START) + b"", chunk_size=1, delay=1.0)  # one byte, then silence
+    resp = await proxy.post("/v1/chat/completions", json={**REQUEST, "stream": False})
+    assert resp.status == 504
+    body = await resp.json()
+    assert body["error"]["type"] == "timeout_error"
