@@ -1,15 +1,18 @@
-"""Command line: ``translator serve [--config FILE] [--host H] [--port P] [--demo]``."""
+"""Command line: ``translator serve [--config FILE] [--host H] [--port P] [--demo] [--workers N]``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
+import os
+import signal
 import sys
 
 from aiohttp import web
 
-from translator.config import load_settings
+from translator.config import Settings, load_settings
 from translator.log import configure_logging, log
 from translator.server import create_app
 
@@ -22,28 +25,61 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--demo", action="store_true", help="use the built-in offline demo upstream (no key needed)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     args = parser.parse_args(argv)
     settings = load_settings(
         args.config, overrides={"server.host": args.host, "server.port": args.port, "demo": args.demo or None}
     )
     configure_logging(settings.server.log_level)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     upstream = "built-in demo upstream" if settings.demo else settings.upstream.base_url
-    log.info("starting", host=settings.server.host, port=settings.server.port, upstream=upstream)
+    log.info("starting", host=settings.server.host, port=settings.server.port, upstream=upstream, workers=args.workers)
     print(
         f"translator listening on http://{settings.server.host}:{settings.server.port} -> {upstream}",
         file=sys.stderr,
         flush=True,
     )
+    if args.workers <= 1:
+        _run(settings, reuse_port=False)
+    else:
+        _run_workers(settings, args.workers)
+    return 0
+
+
+def _run(settings: Settings, *, reuse_port: bool) -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
         create_app(settings),
         host=settings.server.host,
         port=settings.server.port,
+        reuse_port=reuse_port,
         handler_cancellation=True,  # a client that goes away cancels its handler, and so the upstream call
         access_log=None,
         print=None,
     )
-    return 0
+
+
+def _run_workers(settings: Settings, count: int) -> None:
+    """N processes bind the same port with SO_REUSEPORT; the kernel spreads connections between them."""
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_worker, args=(settings,), daemon=False) for _ in range(count)]
+    for w in workers:
+        w.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for w in workers:
+            if w.pid is not None and w.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for w in workers:
+        w.join()
+
+
+def _worker(settings: Settings) -> None:
+    configure_logging(settings.server.log_level)
+    _run(settings, reuse_port=True)

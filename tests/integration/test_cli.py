@@ -56,3 +56,29 @@ def test_serve_demo_answers_both_routes() -> None:
     requests = [line for line in lines if line.get("event") == "request" and line["path"].startswith("/v1/")]
     assert [r["status"] for r in requests] == [200, 200]
     assert all("messages" not in r for r in requests)  # no prompt bodies in the log
+
+
+def test_workers_share_one_port_and_stop_on_sigterm() -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TRANSLATOR_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "translator", "serve", "--demo", "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        answered = 0
+        deadline = time.monotonic() + 20
+        while answered < 10 and time.monotonic() < deadline:
+            try:
+                status, _, _ = _post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                     {"model": "m", "messages": [{"role": "user", "content": "x"}]})
+                answered += status == 200
+            except OSError:
+                time.sleep(0.1)
+        assert answered == 10
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    logged = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+    assert sum(1 for x in logged if x.get("path") == "/v1/chat/completions") == 10
