@@ -25,6 +25,8 @@ class _Frozen(BaseModel):
 
 class ServerSettings(_Frozen):
     host: str = "127.0.0.1"
+    # With no [[keys]] the proxy is open to anyone who reaches it, so it binds loopback only unless this is true.
+    allow_open_access: bool = False
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     strict: bool = False  # every ignored OpenAI field becomes a 400
@@ -39,6 +41,21 @@ class UpstreamSettings(_Frozen):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(600.0, gt=0)  # longest silence between two bytes of an answer
     total_timeout: float = Field(900.0, gt=0)
+
+
+class KeySettings(_Frozen):
+    """A client key: stored as a hash (``translator keys create`` prints both)."""
+
+    name: str
+    hash: str  # "sha256:<hex>"
+    models: list[str] = ["*"]  # exact names or glob patterns this key may use
+    rpm: int | None = Field(None, ge=1)  # requests per minute
+    tpm: int | None = Field(None, ge=1)  # tokens (input + output) per minute
+    concurrency: int | None = Field(None, ge=1)  # requests in flight at once
+
+
+class RedisSettings(_Frozen):
+    url: str = ""  # e.g. redis://127.0.0.1:6379/0; empty: limits and stickiness live in process memory
 
 
 class ImageSettings(_Frozen):
@@ -78,6 +95,8 @@ class Settings(_Frozen):
     upstream: UpstreamSettings = UpstreamSettings()
     images: ImageSettings = ImageSettings()
     models: ModelSettings = ModelSettings()
+    keys: list[KeySettings] = []
+    redis: RedisSettings = RedisSettings()
     demo: bool = False
 
     def resolve_model(self, name: str) -> tuple[str, ModelProfile]:

@@ -5,6 +5,8 @@ rendering in a caller's API shape happens once, in ``translator.convert.errors``
      ├── InvalidRequest             (400, invalid_request_error)  bad client input; names the param
      │    └── BodyTooLarge          (413, request_too_large)
      ├── AuthenticationFailed       (401, authentication_error)
+     ├── PermissionDenied           (403, permission_error)  the key may not use that model
+     ├── RateLimited                (429, rate_limit_error)  a client key's own limits; carries headers
      ├── UpstreamStatusError        (the upstream's status and error, passed on as sent)
      ├── UpstreamUnavailable        (502, api_error)  refused, reset, or an answer we cannot read
      └── UpstreamTimeout            (504, timeout_error)
@@ -41,6 +43,21 @@ class BodyTooLarge(InvalidRequest):
 class AuthenticationFailed(TranslatorError):
     status = 401
     claude_type = "authentication_error"
+
+
+class PermissionDenied(TranslatorError):
+    status = 403
+    claude_type = "permission_error"
+
+
+class RateLimited(TranslatorError):
+    status = 429
+    claude_type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 class UpstreamUnavailable(TranslatorError):
