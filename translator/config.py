@@ -34,6 +34,7 @@ class ServerSettings(_Frozen):
 
 
 class UpstreamSettings(_Frozen):
+    name: str = "default"
     base_url: str = ANTHROPIC_API
     api_key: str = ""  # empty: forward the client's own key
     auth: Literal["x-api-key", "bearer"] = "x-api-key"
@@ -41,6 +42,18 @@ class UpstreamSettings(_Frozen):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(600.0, gt=0)  # longest silence between two bytes of an answer
     total_timeout: float = Field(900.0, gt=0)
+    weight: float = Field(1.0, gt=0)  # share of requests among the upstreams serving a model
+    models: list[str] = ["*"]  # exact names or glob patterns of the upstream model ids it serves
+
+
+class RoutingSettings(_Frozen):
+    max_attempts: int = Field(3, ge=1)  # upstream attempts for one request, the first included
+    max_retry_seconds: float = Field(30.0, ge=0)  # total time spent waiting between attempts
+    failures_before_cooldown: int = Field(3, ge=1)  # consecutive failures that take an upstream out
+    cooldown_seconds: float = Field(30.0, ge=0)  # how long it stays out before it is probed again
+    sticky_ttl_seconds: float = Field(3600.0, ge=0)  # how long a conversation keeps its upstream; 0: off
+    # Headers naming a conversation, besides metadata.user_id (Claude route) and user (OpenAI route).
+    session_headers: list[str] = ["x-session-id", "x-claude-code-session-id"]
 
 
 class KeySettings(_Frozen):
@@ -93,11 +106,17 @@ BUILTIN_PROFILES: dict[str, ProfileSettings] = {
 class Settings(_Frozen):
     server: ServerSettings = ServerSettings()
     upstream: UpstreamSettings = UpstreamSettings()
+    upstreams: list[UpstreamSettings] = []  # several upstreams; when given, [upstream] is not used
+    routing: RoutingSettings = RoutingSettings()
     images: ImageSettings = ImageSettings()
     models: ModelSettings = ModelSettings()
     keys: list[KeySettings] = []
     redis: RedisSettings = RedisSettings()
     demo: bool = False
+
+    @property
+    def upstream_list(self) -> list[UpstreamSettings]:
+        return self.upstreams or [self.upstream]
 
     def resolve_model(self, name: str) -> tuple[str, ModelProfile]:
         """A client's model name -> the upstream model id and what we know of it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,20 +34,44 @@ class UpstreamResponse:
         self._resp = resp
         self.status = resp.status
         self.headers = resp.headers
+        self._body: bytes | None = None
+        self._prefix: list[bytes] = []
 
     @property
     def is_stream(self) -> bool:
         return self._resp.content_type == "text/event-stream"
 
+    async def body(self) -> bytes:
+        if self._body is None:
+            with map_errors():
+                self._body = await self._resp.read()
+        return self._body
+
     async def json(self) -> Any:
-        with map_errors():
-            raw = await self._resp.read()
+        raw = await self.body()
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise UpstreamUnavailable(f"upstream answered {self.status} with a body that is not JSON") from e
 
+    async def prime(self) -> None:
+        """Read a stream up to its first content event, so that the request can still be retried
+        elsewhere when the upstream fails before that (an ``error`` event first, a reset, a stall).
+        What was read is replayed by ``chunks()``."""
+        decoder = SSEDecoder()
+        with map_errors():
+            async for data in self._resp.content.iter_any():
+                self._prefix.append(data)
+                for event in decoder.feed(data):
+                    if event.event == "error":
+                        raise stream_error(event)
+                    if event.event in _STARTED:
+                        return
+
     async def chunks(self) -> AsyncIterator[bytes]:
+        prefix, self._prefix = self._prefix, []
+        for data in prefix:
+            yield data
         with map_errors():
             async for data in self._resp.content.iter_any():
                 yield data
@@ -60,17 +85,39 @@ class UpstreamResponse:
             yield event
 
 
+_STARTED = frozenset({"content_block_start", "content_block_delta", "message_delta", "message_stop"})
+
+
+def stream_error(event: SSEEvent) -> UpstreamStatusError:
+    """An ``error`` event before any content: treated like the error status it stands for."""
+    try:
+        body = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        body = None
+    if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+        body = {"type": "error", "error": {"type": "api_error", "message": "upstream stream error"}}
+    status = CLAUDE_ERROR_STATUS.get(str(body["error"].get("type")), 500)
+    return UpstreamStatusError(status, body)
+
+
 class Upstream:
     def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession, base_url: str) -> None:
         self.settings = settings
+        self.name = settings.name
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(
             total=settings.total_timeout, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
 
-    def headers(self, client: Mapping[str, str], *, version: str | None = None) -> CIMultiDict[str]:
-        """Upstream auth is ours when configured; otherwise the client's own key goes through."""
+    def serves(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.settings.models)
+
+    def headers(
+        self, client: Mapping[str, str], *, version: str | None = None, forward_key: bool = True
+    ) -> CIMultiDict[str]:
+        """Upstream auth is ours when configured; otherwise the client's own key goes through
+        (unless it is one of our own client keys: ``forward_key=False``)."""
         out: CIMultiDict[str] = CIMultiDict()
         out["anthropic-version"] = version or self.settings.anthropic_version
         for name in _FORWARDED:
@@ -82,6 +129,8 @@ class Upstream:
                 out["Authorization"] = f"Bearer {key}"
             else:
                 out["x-api-key"] = key
+        elif not forward_key:
+            pass
         elif "x-api-key" in client:
             out["x-api-key"] = client["x-api-key"]
         elif "Authorization" in client:

@@ -95,7 +95,7 @@ async def test_non_json_success_body_is_a_502(proxy, fake_upstream: FakeUpstream
 
 
 async def test_upstream_timeout_is_a_504(make_proxy, fake_upstream: FakeUpstream) -> None:
-    proxy = await make_proxy(upstream={"read_timeout": 0.3})
+    proxy = await make_proxy(upstream={"read_timeout": 0.3}, routing={"max_attempts": 1})
     fake_upstream.sse(_sse(START) + b"", chunk_size=1, delay=1.0)  # one byte, then silence
     resp = await proxy.post("/v1/chat/completions", json={**REQUEST, "stream": False})
     assert resp.status == 504

@@ -14,8 +14,9 @@ from aiohttp import web
 from translator.config import Settings
 from translator.convert import ModelProfile
 from translator.demo import create_demo_app
+from translator.router import UpstreamPool
 from translator.server import claude_route, models_route, openai_route
-from translator.server.keys import RESOLVE, SETTINGS, UPSTREAM
+from translator.server.keys import POOL, RESOLVE, SETTINGS, UPSTREAM
 from translator.server.middleware import errors_and_log
 from translator.upstream import Upstream
 
@@ -53,9 +54,12 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         base_url = f"http://127.0.0.1:{port}"
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    # auto_decompress stays on; we ask for identity encoding on streams via the default Accept-Encoding.
     session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-    app[UPSTREAM] = Upstream(settings.upstream, session, base_url)
+    upstreams = [
+        Upstream(s, session, base_url if settings.demo else s.base_url) for s in settings.upstream_list
+    ]
+    app[UPSTREAM] = upstreams[0]
+    app[POOL] = UpstreamPool(upstreams, settings.routing)
     try:
         yield
     finally:

@@ -8,8 +8,10 @@ from aiohttp import web
 
 from translator.config import Settings
 from translator.convert import ModelProfile
+from translator.router import UpstreamPool
 from translator.upstream import Upstream
 
 SETTINGS = web.AppKey("settings", Settings)
 UPSTREAM = web.AppKey("upstream", Upstream)
 RESOLVE: web.AppKey[Callable[[str], tuple[str, ModelProfile]]] = web.AppKey("resolve")
+POOL = web.AppKey("pool", UpstreamPool)

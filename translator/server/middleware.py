@@ -19,8 +19,22 @@ from translator.convert import claude_error_body, openai_error_body, openai_stat
 from translator.convert.tables import CLAUDE_ERROR_STATUS
 from translator.errors import TranslatorError, UpstreamStatusError
 from translator.log import log
+from translator.server.keys import SETTINGS
 
 LOG = web.RequestKey("log", dict)  # fields the handler adds to the request's log line
+STARTED = web.RequestKey("started", float)  # time.perf_counter() when the request came in
+FORWARD_KEY = web.RequestKey("forward_key", bool)  # may the client's own key go upstream?
+
+
+def session_key(request: web.Request, from_body: object) -> str | None:
+    """What names a conversation, for upstream stickiness: the body's user id, else a session header."""
+    if isinstance(from_body, str) and from_body:
+        return from_body
+    for name in request.app[SETTINGS].routing.session_headers:
+        value = request.headers.get(name)
+        if value:
+            return value
+    return None
 
 
 def is_claude_shape(request: web.Request) -> bool:
@@ -60,6 +74,7 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
     started = time.perf_counter()
     fields: dict[str, Any] = {"request_id": uuid.uuid4().hex[:16], "method": request.method, "path": request.path}
     request[LOG] = fields
+    request[STARTED] = started
     status = 500
     try:
         response = await handler(request)

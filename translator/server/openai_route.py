@@ -11,7 +11,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,36 +28,58 @@ from translator.convert import (
     openai_error_body,
 )
 from translator.errors import TranslatorError
+from translator.router import Attempted
 from translator.server.common import header_text, read_json_object, require_model
 from translator.server.images import inline_images
-from translator.server.keys import RESOLVE, SETTINGS, UPSTREAM
-from translator.server.middleware import LOG
+from translator.server.keys import POOL, RESOLVE, SETTINGS, UPSTREAM
+from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
 from translator.sse import DONE, SSEEvent, encode_data
-from translator.upstream import Upstream, UpstreamResponse
+from translator.upstream import UpstreamResponse
 
 MESSAGES = "/v1/messages"
 Write = Callable[[bytes], Awaitable[None]]
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    settings, upstream = request.app[SETTINGS], request.app[UPSTREAM]
+    settings = request.app[SETTINGS]
     req, _ = await read_json_object(request)
     asked = require_model(req)
     model, profile = request.app[RESOLVE](asked)
     conv = convert_request(req, model=model, profile=profile, strict=settings.server.strict)
     if settings.images.fetch:
-        await inline_images(conv.body, upstream.session, settings.images)
+        await inline_images(conv.body, request.app[UPSTREAM].session, settings.images)
     request[LOG].update(route="openai", model=asked, upstream_model=model, stream=conv.stream, n=conv.n)
+    call = _Call(request, orjson.dumps(conv.body), model, session_key(request, req.get("user")))
     headers = _policy_headers(conv)
-    upstream_headers = upstream.headers(request.headers)
-    body = orjson.dumps(conv.body)
     created = int(time.time())
     if conv.stream:
-        return await _stream(request, upstream, conv, upstream_headers, body, created, headers)
-    messages = await _complete_all(upstream, upstream_headers, body, conv.n)
+        return await _stream(request, call, conv, created, headers)
+    messages = await _complete_all(call, conv.n)
     completion = convert_responses(messages, created=created, model=model, json_tool=conv.json_tool)
     request[LOG]["usage"] = completion["usage"]
     return web.Response(body=orjson.dumps(completion), content_type="application/json", headers=headers)
+
+
+@dataclass(slots=True)
+class _Call:
+    """One request's upstream call, opened once per choice."""
+
+    request: web.Request
+    body: bytes
+    model: str
+    session: str | None
+
+    def open(self, *, stream: bool) -> AbstractAsyncContextManager[Attempted]:
+        return self.request.app[POOL].forward(
+            "POST",
+            MESSAGES,
+            self.body,
+            self.request.headers,
+            model=self.model,
+            stream=stream,
+            session=self.session,
+            forward_key=self.request.get(FORWARD_KEY, True),
+        )
 
 
 def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
@@ -68,10 +91,11 @@ def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
     return headers
 
 
-async def _complete_all(upstream: Upstream, headers: Any, body: bytes, n: int) -> list[dict[str, Any]]:
+async def _complete_all(call: _Call, n: int) -> list[dict[str, Any]]:
     async def one() -> dict[str, Any]:
-        async with upstream.request("POST", MESSAGES, headers, body) as resp:
-            message = await resp.json()
+        async with call.open(stream=False) as done:
+            call.request[LOG].update(upstream=done.upstream.name, attempts=done.attempts)
+            message = await done.response.json()
         if not isinstance(message, dict):
             raise StreamProtocolError("upstream answered with JSON that is not a message object")
         return message
@@ -87,42 +111,29 @@ async def _complete_all(upstream: Upstream, headers: Any, body: bytes, n: int) -
 
 
 async def _stream(
-    request: web.Request,
-    upstream: Upstream,
-    conv: ConvertedRequest,
-    upstream_headers: Any,
-    body: bytes,
-    created: int,
-    headers: dict[str, str],
+    request: web.Request, call: _Call, conv: ConvertedRequest, created: int, headers: dict[str, str]
 ) -> web.StreamResponse:
     async with AsyncExitStack() as stack:
-        # Open every upstream stream before answering, so an upstream error status is still ours to send.
+        # Open every upstream stream (up to its first content event) before answering, so that an upstream
+        # failure can still be retried elsewhere, or answered with a proper error status.
         try:
             async with asyncio.TaskGroup() as group:
-                opening = [
-                    group.create_task(
-                        stack.enter_async_context(upstream.request("POST", MESSAGES, upstream_headers, body))
-                    )
-                    for _ in range(conv.n)
-                ]
+                opening = [group.create_task(stack.enter_async_context(call.open(stream=True))) for _ in range(conv.n)]
         except* TranslatorError as eg:
             raise eg.exceptions[0] from None
         sources = [t.result() for t in opening]
-        resp = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                **headers,
-            }
+        request[LOG].update(
+            upstream=sources[0].upstream.name,
+            attempts=sources[0].attempts,
+            ttft_ms=round((time.perf_counter() - request[STARTED]) * 1000, 2),
         )
+        resp = web.StreamResponse(headers={**_STREAM_HEADERS, **headers})
         await resp.prepare(request)
-        model = str(conv.body["model"])
         stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
         converters = [
             StreamConverter(
                 created=created,
-                model=model,
+                model=call.model,
                 index=i,
                 json_tool=conv.json_tool,
                 stream_id=stream_id,
@@ -131,30 +142,33 @@ async def _stream(
             for i in range(conv.n)
         ]
         if conv.n == 1:
-            clean = await _pump(sources[0], converters[0], resp.write)
+            clean = await _pump(sources[0].response, converters[0], resp.write)
         else:
-            clean = await _pump_all(sources, converters, resp)
+            clean = await _pump_all([s.response for s in sources], converters, resp)
         if clean and conv.include_usage and conv.n > 1:
-            usage = converters[0].usage
-            for c in converters[1:]:
-                usage = add_usage(usage, c.usage)
-            await resp.write(
-                encode_data(
-                    {
-                        "id": stream_id,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model,
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
-            )
+            await resp.write(encode_data(_usage_chunk(stream_id, created, call.model, converters)))
         if clean:
             await resp.write(DONE)
         request[LOG]["usage"] = converters[0].usage if conv.n == 1 else None
         await resp.write_eof()
         return resp
+
+
+_STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _usage_chunk(stream_id: str | None, created: int, model: str, converters: list[StreamConverter]) -> dict[str, Any]:
+    usage = converters[0].usage
+    for c in converters[1:]:
+        usage = add_usage(usage, c.usage)
+    return {
+        "id": stream_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage,
+    }
 
 
 async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -> bool:

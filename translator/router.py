@@ -1,0 +1,199 @@
+"""Choosing an upstream for each request, and failing over.
+
+- Candidates are the upstreams whose ``models`` patterns match the model, spread by ``weight``.
+- A conversation (a session key) sticks to the upstream that last served it while that one is healthy,
+  so the upstream's prompt cache keeps hitting.
+- Before any byte has gone to the client, connect errors, timeouts, 429, 5xx and 529 (and an ``error``
+  event ahead of a stream's first content) move the request to the next candidate, honouring
+  ``Retry-After``, within ``routing.max_attempts`` and ``routing.max_retry_seconds``.
+- An upstream that fails ``failures_before_cooldown`` times in a row (or says Retry-After) is taken out for
+  a cool-down; after it, the next request probes it, and one success puts it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from translator.config import RoutingSettings
+from translator.errors import (
+    InvalidRequest,
+    TranslatorError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from translator.upstream import Upstream, UpstreamResponse
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+BACKOFF = 0.25  # seconds before retrying the same upstream, doubled each time
+
+
+@dataclass
+class _Health:
+    failures: int = 0
+    out_until: float = 0.0
+
+
+@dataclass
+class Attempted:
+    """The outcome handed to a route: the open response and how it was reached."""
+
+    upstream: Upstream
+    response: UpstreamResponse
+    attempts: int
+
+
+class StickyStoreLike:  # the interface of translator.gateway.sticky stores
+    async def get(self, session: str) -> str | None: ...
+    async def set(self, session: str, upstream: str, ttl: float) -> None: ...
+
+
+def retryable(err: TranslatorError) -> bool:
+    if isinstance(err, (UpstreamUnavailable, UpstreamTimeout)):
+        return True
+    return isinstance(err, UpstreamStatusError) and (err.status in RETRY_STATUSES or err.status >= 500)
+
+
+def retry_after_seconds(err: TranslatorError) -> float | None:
+    value = getattr(err, "retry_after", None)
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from APIs; fall back to our own backoff
+
+
+class UpstreamPool:
+    def __init__(
+        self,
+        upstreams: list[Upstream],
+        settings: RoutingSettings,
+        sticky: StickyStoreLike | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        on_health: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self.upstreams = upstreams
+        self.settings = settings
+        self.sticky = sticky
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._health = {u.name: _Health() for u in upstreams}
+        self._on_health = on_health or (lambda name, ok: None)
+
+    # --- health ---
+
+    def healthy(self, upstream: Upstream) -> bool:
+        return self._health[upstream.name].out_until <= self._clock()
+
+    def succeeded(self, upstream: Upstream) -> None:
+        health = self._health[upstream.name]
+        if health.failures or health.out_until:
+            self._on_health(upstream.name, True)
+        health.failures, health.out_until = 0, 0.0
+
+    def failed(self, upstream: Upstream, err: TranslatorError) -> None:
+        health = self._health[upstream.name]
+        health.failures += 1
+        now = self._clock()
+        pause = retry_after_seconds(err)
+        if health.failures >= self.settings.failures_before_cooldown:
+            pause = max(pause or 0.0, self.settings.cooldown_seconds)
+        if pause:
+            health.out_until = max(health.out_until, now + pause)
+            self._on_health(upstream.name, False)
+
+    # --- choice ---
+
+    def plan(self, model: str, preferred: str | None = None) -> list[Upstream]:
+        """The order to try upstreams in: the sticky one if healthy, then healthy ones by weighted
+        random order, then those cooling down (soonest back first), as a last resort."""
+        serving = [u for u in self.upstreams if u.serves(model)]
+        if not serving:
+            err = InvalidRequest(f"no upstream serves model {model!r}", param="model", code="model_not_found")
+            err.status, err.claude_type = 404, "not_found_error"
+            raise err
+        healthy = [u for u in serving if self.healthy(u)]
+        cooling = sorted((u for u in serving if not self.healthy(u)), key=lambda u: self._health[u.name].out_until)
+        ordered = self._weighted_order(healthy)
+        sticky = next((u for u in ordered if u.name == preferred), None)
+        if sticky is not None:
+            ordered.remove(sticky)
+            ordered.insert(0, sticky)
+        return ordered + cooling
+
+    def _weighted_order(self, upstreams: list[Upstream]) -> list[Upstream]:
+        # Efraimidis-Spirakis: sort by u^(1/w), a weighted shuffle in one pass.
+        keyed = [(self._rng.random() ** (1.0 / u.settings.weight), i) for i, u in enumerate(upstreams)]
+        return [upstreams[i] for _, i in sorted(keyed, reverse=True)]
+
+    # --- sending ---
+
+    @asynccontextmanager
+    async def forward(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        client_headers: Mapping[str, str],
+        *,
+        model: str,
+        stream: bool,
+        session: str | None = None,
+        version: str | None = None,
+        forward_key: bool = True,
+    ) -> AsyncIterator[Attempted]:
+        preferred = await self.sticky.get(session) if self.sticky and session else None
+        plan = self.plan(model, preferred)
+        deadline = self._clock() + self.settings.max_retry_seconds
+        last: TranslatorError | None = None
+        previous: Upstream | None = None
+        for attempt in range(self.settings.max_attempts):
+            upstream = plan[attempt % len(plan)]
+            if last is not None and not await self._wait_before(
+                upstream, upstream is previous, last, attempt, deadline
+            ):
+                break
+            stack = AsyncExitStack()
+            try:
+                headers = upstream.headers(client_headers, version=version, forward_key=forward_key)
+                response = await stack.enter_async_context(upstream.request(method, path, headers, body))
+                await (response.prime() if stream and response.is_stream else response.body())
+            except TranslatorError as err:
+                await stack.__aexit__(type(err), err, err.__traceback__)
+                if not retryable(err):
+                    raise
+                self.failed(upstream, err)
+                last, previous = err, upstream
+                continue
+            except BaseException as exc:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+            self.succeeded(upstream)
+            if self.sticky and session and self.settings.sticky_ttl_seconds:
+                await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
+            async with stack:
+                yield Attempted(upstream, response, attempt + 1)
+            return
+        assert last is not None
+        raise last
+
+    async def _wait_before(
+        self, upstream: Upstream, same: bool, last: TranslatorError, attempt: int, deadline: float
+    ) -> bool:
+        """Before another attempt: wait out the next upstream's cool-down, or, when it is the one that just
+        failed, its Retry-After or an exponential backoff. False if that would pass the retry deadline."""
+        now = self._clock()
+        wait = max(0.0, self._health[upstream.name].out_until - now)
+        if same and wait == 0.0:
+            wait = retry_after_seconds(last) or BACKOFF * 2 ** (attempt - 1)
+        if now + wait > deadline:
+            return False
+        if wait:
+            await asyncio.sleep(wait)
+        return True
