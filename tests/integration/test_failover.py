@@ -1,0 +1,176 @@
+"""Several upstreams: failover before the first byte reaches the client, never after; cool-down;
+stickiness by conversation."""
+
+from __future__ import annotations
+
+import socket
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.fakes import FakeUpstream
+from translator.config import Settings
+from translator.server import create_app
+
+MESSAGE = {"id": "msg_ok", "type": "message", "role": "assistant", "model": "claude-x",
+           "content": [{"type": "text", "text": "healthy"}], "stop_reason": "end_turn",
+           "usage": {"input_tokens": 1, "output_tokens": 1}}
+START = {"type": "message_start", "message": {**MESSAGE, "content": [], "stop_reason": None}}
+EVENTS = [
+    START,
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "healthy"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
+    {"type": "message_stop"},
+]
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+CHAT = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}
+CLAUDE = {"model": "claude-x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+async def fakes(aiohttp_server):
+    async def make(n: int) -> list[FakeUpstream]:
+        out = []
+        for _ in range(n):
+            fake = FakeUpstream()
+            fake.server = await aiohttp_server(fake.app)
+            out.append(fake)
+        return out
+
+    return make
+
+
+async def _proxy(aiohttp_client, upstreams: list[dict], **sections) -> TestClient:
+    named = [{"name": f"u{i}", **u} for i, u in enumerate(upstreams)]
+    settings = Settings.model_validate({"upstreams": named, **sections})
+    return await aiohttp_client(create_app(settings))
+
+
+def _url(fake: FakeUpstream) -> str:
+    return str(fake.server.make_url("")).rstrip("/")
+
+
+# A fixed order (weights make the plan random): u0 is tried first by giving it all the weight.
+def _ordered(*urls: str) -> list[dict]:
+    return [{"base_url": url, "weight": 1000.0 ** (len(urls) - i)} for i, url in enumerate(urls)]
+
+
+async def test_refused_then_529_then_healthy(aiohttp_client, fakes) -> None:
+    busy, healthy = await fakes(2)
+    busy.json({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, status=529)
+    healthy.json(MESSAGE)
+    proxy = await _proxy(aiohttp_client, _ordered(_closed_port_url(), _url(busy), _url(healthy)))
+    resp = await proxy.post("/v1/chat/completions", json=CHAT)
+    assert resp.status == 200
+    assert (await resp.json())["choices"][0]["message"]["content"] == "healthy"
+    assert len(busy.requests) == 1
+    assert len(healthy.requests) == 1
+
+
+@pytest.mark.parametrize("route,body", [("/v1/chat/completions", {**CHAT, "stream": True}),
+                                        ("/v1/messages", {**CLAUDE, "stream": True})])
+async def test_overloaded_error_as_first_stream_event_is_retried(aiohttp_client, fakes, route, body) -> None:
+    flaky, healthy = await fakes(2)
+    flaky.events([START, OVERLOADED])
+    healthy.events(EVENTS)
+    proxy = await _proxy(aiohttp_client, _ordered(_url(flaky), _url(healthy)))
+    resp = await proxy.post(route, json=body)
+    assert resp.status == 200
+    raw = await resp.read()
+    assert b"healthy" in raw
+    assert b"overloaded" not in raw
+    assert len(flaky.requests) == 1 and len(healthy.requests) == 1
+
+
+async def test_no_retry_after_the_first_byte(aiohttp_client, fakes) -> None:
+    failing, healthy = await fakes(2)
+    failing.events([*EVENTS[:3], OVERLOADED])  # content went out, then the upstream failed
+    proxy = await _proxy(aiohttp_client, _ordered(_url(failing), _url(healthy)))
+    resp = await proxy.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    lines = [x[6:] for x in (await resp.read()).split(b"\n") if x.startswith(b"data: ")]
+    assert orjson.loads(lines[-1]) == {"error": {"message": "Overloaded", "type": "server_error", "param": None,
+                                                 "code": "overloaded"}}
+    assert healthy.requests == []
+
+
+async def test_attempts_are_bounded_and_the_last_error_is_answered(aiohttp_client, fakes) -> None:
+    a, b = await fakes(2)
+    for fake in (a, b):
+        for _ in range(3):
+            fake.json({"type": "error", "error": {"type": "api_error", "message": "boom"}}, status=500)
+    proxy = await _proxy(aiohttp_client, _ordered(_url(a), _url(b)), routing={"max_attempts": 3})
+    resp = await proxy.post("/v1/messages", json=CLAUDE)
+    assert resp.status == 500
+    assert await resp.json() == {"type": "error", "error": {"type": "api_error", "message": "boom"}}
+    assert len(a.requests) + len(b.requests) == 3
+
+
+async def test_client_errors_are_not_retried(aiohttp_client, fakes) -> None:
+    a, b = await fakes(2)
+    a.json({"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}, status=400)
+    proxy = await _proxy(aiohttp_client, _ordered(_url(a), _url(b)))
+    resp = await proxy.post("/v1/messages", json=CLAUDE)
+    assert resp.status == 400
+    assert b.requests == []
+
+
+async def test_single_upstream_honours_retry_after(aiohttp_client, fakes) -> None:
+    (only,) = await fakes(1)
+    only.json({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}, status=429,
+              headers={"retry-after": "0.2"})
+    only.json(MESSAGE)
+    proxy = await _proxy(aiohttp_client, [{"base_url": _url(only)}])
+    resp = await proxy.post("/v1/chat/completions", json=CHAT)
+    assert resp.status == 200
+    assert len(only.requests) == 2
+
+
+async def test_retry_after_beyond_the_budget_is_answered_with_429(aiohttp_client, fakes) -> None:
+    (only,) = await fakes(1)
+    only.json({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}, status=429,
+              headers={"retry-after": "60"})
+    proxy = await _proxy(aiohttp_client, [{"base_url": _url(only)}], routing={"max_retry_seconds": 5})
+    resp = await proxy.post("/v1/chat/completions", json=CHAT)
+    assert resp.status == 429
+    assert resp.headers["Retry-After"] == "60"
+    assert (await resp.json())["error"]["type"] == "rate_limit_error"
+    assert len(only.requests) == 1
+
+
+async def test_failing_upstream_cools_down_and_is_probed_back(aiohttp_client, fakes) -> None:
+    bad, good = await fakes(2)
+    # bad has nothing scripted: it answers every request with a 500
+    for _ in range(10):
+        good.json(MESSAGE)
+    proxy = await _proxy(aiohttp_client, _ordered(_url(bad), _url(good)),
+                         routing={"failures_before_cooldown": 2, "cooldown_seconds": 60})
+    for _ in range(4):
+        assert (await proxy.post("/v1/chat/completions", json=CHAT)).status == 200
+    # two failures took the bad upstream out; the last two requests went straight to the good one
+    assert len(bad.requests) == 2
+    assert len(good.requests) == 4
+
+
+async def test_a_conversation_sticks_to_its_upstream(aiohttp_client, fakes) -> None:
+    a, b = await fakes(2)
+    for fake in (a, b):
+        for _ in range(20):
+            fake.json(MESSAGE)
+    proxy = await _proxy(aiohttp_client, [{"base_url": _url(a)}, {"base_url": _url(b)}])
+    for _ in range(10):
+        assert (await proxy.post("/v1/chat/completions", json={**CHAT, "user": "conv-1"})).status == 200
+    assert sorted([len(a.requests), len(b.requests)]) == [0, 10]
+    for _ in range(10):
+        headers = {"x-session-id": "conv-2"}
+        assert (await proxy.post("/v1/messages", json=CLAUDE, headers=headers)).status == 200
+    counts = sorted([len(a.requests), len(b.requests)])
+    assert counts in ([0, 20], [10, 10])  # conv-2 also stuck to one upstream, whichever it was
