@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+_BOM = b"\xef\xbb\xbf"
+
 
 @dataclass(slots=True, frozen=True)
 class SSEEvent:
@@ -23,15 +25,22 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    __slots__ = ("_buf", "_data", "_event")
+    __slots__ = ("_buf", "_data", "_event", "_start")
 
     def __init__(self) -> None:
         self._buf = b""
         self._event: str | None = None
         self._data: list[bytes] = []
+        self._start = True  # before the first bytes that can't be (part of) a leading BOM
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buf = self._buf + chunk if self._buf else chunk
+        if self._start:
+            if _BOM.startswith(buf):  # empty, or a BOM (or the start of one) split off: wait for more
+                self._buf = buf
+                return []
+            self._start = False
+            buf = buf.removeprefix(_BOM)  # the stream's UTF-8 decode strips one leading BOM
         if b"\r" in buf:
             # A CR at the very end may be the first half of a CRLF: keep it for the next feed.
             hold = buf.endswith(b"\r")
@@ -47,11 +56,10 @@ class SSEDecoder:
         return self._lines(lines)
 
     def flush(self) -> list[SSEEvent]:
-        """End of stream: a final line without terminator still counts; an undispatched event is dropped
-        (the spec discards an event not followed by a blank line)."""
-        rest = self._buf.replace(b"\r", b"")
-        self._buf = b""
-        events = self._lines([rest]) if rest else []
+        """End of stream. A CR held back by ``feed`` ends its line after all; an unterminated last line and
+        an event not followed by a blank line are dropped (the spec discards an incomplete event)."""
+        rest, self._buf = self._buf, b""
+        events = self._lines([rest[:-1]]) if rest.endswith(b"\r") else []
         self._event, self._data = None, []
         return events
 

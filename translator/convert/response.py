@@ -50,11 +50,14 @@ def convert_responses(
 
 
 def choice(msg: dict[str, Any], *, index: int, json_tool: str | None) -> dict[str, Any]:
+    message = assistant_message(msg.get("content") or [], json_tool=json_tool)
+    # tool calls the client must run still finish as "tool_calls", even in JSON-tool mode
+    answered = json_tool if "tool_calls" not in message else None
     return {
         "index": index,
-        "message": assistant_message(msg.get("content") or [], json_tool=json_tool),
+        "message": message,
         "logprobs": None,
-        "finish_reason": finish_reason(msg.get("stop_reason"), json_tool=json_tool),
+        "finish_reason": finish_reason(msg.get("stop_reason"), json_tool=answered),
     }
 
 

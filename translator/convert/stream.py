@@ -6,7 +6,7 @@ the route can write each as soon as its event arrives; ``finish()`` closes the s
 - the first chunk carries ``role``; one ``id`` and choice ``index`` for the whole stream;
 - a tool call's first chunk carries our own tool counter as ``index`` (never Claude's block index, which
   also counts text and thinking blocks), ``id``, ``name`` and ``arguments: ""``; later chunks only
-  argument fragments;
+  argument fragments, or ``"{}"`` at the block's end if none came (a tool called without arguments);
 - the usage chunk has ``choices: []`` (clients fold a choice delta there as a duplicate event);
 - an ``error`` event becomes a chunk with a top-level ``error`` object, which the openai SDKs raise on.
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from translator.convert.errors import openai_error_from_claude
 from translator.convert.response import completion_id, finish_reason
@@ -35,6 +37,7 @@ class _Block:
     thinking: list[str] = field(default_factory=list)
     signature: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    has_input: bool = False  # a tool or json block got a non-empty input_json_delta
 
 
 class StreamConverter:
@@ -103,6 +106,8 @@ class StreamConverter:
         self._blocks[int(event.get("index", -1))] = state
         if state.kind == "tool" and block.get("name") == self._json_tool:
             state.kind = "json"
+        if state.kind in ("tool", "json"):
+            state.data = block
         if state.kind == "tool":
             state.tool_index, self._tools = self._tools, self._tools + 1
             call = {
@@ -128,6 +133,7 @@ class StreamConverter:
         if kind == "text_delta" and state.kind == "text":
             return [self._chunk({"content": delta.get("text", "")})]
         if kind == "input_json_delta" and delta.get("partial_json"):
+            state.has_input = True
             if state.kind == "tool":
                 fragment = {"index": state.tool_index, "function": {"arguments": delta["partial_json"]}}
                 return [self._chunk({"tool_calls": [fragment]})]
@@ -148,13 +154,16 @@ class StreamConverter:
             return [self._chunk({"thinking_blocks": [block]})]
         if state.kind == "redacted":
             return [self._chunk({"thinking_blocks": [state.data]})]
+        if state.kind in ("tool", "json") and not state.has_input:
+            return [self._empty_input(state)]
         return []
 
     def _message_delta(self, event: dict[str, Any]) -> list[Chunk]:
         usage = event.get("usage") or {}
         self._claude_usage.update({k: v for k, v in usage.items() if v is not None})
         stop = (event.get("delta") or {}).get("stop_reason")
-        self.finish_reason = finish_reason(stop, json_tool=self._json_tool)
+        # tool calls the client must run still finish as "tool_calls", even in JSON-tool mode
+        self.finish_reason = finish_reason(stop, json_tool=None if self._tools else self._json_tool)
         return [self._chunk({}, self.finish_reason)]
 
     def _message_stop(self, event: dict[str, Any]) -> list[Chunk]:
@@ -174,6 +183,14 @@ class StreamConverter:
         return [openai_error_from_claude(str(err.get("type") or "api_error"), message)]
 
     # --- helpers ---
+
+    def _empty_input(self, state: _Block) -> Chunk:
+        """A tool called without arguments streams no input (or only ``""``): send the start block's input,
+        ``{}``, as the non-streamed answer does, so the accumulated arguments parse as JSON."""
+        arguments = orjson.dumps(state.data.get("input") or {}).decode()
+        if state.kind == "json":
+            return self._chunk({"content": arguments})
+        return self._chunk({"tool_calls": [{"index": state.tool_index, "function": {"arguments": arguments}}]})
 
     def _block(self, event: dict[str, Any], name: str) -> _Block:
         state = self._blocks.get(int(event.get("index", -1)))

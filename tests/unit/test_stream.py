@@ -1,0 +1,1011 @@
+"""``translator.convert.StreamConverter`` driven by real recorded Claude streams (tests/fixtures/claude/streams,
+see tests/fixtures/SOURCES.md): exact chunk sequences, protocol invariants for every recording, byte-split
+robustness through ``SSEDecoder``, error paths, the JSON-tool mode, and parity with ``convert_response``
+applied to the same stream folded into a message."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from translator.convert import StreamConverter, StreamProtocolError, convert_response
+from translator.errors import UpstreamUnavailable
+from translator.sse import SSEDecoder
+
+STREAMS = Path(__file__).parent.parent / "fixtures" / "claude" / "streams"
+ALL_STREAMS = sorted(STREAMS.iterdir())
+CREATED = 1700000000
+MODEL = "requested-model"
+# The anthropic-sdk-python capture ends without the blank line after its final event, so its
+# ``message_stop`` is (rightly) never dispatched: the stream reads as cut short after ``message_delta``.
+UNTERMINATED = "claude_stream_tool_use_input_truncated_by_max_tokens__anthropic-sdk-python.sse"
+CUT_SHORT = {
+    "error": {
+        "message": "upstream stream ended before message_stop",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+}
+# Claude stop_reason -> OpenAI finish_reason, as the recordings need it (written out here, not imported).
+FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "tool_calls",
+    "max_tokens": "length",
+    "pause_turn": "stop",
+}
+MAPPED_BLOCKS = {"text", "tool_use", "thinking", "redacted_thinking"}
+
+Event = dict[str, Any]
+Chunk = dict[str, Any]
+
+
+def claude_events(path: Path) -> list[Event]:
+    """The event payloads of a recording: ``.sse`` through the SSE decoder, ``.chunks.jsonl`` (vercel/ai
+    format, one data payload per line and no SSE framing) line by line."""
+    data = path.read_bytes()
+    if path.name.endswith(".chunks.jsonl"):
+        return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+    decoder = SSEDecoder()
+    return [event.json() for event in decoder.feed(data) + decoder.flush()]
+
+
+def sse_bytes(path: Path) -> bytes:
+    """The recording as SSE bytes: ``.sse`` as recorded; vercel lines framed as ``data:``-only events."""
+    data = path.read_bytes()
+    if path.name.endswith(".chunks.jsonl"):
+        return b"".join(b"data: " + line + b"\n\n" for line in data.splitlines() if line.strip())
+    return data
+
+
+def run(events: Iterable[Event], *, finish: bool = True, **kw: Any) -> list[Chunk]:
+    conv = StreamConverter(created=CREATED, model=MODEL, **kw)
+    chunks = [chunk for event in events for chunk in conv.feed(event)]
+    return chunks + conv.finish() if finish else chunks
+
+
+def convert(name: str, **kw: Any) -> list[Chunk]:
+    return run(claude_events(STREAMS / name), include_usage=True, **kw)
+
+
+def header(chunk_id: str, model: str) -> dict[str, Any]:
+    return {"id": chunk_id, "object": "chat.completion.chunk", "created": CREATED, "model": model}
+
+
+def chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> Chunk:
+    return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+
+def usage(prompt: int, completion: int, cached: int = 0, written: int = 0) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": written,
+    }
+
+
+def test_fixture_set_is_complete() -> None:
+    assert len(ALL_STREAMS) == 24
+
+
+# --- exact chunk sequences ---
+
+
+def test_exact_text() -> None:
+    """Plain text: role chunk, one chunk per text_delta, the finish chunk, the usage chunk."""
+    head = header("chatcmpl-msg_01QC4g3HwBThD4BaNtBckFDJ", "claude-sonnet-4-5-20250929")
+    assert convert("claude_stream_text__vercel-ai.chunks.jsonl") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"content": "Hello"}),
+        chunk(head, {"content": "! I"}),
+        chunk(head, {"content": "'m doing well, thank you for asking"}),
+        chunk(head, {"content": ". How are you doing today?"}),
+        chunk(head, {"content": " Is"}),
+        chunk(head, {"content": " there anything I can help you with?"}),
+        chunk(head, {}, "stop"),
+        {**head, "choices": [], "usage": usage(12, 30)},
+    ]
+
+
+def test_exact_thinking_then_tool_use() -> None:
+    """Thinking (its empty thinking_delta sends nothing) with the signature in thinking_blocks at the
+    block's end, then a tool without arguments: arguments "" first, "{}" at the block's end."""
+    head = header("chatcmpl-msg_01JdU4xqNHXL9QCFWkwCDKGr", "claude-haiku-4-5-20251001")
+    assert convert("claude_stream_thinking_then_tool_use__llm-anthropic.sse") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"reasoning_content": "The user wants me to:\n1"}),
+        chunk(
+            head,
+            {
+                "reasoning_content": (
+                    ". Use the fixed_version tool\n2. Tell them the version\n3. "
+                    "Make a short joke about it\n\nLet me first call the fixed_version "
+                    "tool to see what version it returns."
+                )
+            },
+        ),
+        chunk(
+            head,
+            {
+                "thinking_blocks": [
+                    {
+                        "type": "thinking",
+                        "thinking": (
+                            "The user wants me to:\n1. Use the fixed_version tool\n2. Tell "
+                            "them the version\n3. Make a short joke about it\n\nLet me "
+                            "first call the fixed_version tool to see what version it returns."
+                        ),
+                        "signature": (
+                            "EoQDCm0IDhgCKkCDzGs2kL2PgnDCZU/nM2wG2P1VIXCRHVnhDDzBQxNF1fl4QBXEKLxRItNJ2MwF"
+                            "dW9eeZPhsxSQIxD54cv3zs29MhljbGF1ZGUtaGFpa3UtNC01LTIwMjUxMDAxOABCCHRoaW5raW5n"
+                            "Egy/OWlwTmmqUjC6L70aDJ4P0R5NfuIe9U5zAiIwCxPduXS2UxCNxJCee3i91qK3cAyAgxCjL2wk"
+                            "Q5UD56iX1hXGOyuNaiH5k+dF5OCQKsQBxiAo+NjC61hV8nRYtaiP+C4inOcuMKuTG9Z1rysxTXkK"
+                            "BTl3oMiOlnEPHHPpKpg4sYF2G5VoTg8JTon20hdZw4GfTEVupnU1qAmnMqyAgke9SoV7HBW/PyA/"
+                            "FxL/q33xJ2gKFiD+BsgI9Z0koMmFKCvm2MoYE6u+ONEwKdFQXL1FKRW6t/bYbJGrLJLwxilsL82h"
+                            "9j4xjggjMn8Npvpn+zsrDPW/8PuLd4Pu+/EsjoneYwyxQQtUVgzhVGhhANWRjSBwUxgB"
+                        ),
+                    }
+                ]
+            },
+        ),
+        chunk(
+            head,
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "toolu_01825dXWLSoJwCst1qTsiWdb",
+                        "type": "function",
+                        "function": {"name": "fixed_version", "arguments": ""},
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+        chunk(head, {}, "tool_calls"),
+        {**head, "choices": [], "usage": usage(598, 92)},
+    ]
+
+
+def test_exact_adaptive_thinking_opus46() -> None:
+    """Adaptive thinking: text, then a thinking block with signature, then more text."""
+    head = header("chatcmpl-msg_016xaB3rMXQHTBuAJvtvxaQx", "claude-opus-4-6")
+    assert convert("claude_stream_adaptive_thinking_opus46__llm-anthropic.sse") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"content": "\n\n"}),
+        chunk(head, {"reasoning_content": "Brief"}),
+        chunk(head, {"reasoning_content": " answer"}),
+        chunk(head, {"reasoning_content": " with"}),
+        chunk(head, {"reasoning_content": " two pet"}),
+        chunk(head, {"reasoning_content": " pel"}),
+        chunk(head, {"reasoning_content": "ican"}),
+        chunk(head, {"reasoning_content": " names."}),
+        chunk(
+            head,
+            {
+                "thinking_blocks": [
+                    {
+                        "type": "thinking",
+                        "thinking": "Brief answer with two pet pelican names.",
+                        "signature": (
+                            "EtABCkYICxgCKkCVRmhlD4SUFC1JfxwvjOHbkC3CPAIcWq1zn348H+o2blk997x12Vc5JMyLNWxB"
+                            "6/bjLXUlJbHrROizHnvNtDaXEgz6UEiizB6ShSqw9cMaDN3d+Ba0ENx0lUZk7CIwdsIvrlZbePn/"
+                            "CAF9+CeoO/fH53/gbO/WN3Effb0D41XifY7gyfQ8ftQWSLcsH+63KjjJYfLppl3C5/75CQsFv+3X"
+                            "vurDwcdYbguoPM0RDiBHB2JRX/gKF0vzMKik41tZsSGAoENhIz4SWxgB"
+                        ),
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"content": "1"}),
+        chunk(head, {"content": ". **"}),
+        chunk(head, {"content": "Captain"}),
+        chunk(head, {"content": " Sc"}),
+        chunk(head, {"content": "oop"}),
+        chunk(head, {"content": "**"}),
+        chunk(head, {"content": "\n2. **Gul"}),
+        chunk(head, {"content": "let"}),
+        chunk(head, {"content": "**"}),
+        chunk(head, {}, "stop"),
+        {**head, "choices": [], "usage": usage(34, 44)},
+    ]
+
+
+def test_exact_two_tool_use_blocks() -> None:
+    """Two tool_use blocks with empty input (Claude block indexes 0 and 1, only "" fragments)."""
+    head = header("chatcmpl-msg_01V2noLbAb2NgKnjaNw6Cn3w", "claude-haiku-4-5-20251001")
+    assert convert("claude_stream_two_tool_use_blocks__llm-anthropic.sse") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(
+            head,
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "toolu_01LtHJmixrs9NcWQkK8hu8hj",
+                        "type": "function",
+                        "function": {"name": "pelican_name_generator", "arguments": ""},
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+        chunk(
+            head,
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "toolu_01N8a4jWyf116qKTMqKKmjyt",
+                        "type": "function",
+                        "function": {"name": "pelican_name_generator", "arguments": ""},
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}),
+        chunk(head, {}, "tool_calls"),
+        {**head, "choices": [], "usage": usage(542, 62)},
+    ]
+
+
+def test_exact_tool_use_empty_input() -> None:
+    """Text, then a tool at Claude block index 1: its OpenAI index is 0 (our own counter)."""
+    head = header("chatcmpl-msg_01GE2RKp1VYsPzdFs3sS9z5S", "claude-sonnet-4-5-20250929")
+    assert convert("claude_stream_tool_use_empty_input__vercel-ai.chunks.jsonl") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"content": "I'll update the issue list for"}),
+        chunk(head, {"content": " you."}),
+        chunk(
+            head,
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "toolu_01QE1WLsSVp5hy5Q3GmGTmjP",
+                        "type": "function",
+                        "function": {"name": "updateIssueList", "arguments": ""},
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+        chunk(head, {}, "tool_calls"),
+        {**head, "choices": [], "usage": usage(565, 48)},
+    ]
+
+
+def test_exact_text_then_two_tool_use_with_args() -> None:
+    """Text then two tools with arguments (Claude blocks 1 and 2 -> OpenAI tool indexes 0 and 1); old
+    usage shape (message_delta carries output_tokens only)."""
+    head = header("chatcmpl-msg_0138UNF3YbNp49KkqZtUBWqz", "claude-3-5-sonnet-20240620")
+    assert convert("claude_stream_text_then_two_tool_use_with_args__openllmetry.sse") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"content": "Certainly! I can"}),
+        chunk(head, {"content": " help you with that information"}),
+        chunk(head, {"content": ". To"}),
+        chunk(head, {"content": " get the weather"}),
+        chunk(head, {"content": " and current time in San"}),
+        chunk(head, {"content": " Francisco, I'll nee"}),
+        chunk(head, {"content": "d to use two separate"}),
+        chunk(head, {"content": " functions."}),
+        chunk(head, {"content": " Let me fetch that data"}),
+        chunk(head, {"content": " for you."}),
+        chunk(
+            head,
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "toolu_014x5X91kx3fvdhpLvwXZWE2",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""},
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": '{"'}}]}),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": "locati"}}]}),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": 'on": "San F'}}]}),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": "ra"}}]}),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": "ncisco,"}}]}),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": ' CA"'}}]}),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": ', "unit"'}}]}),
+        chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": ': "celsius"}'}}]}),
+        chunk(
+            head,
+            {
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "toolu_0121kXsENLvoDZ72LCuAnCCz",
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": ""},
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"tool_calls": [{"index": 1, "function": {"arguments": '{"timez'}}]}),
+        chunk(head, {"tool_calls": [{"index": 1, "function": {"arguments": 'one":'}}]}),
+        chunk(head, {"tool_calls": [{"index": 1, "function": {"arguments": ' "America/L'}}]}),
+        chunk(head, {"tool_calls": [{"index": 1, "function": {"arguments": "os_Angele"}}]}),
+        chunk(head, {"tool_calls": [{"index": 1, "function": {"arguments": 's"}'}}]}),
+        chunk(head, {}, "tool_calls"),
+        {**head, "choices": [], "usage": usage(506, 153)},
+    ]
+
+
+def test_exact_redacted_thinking_x2_then_text() -> None:
+    """Two redacted_thinking blocks (data only, no deltas) pass through whole in thinking_blocks."""
+    head = header("chatcmpl-msg_018XZkwvj9asBiffg3fXt88s", "claude-sonnet-4-5-20250929")
+    assert convert("claude_stream_redacted_thinking_x2_then_text__pydantic-ai.sse") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(
+            head,
+            {
+                "thinking_blocks": [
+                    {
+                        "type": "redacted_thinking",
+                        "data": (
+                            "EqkECkYIBxgCKkA8AZ4noDfV5VcOJe/p3JTRB6Xz5297mrWhl3MbHSXDKTMfuB/Z52U2teiWWTN0"
+                            "gg4eQ4bGS9TPilFX/xWTIq9HEgyOmstSPriNwyn1G7AaDC51r0hQ062qEd55IiIwYQj3Z3MSBBv0"
+                            "bSVdXi60LEHDvC7tzzmpQfw5Hb6R9rtyOz/6vC/xPw9/E1mUqfBqKpADO2HS2QlE/CnuzR901nZO"
+                            "n0TOw7kEXwH7kg30c85b9W7iKALgEejY9sELMBdPyIZNlTgKqNOKtY3R/aV5rGIRPTHh2Wh9Ijmq"
+                            "sf/TT7i//Z+InaYTo6f/fxF8R0vFXMRPOBME4XIscb05HcNhh4c9FDkpqQGYKaq31IR1NNwPWA0B"
+                            "svdDz7SIo1nfx4H+X0qKKqqegKnQ3ynaXiD5ydT1C4U7fku4ftgF0LGwIk4PwXBE+4BP0DcKr1HV"
+                            "3cn7YSyNakBSDTvRJMKcXW6hl7X3w2a4//sxjC1Cjq0uzkIHkhzRWirN0OSXt+g3m6b1ex0wGmSy"
+                            "uO17Ak6kgVBpxwPugtrqsflG0oujFem44hecXJ9LQNssPf4RSlcydiG8EXp/XLGTe0YfHbe3kJag"
+                            "kowSH/Dm6ErXBiVs7249brncyY8WA+7MOoqIM82YIU095B9frCqDJDUWnN84VwOszRrcaywmpJXZ"
+                            "O4aeQLMC1kXD5Wabu+O/00tD/X67EWkkWuR0AhDIXXjpot45vnBd4ewJ/hgB"
+                        ),
+                    }
+                ]
+            },
+        ),
+        chunk(
+            head,
+            {
+                "thinking_blocks": [
+                    {
+                        "type": "redacted_thinking",
+                        "data": (
+                            "EtgBCkYIBxgCKkDQfGkwzflEJP5asG3oQfJXcTwJLoRznn8CmuczWCsJ36dv93X9H0NCeaJRbi5B"
+                            "rCA2DyMgFnRKRuzZx8VTv5axEgwkFmcHJk8BSiZMZRQaDDYv2KZPfbFgRa2QjyIwm47f5YYsSK9C"
+                            "T/oh/WWpU1HJJVHr8lrC6HG1ItRdtMvYQYmEGy+KhyfcIACfbssVKkDGv/NKqNMOAcu0bd66gJ2+"
+                            "R1R0PX11Jxn2Nd1JtZqkxx7vMT/PXtHDhm9jkDZ2k/6RjRRFuab/DBV3yRYdZ1J0GAE="
+                        ),
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"content": "I notice that you've sent what"}),
+        chunk(head, {"content": " appears to be some"}),
+        chunk(head, {"content": " kind of test string"}),
+        chunk(head, {"content": " or command. I don't have"}),
+        chunk(head, {"content": ' any special "magic string"'}),
+        chunk(head, {"content": " triggers or backdoor commands"}),
+        chunk(head, {"content": " that would expose internal systems or"}),
+        chunk(head, {"content": " change my behavior."}),
+        chunk(head, {"content": "\n\nI'm Claude"}),
+        chunk(head, {"content": ", an AI assistant create"}),
+        chunk(head, {"content": "d by Anthropic to"}),
+        chunk(head, {"content": " be helpful, harmless"}),
+        chunk(head, {"content": ", and honest. How"}),
+        chunk(head, {"content": " can I assist you today with"}),
+        chunk(head, {"content": " a legitimate task or question?"}),
+        chunk(head, {}, "stop"),
+        {**head, "choices": [], "usage": usage(92, 189)},
+    ]
+
+
+def test_exact_stop_sequence_after_prefill() -> None:
+    """stop_reason stop_sequence -> finish_reason stop."""
+    head = header("chatcmpl-msg_01KozUDYHvRtgs3NLgG7jzN9", "claude-haiku-4-5-20251001")
+    assert convert("claude_stream_stop_sequence_after_prefill__llm-anthropic.sse") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"content": "\ndef pel"}),
+        chunk(head, {"content": 'ican():\n    return "A large waterbird with a long bill and a'}),
+        chunk(head, {"content": ' throat pouch for catching fish."'}),
+        chunk(head, {"content": "\n"}),
+        chunk(head, {}, "stop"),
+        {**head, "choices": [], "usage": usage(16, 28)},
+    ]
+
+
+def test_exact_cache_write() -> None:
+    """max_tokens -> length; a cache write counts in prompt_tokens (18 + 1031), not as cached."""
+    head = header("chatcmpl-msg_01N1s2vim6CWk85jtJPHcuea", "claude-sonnet-4-20250514")
+    assert convert("claude_stream_cache_write__dd-trace-py.sse") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"content": "Here"}),
+        chunk(head, {"content": " are the key principles for designing scalable systems:\n\n##"}),
+        chunk(head, {"content": " 1. **Horizontal Scaling (Scale Out)**\n-"}),
+        chunk(
+            head,
+            {
+                "content": (
+                    " Add more servers rather than upgrading existing hardware\n"
+                    "- Design stateless services that can run"
+                )
+            },
+        ),
+        chunk(
+            head, {"content": (" on multiple instances\n- Use load balancers to distribute traffic across instances")}
+        ),
+        chunk(head, {"content": "\n\n## 2. **Loose Coupling & High Cohesion**\n- Design"}),
+        chunk(
+            head,
+            {
+                "content": (
+                    " independent, modular components\n- Use APIs and message queues for communication\n- Minimize"
+                )
+            },
+        ),
+        chunk(head, {"content": " dependencies"}),
+        chunk(head, {}, "length"),
+        {**head, "choices": [], "usage": usage(1049, 100, written=1031)},
+    ]
+
+
+def test_exact_pause_turn_web_search() -> None:
+    """pause_turn -> stop; of its 168 events the server_tool_use / web_search_tool_result blocks and
+    their input_json_deltas produce nothing."""
+    head = header("chatcmpl-msg_01SC6GnkBDsmEDqyXQpQ2ipm", "claude-sonnet-4-5-20250929")
+    assert convert("claude_stream_pause_turn_web_search__pydantic-ai.sse") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"reasoning_content": "The user wants me to run"}),
+        chunk(
+            head,
+            {
+                "reasoning_content": (
+                    " a series of web searches. They've listed 15 different search queries and want me to do them"
+                )
+            },
+        ),
+        chunk(
+            head,
+            {
+                "reasoning_content": (
+                    " one at a time, waiting until all searches are complete before "
+                    "providing a summary.\n\nLet me start with the searches in "
+                    'order:\n1. "San Francisco'
+                )
+            },
+        ),
+        chunk(
+            head,
+            {
+                "reasoning_content": (
+                    ' weather today"\n2. "San Francisco sunrise time today"\n'
+                    '3. "Golden Gate Bridge traffic today"\n4. "San Francisco '
+                    'air quality today"\n5. "San Francisco events this week"\n'
+                    '6. "San Francisco ferry schedule today"\n7. "prevailing '
+                    "information on quantum computing today"
+                )
+            },
+        ),
+        chunk(
+            head,
+            {
+                "reasoning_content": (
+                    '"\n8. "latest news on the stock market today"\n9. "latest '
+                    'news on the weather in San Francisco today"\n10. "latest '
+                    'news on the traffic in San Francisco today"\n11. "latest '
+                    'news on the air quality in San Francisco today"\n12. "latest '
+                    "news on the"
+                )
+            },
+        ),
+        chunk(
+            head,
+            {
+                "reasoning_content": (
+                    ' events in San Francisco this week"\n13. "latest news on '
+                    'the ferry schedule in San Francisco today"\n14. "latest '
+                    'news on the quantum computing in San Francisco today"\n15. '
+                    '"latest news on the stock market in San Francisco today"\n'
+                    "\nI should do these"
+                )
+            },
+        ),
+        chunk(head, {"reasoning_content": " searches one at a time as requested. Let me start."}),
+        chunk(
+            head,
+            {
+                "thinking_blocks": [
+                    {
+                        "type": "thinking",
+                        "thinking": (
+                            "The user wants me to run a series of web searches. They've "
+                            "listed 15 different search queries and want me to do them "
+                            "one at a time, waiting until all searches are complete before "
+                            "providing a summary.\n\nLet me start with the searches in "
+                            'order:\n1. "San Francisco weather today"\n2. "San Francisco '
+                            'sunrise time today"\n3. "Golden Gate Bridge traffic today"\n'
+                            '4. "San Francisco air quality today"\n5. "San Francisco '
+                            'events this week"\n6. "San Francisco ferry schedule today"\n'
+                            '7. "prevailing information on quantum computing today"\n'
+                            '8. "latest news on the stock market today"\n9. "latest '
+                            'news on the weather in San Francisco today"\n10. "latest '
+                            'news on the traffic in San Francisco today"\n11. "latest '
+                            'news on the air quality in San Francisco today"\n12. "latest '
+                            'news on the events in San Francisco this week"\n13. "latest '
+                            'news on the ferry schedule in San Francisco today"\n14. "latest '
+                            'news on the quantum computing in San Francisco today"\n15. '
+                            '"latest news on the stock market in San Francisco today"\n'
+                            "\nI should do these searches one at a time as requested. Let "
+                            "me start."
+                        ),
+                        "signature": (
+                            "EuwJCm4IDxgCKkBjID0+egpRzHnlwt9pXf871ag+Lc6A7JcKM276KGCVdkc0t7fMMk87dKfygXQg"
+                            "Nyr1hMxif96/NjOjLMj3sZiWMhpjbGF1ZGUtc29ubmV0LTQtNS0yMDI1MDkyOTgAQgh0aGlua2lu"
+                            "ZxIM2N8KgtyvRGV1Ywr6GgwMHch1u/CpTtz1zGsiMI/GwKX3MRiHQ9odG4KYkiVpCNsN7/6V0ouI"
+                            "IW5uQZxI5XSVNIPAlxwQGNy9B7qDKCqrCMVkdiw3xik8OT9/fNA2pzrJP6pH1PxTLXPlVkojpsF1"
+                            "IGTtLuO+ecjHkKTYIWaJVmV3HJGOAb9aNmouXmvY2FP4cVjUBuL5hVPkQCse8M07YHS4upyQ3cF0"
+                            "Vz4WSw7KGLY9nVGNvVYEXFPeTlQ9E/KXgnbSqVtIXW0VICfBHY6j2oOb+q5ytt7fKyioGIHh0OSd"
+                            "Ob4/U47oFxnESLeLbdLWh2u/XQZOw9e8dtFLeFqnsOi2mFR9HIHf3lDvdQ1L7iY0zXVKrTXXKqZ6"
+                            "Asajj7EWjwqJr+wovNtI1fx3NjZZdS/PvUaDgECrv4R6o0tTLVOcn0wse99Diq169UaF9Yzr4jbp"
+                            "bHs/WFZKC3/ScHtbJqnJoevcak8BoUeIlG5UZQe0yELTPSrVlOJ28X6FyaK591YhqkgKZh04XXzQ"
+                            "bJZY2tV2jH6QpzJwQdp3n6F2OVz9RmCV6tyYE4zLDeYClPxetgaVLnRWteSGO5r0tI2A8hLvij6S"
+                            "VGru+HPCGyPeoiTG2c2jX9DGu28fbbbO15wkwfFildnh5YpuBWbkZe/Fr2eKlfVhnTRRzpy+3EsT"
+                            "KTEWykBecTY9UlkQw0wVhwvAJKnoM8ArB3Lk+eZf/MMoQ1Juf09EwLfgZRV5qA3EnsCEpR2dwVsN"
+                            "jYKU0jBNoBEdQPCQ3tXZ5LPVt9ez41lOQZagOOvr/xiELTvUqeDniGC96lHF3zqbrXps6HknGWXX"
+                            "T7oEv01Jpvg/cgIKdM+zr6BPIT/pC90Tm5ESCjn+S1c0Y9IUD5AR4zfWvsXB99GyKZNTw+iand06"
+                            "JlisV9a31K1r9jIy896MIQzTM5Nt4NAMStoUmHQL8PAm/2URr4V6u7v696WH6txF+PppnjE8+YjW"
+                            "MpfLU2yErLsY/K7Ub6KRYo4MW/ZwgFGkOKEdpi5WfDJ4VhkzMpiivMZ8CUOv6LrRE5N/FKwGZ+Ry"
+                            "3tLectnTDrNZTW8P9a19R9CE+bKOOAMbUb4elPzA361mApZQII5Vq6B6KFnixtCv9pzYomqHLS11"
+                            "jhqmKMMYV13+m82p/o0Ye16nHM16HnRORxrYg176KyywyroMXoCmq8YuwhzPbIarWEgNHgdnXfpL"
+                            "GZ+XcA0p/sQTJ1MTO0EqF1JFwEdI+0lCYdtEKqR7Ilohq9hmxYQU+bSRoGt4XHUHenzvLPBA502l"
+                            "t/wLgy7KoqjvErVPJHqaf1vBo8BJBKijnFlUeNDNXlIrq4zf3JaOiZ/QAPFyq1ecVyNmtcdWJPtw"
+                            "0v+TvIYoDlAV4bOnD/7fF+EbBKCk/BB+i0kC2P91WQWHuiSZRVap3n2N/e4PStu/3pl0rNZl9BN0"
+                            "rHZ2hGec9hlbeGwZayRGGhfaDiUMZRHe1CZPstuURPeOlRbCVNGeXzlDIuXJNkt36aLg5h/n+3fw"
+                            "B2JU3RNwqNCIGAE="
+                        ),
+                    }
+                ]
+            },
+        ),
+        chunk(head, {"content": "I'll run these searches one at a time as requested. Let me start:"}),
+        chunk(head, {"content": "Let"}),
+        chunk(head, {"content": " me continue with the remaining searches you requested:"}),
+        chunk(head, {"content": "Now"}),
+        chunk(head, {"content": " continuing with the remaining searches:"}),
+        chunk(head, {}, "stop"),
+        {**head, "choices": [], "usage": usage(404500, 943)},
+    ]
+
+
+def test_exact_json_tool_mode() -> None:
+    """A forced JSON tool (response_format emulation): its input fragments are the answer's content, and the
+    turn finishes with "stop", not "tool_calls"."""
+    head = header("chatcmpl-msg_01AusY9WEbCaj3N7Tv5J4YjH", "claude-haiku-4-5-20251001")
+    name = "claude_stream_tool_use_only_with_caller__anthropic-sdk-python.sse"
+    assert convert(name, json_tool="get_weather") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"content": '{"'}),
+        chunk(head, {"content": "loca"}),
+        chunk(head, {"content": "tio"}),
+        chunk(head, {"content": 'n": '}),
+        chunk(head, {"content": '"San Fr'}),
+        chunk(head, {"content": "anci"}),
+        chunk(head, {"content": 'sco, CA"'}),
+        chunk(head, {"content": ', "'}),
+        chunk(head, {"content": 'units": "f"}'}),
+        chunk(head, {}, "stop"),
+        {**head, "choices": [], "usage": usage(656, 74)},
+    ]
+
+
+def test_exact_json_tool_mode_with_empty_input() -> None:
+    head = header("chatcmpl-msg_01GE2RKp1VYsPzdFs3sS9z5S", "claude-sonnet-4-5-20250929")
+    assert convert("claude_stream_tool_use_empty_input__vercel-ai.chunks.jsonl", json_tool="updateIssueList") == [
+        chunk(head, {"role": "assistant", "content": ""}),
+        chunk(head, {"content": "I'll update the issue list for"}),
+        chunk(head, {"content": " you."}),
+        chunk(head, {"content": "{}"}),
+        chunk(head, {}, "stop"),
+        {**head, "choices": [], "usage": usage(565, 48)},
+    ]
+
+
+def test_json_tool_leaves_other_tools_alone() -> None:
+    chunks = convert("claude_stream_text_then_two_tool_use_with_args__openllmetry.sse", json_tool="get_time")
+    calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert {tc["index"] for tc in calls} == {0}
+    assert calls[0]["function"] == {"name": "get_weather", "arguments": ""}
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert content.endswith(' Let me fetch that data for you.{"timezone": "America/Los_Angeles"}')
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"  # get_weather must still run
+
+
+def test_usage_with_cache_read() -> None:
+    chunks = convert("claude_stream_cache_read__dd-trace-py.sse")
+    assert chunks[-1]["choices"] == []
+    # message_start: input 11, cache_read 1031, cache_creation 0; message_delta: output 100
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 1042,
+        "completion_tokens": 100,
+        "total_tokens": 1142,
+        "prompt_tokens_details": {"cached_tokens": 1031},
+        "cache_read_input_tokens": 1031,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def test_id_and_choice_index_can_be_given() -> None:
+    """n > 1: one id for all the merged streams, one choice index per stream."""
+    events = claude_events(STREAMS / "claude_stream_text__vercel-ai.chunks.jsonl")
+    chunks = run(events, index=2, stream_id="chatcmpl-shared", include_usage=True)
+    assert {c["id"] for c in chunks} == {"chatcmpl-shared"}
+    assert {c["choices"][0]["index"] for c in chunks if c["choices"]} == {2}
+
+
+def test_model_falls_back_to_the_requested_one() -> None:
+    chunks = run([{"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 3}}}])
+    assert chunks[0] == chunk(header("chatcmpl-msg_1", MODEL), {"role": "assistant", "content": ""})
+
+
+# --- invariants over every recording ---
+
+
+def _tool_blocks(events: list[Event]) -> list[dict[str, Any]]:
+    return [
+        e["content_block"]
+        for e in events
+        if e["type"] == "content_block_start" and e["content_block"]["type"] == "tool_use"
+    ]
+
+
+@pytest.mark.parametrize("path", ALL_STREAMS, ids=lambda p: p.name)
+def test_invariants(path: Path) -> None:
+    events = claude_events(path)
+    start = events[0]["message"]
+    [message_delta] = [e for e in events if e["type"] == "message_delta"]
+    chunks = run(events, include_usage=True)
+    stopped = events[-1]["type"] == "message_stop"
+    assert stopped == (path.name != UNTERMINATED)
+    *choice_chunks, last = chunks
+    head = header("chatcmpl-" + start["id"], start["model"])
+
+    for c in choice_chunks:
+        assert c.keys() == {"id", "object", "created", "model", "choices"}
+        assert {k: c[k] for k in head} == head
+        [choice] = c["choices"]
+        assert choice.keys() == {"index", "delta", "logprobs", "finish_reason"}
+        assert choice["index"] == 0
+        assert choice["logprobs"] is None
+        assert set(choice["delta"]) <= {"role", "content", "reasoning_content", "tool_calls", "thinking_blocks"}
+    deltas = [c["choices"][0]["delta"] for c in choice_chunks]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert not any("role" in d for d in deltas[1:])
+    assert all(deltas[1:-1])  # only the finishing chunk has an empty delta
+    finishes = [c["choices"][0]["finish_reason"] for c in choice_chunks]
+    assert finishes == [None] * (len(finishes) - 1) + [FINISH[message_delta["delta"]["stop_reason"]]]
+    assert deltas[-1] == {}
+
+    if stopped:
+        claude_usage = {**start["usage"], **{k: v for k, v in message_delta["usage"].items() if v is not None}}
+        read = claude_usage.get("cache_read_input_tokens") or 0
+        written = claude_usage.get("cache_creation_input_tokens") or 0
+        prompt = claude_usage["input_tokens"] + read + written
+        assert last == {**head, "choices": [], "usage": usage(prompt, claude_usage["output_tokens"], read, written)}
+        assert run(events) == choice_chunks  # without include_usage: no usage chunk
+    else:
+        assert last == CUT_SHORT
+
+    tools = _tool_blocks(events)
+    calls = [tc for d in deltas for tc in d.get("tool_calls", [])]
+    assert all(len(d["tool_calls"]) == 1 for d in deltas if "tool_calls" in d)
+    firsts = [tc for tc in calls if "id" in tc]
+    assert firsts == [
+        {"index": i, "id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": ""}}
+        for i, b in enumerate(tools)
+    ]
+    current = -1
+    for tc in calls:
+        if "id" in tc:
+            current = tc["index"]
+        else:  # a fragment of the tool call started last, never empty
+            assert tc == {"index": current, "function": {"arguments": tc["function"]["arguments"]}}
+            assert tc["function"]["arguments"]
+
+
+def test_recordings_cover_every_stop_reason_and_block_kind() -> None:
+    stops, blocks, delta_kinds = set(), set(), set()
+    for path in ALL_STREAMS:
+        for e in claude_events(path):
+            if e["type"] == "message_delta":
+                stops.add(e["delta"]["stop_reason"])
+            elif e["type"] == "content_block_start":
+                blocks.add(e["content_block"]["type"])
+            elif e["type"] == "content_block_delta":
+                delta_kinds.add(e["delta"]["type"])
+    assert stops == set(FINISH)
+    assert blocks == MAPPED_BLOCKS | {
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "bash_code_execution_tool_result",
+        "mcp_tool_use",
+        "mcp_tool_result",
+        "tool_search_tool_result",
+    }
+    assert delta_kinds == {"text_delta", "input_json_delta", "thinking_delta", "signature_delta", "citations_delta"}
+
+
+@pytest.mark.parametrize("path", ALL_STREAMS, ids=lambda p: p.name)
+def test_unmapped_blocks_and_deltas_produce_nothing(path: Path) -> None:
+    conv = StreamConverter(created=CREATED, model=MODEL)
+    kinds: dict[int, str] = {}
+    for event in claude_events(path):
+        if event["type"] == "content_block_start":
+            kinds[event["index"]] = event["content_block"]["type"]
+        out = conv.feed(event)
+        unmapped = "index" in event and kinds[event["index"]] not in MAPPED_BLOCKS
+        if unmapped or event.get("delta", {}).get("type") == "citations_delta" or event["type"] == "ping":
+            assert out == [], event
+    assert conv.done == (path.name != UNTERMINATED)
+
+
+def test_unknown_event_and_delta_types_are_skipped() -> None:
+    events = claude_events(STREAMS / "claude_stream_text__vercel-ai.chunks.jsonl")
+    expected = run(events)
+    noisy = [
+        {"type": "future_event", "index": 0},  # even before message_start
+        events[0],
+        events[1],
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "future_delta", "x": 1}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "citations_delta", "citation": {}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": ""}},
+        {"type": "future_event"},
+        *events[2:],
+    ]
+    assert run(noisy) == expected
+
+
+# --- byte splits through the SSE decoder ---
+
+
+@pytest.mark.parametrize("path", ALL_STREAMS, ids=lambda p: p.name)
+def test_random_byte_splits_give_identical_chunks(path: Path) -> None:
+    data = sse_bytes(path)
+    whole = run(claude_events(path), include_usage=True)
+    rng = random.Random(path.name)
+    for _ in range(3):
+        cuts = sorted(rng.sample(range(1, len(data)), rng.randint(1, min(len(data) - 1, 2000))))
+        decoder = SSEDecoder()
+        conv = StreamConverter(created=CREATED, model=MODEL, include_usage=True)
+        chunks: list[Chunk] = []
+        for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            for event in decoder.feed(data[a:b]):
+                chunks += conv.feed(event.json())
+        for event in decoder.flush():
+            chunks += conv.feed(event.json())
+        assert chunks + conv.finish() == whole
+
+
+# --- the end of the stream, errors, protocol violations ---
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_STREAMS if p.name != UNTERMINATED], ids=lambda p: p.name)
+def test_finish_without_message_stop_is_an_error(path: Path) -> None:
+    events = claude_events(path)
+    assert events[-1] == {"type": "message_stop"}
+    conv = StreamConverter(created=CREATED, model=MODEL, include_usage=True)
+    chunks = [c for e in events[:-1] for c in conv.feed(e)]
+    assert chunks == run(events)  # everything up to the usage chunk was already sent
+    assert not conv.done
+    assert conv.finish() == [CUT_SHORT]
+    assert conv.done
+    assert conv.finish() == []
+
+
+def test_finish_after_message_stop_adds_nothing_and_later_events_are_refused() -> None:
+    conv = StreamConverter(created=CREATED, model=MODEL)
+    for event in claude_events(STREAMS / "claude_stream_two_tool_use_blocks__llm-anthropic.sse"):
+        conv.feed(event)
+    assert conv.done
+    assert conv.finish_reason == "tool_calls"
+    assert conv.finish() == []
+    with pytest.raises(StreamProtocolError, match="after the stream ended"):
+        conv.feed({"type": "ping"})
+
+
+@pytest.mark.parametrize(
+    ("claude_type", "openai_type", "code"),
+    [
+        ("overloaded_error", "server_error", "overloaded"),
+        ("api_error", "server_error", None),
+        ("rate_limit_error", "rate_limit_error", "rate_limit_exceeded"),
+        ("invalid_request_error", "invalid_request_error", None),
+        ("timeout_error", "timeout_error", "timeout"),
+        ("some_future_error", "server_error", None),
+    ],
+)
+def test_error_event_mid_stream(claude_type: str, openai_type: str, code: str | None) -> None:
+    events = claude_events(STREAMS / "claude_stream_text__vercel-ai.chunks.jsonl")
+    conv = StreamConverter(created=CREATED, model=MODEL, include_usage=True)
+    sent = [c for e in events[:4] for c in conv.feed(e)]  # message_start, text block start, ping, "Hello"
+    assert [c["choices"][0]["delta"] for c in sent] == [{"role": "assistant", "content": ""}, {"content": "Hello"}]
+    error = {"type": "error", "error": {"type": claude_type, "message": "Overloaded"}}
+    assert conv.feed(error) == [{"error": {"message": "Overloaded", "type": openai_type, "param": None, "code": code}}]
+    assert conv.done
+    assert conv.finish_reason is None
+    assert conv.finish() == []
+    with pytest.raises(StreamProtocolError):
+        conv.feed(events[5])
+
+
+def test_error_event_before_message_start_and_without_details() -> None:
+    assert run([{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]) == [
+        {"error": {"message": "Overloaded", "type": "server_error", "param": None, "code": "overloaded"}}
+    ]
+    assert run([{"type": "error"}]) == [
+        {"error": {"message": "upstream stream error", "type": "server_error", "param": None, "code": None}}
+    ]
+
+
+REAL = claude_events(STREAMS / "claude_stream_text_then_two_tool_use_with_args__openllmetry.sse")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [*[e for e in REAL if e["type"] not in ("message_start", "ping")][::4], REAL[-2], REAL[-1]],
+    ids=lambda e: e["type"],
+)
+def test_events_before_message_start_are_a_protocol_error(event: Event) -> None:
+    conv = StreamConverter(created=CREATED, model=MODEL)
+    assert conv.feed({"type": "ping"}) == []
+    with pytest.raises(StreamProtocolError, match="before 'message_start'"):
+        conv.feed(event)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "content_block_delta", "index": 5, "delta": {"type": "text_delta", "text": "x"}},
+        {"type": "content_block_stop", "index": 5},
+        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "x"}},
+    ],
+)
+def test_block_events_without_their_start_are_a_protocol_error(event: Event) -> None:
+    conv = StreamConverter(created=CREATED, model=MODEL)
+    conv.feed(REAL[0])
+    conv.feed(REAL[1])  # block 0 (text) starts
+    with pytest.raises(StreamProtocolError, match="without 'content_block_start'"):
+        conv.feed(event)
+
+
+def test_stream_protocol_error_is_an_upstream_failure() -> None:
+    assert issubclass(StreamProtocolError, UpstreamUnavailable)
+
+
+# --- parity with the non-streaming conversion ---
+
+
+def fold_claude(events: list[Event]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Claude message a stream describes (as the Anthropic SDKs accumulate it), and the raw streamed
+    input JSON of each tool_use block, by tool id. An input that never completed (cut by max_tokens) cannot
+    be a message's ``input``: it is left ``{}`` there."""
+    message: dict[str, Any] = {}
+    blocks: dict[int, dict[str, Any]] = {}
+    inputs: dict[int, str] = {}
+    for e in events:
+        if e["type"] == "message_start":
+            message = copy.deepcopy(e["message"])
+        elif e["type"] == "content_block_start":
+            blocks[e["index"]] = copy.deepcopy(e["content_block"])
+            if e["content_block"]["type"] == "tool_use":
+                inputs[e["index"]] = ""
+        elif e["type"] == "content_block_delta":
+            block, delta = blocks[e["index"]], e["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+            elif delta["type"] == "input_json_delta" and e["index"] in inputs:
+                inputs[e["index"]] += delta["partial_json"]
+            elif delta["type"] == "thinking_delta":
+                block["thinking"] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] += delta["signature"]
+        elif e["type"] == "message_delta":
+            message.update(e["delta"])
+            message["usage"].update({k: v for k, v in e["usage"].items() if v is not None})
+    for index, raw in inputs.items():
+        try:
+            blocks[index]["input"] = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            blocks[index]["input"] = {}
+    message["content"] = [blocks[i] for i in sorted(blocks)]
+    return message, {blocks[i]["id"]: raw for i, raw in inputs.items()}
+
+
+def _is_json(raw: str) -> bool:
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def fold_chunks(chunks: list[Chunk]) -> dict[str, Any]:
+    """What an OpenAI client accumulates from the chunks."""
+    content, reasoning, thinking_blocks, finishes = [], [], [], []
+    calls: dict[int, dict[str, Any]] = {}
+    folded: dict[str, Any] = {"id": chunks[0]["id"], "model": chunks[0]["model"], "usage": None}
+    for c in chunks:
+        if not c["choices"]:
+            folded["usage"] = c["usage"]
+            continue
+        [choice] = c["choices"]
+        delta = choice["delta"]
+        content.append(delta.get("content", ""))
+        reasoning.append(delta.get("reasoning_content", ""))
+        thinking_blocks += delta.get("thinking_blocks", [])
+        for tc in delta.get("tool_calls", []):
+            call = calls.setdefault(tc["index"], {"function": {"arguments": ""}})
+            if "id" in tc:
+                call.update(id=tc["id"], type=tc["type"])
+                call["function"]["name"] = tc["function"]["name"]
+            call["function"]["arguments"] += tc["function"]["arguments"]
+        finishes.append(choice["finish_reason"])
+    assert sorted(calls) == list(range(len(calls)))
+    folded["message"] = {
+        "content": "".join(content) or None,
+        "reasoning_content": "".join(reasoning) or None,
+        "thinking_blocks": thinking_blocks or None,
+        "tool_calls": [calls[i] for i in sorted(calls)] or None,
+    }
+    folded["finish_reason"] = [f for f in finishes if f] or None
+    return folded
+
+
+def _parsed(calls: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if calls is None:
+        return None
+    return [{**c, "function": {**c["function"], "arguments": orjson.loads(c["function"]["arguments"])}} for c in calls]
+
+
+PARITY_CASES = [(p, None) for p in ALL_STREAMS] + [
+    (p, tools[0]["name"]) for p in ALL_STREAMS if (tools := _tool_blocks(claude_events(p))) and p.name != UNTERMINATED
+]
+
+
+@pytest.mark.parametrize(("path", "json_tool"), PARITY_CASES, ids=[f"{p.name}-{j or 'tools'}" for p, j in PARITY_CASES])
+def test_stream_and_non_stream_conversions_agree(path: Path, json_tool: str | None) -> None:
+    events = claude_events(path)
+    message, raw_inputs = fold_claude(events)
+    conv = StreamConverter(created=CREATED, model=MODEL, include_usage=True, json_tool=json_tool)
+    folded = fold_chunks([c for e in events for c in conv.feed(e)])
+    expected = convert_response(message, created=CREATED, model=MODEL, json_tool=json_tool)
+    [choice] = expected["choices"]
+    want, got = choice["message"], folded["message"]
+    tools = [b for b in message["content"] if b["type"] == "tool_use"]
+    calls = [b for b in tools if b["name"] != json_tool]
+    for number, block in enumerate(calls):
+        raw = raw_inputs[block["id"]]
+        if raw and not _is_json(raw):  # the input cut by max_tokens: streamed as it came; no message holds it
+            assert path.name == UNTERMINATED
+            assert got["tool_calls"][number]["function"]["arguments"] == raw
+            got["tool_calls"][number]["function"]["arguments"] = "{}"
+    for block in tools:
+        if block["name"] == json_tool:  # the answer is the JSON as the model wrote it, whitespace and all
+            compact = orjson.dumps(block["input"]).decode()
+            want["content"] = want["content"].replace(compact, raw_inputs[block["id"]] or compact, 1)
+    assert folded["id"] == expected["id"]
+    assert folded["model"] == expected["model"]
+    assert got["content"] == (want["content"] or None)
+    assert got["reasoning_content"] == (want.get("reasoning_content") or None)
+    assert got["thinking_blocks"] == want.get("thinking_blocks")
+    assert _parsed(got["tool_calls"]) == _parsed(want.get("tool_calls"))
+    assert folded["finish_reason"] == [choice["finish_reason"]]
+    assert (folded["usage"] or conv.usage) == expected["usage"]
