@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from translator.config import UpstreamSettings
 from translator.convert.tables import CLAUDE_ERROR_STATUS
@@ -121,8 +121,9 @@ class Upstream:
         out: CIMultiDict[str] = CIMultiDict()
         out["anthropic-version"] = version or self.settings.anthropic_version
         for name in _FORWARDED:
-            if name in client:
-                out[name] = client[name]
+            if name in client:  # a header sent several times is one comma-separated list (RFC 9110 5.3)
+                values = client.getall(name) if isinstance(client, MultiMapping) else [client[name]]
+                out[name] = ",".join(values)
         key = self.settings.api_key
         if key:
             if self.settings.auth == "bearer":
@@ -133,6 +134,8 @@ class Upstream:
             pass
         elif "x-api-key" in client:
             out["x-api-key"] = client["x-api-key"]
+        elif client.get("Authorization", "").startswith("Bearer sk-ant-api"):
+            out["x-api-key"] = client["Authorization"][7:]  # an Anthropic API key sent the OpenAI way
         elif "Authorization" in client:
             out["Authorization"] = client["Authorization"]
         return out

@@ -16,6 +16,8 @@ from translator.errors import InvalidRequest
 Block = dict[str, Any]
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# Non-standard media types clients put in data URLs (OpenAI accepts them) -> the registered name.
+MEDIA_TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
 DOCUMENT_TYPES = frozenset({"application/pdf", "text/plain"})
 _PASSED_KEYS = ("cache_control",)  # Claude-only keys clients put on parts; kept on the block
 
@@ -108,7 +110,7 @@ def _file_part(part: dict[str, Any], where: str) -> Block:
         media_type, payload = parse_data_url(data, f"{where}.file.file_data")
     else:  # bare base64: the filename is the only hint of its type
         name = str(spec.get("filename") or "")
-        media_type = "text/plain" if name.endswith(".txt") else "application/pdf"
+        media_type = "text/plain" if name.lower().endswith(".txt") else "application/pdf"
         payload = data
     if media_type not in DOCUMENT_TYPES:
         raise InvalidRequest(
@@ -147,7 +149,7 @@ def parse_data_url(url: str, param: str) -> tuple[str, str]:
     if not sep or not header.endswith(";base64"):
         raise InvalidRequest(f"{param} must be a base64 data URL", param=param)
     media_type = header[5:-7].split(";")[0].strip().lower()
-    return media_type, data
+    return MEDIA_TYPE_ALIASES.get(media_type, media_type), data
 
 
 def _b64_text(payload: str, where: str) -> str:

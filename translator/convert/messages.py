@@ -36,6 +36,8 @@ def convert_messages(messages: Any) -> tuple[list[Block], list[Message]]:
             raise InvalidRequest(f"{where}.role {role!r} is not a known role", param=f"{where}.role")
         claude_role, blocks = builder(msg, where, legacy_ids)
         _append(turns, claude_role, blocks)
+    if not turns:  # Claude needs one message at least; only system text (or only empty turns) is not one
+        raise InvalidRequest("'messages' holds no user or assistant content", param="messages")
     return system, turns
 
 

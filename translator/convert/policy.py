@@ -57,7 +57,9 @@ IGNORED: Final = frozenset(
         "verbosity",
         "prompt_cache_key",
         "prompt_cache_retention",
+        "prompt_cache_options",
         "safety_identifier",
+        "moderation",
     }
 )
 

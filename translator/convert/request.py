@@ -12,7 +12,12 @@ from typing import Any
 
 from translator.convert.messages import convert_messages
 from translator.convert.policy import screen
-from translator.convert.tables import MIN_THINKING_BUDGET, REASONING_BUDGET, TOOL_CHOICE
+from translator.convert.tables import (
+    MIN_THINKING_BUDGET,
+    MIN_THINKING_TOP_P,
+    REASONING_BUDGET,
+    TOOL_CHOICE,
+)
 from translator.errors import InvalidRequest
 
 JSON_TOOL_DEFAULT = "json_response"
@@ -49,7 +54,7 @@ def convert_request(
     _max_tokens(req, profile, out)
     _sampling(req, out)
     _stop(req, out)
-    _tools(req, out)
+    _tools(req, profile, out)
     _response_format(req, profile, out)
     _thinking(req, out)
     _stream(req, out)
@@ -62,7 +67,8 @@ def convert_request(
 def _number(req: dict[str, Any], name: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
     value = req.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
-        raise InvalidRequest(f"'{name}' must be a number", param=name)
+        what = "an integer" if kind is int else "a number"
+        raise InvalidRequest(f"'{name}' must be {what}", param=name)
     return value
 
 
@@ -103,9 +109,11 @@ def _stop(req: dict[str, Any], out: ConvertedRequest) -> None:
         out.body["stop_sequences"] = kept
 
 
-def _tools(req: dict[str, Any], out: ConvertedRequest) -> None:
+def _tools(req: dict[str, Any], profile: ModelProfile, out: ConvertedRequest) -> None:
     tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(_list(req, "tools"))]
     tools += [_function(f, f"functions[{i}]") for i, f in enumerate(_list(req, "functions"))]
+    if not profile.structured_output:
+        _drop_strict(tools, out)
     if req.get("web_search_options") is not None:
         tools.append(_web_search(req["web_search_options"]))
     if tools:
@@ -144,7 +152,7 @@ def _function(fn: Any, where: str) -> dict[str, Any]:
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")
     schema = fn.get("parameters")
-    if schema is None:
+    if schema is None or schema == {}:  # no parameters; Claude's input_schema must still say type object
         schema = {"type": "object", "properties": {}}
     if not isinstance(schema, dict):
         raise InvalidRequest(f"{where}.parameters must be a JSON Schema object", param=f"{where}.parameters")
@@ -155,6 +163,13 @@ def _function(fn: Any, where: str) -> dict[str, Any]:
     if fn.get("strict") is True:
         out["strict"] = True  # Claude's strict tool use: inputs guaranteed to match the schema
     return out
+
+
+def _drop_strict(tools: list[dict[str, Any]], out: ConvertedRequest) -> None:
+    """Strict tool use is part of Claude's structured outputs: a model without them answers 400 to it."""
+    dropped = [tool["name"] for tool in tools if tool.pop("strict", False)]
+    if dropped:
+        out.adjustments.append(f"strict dropped from tools {dropped!r}: the model has no strict tool use")
 
 
 def _web_search(options: Any) -> dict[str, Any]:
@@ -219,33 +234,46 @@ def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], d
 
 def _thinking(req: dict[str, Any], out: ConvertedRequest) -> None:
     thinking = req.get("thinking")
-    if thinking is None and req.get("reasoning_effort") is not None:
-        effort = req["reasoning_effort"]
-        if effort not in REASONING_BUDGET:
-            raise InvalidRequest(
-                f"reasoning_effort {effort!r} is not one of {sorted(REASONING_BUDGET)}",
-                param="reasoning_effort",
-            )
-        budget = REASONING_BUDGET[effort]
-        if budget is None:
-            return
-        budget = _fit_budget(req, out, budget)
-        if budget is None:
-            return
-        thinking = {"type": "enabled", "budget_tokens": budget}
     if thinking is None:
-        return
-    if not isinstance(thinking, dict):
+        thinking = _effort_thinking(req, out)
+        if thinking is None:
+            return
+    elif not isinstance(thinking, dict):
         raise InvalidRequest("'thinking' must be an object", param="thinking")
+    elif (budget := _budget(thinking)) is not None and not _explicit_max_tokens(req):
+        out.body["max_tokens"] += budget  # our default max_tokens must leave room above the budget
     out.body["thinking"] = thinking
     if thinking.get("type") in ("enabled", "adaptive"):
         _thinking_constraints(out)
 
 
+def _effort_thinking(req: dict[str, Any], out: ConvertedRequest) -> dict[str, Any] | None:
+    effort = req.get("reasoning_effort")
+    if effort is None:
+        return None
+    if effort not in REASONING_BUDGET:
+        raise InvalidRequest(
+            f"reasoning_effort {effort!r} is not one of {sorted(REASONING_BUDGET)}",
+            param="reasoning_effort",
+        )
+    budget = REASONING_BUDGET[effort]
+    if budget is not None:
+        budget = _fit_budget(req, out, budget)
+    return None if budget is None else {"type": "enabled", "budget_tokens": budget}
+
+
+def _explicit_max_tokens(req: dict[str, Any]) -> bool:
+    return req.get("max_completion_tokens") is not None or req.get("max_tokens") is not None
+
+
+def _budget(thinking: dict[str, Any]) -> int | None:
+    budget = thinking.get("budget_tokens")
+    return budget if isinstance(budget, int) and not isinstance(budget, bool) else None
+
+
 def _fit_budget(req: dict[str, Any], out: ConvertedRequest, budget: int) -> int | None:
     """OpenAI's max_completion_tokens counts reasoning; Claude's budget must stay under max_tokens."""
-    explicit = req.get("max_completion_tokens") is not None or req.get("max_tokens") is not None
-    if not explicit:
+    if not _explicit_max_tokens(req):
         out.body["max_tokens"] += budget
         return budget
     room: int = out.body["max_tokens"] - 1
@@ -256,11 +284,16 @@ def _fit_budget(req: dict[str, Any], out: ConvertedRequest, budget: int) -> int 
 
 
 def _thinking_constraints(out: ConvertedRequest) -> None:
-    """With thinking on, Claude allows no temperature but 1, no top_k, and no forced tool."""
+    """With thinking on, Claude allows no temperature but 1, no top_k, top_p only from 0.95, and no
+    forced tool."""
     for name in ("temperature", "top_k"):
         if name in out.body and not (name == "temperature" and out.body[name] == 1):
             out.adjustments.append(f"{name} dropped: not allowed with thinking")
             del out.body[name]
+    top_p = out.body.get("top_p")
+    if top_p is not None and top_p < MIN_THINKING_TOP_P:
+        out.adjustments.append(f"top_p {top_p} raised to {MIN_THINKING_TOP_P}: thinking allows 0.95..1")
+        out.body["top_p"] = MIN_THINKING_TOP_P
     choice = out.body.get("tool_choice")
     if choice and choice["type"] in ("any", "tool"):
         out.adjustments.append(

@@ -35,6 +35,8 @@ REASONING_BUDGET: Final[dict[str, int | None]] = {
     "xhigh": 32768,
 }
 MIN_THINKING_BUDGET: Final = 1024
+# With thinking on, Claude accepts top_p only from 0.95 to 1 (extended thinking, "Feature compatibility").
+MIN_THINKING_TOP_P: Final = 0.95
 
 # Claude error type -> (OpenAI error type, OpenAI error code).
 OPENAI_ERROR: Final[dict[str, tuple[str, str | None]]] = {
