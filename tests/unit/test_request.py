@@ -809,3 +809,17 @@ def test_strict_mode_rejects_every_ignored_field() -> None:
 
 def test_strict_mode_passes_mapped_fields() -> None:
     assert convert({"temperature": 0.5, "logprobs": False}, strict=True) == done(claude(temperature=0.5))
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected", "adjustments"),
+    [
+        ({"temperature": 0.5, "top_p": 1}, {"temperature": 0.5},
+         ["top_p 1 dropped: a no-op, and refused beside temperature by newer Claude models"]),
+        ({"temperature": 0.5, "top_p": 0.9}, {"temperature": 0.5, "top_p": 0.9}, []),
+        ({"top_p": 1}, {"top_p": 1}, []),
+    ],
+    ids=["no-op top_p beside temperature dropped", "real top_p kept", "top_p alone kept"],
+)
+def test_top_p_beside_temperature(fields: JSONObject, expected: JSONObject, adjustments: list[str]) -> None:
+    assert convert(fields) == done(claude(**expected), adjustments=adjustments)

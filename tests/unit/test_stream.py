@@ -83,8 +83,10 @@ def chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None
     return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
 
-def usage(prompt: int, completion: int, cached: int = 0, written: int = 0) -> dict[str, Any]:
-    return {
+def usage(
+    prompt: int, completion: int, cached: int = 0, written: int = 0, reasoning: int | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
@@ -92,6 +94,9 @@ def usage(prompt: int, completion: int, cached: int = 0, written: int = 0) -> di
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
     }
+    if reasoning is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return out
 
 
 def test_fixture_set_is_complete() -> None:
@@ -173,7 +178,7 @@ def test_exact_thinking_then_tool_use() -> None:
         ),
         chunk(head, {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
         chunk(head, {}, "tool_calls"),
-        {**head, "choices": [], "usage": usage(598, 92)},
+        {**head, "choices": [], "usage": usage(598, 92, reasoning=53)},
     ]
 
 
@@ -581,7 +586,7 @@ def test_exact_pause_turn_web_search() -> None:
         chunk(head, {"content": "Now"}),
         chunk(head, {"content": " continuing with the remaining searches:"}),
         chunk(head, {}, "stop"),
-        {**head, "choices": [], "usage": usage(404500, 943)},
+        {**head, "choices": [], "usage": usage(404500, 943, reasoning=261)},
     ]
 
 
@@ -698,7 +703,9 @@ def test_invariants(path: Path) -> None:
         read = claude_usage.get("cache_read_input_tokens") or 0
         written = claude_usage.get("cache_creation_input_tokens") or 0
         prompt = claude_usage["input_tokens"] + read + written
-        assert last == {**head, "choices": [], "usage": usage(prompt, claude_usage["output_tokens"], read, written)}
+        thinking = (claude_usage.get("output_tokens_details") or {}).get("thinking_tokens")
+        expected_usage = usage(prompt, claude_usage["output_tokens"], read, written, thinking)
+        assert last == {**head, "choices": [], "usage": expected_usage}
         assert run(events) == choice_chunks  # without include_usage: no usage chunk
     else:
         assert last == CUT_SHORT

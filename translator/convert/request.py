@@ -91,6 +91,11 @@ def _sampling(req: dict[str, Any], out: ConvertedRequest) -> None:
         value = _number(req, name, kind)
         if value is not None:
             out.body[name] = value
+    if out.body.get("top_p") == 1 and "temperature" in out.body:
+        # top_p 1 is a no-op many OpenAI clients send by default; newer Claude models refuse top_p beside
+        # temperature, so the no-op goes.
+        del out.body["top_p"]
+        out.adjustments.append("top_p 1 dropped: a no-op, and refused beside temperature by newer Claude models")
 
 
 def _stop(req: dict[str, Any], out: ConvertedRequest) -> None:

@@ -16,7 +16,7 @@ def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
     write = int(usage.get("cache_creation_input_tokens") or 0)
     out = int(usage.get("output_tokens") or 0)
     prompt = inp + read + write
-    return {
+    result: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": out,
         "total_tokens": prompt + out,
@@ -24,11 +24,19 @@ def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
         "cache_read_input_tokens": read,
         "cache_creation_input_tokens": write,
     }
+    details = usage.get("output_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("thinking_tokens"), int):
+        # Claude's thinking tokens are part of output_tokens, as OpenAI's reasoning tokens are of completion.
+        result["completion_tokens_details"] = {"reasoning_tokens": details["thinking_tokens"]}
+    return result
 
 
 def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Sum two OpenAI usage objects (for ``n`` > 1)."""
     total = {k: a.get(k, 0) + b.get(k, 0) for k in a if isinstance(a[k], int)}
+    if "completion_tokens_details" in a or "completion_tokens_details" in b:
+        total["completion_tokens_details"] = {"reasoning_tokens": sum(
+            u.get("completion_tokens_details", {}).get("reasoning_tokens", 0) for u in (a, b))}
     total["prompt_tokens_details"] = {
         "cached_tokens": a["prompt_tokens_details"]["cached_tokens"]
         + b["prompt_tokens_details"]["cached_tokens"]
