@@ -27,6 +27,7 @@ from translator.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from translator.gateway.sticky import StickyStore
 from translator.upstream import Upstream, UpstreamResponse
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
@@ -48,11 +49,6 @@ class Attempted:
     attempts: int
 
 
-class StickyStoreLike:  # the interface of translator.gateway.sticky stores
-    async def get(self, session: str) -> str | None: ...
-    async def set(self, session: str, upstream: str, ttl: float) -> None: ...
-
-
 def retryable(err: TranslatorError) -> bool:
     if isinstance(err, (UpstreamUnavailable, UpstreamTimeout)):
         return True
@@ -72,7 +68,7 @@ class UpstreamPool:
         self,
         upstreams: list[Upstream],
         settings: RoutingSettings,
-        sticky: StickyStoreLike | None = None,
+        sticky: StickyStore | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,

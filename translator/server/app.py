@@ -14,10 +14,14 @@ from aiohttp import web
 from translator.config import Settings
 from translator.convert import ModelProfile
 from translator.demo import create_demo_app
+from translator.gateway.keys import KeyRing
+from translator.gateway.metrics import Metrics
+from translator.gateway.ratelimit import make_rate_limiter
+from translator.gateway.sticky import make_sticky_store
 from translator.router import UpstreamPool
 from translator.server import claude_route, models_route, openai_route
-from translator.server.keys import POOL, RESOLVE, SETTINGS, UPSTREAM
-from translator.server.middleware import errors_and_log
+from translator.server.keys import KEYRING, LIMITER, METRICS, POOL, RESOLVE, SETTINGS, UPSTREAM
+from translator.server.middleware import add_extra_headers, errors_and_log
 from translator.upstream import Upstream
 
 
@@ -25,14 +29,23 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors_and_log], client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
+    app[KEYRING] = KeyRing(settings.keys)
+    app[METRICS] = Metrics()
+    app.on_response_prepare.append(add_extra_headers)
     resolve: Callable[[str], tuple[str, ModelProfile]] = functools.lru_cache(maxsize=4096)(settings.resolve_model)
     app[RESOLVE] = resolve
     app[models_route.CACHE] = {}
     app.cleanup_ctx.append(_upstream_ctx)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/chat/completions", openai_route.chat_completions)
     app.router.add_post("/chat/completions", openai_route.chat_completions)
     app.router.add_post("/v1/messages", claude_route.messages)
@@ -55,14 +68,18 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         base_url = f"http://127.0.0.1:{port}"
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
     session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-    upstreams = [
-        Upstream(s, session, base_url if settings.demo else s.base_url) for s in settings.upstream_list
-    ]
+    upstreams = [Upstream(s, session, base_url if settings.demo else s.base_url) for s in settings.upstream_list]
     app[UPSTREAM] = upstreams[0]
-    app[POOL] = UpstreamPool(upstreams, settings.routing)
+    app[LIMITER] = make_rate_limiter(settings.redis)
+    sticky = make_sticky_store(settings.redis)
+    app[POOL] = UpstreamPool(upstreams, settings.routing, sticky, on_health=app[METRICS].set_upstream_health)
+    for upstream in upstreams:
+        app[METRICS].set_upstream_health(upstream.name, True)
     try:
         yield
     finally:
+        await app[LIMITER].close()
+        await sticky.close()
         await session.close()
         if demo is not None:
             await demo.cleanup()

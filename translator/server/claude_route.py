@@ -82,23 +82,45 @@ async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.S
     resp = web.StreamResponse(headers={**_STREAM_HEADERS, **_passed_headers(source)})
     await resp.prepare(request)
     watch = _StreamWatch()
+    pending = bytearray()  # the start of an event whose closing blank line has not arrived yet
     try:
         async for data in source.chunks():
-            await resp.write(data)
-            watch.feed(data)
-        watch.end()
+            searched = max(0, len(pending) - 3)
+            pending += data
+            cut = _events_end(pending, searched)
+            if cut:
+                done = bytes(pending[:cut])
+                del pending[:cut]
+                await resp.write(done)
+                watch.feed(done)
+        if pending:
+            # The upstream's last event lacks its blank line. Read it as ended: a message_stop there
+            # completes the stream, and the bytes go out as sent.
+            watch.feed(bytes(pending) + b"\n\n")
+            if watch.complete:
+                await resp.write(bytes(pending))
     except TranslatorError as err:
         watch.failed = True
         await resp.write(encode_event("error", {"type": "error",
                                                 "error": {"type": err.claude_type, "message": err.message}}))
     else:
         if not watch.complete:
+            # What is pending (if anything) is a cut event: dropped, or our error would merge into it.
             message = "upstream stream ended before message_stop"
             await resp.write(encode_event("error", {"type": "error",
                                                     "error": {"type": "api_error", "message": message}}))
     request[LOG].update(usage=watch.usage, stop_reason=watch.stop_reason, stream_error=watch.error)
     await resp.write_eof()
     return resp
+
+
+_EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")
+
+
+def _events_end(buf: bytearray, start: int) -> int:
+    """Where the last complete event in ``buf`` ends (0: none); boundaries before ``start`` were seen."""
+    ends = [i + len(sep) for sep in _EVENT_ENDS if (i := buf.rfind(sep, start)) >= 0]
+    return max(ends, default=0)
 
 
 class _StreamWatch:
@@ -115,10 +137,6 @@ class _StreamWatch:
 
     def feed(self, data: bytes) -> None:
         for event in self._decoder.feed(data):
-            self._event(event.event, event.data)
-
-    def end(self) -> None:
-        for event in self._decoder.flush():
             self._event(event.event, event.data)
 
     def _event(self, name: str | None, data: bytes) -> None:

@@ -8,6 +8,9 @@ from aiohttp import web
 
 from translator.config import Settings
 from translator.convert import ModelProfile
+from translator.gateway.keys import KeyRing
+from translator.gateway.metrics import Metrics
+from translator.gateway.ratelimit import RateLimiter
 from translator.router import UpstreamPool
 from translator.upstream import Upstream
 
@@ -15,3 +18,6 @@ SETTINGS = web.AppKey("settings", Settings)
 UPSTREAM = web.AppKey("upstream", Upstream)
 RESOLVE: web.AppKey[Callable[[str], tuple[str, ModelProfile]]] = web.AppKey("resolve")
 POOL = web.AppKey("pool", UpstreamPool)
+KEYRING = web.AppKey("keyring", KeyRing)
+METRICS = web.AppKey("metrics", Metrics)
+LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")

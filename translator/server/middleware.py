@@ -17,13 +17,23 @@ from aiohttp.typedefs import Handler
 
 from translator.convert import claude_error_body, openai_error_body, openai_status
 from translator.convert.tables import CLAUDE_ERROR_STATUS
-from translator.errors import TranslatorError, UpstreamStatusError
+from translator.errors import RateLimited, TranslatorError, UpstreamStatusError
+from translator.gateway.metrics import Metrics
 from translator.log import log
-from translator.server.keys import SETTINGS
+from translator.server.keys import METRICS, SETTINGS
+from translator.server.tokens import token_kinds
 
 LOG = web.RequestKey("log", dict)  # fields the handler adds to the request's log line
 STARTED = web.RequestKey("started", float)  # time.perf_counter() when the request came in
 FORWARD_KEY = web.RequestKey("forward_key", bool)  # may the client's own key go upstream?
+EXTRA_HEADERS = web.RequestKey("extra_headers", dict)  # added to the response when it is prepared
+
+
+async def add_extra_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: works for streamed responses too, whose headers go out early."""
+    extra = request.get(EXTRA_HEADERS)
+    if extra:
+        response.headers.update(extra)
 
 
 def session_key(request: web.Request, from_body: object) -> str | None:
@@ -46,6 +56,9 @@ def is_claude_shape(request: web.Request) -> bool:
 
 def error_response(request: web.Request, err: TranslatorError) -> web.Response:
     headers: dict[str, str] = {}
+    if isinstance(err, RateLimited):
+        headers.update(err.headers)
+        headers.setdefault("Retry-After", str(int(err.retry_after)))
     if isinstance(err, UpstreamStatusError):
         if err.retry_after:
             headers["Retry-After"] = err.retry_after
@@ -103,6 +116,20 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
         status = 499
         raise
     finally:
+        latency = time.perf_counter() - started
         fields["status"] = status
-        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        fields["latency_ms"] = round(latency * 1000, 2)
         log.info("request", **fields)
+        if "route" in fields:
+            record_metrics(request.app[METRICS], fields, latency)
+
+
+def record_metrics(metrics: Metrics, fields: dict[str, Any], latency: float) -> None:
+    route, model = fields["route"], fields.get("model", "")
+    ttft = fields.get("ttft_ms")
+    metrics.observe_request(
+        route, model, fields.get("upstream", ""), fields["status"], latency, ttft / 1000 if ttft is not None else None
+    )
+    for kind, n in token_kinds(fields.get("usage")).items():
+        if n:
+            metrics.add_tokens(route, model, kind, n)

@@ -44,8 +44,9 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def _models(request: web.Request) -> list[dict[str, Any]]:
     settings, upstream = request.app[SETTINGS], request.app[UPSTREAM]
-    shared = bool(settings.upstream.api_key) or settings.demo
+    shared = bool(upstream.settings.api_key) or settings.demo  # the upstream in use, [upstream] or [[upstreams]]
     cache = request.app[CACHE]
+    listed: list[dict[str, Any]]
     if shared and cache and time.monotonic() - cache["at"] < settings.models.list_cache_seconds:
         listed = cache["data"]
     else:

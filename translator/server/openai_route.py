@@ -30,6 +30,7 @@ from translator.convert import (
 from translator.errors import TranslatorError
 from translator.router import Attempted
 from translator.server.common import header_text, read_json_object, require_model
+from translator.server.gate import admitted
 from translator.server.images import inline_images
 from translator.server.keys import POOL, RESOLVE, SETTINGS, UPSTREAM
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
@@ -49,6 +50,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if settings.images.fetch:
         await inline_images(conv.body, request.app[UPSTREAM].session, settings.images)
     request[LOG].update(route="openai", model=asked, upstream_model=model, stream=conv.stream, n=conv.n)
+    async with admitted(request, asked, model):
+        return await _answer(request, req, conv, model)
+
+
+async def _answer(request: web.Request, req: dict[str, Any], conv: ConvertedRequest, model: str) -> web.StreamResponse:
     call = _Call(request, orjson.dumps(conv.body), model, session_key(request, req.get("user")))
     headers = _policy_headers(conv)
     created = int(time.time())

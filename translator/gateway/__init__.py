@@ -1,0 +1,10 @@
+"""Gateway building blocks: client keys, per-key rate limits, conversation stickiness and metrics.
+
+Each module stands alone and is tested alone; the server wires them together:
+
+- ``keys``: client API keys (stored only as hashes), constant-time authentication, model permissions, and the
+  ``translator keys`` command that mints them.
+- ``ratelimit``: requests, tokens and concurrent requests per key per minute, in process memory or in Redis.
+- ``sticky``: which upstream a conversation went to, so its next turn goes there too (memory or Redis).
+- ``metrics``: Prometheus counters and histograms on a per-app registry.
+"""

@@ -1,0 +1,266 @@
+"""Client API keys: minting, hashing, authentication and model permissions.
+
+The proxy never stores a client key, only ``"sha256:<hex>"`` of it: a leaked config file then grants nothing.
+Keys are 32 random bytes, so a plain (unsalted, fast) SHA-256 is enough; a slow password hash would only cost
+latency on every request without adding safety against guessing.
+
+Authentication hashes the presented key and compares it with **every** configured hash using
+``hmac.compare_digest``, never a dict lookup or an early ``break``: the time taken then depends only on how many
+keys are configured, not on which one (if any) matched or how many leading bytes were right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import hmac
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from translator.config import KeySettings
+from translator.errors import AuthenticationFailed, PermissionDenied
+
+KEY_PREFIX = "sk-tr-"
+HASH_PREFIX = "sha256:"
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def new_key() -> str:
+    """A fresh client key; the prefix makes it recognisable in secret scanners and support tickets."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """The form stored in the config: ``"sha256:" + hex digest`` of the key's UTF-8 bytes."""
+    return HASH_PREFIX + _digest(key).hex()
+
+
+def _digest(key: str) -> bytes:
+    # surrogatepass: a header decoded with odd bytes must still hash (to a value no configured key has).
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent: ``x-api-key`` (Claude SDKs) first, else ``Authorization: Bearer`` (OpenAI SDKs).
+
+    Header names and the ``Bearer`` scheme are matched case-insensitively, so a plain ``dict`` works as well as
+    aiohttp's case-insensitive headers. Blank values count as absent.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    api_key = lowered.get("x-api-key", "").strip()
+    if api_key:
+        return api_key
+    scheme, _, credentials = lowered.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """One configured client key, as the rest of the gateway sees it (the hash, never the key)."""
+
+    name: str
+    key_hash: str
+    models: tuple[str, ...]
+    rpm: int | None
+    tpm: int | None
+    concurrency: int | None
+
+    @classmethod
+    def from_settings(cls, settings: KeySettings) -> ClientKey:
+        return cls(
+            name=settings.name,
+            key_hash=_normalized_hash(settings.hash, settings.name),
+            models=tuple(settings.models),
+            rpm=settings.rpm,
+            tpm=settings.tpm,
+            concurrency=settings.concurrency,
+        )
+
+    @property
+    def short_hash(self) -> str:
+        """The first 8 hex digits of the hash: enough to tell keys apart in logs, useless to an attacker."""
+        return self.key_hash.removeprefix(HASH_PREFIX)[:8]
+
+    @property
+    def has_limits(self) -> bool:
+        """Whether any rate limit applies, so a limiter can skip keys without any."""
+        return self.rpm is not None or self.tpm is not None or self.concurrency is not None
+
+    def allows(self, model: str) -> bool:
+        """Exact names first (so ``[`` in a real name is not read as a glob), then case-sensitive globs."""
+        return model in self.models or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+
+def _normalized_hash(value: str, name: str) -> str:
+    """``sha256:<64 hex>`` in lower case; anything else is a config mistake worth failing start-up for."""
+    hex_part = value.strip().removeprefix(HASH_PREFIX).lower()
+    if not value.strip().startswith(HASH_PREFIX) or len(hex_part) != 64 or not set(hex_part) <= _HEX_DIGITS:
+        raise ValueError(f"key '{name}': hash must be 'sha256:' and 64 hex digits (see `translator keys create`)")
+    return HASH_PREFIX + hex_part
+
+
+class KeyRing:
+    """The configured client keys. With none configured the proxy is open and every request is anonymous."""
+
+    def __init__(self, keys: Sequence[KeySettings]) -> None:
+        self._keys = tuple(ClientKey.from_settings(k) for k in keys)
+        _check_unique(self._keys)
+        self._digests = tuple(bytes.fromhex(k.key_hash.removeprefix(HASH_PREFIX)) for k in self._keys)
+
+    @property
+    def is_open(self) -> bool:
+        return not self._keys
+
+    @property
+    def keys(self) -> tuple[ClientKey, ...]:
+        return self._keys
+
+    def authenticate(self, presented: str | None) -> ClientKey | None:
+        """The key's identity, None when the proxy is open; ``AuthenticationFailed`` when missing or unknown."""
+        if self.is_open:
+            return None
+        if not presented:
+            raise AuthenticationFailed("missing API key: send it as 'x-api-key' or 'Authorization: Bearer <key>'")
+        candidate = _digest(presented)
+        found: ClientKey | None = None
+        for key, expected in zip(self._keys, self._digests, strict=True):
+            # compare_digest runs for every key: no early exit, so timing does not reveal which one matched.
+            if hmac.compare_digest(candidate, expected) and found is None:
+                found = key
+        if found is None:
+            raise AuthenticationFailed("invalid API key")
+        return found
+
+    def authorize(self, key: ClientKey | None, model: str) -> None:
+        """Raise ``PermissionDenied`` unless the key may use the model (anonymous callers may use any)."""
+        if key is not None and not key.allows(model):
+            raise PermissionDenied(f"key '{key.name}' may not use model '{model}'")
+
+
+def _check_unique(keys: Sequence[ClientKey]) -> None:
+    """Duplicate names would merge two keys' limits and logs; duplicate hashes would make identity ambiguous."""
+    names: set[str] = set()
+    hashes: set[str] = set()
+    for key in keys:
+        if key.name in names:
+            raise ValueError(f"two keys are named '{key.name}'")
+        if key.key_hash in hashes:
+            raise ValueError(f"key '{key.name}' has the same hash as another key")
+        names.add(key.name)
+        hashes.add(key.key_hash)
+
+
+# ---- `translator keys ...` -------------------------------------------------------------------------------------
+
+
+def keys_command(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """``translator keys create|hash ...`` (``argv`` is what follows ``keys``); returns the exit status.
+
+    ``create`` writes the new key to stderr and the TOML entry to stdout, so
+    ``translator keys create --name ci >> config.toml`` appends the entry without ever writing the secret
+    into the config file, while the operator still sees the key once on the terminal.
+    """
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = _keys_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on bad usage; the caller wants a status
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.action == "create":
+        return _create(args, out, err)
+    return _hash(args.key, out, err)
+
+
+def _keys_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="translator keys", description="mint and hash client API keys")
+    sub = parser.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create", help="mint a key; prints it once and a [[keys]] entry for the config")
+    create.add_argument("--name", required=True, type=_nonblank, help="label used in logs, metrics, and errors")
+    create.add_argument("--models", type=_model_list, default=["*"], help="comma-separated names or globs")
+    create.add_argument("--rpm", type=_positive_int, help="requests per minute")
+    create.add_argument("--tpm", type=_positive_int, help="tokens (input + output) per minute")
+    create.add_argument("--concurrency", type=_positive_int, help="requests in flight at once")
+    hashp = sub.add_parser("hash", help="print the config hash of an existing key")
+    hashp.add_argument("key", nargs="?", default="-", help="the key; '-' or nothing reads it from stdin")
+    return parser
+
+
+def _nonblank(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be blank")
+    return value.strip()
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _model_list(value: str) -> list[str]:
+    models = [m.strip() for m in value.split(",") if m.strip()]
+    if not models:
+        raise argparse.ArgumentTypeError("name at least one model or glob")
+    return models
+
+
+def _create(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    key = new_key()
+    print(f"New API key for '{args.name}' (shown only now; the proxy stores just its hash):", file=err)
+    print(f"  {key}", file=err)
+    settings = KeySettings(
+        name=args.name, hash=hash_key(key), models=args.models, rpm=args.rpm, tpm=args.tpm,
+        concurrency=args.concurrency,
+    )
+    print(toml_entry(settings), file=out)
+    return 0
+
+
+def _hash(key: str, out: TextIO, err: TextIO) -> int:
+    if key == "-":  # reading stdin keeps the key out of shell history and `ps`
+        key = sys.stdin.readline()
+    key = key.strip()
+    if not key:
+        print("translator keys hash: no key given", file=err)
+        return 2
+    print(hash_key(key), file=out)
+    return 0
+
+
+def toml_entry(settings: KeySettings) -> str:
+    """A ``[[keys]]`` table for the config file; optional limits appear only when set."""
+    lines = [
+        "[[keys]]",
+        f"name = {_toml_string(settings.name)}",
+        f"hash = {_toml_string(settings.hash)}",
+        "models = [" + ", ".join(_toml_string(m) for m in settings.models) + "]",
+    ]
+    for field in ("rpm", "tpm", "concurrency"):
+        value = getattr(settings, field)
+        if value is not None:
+            lines.append(f"{field} = {value}")
+    return "\n".join(lines)
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string. JSON escaping is not quite TOML (surrogate pairs, DEL), so escape by hand."""
+    escaped = []
+    for char in value:
+        if char in ('"', "\\"):
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'

@@ -1,0 +1,105 @@
+"""Prometheus metrics on a registry owned by one app.
+
+A per-app ``CollectorRegistry`` (not prometheus_client's global one) lets tests and several apps in one process
+each count on their own, and re-creating an app never hits "Duplicated timeseries".
+
+The ``model`` label comes from clients, so it is capped: after ``max_models`` distinct values, new ones are
+counted as "other". Without a cap, a client cycling random model names would grow every series without bound.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+TOKEN_KINDS = frozenset({"input", "output", "cache_read", "cache_creation"})
+LIMITS = frozenset({"requests", "tokens", "concurrency"})
+OTHER = "other"
+# The classic text format every scraper reads. Pinned rather than prometheus_client's CONTENT_TYPE_LATEST, which
+# newer releases moved to version=1.0.0; with plain ASCII metric names the bytes are the same either way.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Whole requests run from milliseconds (errors, cached) to many minutes (long generations).
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# The first token: what a streaming user waits for.
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+
+
+class _CappedLabel:
+    """Passes the first ``limit`` distinct values through, then maps unseen ones to "other"."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
+class Metrics:
+    """The proxy's metrics; every name starts with ``translator_``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, max_models: int = 200) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._model = _CappedLabel(max_models)
+        r = self.registry
+        self.requests = Counter(
+            "translator_requests_total", "Requests answered", ["route", "model", "upstream", "status"], registry=r
+        )
+        self.duration = Histogram(
+            "translator_request_duration_seconds", "Time from request to the end of the answer", ["route"],
+            buckets=DURATION_BUCKETS, registry=r,
+        )
+        self.ttft = Histogram(
+            "translator_time_to_first_token_seconds", "Time from request to the first streamed token", ["route"],
+            buckets=TTFT_BUCKETS, registry=r,
+        )
+        self.tokens = Counter("translator_tokens_total", "Tokens used", ["route", "model", "kind"], registry=r)
+        self.upstream_healthy = Gauge(
+            "translator_upstream_healthy", "1 while the upstream is considered healthy, else 0", ["upstream"],
+            registry=r,
+        )
+        self.upstream_attempts = Counter(
+            "translator_upstream_attempts_total", "Calls made to an upstream, by outcome", ["upstream", "outcome"],
+            registry=r,
+        )
+        self.rate_limited_requests = Counter(
+            "translator_rate_limited_total", "Requests refused by a key's own limits", ["key", "limit"], registry=r
+        )
+
+    def observe_request(
+        self, route: str, model: str, upstream: str, status: int, latency_s: float, ttft_s: float | None
+    ) -> None:
+        """One finished request; ``ttft_s`` only when a first token was streamed."""
+        self.requests.labels(route, self._model(model), upstream, str(status)).inc()
+        self.duration.labels(route).observe(latency_s)
+        if ttft_s is not None:
+            self.ttft.labels(route).observe(ttft_s)
+
+    def add_tokens(self, route: str, model: str, kind: str, n: int) -> None:
+        """Count ``n`` tokens of one kind: input, output, cache_read, or cache_creation."""
+        if kind not in TOKEN_KINDS:
+            raise ValueError(f"unknown token kind {kind!r}; expected one of {sorted(TOKEN_KINDS)}")
+        if n > 0:
+            self.tokens.labels(route, self._model(model), kind).inc(n)
+
+    def set_upstream_health(self, upstream: str, healthy: bool) -> None:
+        self.upstream_healthy.labels(upstream).set(1 if healthy else 0)
+
+    def rate_limited(self, key_name: str, limit: str) -> None:
+        """One refusal; ``limit`` is requests, tokens, or concurrency (``RateLimitExceeded.limit``)."""
+        if limit not in LIMITS:
+            raise ValueError(f"unknown limit {limit!r}; expected one of {sorted(LIMITS)}")
+        self.rate_limited_requests.labels(key_name, limit).inc()
+
+    def upstream_attempt(self, upstream: str, outcome: str) -> None:
+        self.upstream_attempts.labels(upstream, outcome).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition format and its content type, for a ``GET /metrics`` handler."""
+        return generate_latest(self.registry), CONTENT_TYPE
