@@ -144,7 +144,7 @@ class UpstreamPool:
         version: str | None = None,
         forward_key: bool = True,
     ) -> AsyncIterator[Attempted]:
-        preferred = await self.sticky.get(session) if self.sticky and session else None
+        preferred = await self.sticky.get(session) if self.sticky is not None and session else None
         plan = self.plan(model, preferred)
         deadline = self._clock() + self.settings.max_retry_seconds
         last: TranslatorError | None = None
@@ -171,7 +171,7 @@ class UpstreamPool:
                 await stack.__aexit__(type(exc), exc, exc.__traceback__)
                 raise
             self.succeeded(upstream)
-            if self.sticky and session and self.settings.sticky_ttl_seconds:
+            if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
                 await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
             async with stack:
                 yield Attempted(upstream, response, attempt + 1)
