@@ -1,17 +1,49 @@
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.fakes import FakeUpstream
+from tests.fakes import SECRETS_SEEN, FakeUpstream
+from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from translator.config import Settings
 from translator.server import create_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Everything the server logs during the suite, as it would be written in production (JSON lines).
+LOG_SINK = io.StringIO()
+CLIENT_KEYS: set[str] = set()  # keys tests present to the proxy; add to it when you mint one
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.PrintLoggerFactory(LOG_SINK),
+        cache_logger_on_first_use=False,
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No key, upstream or client, may ever appear in what the server logged."""
+    logged = LOG_SINK.getvalue()
+    leaked = sorted(k for k in SECRETS_SEEN | CLIENT_KEYS if len(k) >= 4 and k in logged)
+    if leaked:
+        print(f"\nSECRETS FOUND IN THE SERVER LOG: {leaked}")
+        session.exitstatus = 1
+
+
+@pytest.fixture
+def server_log() -> Callable[[], str]:
+    start = LOG_SINK.tell()
+    return lambda: LOG_SINK.getvalue()[start:]
 
 
 @pytest.fixture
@@ -27,7 +59,7 @@ def make_proxy(
 ) -> Callable[..., Awaitable[TestClient]]:
     """A real proxy app in front of the fake upstream; keyword arguments are settings sections."""
 
-    async def make(**sections: dict[str, Any]) -> TestClient:
+    async def make(**sections: Any) -> TestClient:
         upstream = {"base_url": str(fake_upstream.server.make_url("")).rstrip("/"), **sections.pop("upstream", {})}
         settings = Settings.model_validate({"upstream": upstream, **sections})
         return await aiohttp_client(create_app(settings), server_kwargs={"handler_cancellation": True})

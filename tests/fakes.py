@@ -13,6 +13,9 @@ import orjson
 from aiohttp import web
 
 
+SECRETS_SEEN: set[str] = set()  # every credential an upstream received; the suite checks none was logged
+
+
 @dataclass
 class Recorded:
     method: str
@@ -65,6 +68,9 @@ class FakeUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        for name in ("x-api-key", "Authorization"):
+            if request.headers.get(name):
+                SECRETS_SEEN.add(request.headers[name].removeprefix("Bearer "))
         self.requests.append(Recorded(request.method, request.path, request.query_string, dict(request.headers), raw))
         reply = self.replies.pop(0) if self.replies else self.default
         if reply is None:

@@ -13,13 +13,18 @@ import sys
 from aiohttp import web
 
 from translator.config import Settings, load_settings
+from translator.gateway.keys import keys_command
 from translator.log import configure_logging, log
 from translator.server import create_app
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        return keys_command(argv[1:])
     parser = argparse.ArgumentParser(prog="translator", description="OpenAI <-> Claude translation proxy")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("keys", help="create or hash client keys: translator keys create --name NAME")
     serve = sub.add_parser("serve", help="run the proxy")
     serve.add_argument("--config", help="TOML settings file (default: $TRANSLATOR_CONFIG)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -31,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         args.config, overrides={"server.host": args.host, "server.port": args.port, "demo": args.demo or None}
     )
     configure_logging(settings.server.log_level)
+    refusal = open_access_refusal(settings)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     upstream = "built-in demo upstream" if settings.demo else settings.upstream.base_url
     log.info("starting", host=settings.server.host, port=settings.server.port, upstream=upstream, workers=args.workers)
     print(
@@ -43,6 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _run_workers(settings, args.workers)
     return 0
+
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def open_access_refusal(settings: Settings) -> str | None:
+    """With no client keys anyone who reaches the port spends the upstream key: loopback only, unless told."""
+    exposed = not settings.server.host.startswith(LOOPBACK)
+    if exposed and not settings.keys and not settings.server.allow_open_access:
+        return (
+            f"refusing to bind {settings.server.host} with no client keys configured: anyone who can reach it "
+            "could use the upstream. Add [[keys]] (see `translator keys create`) or set "
+            "server.allow_open_access = true."
+        )
+    return None
 
 
 def _run(settings: Settings, *, reuse_port: bool) -> None:

@@ -138,6 +138,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "ANTHROPIC_API_KEY": ("upstream", "api_key"),
     "TRANSLATOR_HOST": ("server", "host"),
     "TRANSLATOR_PORT": ("server", "port"),
+    "TRANSLATOR_ALLOW_OPEN_ACCESS": ("server", "allow_open_access"),
 }
 
 

@@ -1,0 +1,156 @@
+"""Client keys, model permissions and per-key limits, on both routes, through the real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from tests.conftest import CLIENT_KEYS
+from tests.fakes import FakeUpstream
+from translator.gateway.keys import hash_key
+
+ALICE = "sk-tr-alice-0123456789abcdef"
+BOB = "sk-tr-bob-0123456789abcdef"
+CLIENT_KEYS.update({ALICE, BOB})
+KEYS = [
+    {"name": "alice", "hash": hash_key(ALICE), "models": ["claude-*"], "rpm": 2},
+    {"name": "bob", "hash": hash_key(BOB), "models": ["gpt-4o"], "concurrency": 1},
+]
+MESSAGE = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+           "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+           "usage": {"input_tokens": 3, "output_tokens": 2}}
+CHAT = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}
+CLAUDE = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def gateway(make_proxy):
+    return await make_proxy(keys=KEYS, upstream={"api_key": "sk-upstream-secret"},
+                            models={"aliases": {"gpt-4o": "claude-x"}})
+
+
+@pytest.mark.parametrize("headers,message", [
+    ({}, "missing API key"),
+    ({"Authorization": "Bearer sk-tr-wrong"}, "invalid API key"),
+    ({"x-api-key": "sk-tr-wrong"}, "invalid API key"),
+])
+async def test_401_in_each_routes_shape(gateway, fake_upstream: FakeUpstream, headers, message) -> None:
+    resp = await gateway.post("/v1/chat/completions", json=CHAT, headers=headers)
+    assert resp.status == 401
+    body = await resp.json()
+    assert body["error"]["type"] == "authentication_error"
+    assert body["error"]["code"] == "invalid_api_key"
+    assert body["error"]["message"].startswith(message)
+    resp = await gateway.post("/v1/messages", json=CLAUDE, headers=headers)
+    assert resp.status == 401
+    body = await resp.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "authentication_error"
+    assert fake_upstream.requests == []
+
+
+async def test_403_when_the_key_may_not_use_the_model(gateway, fake_upstream: FakeUpstream) -> None:
+    resp = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "claude-x"},
+                              headers={"Authorization": f"Bearer {BOB}"})
+    assert resp.status == 403
+    assert await resp.json() == {"error": {"message": "key 'bob' may not use model 'claude-x'",
+                                           "type": "permission_error", "param": None, "code": None}}
+    resp = await gateway.post("/v1/messages", json={**CLAUDE, "model": "claude-y"}, headers={"x-api-key": BOB})
+    assert resp.status == 403
+    assert await resp.json() == {"type": "error", "error": {"type": "permission_error",
+                                                            "message": "key 'bob' may not use model 'claude-y'"}}
+    assert fake_upstream.requests == []
+
+
+async def test_allowed_alias_goes_upstream_with_our_key_not_the_clients(gateway, fake_upstream) -> None:
+    fake_upstream.json(MESSAGE)
+    resp = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4o"},
+                              headers={"Authorization": f"Bearer {BOB}"})
+    assert resp.status == 200
+    sent = fake_upstream.last.headers
+    assert sent["x-api-key"] == "sk-upstream-secret"
+    assert BOB not in str(sent)
+
+
+async def test_client_keys_never_go_upstream_even_without_an_upstream_key(make_proxy, fake_upstream) -> None:
+    proxy = await make_proxy(keys=KEYS)
+    fake_upstream.json(MESSAGE)
+    resp = await proxy.post("/v1/messages", json=CLAUDE, headers={"x-api-key": ALICE})
+    assert resp.status == 200
+    assert "x-api-key" not in fake_upstream.last.headers
+    assert "Authorization" not in fake_upstream.last.headers
+
+
+async def test_requests_per_minute_at_the_boundary(gateway, fake_upstream: FakeUpstream) -> None:
+    for _ in range(2):
+        fake_upstream.json(MESSAGE)
+    auth = {"Authorization": f"Bearer {ALICE}"}
+    first = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth)
+    assert first.status == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    second = await gateway.post("/v1/messages", json=CLAUDE, headers={"x-api-key": ALICE})
+    assert second.status == 200
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    third = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth)
+    assert third.status == 429
+    assert 1 <= int(third.headers["Retry-After"]) <= 60
+    assert third.headers["x-ratelimit-remaining-requests"] == "0"
+    body = await third.json()
+    assert body["error"]["type"] == "rate_limit_error"
+    assert body["error"]["message"] == "rate limit: 2 requests per minute for key 'alice'"
+    fourth = await gateway.post("/v1/messages", json=CLAUDE, headers={"x-api-key": ALICE})
+    assert fourth.status == 429
+    assert (await fourth.json())["error"]["type"] == "rate_limit_error"
+    assert len(fake_upstream.requests) == 2
+
+
+async def test_concurrency_limit_holds_for_a_whole_stream(gateway, fake_upstream: FakeUpstream) -> None:
+    start = {"type": "message_start", "message": {**MESSAGE, "content": [], "stop_reason": None}}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    head = b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in (start, block))
+    fake_upstream.sse(head + b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", chunk_size=len(head),
+                      delay=0.5)
+    auth = {"Authorization": f"Bearer {BOB}"}
+    streaming = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4o", "stream": True},
+                                   headers=auth)
+    assert streaming.status == 200
+    second = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4o"}, headers=auth)
+    assert second.status == 429
+    assert (await second.json())["error"]["message"] == "rate limit: 1 concurrent requests for key 'bob'"
+    await streaming.read()
+    await asyncio.sleep(0.05)
+    fake_upstream.json(MESSAGE)
+    third = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4o"}, headers=auth)
+    assert third.status == 200
+
+
+async def test_models_list_needs_a_key_too(gateway) -> None:
+    resp = await gateway.get("/v1/models")
+    assert resp.status == 401
+
+
+async def test_metrics_count_requests_tokens_and_refusals(gateway, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.json(MESSAGE)
+    await gateway.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": ALICE})
+    await gateway.post("/v1/chat/completions", json=CHAT)
+    text = await (await gateway.get("/metrics")).text()
+    assert 'translator_requests_total{model="claude-x",route="openai",status="200",upstream="default"} 1.0' in text
+    assert 'translator_requests_total{model="claude-x",route="openai",status="401",upstream=""} 1.0' in text
+    assert 'translator_tokens_total{kind="input",model="claude-x",route="openai"} 3.0' in text
+    assert 'translator_tokens_total{kind="output",model="claude-x",route="openai"} 2.0' in text
+    assert 'translator_upstream_healthy{upstream="default"} 1.0' in text
+
+
+async def test_the_log_names_the_key_and_never_shows_it(gateway, fake_upstream, server_log) -> None:
+    fake_upstream.json(MESSAGE)
+    await gateway.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {ALICE}"})
+    lines = [orjson.loads(x) for x in server_log().splitlines() if x.startswith("{")]
+    request = next(x for x in lines if x.get("event") == "request" and x.get("status") == 200)
+    assert request["key"] == "alice"
+    assert request["upstream"] == "default"
+    assert request["usage"]["prompt_tokens"] == 3
+    assert ALICE not in server_log()
+    assert "sk-upstream-secret" not in server_log()

@@ -1,0 +1,120 @@
+"""Prometheus metrics: exact sample values, label sets, the exposition text, and per-app registries."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from translator.gateway.metrics import Metrics
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+def value(m: Metrics, name: str, **labels: str) -> float | None:
+    return m.registry.get_sample_value(name, labels)
+
+
+def test_observe_request_counts_and_times(metrics: Metrics) -> None:
+    metrics.observe_request("chat", "claude-sonnet-4-5", "primary", 200, 1.2, 0.3)
+    metrics.observe_request("chat", "claude-sonnet-4-5", "primary", 200, 0.4, None)  # no stream: no TTFT
+    metrics.observe_request("messages", "claude-haiku-4-5", "backup", 429, 0.01, None)
+    labels = {"route": "chat", "model": "claude-sonnet-4-5", "upstream": "primary", "status": "200"}
+    assert value(metrics, "translator_requests_total", **labels) == 2
+    assert value(metrics, "translator_requests_total", route="messages", model="claude-haiku-4-5",
+                 upstream="backup", status="429") == 1
+    assert value(metrics, "translator_request_duration_seconds_count", route="chat") == 2
+    assert value(metrics, "translator_request_duration_seconds_sum", route="chat") == pytest.approx(1.6)
+    assert value(metrics, "translator_request_duration_seconds_bucket", route="chat", le="0.5") == 1
+    assert value(metrics, "translator_request_duration_seconds_bucket", route="chat", le="2.5") == 2
+    assert value(metrics, "translator_time_to_first_token_seconds_count", route="chat") == 1
+    assert value(metrics, "translator_time_to_first_token_seconds_sum", route="chat") == pytest.approx(0.3)
+    assert value(metrics, "translator_time_to_first_token_seconds_count", route="messages") is None
+
+
+def test_tokens_by_kind(metrics: Metrics) -> None:
+    for kind, n in [("input", 100), ("output", 20), ("cache_read", 4000), ("cache_creation", 500), ("input", 1)]:
+        metrics.add_tokens("chat", "claude-sonnet-4-5", kind, n)
+    metrics.add_tokens("chat", "claude-sonnet-4-5", "output", 0)  # nothing to add, and no error
+    got = {
+        kind: value(metrics, "translator_tokens_total", route="chat", model="claude-sonnet-4-5", kind=kind)
+        for kind in ["input", "output", "cache_read", "cache_creation"]
+    }
+    assert got == {"input": 101, "output": 20, "cache_read": 4000, "cache_creation": 500}
+    with pytest.raises(ValueError, match="unknown token kind 'thinking'"):
+        metrics.add_tokens("chat", "m", "thinking", 1)
+
+
+def test_upstream_health_and_attempts(metrics: Metrics) -> None:
+    metrics.set_upstream_health("primary", True)
+    metrics.set_upstream_health("backup", True)
+    metrics.set_upstream_health("backup", False)
+    assert value(metrics, "translator_upstream_healthy", upstream="primary") == 1
+    assert value(metrics, "translator_upstream_healthy", upstream="backup") == 0
+    for outcome in ["ok", "ok", "timeout"]:
+        metrics.upstream_attempt("primary", outcome)
+    assert value(metrics, "translator_upstream_attempts_total", upstream="primary", outcome="ok") == 2
+    assert value(metrics, "translator_upstream_attempts_total", upstream="primary", outcome="timeout") == 1
+
+
+def test_rate_limited(metrics: Metrics) -> None:
+    metrics.rate_limited("ci", "requests")
+    metrics.rate_limited("ci", "requests")
+    metrics.rate_limited("ci", "concurrency")
+    assert value(metrics, "translator_rate_limited_total", key="ci", limit="requests") == 2
+    assert value(metrics, "translator_rate_limited_total", key="ci", limit="concurrency") == 1
+    assert value(metrics, "translator_rate_limited_total", key="ci", limit="tokens") is None
+    with pytest.raises(ValueError, match="unknown limit 'minutes'"):
+        metrics.rate_limited("ci", "minutes")
+
+
+def test_model_label_is_capped() -> None:
+    metrics = Metrics(max_models=2)
+    for model in ["m1", "m2", "m3", "m4", "m1"]:
+        metrics.observe_request("chat", model, "u", 200, 0.1, None)
+        metrics.add_tokens("chat", model, "input", 1)
+    counts = {
+        m: value(metrics, "translator_requests_total", route="chat", model=m, upstream="u", status="200")
+        for m in ["m1", "m2", "m3", "other"]
+    }
+    assert counts == {"m1": 2, "m2": 1, "m3": None, "other": 2}
+    assert value(metrics, "translator_tokens_total", route="chat", model="other", kind="input") == 2
+
+
+def test_render_is_parseable_prometheus_text(metrics: Metrics) -> None:
+    metrics.observe_request("chat", "claude-sonnet-4-5", "primary", 200, 0.2, 0.1)
+    metrics.add_tokens("chat", "claude-sonnet-4-5", "input", 7)
+    metrics.set_upstream_health("primary", True)
+    metrics.upstream_attempt("primary", "ok")
+    metrics.rate_limited("ci", "tokens")
+    body, content_type = metrics.render()
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    # prometheus_client's default "<name>_created" timestamps are left alone; they are not ours to check.
+    families = {f.name: f for f in text_string_to_metric_families(body.decode()) if not f.name.endswith("_created")}
+    assert set(families) == {
+        "translator_requests",
+        "translator_request_duration_seconds",
+        "translator_time_to_first_token_seconds",
+        "translator_tokens",
+        "translator_upstream_healthy",
+        "translator_upstream_attempts",
+        "translator_rate_limited",
+    }
+    assert [f.type for f in (families["translator_requests"], families["translator_upstream_healthy"])] == [
+        "counter", "gauge"
+    ]
+    assert families["translator_request_duration_seconds"].type == "histogram"
+    assert b'translator_tokens_total{kind="input",model="claude-sonnet-4-5",route="chat"} 7.0' in body
+    assert b'translator_rate_limited_total{key="ci",limit="tokens"} 1.0' in body
+
+
+def test_each_app_has_its_own_registry() -> None:
+    one, two = Metrics(), Metrics()  # no "Duplicated timeseries": nothing touches the global registry
+    one.rate_limited("ci", "requests")
+    assert value(one, "translator_rate_limited_total", key="ci", limit="requests") == 1
+    assert value(two, "translator_rate_limited_total", key="ci", limit="requests") is None
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("translator_rate_limited_total", {"key": "ci", "limit": "requests"}) is None
