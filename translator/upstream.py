@@ -81,7 +81,9 @@ class UpstreamResponse:
         async for data in self.chunks():
             for event in decoder.feed(data):
                 yield event
-        for event in decoder.flush():
+        # A last event missing only its blank line still counts (real Claude streams end that way);
+        # a fragment cut mid-line then fails as JSON, which the caller reports as a broken stream.
+        for event in decoder.feed(b"\n\n"):
             yield event
 
 

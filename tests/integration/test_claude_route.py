@@ -553,3 +553,30 @@ async def test_models_list_is_cached_with_a_key_in_the_upstreams_list(
     await proxy.get("/v1/models")
     assert len(fake_upstream.requests) == 1
     assert fake_upstream.last.headers["x-api-key"] == "sk-proxy"
+
+
+async def test_error_event_before_any_content_is_answered_as_its_status(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream
+) -> None:
+    # Before the first content event nothing has reached the client: the error is answered as the status it
+    # stands for (the upstream pool could still have retried it elsewhere).
+    proxy = await make_proxy(**ONE_ATTEMPT)
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    fake_upstream.sse(encode(MESSAGE_START, error))
+    resp = await proxy.post("/v1/messages", json={"model": "m", "max_tokens": 9, "stream": True, "messages": []})
+    assert resp.status == 529
+    assert resp.headers["Content-Type"] == "application/json"
+    assert await resp.json() == error
+
+
+async def test_error_event_before_any_content_is_retried(make_proxy: MakeProxy, fake_upstream: FakeUpstream) -> None:
+    healthy = encode(MESSAGE_START, TEXT_START, TEXT_DELTA, {"type": "content_block_stop", "index": 0},
+                     {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
+                     {"type": "message_stop"})
+    fake_upstream.sse(encode(MESSAGE_START, {"type": "error", "error": {"type": "api_error", "message": "boom"}}))
+    fake_upstream.sse(healthy)
+    proxy = await make_proxy(routing={"max_attempts": 2})
+    resp = await proxy.post("/v1/messages", json={"model": "m", "max_tokens": 9, "stream": True, "messages": []})
+    assert (resp.status, await resp.read()) == (200, healthy)
+    assert len(fake_upstream.requests) == 2
+    assert fake_upstream.requests[0].raw == fake_upstream.requests[1].raw

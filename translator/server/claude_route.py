@@ -3,11 +3,16 @@
 Fidelity first: the body goes upstream as the client's bytes (re-encoded only when a model alias
 rewrites ``model``), and the answer comes back as the upstream's bytes, event by event for streams. The
 server still reads the events it needs for its log (usage, stop reason, errors), and a stream that ends
-without ``message_stop`` gets an ``event: error`` so the SDK reports it instead of a clean end.
+without ``message_stop`` gets an ``event: error`` so the SDK reports it instead of a clean end (a cut half
+event is dropped first, or the two would merge into one broken event).
+
+Like the OpenAI route, a request passes the gateway (client key, model permission, rate limits) and goes
+through the upstream pool (failover before the first content event, stickiness by conversation).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -15,8 +20,9 @@ from aiohttp import web
 
 from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
 from translator.server.common import read_json_object, require_model
-from translator.server.keys import RESOLVE, UPSTREAM
-from translator.server.middleware import LOG
+from translator.server.gate import admitted
+from translator.server.keys import POOL, RESOLVE
+from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
 from translator.sse import SSEDecoder, encode_event
 from translator.upstream import UpstreamResponse
 
@@ -24,20 +30,29 @@ _STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cac
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    body, raw = await read_json_object(request)
-    raw = _validated(request, body, raw, need_max_tokens=True)
-    return await _relay(request, "/v1/messages", raw, streamed=body.get("stream") is True)
+    return await _handle(request, "/v1/messages", counting=False)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
+    return await _handle(request, "/v1/messages/count_tokens", counting=True)
+
+
+async def _handle(request: web.Request, path: str, *, counting: bool) -> web.StreamResponse:
     body, raw = await read_json_object(request)
-    raw = _validated(request, body, raw, need_max_tokens=False)
-    return await _relay(request, "/v1/messages/count_tokens", raw, streamed=False)
-
-
-def _validated(request: web.Request, body: dict[str, Any], raw: bytes, *, need_max_tokens: bool) -> bytes:
-    """Check only what we must; return the bytes to send (the client's own unless an alias applies)."""
     asked = require_model(body)
+    model, raw = _validated(request, body, raw, asked, need_max_tokens=not counting)
+    streamed = not counting and body.get("stream") is True
+    metadata = body.get("metadata")
+    session = session_key(request, metadata.get("user_id") if isinstance(metadata, dict) else None)
+    async with admitted(request, asked, model):
+        return await _relay(request, path, raw, model=model, session=session, streamed=streamed)
+
+
+def _validated(
+    request: web.Request, body: dict[str, Any], raw: bytes, asked: str, *, need_max_tokens: bool
+) -> tuple[str, bytes]:
+    """Check only what we must; return the upstream model and the bytes to send (the client's own unless an
+    alias applies)."""
     if not isinstance(body.get("messages"), list):
         raise InvalidRequest("messages: field required, an array of messages", param="messages")
     max_tokens = body.get("max_tokens")
@@ -46,19 +61,34 @@ def _validated(request: web.Request, body: dict[str, Any], raw: bytes, *, need_m
     model, _ = request.app[RESOLVE](asked)
     request[LOG].update(route="claude", model=asked, upstream_model=model, stream=body.get("stream") is True)
     if model == asked:
-        return raw
-    return orjson.dumps({**body, "model": model})
+        return model, raw
+    return model, orjson.dumps({**body, "model": model})
 
 
-async def _relay(request: web.Request, path: str, raw: bytes, *, streamed: bool) -> web.StreamResponse:
-    upstream = request.app[UPSTREAM]
-    headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"))
+async def _relay(
+    request: web.Request, path: str, raw: bytes, *, model: str, session: str | None, streamed: bool
+) -> web.StreamResponse:
     if request.query_string:
         path = f"{path}?{request.query_string}"
-    async with upstream.request("POST", path, headers, raw) as source:
+    # The pool fails over (connect errors, 429/5xx/529, an error event before any content) before anything
+    # has gone to the client; a stream is read up to its first content event for that, then replayed.
+    async with request.app[POOL].forward(
+        "POST",
+        path,
+        raw,
+        request.headers,
+        model=model,
+        stream=streamed,
+        session=session,
+        version=request.headers.get("anthropic-version"),
+        forward_key=request.get(FORWARD_KEY, True),
+    ) as done:
+        request[LOG].update(upstream=done.upstream.name, attempts=done.attempts)
+        source = done.response
         if streamed and source.is_stream:
+            request[LOG]["ttft_ms"] = round((time.perf_counter() - request[STARTED]) * 1000, 2)
             return await _relay_stream(request, source)
-        data = b"".join([c async for c in source.chunks()])
+        data = await source.body()
         _log_message_usage(request, data)
         return web.Response(body=data, status=source.status, content_type="application/json",
                             headers=_passed_headers(source))

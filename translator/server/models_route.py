@@ -15,8 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from translator.errors import InvalidRequest
+from translator.server.gate import authenticate
 from translator.server.keys import SETTINGS, UPSTREAM
-from translator.server.middleware import is_claude_shape
+from translator.server.middleware import FORWARD_KEY, is_claude_shape
 
 CACHE = web.AppKey("models_cache", dict)
 
@@ -43,6 +44,7 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 async def _models(request: web.Request) -> list[dict[str, Any]]:
+    authenticate(request)  # with client keys configured, listing needs one too (401)
     settings, upstream = request.app[SETTINGS], request.app[UPSTREAM]
     shared = bool(upstream.settings.api_key) or settings.demo  # the upstream in use, [upstream] or [[upstreams]]
     cache = request.app[CACHE]
@@ -50,7 +52,8 @@ async def _models(request: web.Request) -> list[dict[str, Any]]:
     if shared and cache and time.monotonic() - cache["at"] < settings.models.list_cache_seconds:
         listed = cache["data"]
     else:
-        headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"))
+        headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"),
+                                   forward_key=request.get(FORWARD_KEY, True))
         async with upstream.request("GET", "/v1/models?limit=1000", headers) as resp:
             payload = await resp.json()
         listed = [m for m in payload.get("data", []) if isinstance(m, dict) and "id" in m]
