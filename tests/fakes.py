@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-
 SECRETS_SEEN: set[str] = set()  # every credential an upstream received; the suite checks none was logged
 
 
@@ -59,7 +58,9 @@ class FakeUpstream:
     def events(self, events: Iterable[dict[str, Any]], **kw: Any) -> None:
         self.sse(b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in events), **kw)
 
-    def raw(self, status: int, body: bytes, content_type: str = "text/html", headers: dict[str, str] | None = None) -> None:
+    def raw(
+        self, status: int, body: bytes, content_type: str = "text/html", headers: dict[str, str] | None = None
+    ) -> None:
         self.replies.append(Reply(status, body, content_type, headers=headers or {}))
 
     @property
@@ -74,11 +75,13 @@ class FakeUpstream:
         self.requests.append(Recorded(request.method, request.path, request.query_string, dict(request.headers), raw))
         reply = self.replies.pop(0) if self.replies else self.default
         if reply is None:
-            return web.json_response({"type": "error", "error": {"type": "api_error", "message": "no reply scripted"}},
-                                     status=500)
+            return web.json_response(
+                {"type": "error", "error": {"type": "api_error", "message": "no reply scripted"}}, status=500
+            )
         if reply.chunks is None:
-            return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type,
-                                headers=reply.headers)
+            return web.Response(
+                status=reply.status, body=reply.body, content_type=reply.content_type, headers=reply.headers
+            )
         resp = web.StreamResponse(status=reply.status, headers={"Content-Type": reply.content_type, **reply.headers})
         await resp.prepare(request)
         try:
