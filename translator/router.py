@@ -73,6 +73,7 @@ class UpstreamPool:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_health: Callable[[str, bool], None] | None = None,
+        on_attempt: Callable[[str, str], None] | None = None,
     ) -> None:
         self.upstreams = upstreams
         self.settings = settings
@@ -81,6 +82,7 @@ class UpstreamPool:
         self._rng = rng or random.Random()
         self._health = {u.name: _Health() for u in upstreams}
         self._on_health = on_health or (lambda name, ok: None)
+        self._on_attempt = on_attempt or (lambda name, outcome: None)
 
     # --- health ---
 
@@ -163,13 +165,16 @@ class UpstreamPool:
             except TranslatorError as err:
                 await stack.__aexit__(type(err), err, err.__traceback__)
                 if not retryable(err):
+                    self._on_attempt(upstream.name, "error")
                     raise
+                self._on_attempt(upstream.name, "retryable_error")
                 self.failed(upstream, err)
                 last, previous = err, upstream
                 continue
             except BaseException as exc:
                 await stack.__aexit__(type(exc), exc, exc.__traceback__)
                 raise
+            self._on_attempt(upstream.name, "ok")
             self.succeeded(upstream)
             if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
                 await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)

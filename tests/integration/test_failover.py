@@ -174,3 +174,26 @@ async def test_a_conversation_sticks_to_its_upstream(aiohttp_client, fakes) -> N
         assert (await proxy.post("/v1/messages", json=CLAUDE, headers=headers)).status == 200
     counts = sorted([len(a.requests), len(b.requests)])
     assert counts in ([0, 20], [10, 10])  # conv-2 also stuck to one upstream, whichever it was
+
+
+async def test_a_cooled_upstream_is_probed_back_in(aiohttp_client, fakes) -> None:
+    import asyncio
+
+    flaky, good = await fakes(2)
+    flaky.json({"type": "error", "error": {"type": "api_error", "message": "boom"}}, status=500)
+    for _ in range(5):
+        flaky.json(MESSAGE)
+        good.json(MESSAGE)
+    proxy = await _proxy(aiohttp_client, _ordered(_url(flaky), _url(good)),
+                         routing={"failures_before_cooldown": 1, "cooldown_seconds": 0.3})
+    assert (await proxy.post("/v1/chat/completions", json=CHAT)).status == 200  # flaky fails, good answers
+    assert (await proxy.post("/v1/chat/completions", json=CHAT)).status == 200  # flaky is out: good only
+    assert (len(flaky.requests), len(good.requests)) == (1, 2)
+    metrics = await (await proxy.get("/metrics")).text()
+    assert 'translator_upstream_healthy{upstream="u0"} 0.0' in metrics
+    assert 'translator_upstream_attempts_total{outcome="retryable_error",upstream="u0"} 1.0' in metrics
+    await asyncio.sleep(0.35)
+    assert (await proxy.post("/v1/chat/completions", json=CHAT)).status == 200  # the probe goes to flaky
+    assert (len(flaky.requests), len(good.requests)) == (2, 2)
+    metrics = await (await proxy.get("/metrics")).text()
+    assert 'translator_upstream_healthy{upstream="u0"} 1.0' in metrics

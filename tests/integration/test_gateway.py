@@ -154,3 +154,41 @@ async def test_the_log_names_the_key_and_never_shows_it(gateway, fake_upstream, 
     assert request["usage"]["prompt_tokens"] == 3
     assert ALICE not in server_log()
     assert "sk-upstream-secret" not in server_log()
+
+
+async def test_limits_are_shared_by_replicas_through_redis(aiohttp_client, fake_upstream, redis_url) -> None:
+    from translator.config import Settings
+    from translator.server import create_app
+
+    base = str(fake_upstream.server.make_url("")).rstrip("/")
+    settings = Settings.model_validate({"keys": KEYS, "redis": {"url": redis_url}, "upstream": {"base_url": base}})
+    replica_a = await aiohttp_client(create_app(settings))
+    replica_b = await aiohttp_client(create_app(settings))
+    for _ in range(2):
+        fake_upstream.json(MESSAGE)
+    auth = {"x-api-key": ALICE}
+    assert (await replica_a.post("/v1/messages", json=CLAUDE, headers=auth)).status == 200
+    assert (await replica_b.post("/v1/messages", json=CLAUDE, headers=auth)).status == 200
+    refused = await replica_a.post("/v1/chat/completions", json=CHAT, headers=auth)
+    assert refused.status == 429
+    assert (await refused.json())["error"]["message"] == "rate limit: 2 requests per minute for key 'alice'"
+
+
+async def test_stickiness_is_shared_by_replicas_through_redis(aiohttp_client, aiohttp_server, redis_url) -> None:
+    from translator.config import Settings
+    from translator.server import create_app
+
+    fakes = []
+    for _ in range(2):
+        fake = FakeUpstream()
+        fake.server = await aiohttp_server(fake.app)
+        for _ in range(10):
+            fake.json(MESSAGE)
+        fakes.append(fake)
+    upstreams = [{"name": f"u{i}", "base_url": str(f.server.make_url("")).rstrip("/")} for i, f in enumerate(fakes)]
+    settings = Settings.model_validate({"upstreams": upstreams, "redis": {"url": redis_url}})
+    replicas = [await aiohttp_client(create_app(settings)) for _ in range(2)]
+    for i in range(8):
+        resp = await replicas[i % 2].post("/v1/messages", json={**CLAUDE, "metadata": {"user_id": "conv-9"}})
+        assert resp.status == 200
+    assert sorted(len(f.requests) for f in fakes) == [0, 8]

@@ -72,7 +72,13 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAM] = upstreams[0]
     app[LIMITER] = make_rate_limiter(settings.redis)
     sticky = make_sticky_store(settings.redis)
-    app[POOL] = UpstreamPool(upstreams, settings.routing, sticky, on_health=app[METRICS].set_upstream_health)
+    app[POOL] = UpstreamPool(
+        upstreams,
+        settings.routing,
+        sticky,
+        on_health=app[METRICS].set_upstream_health,
+        on_attempt=app[METRICS].upstream_attempt,
+    )
     for upstream in upstreams:
         app[METRICS].set_upstream_health(upstream.name, True)
     try:
