@@ -31,6 +31,11 @@ class ServerSettings(_Frozen):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     strict: bool = False  # every ignored OpenAI field becomes a 400
     log_level: str = "info"
+    max_concurrent_requests: int = Field(1024, ge=1)  # API requests in flight; past it: 503 + Retry-After
+    client_read_timeout: float = Field(60.0, gt=0)  # seconds to receive a request body (slow clients: 408)
+    max_header_bytes: int = Field(16384, ge=1024)  # longest request line or header field
+    drain_seconds: float = Field(0.0, ge=0)  # on SIGTERM: /readyz says 503 this long before we stop accepting
+    shutdown_grace_seconds: float = Field(30.0, ge=0)  # then in-flight requests get this long to finish
 
 
 class UpstreamSettings(_Frozen):
@@ -40,7 +45,8 @@ class UpstreamSettings(_Frozen):
     auth: Literal["x-api-key", "bearer"] = "x-api-key"
     anthropic_version: str = "2023-06-01"
     connect_timeout: float = Field(10.0, gt=0)
-    read_timeout: float = Field(600.0, gt=0)  # longest silence between two bytes of an answer
+    read_timeout: float = Field(600.0, gt=0)  # longest wait for the first byte, or between two bytes
+    stream_idle_timeout: float = Field(120.0, gt=0)  # longest wait between two stream events (Claude pings)
     total_timeout: float = Field(900.0, gt=0)
     weight: float = Field(1.0, gt=0)  # share of requests among the upstreams serving a model
     models: list[str] = ["*"]  # exact names or glob patterns of the upstream model ids it serves
