@@ -30,12 +30,16 @@ MAX_ERROR_BODY = 64 * 1024
 class UpstreamResponse:
     """A successful (2xx) upstream answer, read as JSON, as raw bytes, or as SSE events."""
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, idle_timeout: float = 120.0) -> None:
         self._resp = resp
         self.status = resp.status
         self.headers = resp.headers
         self._body: bytes | None = None
         self._prefix: list[bytes] = []
+        self._idle_timeout = idle_timeout
+        self._last_event = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idled = False
 
     @property
     def is_stream(self) -> bool:
@@ -69,17 +73,50 @@ class UpstreamResponse:
                         return
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The stream's bytes as they arrive. The reader calls ``touch()`` whenever an event completes; if
+        none does for ``stream_idle_timeout`` seconds the upstream is dropped and UpstreamTimeout raised."""
         prefix, self._prefix = self._prefix, []
         for data in prefix:
             yield data
-        with map_errors():
-            async for data in self._resp.content.iter_any():
-                yield data
+        loop = asyncio.get_running_loop()
+        self._last_event = loop.time()
+        self._idle_timer = loop.call_at(self._last_event + self._idle_timeout, self._check_idle)
+        try:
+            with map_errors():
+                async for data in self._resp.content.iter_any():
+                    yield data
+        except UpstreamUnavailable as e:
+            if self._idled:
+                raise self._idle_error() from e
+            raise
+        finally:
+            self._idle_timer.cancel()
+        if self._idled:
+            raise self._idle_error()
+
+    def touch(self) -> None:
+        """An event completed: the idle clock starts again (checked lazily by the timer, so this is cheap)."""
+        self._last_event = asyncio.get_running_loop().time()
+
+    def _check_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = self._last_event + self._idle_timeout
+        if loop.time() >= due:
+            self._idled = True
+            self._resp.close()  # the pending read ends; chunks() reports the timeout
+        else:
+            self._idle_timer = loop.call_at(due, self._check_idle)
+
+    def _idle_error(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"upstream stream sent no event for {self._idle_timeout:g} s")
 
     async def events(self) -> AsyncIterator[SSEEvent]:
         decoder = SSEDecoder()
         async for data in self.chunks():
-            for event in decoder.feed(data):
+            events = decoder.feed(data)
+            if events:
+                self.touch()
+            for event in events:
                 yield event
         # A last event missing only its blank line still counts (real Claude streams end that way);
         # a fragment cut mid-line then fails as JSON, which the caller reports as a broken stream.
@@ -156,7 +193,7 @@ class Upstream:
         try:
             if resp.status >= 400:
                 raise await status_error(resp)
-            yield UpstreamResponse(resp)
+            yield UpstreamResponse(resp, self.settings.stream_idle_timeout)
         except BaseException:
             resp.close()  # not read to the end (an error, or the client went away): drop the connection
             raise

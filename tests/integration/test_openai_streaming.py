@@ -101,3 +101,38 @@ async def test_upstream_timeout_is_a_504(make_proxy, fake_upstream: FakeUpstream
     assert resp.status == 504
     body = await resp.json()
     assert body["error"]["type"] == "timeout_error"
+
+
+async def test_a_stream_that_stalls_between_events_times_out(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(upstream={"stream_idle_timeout": 0.3})
+    head = _sse(START, TEXT_START, _delta("Hel"))
+    fake_upstream.sse(head + _sse(_delta("lo")), chunk_size=len(head), delay=5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    lines = _data_lines(await resp.read())
+    assert loop.time() - started < 2
+    assert orjson.loads(lines[-1]) == {"error": {"message": "upstream stream sent no event for 0.3 s",
+                                                 "type": "timeout_error", "param": None, "code": "timeout"}}
+
+
+async def test_a_byte_drip_does_not_defeat_the_idle_timeout(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(upstream={"stream_idle_timeout": 0.5})
+    head = _sse(START, TEXT_START)
+    fake_upstream.sse(head + _sse(_delta("x" * 200)), chunk_size=len(head), delay=0)
+    fake_upstream.replies[-1].chunks = [head] + [bytes([b]) for b in _sse(_delta("x" * 200))]
+    fake_upstream.replies[-1].delay = 0.05
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    lines = _data_lines(await resp.read())
+    assert orjson.loads(lines[-1])["error"]["type"] == "timeout_error"
+
+
+async def test_claude_route_stall_between_events_ends_in_an_error_event(make_proxy, fake_upstream) -> None:
+    proxy = await make_proxy(upstream={"stream_idle_timeout": 0.3})
+    head = _sse(START, TEXT_START, _delta("Hel"))
+    fake_upstream.sse(head + _sse(_delta("lo")), chunk_size=len(head), delay=5)
+    resp = await proxy.post("/v1/messages", json={**REQUEST, "max_tokens": 5})
+    raw = await resp.read()
+    assert raw.startswith(head)
+    assert raw.endswith(b'event: error\ndata: {"type":"error","error":{"type":"timeout_error",'
+                        b'"message":"upstream stream sent no event for 0.3 s"}}\n\n')

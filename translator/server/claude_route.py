@@ -119,6 +119,7 @@ async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.S
             pending += data
             cut = _events_end(pending, searched)
             if cut:
+                source.touch()
                 done = bytes(pending[:cut])
                 del pending[:cut]
                 await resp.write(done)
