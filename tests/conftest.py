@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 import structlog
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.fakes import SECRETS_SEEN, FakeUpstream
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from translator.config import Settings
-from translator.server import create_app
+from translator.server import create_app, runner_kwargs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -62,9 +63,20 @@ def make_proxy(
     async def make(**sections: Any) -> TestClient:
         upstream = {"base_url": str(fake_upstream.server.make_url("")).rstrip("/"), **sections.pop("upstream", {})}
         settings = Settings.model_validate({"upstream": upstream, **sections})
-        return await aiohttp_client(create_app(settings), server_kwargs={"handler_cancellation": True})
+        return await aiohttp_client(ProxyServer(create_app(settings), runner_kwargs(settings)))
 
     return make
+
+
+class ProxyServer(TestServer):
+    """A TestServer whose runner gets the same settings as production (cli.serve)."""
+
+    def __init__(self, app: web.Application, runner_kwargs: dict[str, Any]) -> None:
+        super().__init__(app)
+        self._runner_kwargs = runner_kwargs
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return web.AppRunner(self.app, **{**kwargs, **self._runner_kwargs})
 
 
 @pytest.fixture

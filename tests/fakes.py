@@ -85,10 +85,10 @@ class FakeUpstream:
         resp = web.StreamResponse(status=reply.status, headers={"Content-Type": reply.content_type, **reply.headers})
         await resp.prepare(request)
         try:
-            for chunk in reply.chunks:
+            for i, chunk in enumerate(reply.chunks):
+                if i and reply.delay:
+                    await asyncio.sleep(reply.delay)  # between chunks, not after the last
                 await resp.write(chunk)
-                if reply.delay:
-                    await asyncio.sleep(reply.delay)
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled += 1
             raise

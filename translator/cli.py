@@ -9,13 +9,15 @@ import multiprocessing
 import os
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 
 from translator.config import Settings, load_settings
 from translator.gateway.keys import keys_command
 from translator.log import configure_logging, log
-from translator.server import create_app
+from translator.server import create_app, runner_kwargs
+from translator.server.keys import DRAINING, INFLIGHT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,15 +76,45 @@ def _run(settings: Settings, *, reuse_port: bool) -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        reuse_port=reuse_port,
-        handler_cancellation=True,  # a client that goes away cancels its handler, and so the upstream call
-        access_log=None,
-        print=None,
-    )
+    asyncio.run(serve(settings, reuse_port=reuse_port))
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or ``stop``), then shut down gracefully:
+    1. /readyz turns 503 and, for ``drain_seconds``, requests are still served while a load balancer notices;
+    2. the listener closes and in-flight requests get ``shutdown_grace_seconds`` to finish;
+    3. streams still open then end with an error event (not a cut connection), and the process exits."""
+    app = create_app(settings)
+    server = settings.server
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, **runner_kwargs(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port or None)
+    await site.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("shutting down", drain_seconds=server.drain_seconds, grace_seconds=server.shutdown_grace_seconds)
+    app[DRAINING].set()
+    await asyncio.sleep(server.drain_seconds)
+    await site.stop()  # no new connections
+    tracked: set[asyncio.Task[Any]] = app[INFLIGHT]
+    inflight = set(tracked)
+    if inflight:
+        await asyncio.wait(inflight, timeout=server.shutdown_grace_seconds)
+    # Cancel what is left ourselves, while connections are still open, so each stream can write its farewell
+    # error event (aiohttp's own shutdown would close the transports first).
+    left = [t for t in tracked if not t.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.wait(left, timeout=5)
+    await runner.cleanup()
 
 
 def _run_workers(settings: Settings, count: int) -> None:

@@ -3,10 +3,12 @@ rendering in a caller's API shape happens once, in ``translator.convert.errors``
 
     TranslatorError                 (500, api_error)
      ├── InvalidRequest             (400, invalid_request_error)  bad client input; names the param
-     │    └── BodyTooLarge          (413, request_too_large)
+     │    ├── BodyTooLarge          (413, request_too_large)
+     │    └── ClientTooSlow         (408)  the request body did not arrive in time
      ├── AuthenticationFailed       (401, authentication_error)
      ├── PermissionDenied           (403, permission_error)  the key may not use that model
      ├── RateLimited                (429, rate_limit_error)  a client key's own limits; carries headers
+     ├── ProxyOverloaded            (503, overloaded_error)  too many requests in flight here
      ├── UpstreamStatusError        (the upstream's status and error, passed on as sent)
      ├── UpstreamUnavailable        (502, api_error)  refused, reset, or an answer we cannot read
      └── UpstreamTimeout            (504, timeout_error)
@@ -38,6 +40,15 @@ class InvalidRequest(TranslatorError):
 class BodyTooLarge(InvalidRequest):
     status = 413
     claude_type = "request_too_large"
+
+
+class ClientTooSlow(InvalidRequest):
+    status = 408
+
+
+class ProxyOverloaded(TranslatorError):
+    status = 503
+    claude_type = "overloaded_error"
 
 
 class AuthenticationFailed(TranslatorError):

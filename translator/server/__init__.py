@@ -1,5 +1,5 @@
 """The aiohttp server: app assembly, middleware, and one module per route family."""
 
-from translator.server.app import create_app
+from translator.server.app import create_app, runner_kwargs
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "runner_kwargs"]

@@ -5,8 +5,10 @@ proxy talks to it over real HTTP, exactly as it would to Anthropic.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -20,7 +22,7 @@ from translator.gateway.ratelimit import make_rate_limiter
 from translator.gateway.sticky import make_sticky_store
 from translator.router import UpstreamPool
 from translator.server import claude_route, models_route, openai_route
-from translator.server.keys import KEYRING, LIMITER, METRICS, POOL, RESOLVE, SETTINGS, UPSTREAM
+from translator.server.keys import DRAINING, INFLIGHT, KEYRING, LIMITER, METRICS, POOL, RESOLVE, SETTINGS, UPSTREAM
 from translator.server.middleware import add_extra_headers, errors_and_log
 from translator.upstream import Upstream
 
@@ -29,9 +31,25 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Ready until shutdown begins: a load balancer then stops sending before we stop accepting."""
+    if request.app[DRAINING].is_set():
+        return web.json_response({"status": "draining"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
 async def metrics(request: web.Request) -> web.Response:
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def runner_kwargs(settings: Settings) -> dict[str, Any]:
+    """How the HTTP server itself is set up: the same in production (cli.serve) and in tests."""
+    return {
+        "handler_cancellation": True,  # a client that goes away cancels its handler, and so the upstream call
+        "max_line_size": settings.server.max_header_bytes,
+        "max_field_size": settings.server.max_header_bytes,
+    }
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -39,12 +57,15 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[KEYRING] = KeyRing(settings.keys)
     app[METRICS] = Metrics()
+    app[DRAINING] = asyncio.Event()
+    app[INFLIGHT] = set()
     app.on_response_prepare.append(add_extra_headers)
     resolve: Callable[[str], tuple[str, ModelProfile]] = functools.lru_cache(maxsize=4096)(settings.resolve_model)
     app[RESOLVE] = resolve
     app[models_route.CACHE] = {}
     app.cleanup_ctx.append(_upstream_ctx)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/chat/completions", openai_route.chat_completions)
     app.router.add_post("/chat/completions", openai_route.chat_completions)

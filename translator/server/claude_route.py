@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
-from translator.server.common import read_json_object, require_model
+from translator.server.common import farewell_on_shutdown, read_json_object, require_model
 from translator.server.gate import admitted
 from translator.server.keys import POOL, RESOLVE
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
@@ -90,8 +90,9 @@ async def _relay(
             return await _relay_stream(request, source)
         data = await source.body()
         _log_message_usage(request, data)
-        return web.Response(body=data, status=source.status, content_type="application/json",
-                            headers=_passed_headers(source))
+        return web.Response(
+            body=data, status=source.status, content_type="application/json", headers=_passed_headers(source)
+        )
 
 
 def _passed_headers(source: UpstreamResponse) -> dict[str, str]:
@@ -111,6 +112,20 @@ def _log_message_usage(request: web.Request, data: bytes) -> None:
 async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.StreamResponse:
     resp = web.StreamResponse(headers={**_STREAM_HEADERS, **_passed_headers(source)})
     await resp.prepare(request)
+    async with farewell_on_shutdown(request, resp, _SHUTDOWN_EVENT):
+        return await _relay_events(request, source, resp)
+
+
+_SHUTDOWN_EVENT = encode_event(
+    "error",
+    {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "the proxy is shutting down; retry the request"},
+    },
+)
+
+
+async def _relay_events(request: web.Request, source: UpstreamResponse, resp: web.StreamResponse) -> web.StreamResponse:
     watch = _StreamWatch()
     pending = bytearray()  # the start of an event whose closing blank line has not arrived yet
     try:
@@ -132,14 +147,16 @@ async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.S
                 await resp.write(bytes(pending))
     except TranslatorError as err:
         watch.failed = True
-        await resp.write(encode_event("error", {"type": "error",
-                                                "error": {"type": err.claude_type, "message": err.message}}))
+        await resp.write(
+            encode_event("error", {"type": "error", "error": {"type": err.claude_type, "message": err.message}})
+        )
     else:
         if not watch.complete:
             # What is pending (if anything) is a cut event: dropped, or our error would merge into it.
             message = "upstream stream ended before message_stop"
-            await resp.write(encode_event("error", {"type": "error",
-                                                    "error": {"type": "api_error", "message": message}}))
+            await resp.write(
+                encode_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
+            )
     request[LOG].update(usage=watch.usage, stop_reason=watch.stop_reason, stream_error=watch.error)
     await resp.write_eof()
     return resp

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -21,3 +23,5 @@ POOL = web.AppKey("pool", UpstreamPool)
 KEYRING = web.AppKey("keyring", KeyRing)
 METRICS = web.AppKey("metrics", Metrics)
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
+DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM: /readyz answers 503
+INFLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("inflight")  # the tasks of API requests in flight

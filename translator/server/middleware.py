@@ -7,6 +7,7 @@ traceback; an unexpected exception is logged and answered 500 in the right shape
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -17,10 +18,10 @@ from aiohttp.typedefs import Handler
 
 from translator.convert import claude_error_body, openai_error_body, openai_status
 from translator.convert.tables import CLAUDE_ERROR_STATUS
-from translator.errors import RateLimited, TranslatorError, UpstreamStatusError
+from translator.errors import ProxyOverloaded, RateLimited, TranslatorError, UpstreamStatusError
 from translator.gateway.metrics import Metrics
 from translator.log import log
-from translator.server.keys import METRICS, SETTINGS
+from translator.server.keys import INFLIGHT, METRICS, SETTINGS
 from translator.server.tokens import token_kinds
 
 LOG = web.RequestKey("log", dict)  # fields the handler adds to the request's log line
@@ -56,6 +57,8 @@ def is_claude_shape(request: web.Request) -> bool:
 
 def error_response(request: web.Request, err: TranslatorError) -> web.Response:
     headers: dict[str, str] = {}
+    if isinstance(err, ProxyOverloaded):
+        headers["Retry-After"] = "1"
     if isinstance(err, RateLimited):
         headers.update(err.headers)
         headers.setdefault("Retry-After", str(int(err.retry_after)))
@@ -89,7 +92,15 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
     request[LOG] = fields
     request[STARTED] = started
     status = 500
+    inflight = request.app[INFLIGHT]
+    task = None
     try:
+        if request.path.startswith(("/v1/", "/chat/")):
+            if len(inflight) >= request.app[SETTINGS].server.max_concurrent_requests:
+                raise ProxyOverloaded("too many requests in flight at this proxy; retry shortly")
+            task = asyncio.current_task()
+            assert task is not None
+            inflight.add(task)
         response = await handler(request)
         status = response.status
         return response
@@ -116,6 +127,8 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
         status = 499
         raise
     finally:
+        if task is not None:
+            inflight.discard(task)
         latency = time.perf_counter() - started
         fields["status"] = status
         fields["latency_ms"] = round(latency * 1000, 2)

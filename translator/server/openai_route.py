@@ -27,9 +27,10 @@ from translator.convert import (
     convert_responses,
     openai_error_body,
 )
+from translator.convert.errors import openai_error_from_claude
 from translator.errors import TranslatorError
 from translator.router import Attempted
-from translator.server.common import header_text, read_json_object, require_model
+from translator.server.common import farewell_on_shutdown, header_text, read_json_object, require_model
 from translator.server.gate import admitted
 from translator.server.images import inline_images
 from translator.server.keys import POOL, RESOLVE, SETTINGS, UPSTREAM
@@ -147,10 +148,11 @@ async def _stream(
             )
             for i in range(conv.n)
         ]
-        if conv.n == 1:
-            clean = await _pump(sources[0].response, converters[0], resp.write)
-        else:
-            clean = await _pump_all([s.response for s in sources], converters, resp)
+        async with farewell_on_shutdown(request, resp, _SHUTDOWN_CHUNK):
+            if conv.n == 1:
+                clean = await _pump(sources[0].response, converters[0], resp.write)
+            else:
+                clean = await _pump_all([s.response for s in sources], converters, resp)
         if clean and conv.include_usage and conv.n > 1:
             await resp.write(encode_data(_usage_chunk(stream_id, created, call.model, converters)))
         if clean:
@@ -160,6 +162,9 @@ async def _stream(
         return resp
 
 
+_SHUTDOWN_CHUNK = encode_data(
+    openai_error_from_claude("overloaded_error", "the proxy is shutting down; retry the request")
+)
 _STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 

@@ -1,0 +1,79 @@
+"""Graceful shutdown: /readyz turns unready first, in-flight requests finish within the grace period, and
+streams still open after it end with an error event instead of a cut connection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+import orjson
+
+from tests.fakes import FakeUpstream
+from translator.cli import serve
+from translator.config import Settings
+
+START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                              "model": "claude-x", "content": [], "stop_reason": None,
+                                              "usage": {"input_tokens": 1, "output_tokens": 1}}}
+BLOCK = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+DELTA = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}
+STOP = [{"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
+        {"type": "message_stop"}]
+
+
+def _sse(*events: dict) -> bytes:
+    return b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in events)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_drain_then_grace_then_farewell(fake_upstream: FakeUpstream) -> None:
+    head = _sse(START, BLOCK, DELTA)
+    fake_upstream.sse(head + _sse(*STOP), chunk_size=len(head), delay=0.3)  # finishes within the grace
+    fake_upstream.sse(head + _sse(*STOP), chunk_size=len(head), delay=30)  # does not
+    fake_upstream.sse(head + _sse(*STOP), chunk_size=len(head), delay=30)
+    port = _port()
+    settings = Settings.model_validate({
+        "server": {"port": port, "drain_seconds": 0.4, "shutdown_grace_seconds": 0.8},
+        "upstream": {"base_url": str(fake_upstream.server.make_url("")).rstrip("/")},
+    })
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(settings, stop=stop))
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as client:
+        for _ in range(50):
+            try:
+                async with client.get(base + "/readyz") as resp:
+                    assert resp.status == 200
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        body = {"model": "claude-x", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        quick = await client.post(base + "/v1/chat/completions", json=body)
+        slow_openai = await client.post(base + "/v1/chat/completions", json=body)
+        slow_claude = await client.post(base + "/v1/messages", json={**body, "max_tokens": 5})
+        stop.set()
+        await asyncio.sleep(0.1)
+        async with client.get(base + "/readyz") as resp:  # draining, still answering
+            assert resp.status == 503
+            assert await resp.json() == {"status": "draining"}
+        quick_body = await quick.read()
+        openai_body = await slow_openai.read()
+        claude_body = await slow_claude.read()
+        await asyncio.wait_for(server, 5)
+    assert quick_body.endswith(b"data: [DONE]\n\n")
+    last = orjson.loads(openai_body.rstrip().split(b"\n")[-1][6:])
+    assert last == {"error": {"message": "the proxy is shutting down; retry the request", "type": "server_error",
+                              "param": None, "code": "overloaded"}}
+    assert claude_body.endswith(
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+        b'"message":"the proxy is shutting down; retry the request"}}\n\n'
+    )
+    await asyncio.sleep(0.1)
+    assert fake_upstream.cancelled == 2  # the upstream requests of the cut streams were cancelled too
