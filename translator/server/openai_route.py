@@ -123,12 +123,7 @@ async def _stream(
     async with AsyncExitStack() as stack:
         # Open every upstream stream (up to its first content event) before answering, so that an upstream
         # failure can still be retried elsewhere, or answered with a proper error status.
-        try:
-            async with asyncio.TaskGroup() as group:
-                opening = [group.create_task(stack.enter_async_context(call.open(stream=True))) for _ in range(conv.n)]
-        except* TranslatorError as eg:
-            raise eg.exceptions[0] from None
-        sources = [t.result() for t in opening]
+        sources = await _open_all(stack, call, conv.n)
         request[LOG].update(
             upstream=sources[0].upstream.name,
             attempts=sources[0].attempts,
@@ -160,6 +155,17 @@ async def _stream(
         request[LOG]["usage"] = converters[0].usage if conv.n == 1 else None
         await resp.write_eof()
         return resp
+
+
+async def _open_all(stack: AsyncExitStack, call: _Call, n: int) -> list[Attempted]:
+    if n == 1:  # the common case: no task per request
+        return [await stack.enter_async_context(call.open(stream=True))]
+    try:
+        async with asyncio.TaskGroup() as group:
+            opening = [group.create_task(stack.enter_async_context(call.open(stream=True))) for _ in range(n)]
+    except* TranslatorError as eg:
+        raise eg.exceptions[0] from None
+    return [t.result() for t in opening]
 
 
 _SHUTDOWN_CHUNK = encode_data(
