@@ -1,0 +1,1 @@
+"""The translator benchmark: ``python -m bench`` (see bench/README.md)."""

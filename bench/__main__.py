@@ -1,0 +1,212 @@
+"""``python -m bench [--quick]``: start the fake upstream, the proxy and the passthrough, measure, and
+write bench/results/latest.{json,md} (``--quick``: quick.{json,md}). See bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import uvloop
+
+from bench import analysis, report, runner, scenarios
+from bench.fleet import Child, Fleet, cpus, pin_self, python_module, translator_command, wait_ready
+from bench.runner import MemorySample, Sample, Servers
+from bench.scenarios import COMPARED, THROUGHPUT_TARGETS, Plan, Target
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="translator proxy benchmark")
+    parser.add_argument("--quick", action="store_true", help="a small smoke-test run (about a minute)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4, --quick 1)")
+    parser.add_argument("--budget", type=float,
+                        help="seconds: no round starts that would end later (default 540, --quick 90)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    parser.add_argument("--name", help="results file name without extension (default latest, --quick quick)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    return parser.parse_args(argv)
+
+
+class Bench:
+    def __init__(self, fleet: Fleet, plan: Plan, load_cpu: int | None, server_cpu: int | None) -> None:
+        self.fleet, self.plan = fleet, plan
+        self.load_cpu, self.server_cpu = load_cpu, server_cpu
+        self.started = time.monotonic()
+        self.upstream: Child | None = None
+        self.rounds_done = 0
+
+    def log(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:5.0f}s] {message}", file=sys.stderr, flush=True)
+
+    # --- processes ---
+
+    def start_upstream(self) -> Child:
+        argv = python_module("bench.upstream", "--port", "{port}")
+        child = self.fleet.spawn("upstream", argv, cpu=self.load_cpu)
+        wait_ready(child)
+        return child
+
+    def start(self, server: str) -> Child:
+        assert self.upstream is not None
+        if server == "proxy":
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("TRANSLATOR_", "ANTHROPIC_"))}
+            env |= {"ANTHROPIC_BASE_URL": self.upstream.url, "ANTHROPIC_API_KEY": "bench-key"}
+            argv = translator_command("serve", "--port", "{port}", *self.proxy_config())
+            child = self.fleet.spawn("proxy", argv, cpu=self.server_cpu, env=env)
+        else:
+            argv = python_module("bench.passthrough", "--port", "{port}", "--upstream", self.upstream.url)
+            child = self.fleet.spawn("passthrough", argv, cpu=self.server_cpu)
+        wait_ready(child)
+        return child
+
+    def proxy_config(self) -> list[str]:
+        """``--config FILE`` raising the proxy's in-flight limit above the held-stream count (its default,
+        1024, answers 503 past that); nothing when this translator has no such setting."""
+        settings = proxy_settings(self.plan.held_streams)
+        if not settings:
+            return []
+        path = self.fleet.workdir / "proxy.toml"
+        path.write_text("[server]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+        return ["--config", str(path)]
+
+    # --- phases ---
+
+    async def run(self) -> tuple[list[Sample], list[MemorySample], list[MemorySample]]:
+        self.upstream = self.start_upstream()
+        big = await self.big_bodies()
+        held = await self.held_streams()
+        samples = await self.throughput()
+        return samples, big, held
+
+    async def big_bodies(self) -> list[MemorySample]:
+        bodies = scenarios.big_bodies(self.plan.big_body_bytes)
+        out = []
+        for target in COMPARED:
+            m = await self._fresh(target, lambda server, t: runner.big_body_probe(
+                server, t, bodies[t.route], self.plan.big_requests))
+            self.log(f"big body {target.name}: {m.body_bytes / 2**20:.1f} MB, peak growth "
+                     f"{(m.peak_kb - m.rss_before_kb) / 1024:.1f} MB, errors {m.result.errors}")
+            out.append(m)
+        return out
+
+    async def held_streams(self) -> list[MemorySample]:
+        assert self.upstream is not None
+        upstream, bodies, count = self.upstream, scenarios.held_bodies(), self.plan.held_streams
+        out = []
+        for target in COMPARED:
+            m = await self._fresh(target, lambda server, t: runner.held_probe(
+                server, t, bodies[t.route], count, upstream, self.log))
+            self.log(f"held streams {target.name}: {m.requests} open, "
+                     f"{(m.peak_kb - m.rss_before_kb) / max(m.requests, 1):.1f} KB/stream, errors {m.result.errors}")
+            out.append(m)
+        return out
+
+    async def _fresh(self, target: Target, probe: Callable[[Child, Target], Awaitable[MemorySample]]) -> MemorySample:
+        """Run ``probe`` against a freshly started server of the target's kind, stopped afterwards."""
+        server = self.start(target.server)
+        try:
+            return await probe(server, target)
+        finally:
+            self.fleet.stop(server)
+
+    async def throughput(self) -> list[Sample]:
+        assert self.upstream is not None
+        servers = Servers(self.upstream, self.start("proxy"), self.start("passthrough"))
+        bodies = {s.name: scenarios.bodies_for(s) for s in self.plan.scenarios}
+        samples: list[Sample] = []
+        last_round = 0.0
+        for round_no in range(self.plan.rounds):
+            round_started = time.monotonic()
+            if round_started + last_round - self.started > self.plan.budget_s:
+                self.log(f"stopping after {round_no} round(s): one more would pass the "
+                         f"{self.plan.budget_s:.0f} s budget")
+                break
+            samples += await self._round(servers, bodies, round_no)
+            last_round = time.monotonic() - round_started
+            self.rounds_done = round_no + 1
+        return samples
+
+    async def _round(self, servers: Servers, bodies: dict[str, dict[str, bytes]], round_no: int) -> list[Sample]:
+        """Every scenario once against every target; the target order rotates from round to round."""
+        shift = round_no % len(THROUGHPUT_TARGETS)
+        order = THROUGHPUT_TARGETS[shift:] + THROUGHPUT_TARGETS[:shift]
+        samples = []
+        for scenario in self.plan.scenarios:
+            for target in order:
+                sample = await runner.measure(servers, target, scenario, bodies[scenario.name][target.route],
+                                              round_no)
+                self._log_sample(sample)
+                samples.append(sample)
+        return samples
+
+    def _log_sample(self, s: Sample) -> None:
+        lat = sorted(s.result.latencies)
+        p99 = lat[int(len(lat) * 0.99) - 1] * 1e3 if lat else float("nan")
+        cpu = s.cpu_s / s.ok * 1e6 if s.ok else float("nan")
+        err = f", {s.result.errors} errors ({s.result.first_error})" if s.result.errors else ""
+        self.log(f"r{s.round + 1} {s.scenario:<14} {s.target:<18} {s.ok:5d} req {s.ok / s.result.elapsed:7.0f}/s "
+                 f"p99 {p99:7.2f} ms cpu {cpu:7.0f} us/req{err}")
+
+
+def proxy_settings(held_streams: int) -> dict[str, int]:
+    try:
+        from translator.config import ServerSettings
+    except ImportError:
+        return {}
+    fields = getattr(ServerSettings, "model_fields", {})
+    return {"max_concurrent_requests": 2 * held_streams + 256} if "max_concurrent_requests" in fields else {}
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = scenarios.plan(quick=args.quick, rounds=args.rounds, budget=args.budget)
+    available = cpus()
+    pinned = len(available) >= 2 and not args.no_pin
+    load_cpu, server_cpu = (available[0], available[1]) if pinned else (None, None)
+    pinning = (f"load generator + fake upstream on CPU {load_cpu}, proxy and passthrough on CPU {server_cpu}"
+               if pinned else "none")
+    pin_self(load_cpu)
+    raise_nofile()
+    started = time.monotonic()
+    load_before = report.loadavg()
+    try:
+        with Fleet() as fleet:
+            bench = Bench(fleet, plan, load_cpu, server_cpu)
+            bench.log(f"{'quick' if plan.quick else 'full'} run, {plan.rounds} round(s); {pinning}")
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop:
+                samples, big, held = loop.run(bench.run())
+    except KeyboardInterrupt:
+        print("interrupted: every benchmark process has been stopped", file=sys.stderr)
+        return 130
+    command = "python -m bench" + (" --quick" if args.quick else "")
+    results = {
+        "machine": report.machine(len(available), pinning),
+        "run": {"command": command, "quick": plan.quick, "rounds": bench.rounds_done,
+                "rounds_planned": plan.rounds, "duration_s": time.monotonic() - started,
+                "held_streams": plan.held_streams, "big_body_bytes": plan.big_body_bytes,
+                "translator": report.git_state("translator"), "loadavg_before": load_before,
+                "loadavg_after": report.loadavg()},
+        **analysis.summarize(plan, samples, big, held),
+    }
+    json_path, md_path = report.write(args.out, results, args.name or ("quick" if args.quick else "latest"))
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

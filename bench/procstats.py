@@ -1,0 +1,74 @@
+"""CPU time and memory of a process, read from /proc (Linux only).
+
+CPU: ``utime + stime`` from ``/proc/<pid>/stat`` (clock ticks, 10 ms steps), and the same on-CPU time in
+nanoseconds summed over the process's threads from ``/proc/<pid>/task/*/schedstat`` where the kernel has
+schedstats; the benchmark uses the precise one when it is there. Memory: ``VmRSS`` and ``VmHWM`` (peak
+RSS) from ``/proc/<pid>/status``; ``reset_peak`` restarts VmHWM at the current RSS (``clear_refs`` 5), so
+the peak of one run can be read on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    cpu_ticks_s: float  # utime + stime, seconds (tick resolution)
+    cpu_ns: int | None  # sum of the threads' schedstat run time, nanoseconds (None: not available)
+    rss_kb: int
+    hwm_kb: int
+
+    @property
+    def cpu_s(self) -> float:
+        """The most precise CPU time we have, in seconds."""
+        return self.cpu_ns / 1e9 if self.cpu_ns is not None else self.cpu_ticks_s
+
+
+def snapshot(pid: int) -> Snapshot:
+    rss, hwm = memory_kb(pid)
+    return Snapshot(cpu_ticks_s=stat_cpu_seconds(pid), cpu_ns=schedstat_cpu_ns(pid), rss_kb=rss, hwm_kb=hwm)
+
+
+def stat_cpu_seconds(pid: int) -> float:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+    fields = text[text.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of the whole line
+    return (utime + stime) / _TICK
+
+
+def schedstat_cpu_ns(pid: int) -> int | None:
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except FileNotFoundError:
+                continue  # the thread ended while we looked
+    except (FileNotFoundError, PermissionError, ValueError, IndexError):
+        return None
+    return total
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in kB."""
+    values = {"VmRSS": 0, "VmHWM": 0}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in values:
+            values[key] = int(rest.split()[0])
+    return values["VmRSS"], values["VmHWM"]
+
+
+def reset_peak(pid: int) -> bool:
+    """Restart the process's peak RSS (VmHWM) at its current RSS. False where the kernel refuses."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True

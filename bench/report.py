@@ -1,0 +1,188 @@
+"""Writing results: the machine header, ``latest.json`` (everything, per round too) and ``latest.md``
+(the tables a person reads)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.analysis import ADDED_FLOOR_MS, ADDED_FLOOR_SHARE
+
+
+def machine(nproc: int, pinning: str) -> dict[str, Any]:
+    """``nproc``: the CPUs the benchmark could use (taken before it pinned itself to one)."""
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "nproc": nproc,
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "aiohttp": _version("aiohttp"),
+        "uvloop": _version("uvloop"),
+        "orjson": _version("orjson"),
+        "pinning": pinning,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages: other work on the machine shows up here."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "-"
+
+
+def git_state(path: str) -> str:
+    """The commit of the code under test, and whether ``path`` has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", path], cwd=root, capture_output=True,
+                               text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + (f" + uncommitted changes in {path}/" if dirty else "")
+
+
+def write(out_dir: Path, results: dict[str, Any], name: str = "latest") -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    md_path.write_text(markdown(results))
+    return json_path, md_path
+
+
+# --- Markdown ---
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, run = results["machine"], results["run"]
+    lines = [
+        f"# translator benchmark ({'quick' if run['quick'] else 'full'}) - {m['date']}",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, Linux {m['kernel']}, "
+        f"aiohttp {m['aiohttp']}, uvloop {m['uvloop']}, orjson {m['orjson']}. Pinning: {m['pinning']}.",
+        f"Run: `{run['command']}`, {run['rounds']} of {run['rounds_planned']} round(s), {run['duration_s']:.0f} s; "
+        f"translator at {run['translator']}; load average before {run['loadavg_before']}, "
+        f"after {run['loadavg_after']}.",
+        "",
+        *_targets(results["targets"]),
+        *_scenarios(results["scenarios"]),
+        *_ratios(results["ratios"]),
+        *_events(results["event_cpu_us"]),
+        *_memory(results["memory"]),
+        *_method(),
+    ]
+    return "\n".join(lines)
+
+
+def _targets(targets: list[dict[str, Any]]) -> list[str]:
+    rows = [[t["target"], t["detail"], f"{_f(t['value'], 2)} {t['unit']}", f"{_f(t['limit'], 1)} {t['unit']}",
+             "met" if t["met"] else "**MISSED**"] for t in targets]
+    met = sum(t["met"] for t in targets)
+    return ["## Targets", "", f"{met} of {len(targets)} met.", "",
+            *_table(["target", "case", "value", "limit", "verdict"], rows)]
+
+
+def _scenarios(scenarios: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    rows = []
+    for name, by_target in scenarios.items():
+        for target, s in by_target.items():
+            errors = str(s["errors"]) + (f" ({s['first_error'][:60]})" if s["first_error"] else "")
+            rows.append([name, target, _f(s["rps"], 0), _f(s["p50_ms"], 2), _f(s["p99_ms"], 2),
+                         _f(s["added_p50_ms"], 2), _f(s["added_p99_ms"], 2), _f(s["cpu_us_per_req"], 0),
+                         _f(s["peak_rss_mb"], 1), str(s["requests"]), errors])
+    head = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "CPU us/req",
+            "peak RSS MB", "requests", "errors"]
+    return ["## Throughput, latency, CPU", "",
+            "`+p50`/`+p99`: latency added over `direct` (the fake upstream called without a proxy). "
+            "CPU: the server process's own CPU time per request (for `direct`, the fake upstream's).", "",
+            *_table(head, rows)]
+
+
+def _ratios(ratios: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    rows = [[name, route, _f(r["cpu"], 2), _f(r["rps"], 2), _f(r["added_p99"], 2)]
+            for name, by_route in ratios.items() for route, r in by_route.items()]
+    return ["## Proxy / passthrough (same rounds)", "",
+            f"`+p99` ratio: a passthrough added p99 below {ADDED_FLOOR_SHARE:.0%} of `direct`'s p99 (at least "
+            f"{ADDED_FLOOR_MS} ms) counts as that floor; at concurrency 64 the passthrough often adds almost "
+            "nothing, and a ratio to ~0 says only 'missed'.", "",
+            *_table(["scenario", "route", "CPU/req", "req/s", "+p99"], rows)]
+
+
+def _events(events: dict[str, dict[str, float]]) -> list[str]:
+    cols = sorted({c for v in events.values() for c in v}, key=lambda c: int(c[1:]))
+    rows = [[target, *[_f(v.get(c), 2) for c in cols]] for target, v in events.items()]
+    return ["## CPU per stream event (us)", "", "(CPU/request of 500 deltas - of 20 deltas) / 480.", "",
+            *_table(["target", *cols], rows)]
+
+
+def _memory(mem: dict[str, Any]) -> list[str]:
+    start = [[t, _f(v, 1)] for t, v in mem["rss_start_mb"].items()]
+    big = [[t, _f(v["body_mb"], 1), _f(v["rss_before_mb"], 1), _f(v["peak_mb"], 1), _f(v["growth_mb"], 1),
+            _f(v["growth_x_body"], 2), _f(v["p50_ms"], 1), str(v["errors"])] for t, v in mem["big_body"].items()]
+    held = [[t, str(v["streams_open"]), _f(v["rss_before_mb"], 1), _f(v["rss_open_mb"], 1),
+             _f(v["kb_per_stream"], 1), str(v["errors"])] for t, v in mem["held_streams"].items()]
+    return [
+        "## Memory", "", "RSS right after start-up (fresh process, no request yet):", "",
+        *_table(["target", "RSS MB"], start),
+        "Big request (base64 images), sequential, fresh process; growth = peak RSS (VmHWM) - RSS before:", "",
+        *_table(["target", "body MB", "RSS before MB", "peak MB", "growth MB", "growth / body", "p50 ms",
+                 "errors"], big),
+        "Held streams, fresh process; per stream = (RSS with all open - RSS before) / streams:", "",
+        *_table(["target", "streams open", "RSS before MB", "RSS open MB", "KB/stream", "errors"], held),
+    ]
+
+
+def _method() -> list[str]:
+    return [
+        "## Method", "",
+        "- Processes: fake upstream (`bench/upstream.py`), proxy (`translator serve`), passthrough "
+        "(`bench/passthrough.py`), each its own process; the load generator runs in the benchmark process.",
+        "- Each run: a fresh client session, untimed warm-up requests to open `concurrency` connections, then "
+        "the timed requests; CPU = utime+stime of the server (schedstat ns where available) read before and "
+        "after; peak RSS = VmHWM, reset before each run.",
+        "- Runs are interleaved (every target for one scenario, then the next scenario; the target order "
+        "rotates every round) and pooled over rounds.",
+        "- With 2 CPUs, the load generator and fake upstream share one CPU: at high concurrency they can be "
+        "the bottleneck, which caps req/s for every target; CPU per request is unaffected by that.",
+        "",
+    ]
