@@ -110,19 +110,6 @@ class UpstreamResponse:
     def _idle_error(self) -> UpstreamTimeout:
         return UpstreamTimeout(f"upstream stream sent no event for {self._idle_timeout:g} s")
 
-    async def events(self) -> AsyncIterator[SSEEvent]:
-        decoder = SSEDecoder()
-        async for data in self.chunks():
-            events = decoder.feed(data)
-            if events:
-                self.touch()
-            for event in events:
-                yield event
-        # A last event missing only its blank line still counts (real Claude streams end that way);
-        # a fragment cut mid-line then fails as JSON, which the caller reports as a broken stream.
-        for event in decoder.feed(b"\n\n"):
-            yield event
-
 
 _STARTED = frozenset({"content_block_start", "content_block_delta", "message_delta", "message_stop"})
 
