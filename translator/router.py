@@ -81,6 +81,7 @@ class UpstreamPool:
         self._clock = clock
         self._rng = rng or random.Random()
         self._health = {u.name: _Health() for u in upstreams}
+        self._serving: dict[str, list[Upstream]] = {}
         self._on_health = on_health or (lambda name, ok: None)
         self._on_attempt = on_attempt or (lambda name, outcome: None)
 
@@ -111,7 +112,11 @@ class UpstreamPool:
     def plan(self, model: str, preferred: str | None = None) -> list[Upstream]:
         """The order to try upstreams in: the sticky one if healthy, then healthy ones by weighted
         random order, then those cooling down (soonest back first), as a last resort."""
-        serving = [u for u in self.upstreams if u.serves(model)]
+        serving = self._serving.get(model)
+        if serving is None:
+            serving = [u for u in self.upstreams if u.serves(model)]
+            if len(self._serving) < 4096:  # model names come from clients: keep the cache bounded
+                self._serving[model] = serving
         if not serving:
             err = InvalidRequest(f"no upstream serves model {model!r}", param="model", code="model_not_found")
             err.status, err.claude_type = 404, "not_found_error"

@@ -9,6 +9,8 @@ counted as "other". Without a cap, a client cycling random model names would gro
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -47,6 +49,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, max_models: int = 200) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._model = _CappedLabel(max_models)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             "translator_requests_total", "Requests answered", ["route", "model", "upstream", "status"], registry=r
@@ -76,17 +79,17 @@ class Metrics:
         self, route: str, model: str, upstream: str, status: int, latency_s: float, ttft_s: float | None
     ) -> None:
         """One finished request; ``ttft_s`` only when a first token was streamed."""
-        self.requests.labels(route, self._model(model), upstream, str(status)).inc()
-        self.duration.labels(route).observe(latency_s)
+        self._child(self.requests, route, self._model(model), upstream, str(status)).inc()
+        self._child(self.duration, route).observe(latency_s)
         if ttft_s is not None:
-            self.ttft.labels(route).observe(ttft_s)
+            self._child(self.ttft, route).observe(ttft_s)
 
     def add_tokens(self, route: str, model: str, kind: str, n: int) -> None:
         """Count ``n`` tokens of one kind: input, output, cache_read, or cache_creation."""
         if kind not in TOKEN_KINDS:
             raise ValueError(f"unknown token kind {kind!r}; expected one of {sorted(TOKEN_KINDS)}")
         if n > 0:
-            self.tokens.labels(route, self._model(model), kind).inc(n)
+            self._child(self.tokens, route, self._model(model), kind).inc(n)
 
     def set_upstream_health(self, upstream: str, healthy: bool) -> None:
         self.upstream_healthy.labels(upstream).set(1 if healthy else 0)
@@ -98,7 +101,16 @@ class Metrics:
         self.rate_limited_requests.labels(key_name, limit).inc()
 
     def upstream_attempt(self, upstream: str, outcome: str) -> None:
-        self.upstream_attempts.labels(upstream, outcome).inc()
+        self._child(self.upstream_attempts, upstream, outcome).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: prometheus_client's own lookup takes a lock and validates
+        the labels on every call, a few microseconds each, several times per request."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type, for a ``GET /metrics`` handler."""

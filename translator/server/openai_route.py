@@ -48,22 +48,26 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req, _ = await read_json_object(request)
     asked = require_model(req)
     model, profile = request.app[RESOLVE](asked)
-    conv = convert_request(req, model=model, profile=profile, strict=settings.server.strict)
-    if settings.images.fetch:
-        await inline_images(conv.body, request.app[UPSTREAM].session, settings.images)
-    request[LOG].update(route="openai", model=asked, upstream_model=model, stream=conv.stream, n=conv.n)
-    async with admitted(request, asked, model):
-        return await _answer(request, req, conv, model)
+    request[LOG].update(route="openai", model=asked, upstream_model=model)
+    async with admitted(request, asked, model):  # keys and limits before any work (or fetch) for the caller
+        conv = convert_request(req, model=model, profile=profile, strict=settings.server.strict)
+        session = session_key(request, req.get("user"))
+        del req  # a large body (images) is not held twice: the converted copy is all we need now
+        if settings.images.fetch:
+            await inline_images(conv.body, request.app[UPSTREAM].session, settings.images)
+        request[LOG].update(stream=conv.stream, n=conv.n)
+        call = _Call(request, orjson.dumps(conv.body), model, session)
+        conv.body.clear()
+        return await _answer(request, call, conv)
 
 
-async def _answer(request: web.Request, req: dict[str, Any], conv: ConvertedRequest, model: str) -> web.StreamResponse:
-    call = _Call(request, orjson.dumps(conv.body), model, session_key(request, req.get("user")))
+async def _answer(request: web.Request, call: _Call, conv: ConvertedRequest) -> web.StreamResponse:
     headers = _policy_headers(conv)
     created = int(time.time())
     if conv.stream:
         return await _stream(request, call, conv, created, headers)
     messages = await _complete_all(call, conv.n)
-    completion = convert_responses(messages, created=created, model=model, json_tool=conv.json_tool)
+    completion = convert_responses(messages, created=created, model=call.model, json_tool=conv.json_tool)
     request[LOG]["usage"] = completion["usage"]
     return web.Response(body=orjson.dumps(completion), content_type="application/json", headers=headers)
 
