@@ -15,12 +15,15 @@ from translator.server.keys import DRAINING, SETTINGS
 
 
 async def read_json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
-    limit = request.app[SETTINGS].server.client_read_timeout
-    try:
-        async with asyncio.timeout(limit):
-            raw = await request.read()  # the app's client_max_size bounds it (413 past that)
-    except TimeoutError:
-        raise ClientTooSlow(f"request body not received within {limit:g} s") from None
+    if request.content.is_eof():  # the whole body came with the headers (most requests): no wait
+        raw = await request.read()
+    else:
+        limit = request.app[SETTINGS].server.client_read_timeout
+        try:
+            async with asyncio.timeout(limit):
+                raw = await request.read()  # the app's client_max_size bounds it (413 past that)
+        except TimeoutError:
+            raise ClientTooSlow(f"request body not received within {limit:g} s") from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as e:

@@ -8,8 +8,8 @@ traceback; an unexpected exception is logged and answered 500 in the right shape
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -88,7 +88,7 @@ def http_error(exc: web.HTTPException) -> TranslatorError:
 @web.middleware
 async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    fields: dict[str, Any] = {"request_id": uuid.uuid4().hex[:16], "method": request.method, "path": request.path}
+    fields: dict[str, Any] = {"request_id": os.urandom(8).hex(), "method": request.method, "path": request.path}
     request[LOG] = fields
     request[STARTED] = started
     status = 500
