@@ -176,8 +176,11 @@ def _require_model_and_messages(body: JSONObject) -> None:
     if not messages:
         raise DemoRequestError("messages: at least one message is required.")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise DemoRequestError(f"messages.{index}: must be an object with role 'user' or 'assistant'.")
+        # Mid-conversation "system" turns are a beta Claude Code uses by default.
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
+            raise DemoRequestError(
+                f"messages.{index}: must be an object with role 'user', 'assistant' or 'system'."
+            )
 
 
 def _require_max_tokens(body: JSONObject) -> None:
