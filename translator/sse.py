@@ -7,16 +7,14 @@ payloads go straight to orjson. Encoding helpers write one event per call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(slots=True, frozen=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     event: str | None
     data: bytes
 
@@ -25,12 +23,13 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    __slots__ = ("_buf", "_data", "_event", "_start")
+    """Events are cut at blank lines first, then each event's few lines are read; the bytes of an
+    event not yet complete wait in a buffer (nothing is half-parsed between feeds)."""
+
+    __slots__ = ("_buf", "_start")
 
     def __init__(self) -> None:
         self._buf = b""
-        self._event: str | None = None
-        self._data: list[bytes] = []
         self._start = True  # before the first bytes that can't be (part of) a leading BOM
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -41,46 +40,57 @@ class SSEDecoder:
                 return []
             self._start = False
             buf = buf.removeprefix(_BOM)  # the stream's UTF-8 decode strips one leading BOM
+        tail = b""
         if b"\r" in buf:
-            # A CR at the very end may be the first half of a CRLF: keep it for the next feed.
-            hold = buf.endswith(b"\r")
-            if hold:
+            if buf.endswith(b"\r"):  # maybe the first half of a CRLF: decide on the next feed
                 buf, tail = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if hold:
-                lines = buf.split(b"\n")
-                self._buf = lines.pop() + tail
-                return self._lines(lines)
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
-        return self._lines(lines)
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop() + tail
+        return [e for block in blocks if (e := _event(block)) is not None] if blocks else []
 
     def flush(self) -> list[SSEEvent]:
-        """End of stream. A CR held back by ``feed`` ends its line after all; an unterminated last line and
-        an event not followed by a blank line are dropped (the spec discards an incomplete event)."""
+        """End of stream. A CR held back by ``feed`` ends its line after all; an event not followed by a
+        blank line is dropped (the spec discards an incomplete event)."""
         rest, self._buf = self._buf, b""
-        events = self._lines([rest[:-1]]) if rest.endswith(b"\r") else []
-        self._event, self._data = None, []
-        return events
+        if not rest.endswith(b"\r"):
+            return []
+        blocks = (rest[:-1] + b"\n").replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n\n")
+        blocks.pop()
+        return [e for block in blocks if (e := _event(block)) is not None]
 
-    def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
-        events: list[SSEEvent] = []
-        for line in lines:
-            if not line:
-                if self._data:
-                    events.append(SSEEvent(self._event, b"\n".join(self._data)))
-                self._event, self._data = None, []
-                continue
-            if line[0] == 0x3A:  # ":" starts a comment
-                continue
-            name, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
-            if name == b"data":
-                self._data.append(value)
-            elif name == b"event":
-                self._event = value.decode("utf-8", "replace")
-        return events
+
+def _event(block: bytes) -> SSEEvent | None:
+    """One event's lines (no blank line among them but leading ones) -> the event, or None without data."""
+    if block.startswith(b"event: "):  # the shape Claude sends: "event: <name>\ndata: <json>"
+        head, sep, rest = block.partition(b"\n")
+        if sep and rest.startswith(b"data: ") and b"\n" not in rest:
+            return SSEEvent(_name(head[7:]), rest[6:])
+    name: str | None = None
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if not line or line[0] == 0x3A:  # blank, or ":" starts a comment
+            continue
+        field, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = _name(value)
+    return SSEEvent(name, b"\n".join(data)) if data else None
+
+
+_NAMES: dict[bytes, str] = {}
+
+
+def _name(raw: bytes) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        name = raw.decode("utf-8", "replace")
+        if len(_NAMES) < 256:  # the few event types there are; never grows with odd input
+            _NAMES[raw] = name
+    return name
 
 
 def encode_data(payload: Any) -> bytes:

@@ -184,6 +184,10 @@ class _StreamWatch:
         self.failed = False
 
     def feed(self, data: bytes) -> None:
+        """``data`` ends at an event boundary, so a chunk with none of the events we read can be skipped
+        whole (most chunks: content deltas)."""
+        if b"message_" not in data and b"error" not in data:
+            return
         for event in self._decoder.feed(data):
             self._event(event.event, event.data)
 
