@@ -314,8 +314,22 @@ def test_exact_pause_turn_web_search() -> None:
     )
 
 
+ACCU = ("https://www.accuweather.com/en/us/san-francisco/94103/weather-forecast/347629",
+        "San Francisco, CA Weather Forecast | AccuWeather")
+WU = ("https://www.wunderground.com/weather/us/ca/san-francisco",
+      "San Francisco, CA Weather Conditions | Weather Underground")
+WU_HOURLY = ("https://www.wunderground.com/hourly/us/ca/san-francisco",
+             "San Francisco, CA Hourly Weather Forecast | Weather Underground")
+
+
+def cite(start: int, end: int, source: tuple[str, str]) -> dict[str, Any]:
+    return {"type": "url_citation",
+            "url_citation": {"start_index": start, "end_index": end, "url": source[0], "title": source[1]}}
+
+
 def test_exact_web_search_with_citations() -> None:
-    """Text blocks carrying web_search_result_location citations: the text joined, citations dropped."""
+    """Text blocks carrying web_search_result_location citations: the text joined, each cited block's span
+    an OpenAI url_citation annotation."""
     assert convert("claude_response_web_search_with_citations__pydantic-ai.json") == completion(
         "msg_0119wM5YxCLg3hwUWrxEQ9Y8",
         "claude-sonnet-4-20250514",
@@ -337,6 +351,11 @@ def test_exact_web_search_with_citations() -> None:
                 "outdoor activities."
             ),
             "refusal": None,
+            "annotations": [
+                cite(133, 167, ACCU), cite(170, 209, ACCU), cite(212, 266, ACCU), cite(292, 327, WU),
+                cite(330, 353, WU), cite(356, 382, WU), cite(385, 465, WU_HOURLY), cite(482, 530, WU),
+                cite(533, 556, WU),
+            ],
             "reasoning_content": (
                 "The user is asking about the weather in San Francisco today. "
                 "This is asking for current, real-time information that would "
@@ -428,8 +447,19 @@ def test_invariants(path: Path) -> None:
     assert message.get("reasoning_content") == (
         "".join(b["thinking"] for b in thinking if b["type"] == "thinking") if thinking else None
     )
+    cited, offset = [], 0
+    for text in texts:
+        block = next(b for b in blocks if b["type"] == "text" and b["text"] == text)
+        cited += [(offset, offset + len(text), c["url"]) for c in block.get("citations") or [] if "url" in c]
+        offset += len(text)
+    got = [(a["url_citation"]["start_index"], a["url_citation"]["end_index"], a["url_citation"]["url"])
+           for a in message.get("annotations", [])]
+    assert got == cited
+    for start, end, _ in cited:
+        assert message["content"][start:end] in texts
     assert set(message) == {"role", "content", "refusal"} | {
-        k for k, v in (("tool_calls", tools), ("thinking_blocks", thinking), ("reasoning_content", thinking)) if v
+        k for k, v in (("tool_calls", tools), ("thinking_blocks", thinking), ("reasoning_content", thinking),
+                       ("annotations", cited)) if v
     }
     u = msg["usage"]
     read, written = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0

@@ -689,7 +689,8 @@ def test_invariants(path: Path) -> None:
         assert choice.keys() == {"index", "delta", "logprobs", "finish_reason"}
         assert choice["index"] == 0
         assert choice["logprobs"] is None
-        assert set(choice["delta"]) <= {"role", "content", "reasoning_content", "tool_calls", "thinking_blocks"}
+        assert set(choice["delta"]) <= {
+            "role", "content", "reasoning_content", "tool_calls", "thinking_blocks", "annotations"}
     deltas = [c["choices"][0]["delta"] for c in choice_chunks]
     assert deltas[0] == {"role": "assistant", "content": ""}
     assert not any("role" in d for d in deltas[1:])
@@ -924,6 +925,8 @@ def fold_claude(events: list[Event]) -> tuple[dict[str, Any], dict[str, str]]:
                 block["thinking"] += delta["thinking"]
             elif delta["type"] == "signature_delta":
                 block["signature"] += delta["signature"]
+            elif delta["type"] == "citations_delta":
+                block["citations"] = [*(block.get("citations") or []), delta["citation"]]
         elif e["type"] == "message_delta":
             message.update(e["delta"])
             message["usage"].update({k: v for k, v in e["usage"].items() if v is not None})
@@ -946,7 +949,7 @@ def _is_json(raw: str) -> bool:
 
 def fold_chunks(chunks: list[Chunk]) -> dict[str, Any]:
     """What an OpenAI client accumulates from the chunks."""
-    content, reasoning, thinking_blocks, finishes = [], [], [], []
+    content, reasoning, thinking_blocks, finishes, annotations = [], [], [], [], []
     calls: dict[int, dict[str, Any]] = {}
     folded: dict[str, Any] = {"id": chunks[0]["id"], "model": chunks[0]["model"], "usage": None}
     for c in chunks:
@@ -958,6 +961,7 @@ def fold_chunks(chunks: list[Chunk]) -> dict[str, Any]:
         content.append(delta.get("content", ""))
         reasoning.append(delta.get("reasoning_content", ""))
         thinking_blocks += delta.get("thinking_blocks", [])
+        annotations += delta.get("annotations", [])
         for tc in delta.get("tool_calls", []):
             call = calls.setdefault(tc["index"], {"function": {"arguments": ""}})
             if "id" in tc:
@@ -971,6 +975,7 @@ def fold_chunks(chunks: list[Chunk]) -> dict[str, Any]:
         "reasoning_content": "".join(reasoning) or None,
         "thinking_blocks": thinking_blocks or None,
         "tool_calls": [calls[i] for i in sorted(calls)] or None,
+        "annotations": annotations or None,
     }
     folded["finish_reason"] = [f for f in finishes if f] or None
     return folded
@@ -1013,6 +1018,7 @@ def test_stream_and_non_stream_conversions_agree(path: Path, json_tool: str | No
     assert got["content"] == (want["content"] or None)
     assert got["reasoning_content"] == (want.get("reasoning_content") or None)
     assert got["thinking_blocks"] == want.get("thinking_blocks")
+    assert got["annotations"] == want.get("annotations")
     assert _parsed(got["tool_calls"]) == _parsed(want.get("tool_calls"))
     assert folded["finish_reason"] == [choice["finish_reason"]]
     assert (folded["usage"] or conv.usage) == expected["usage"]

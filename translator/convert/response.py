@@ -66,12 +66,19 @@ def assistant_message(blocks: list[dict[str, Any]], *, json_tool: str | None = N
     reasoning: list[str] = []
     thinking: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    chars = 0  # length of the content so far: annotation indexes count characters in it
     for block in blocks:
         kind = block.get("type")
         if kind == "text":
-            text.append(block.get("text") or "")
+            piece = block.get("text") or ""
+            annotations += url_citations(block.get("citations"), chars, chars + len(piece))
+            chars += len(piece)
+            text.append(piece)
         elif kind == "tool_use" and block.get("name") == json_tool:
-            text.append(orjson.dumps(block.get("input") or {}).decode())
+            piece = orjson.dumps(block.get("input") or {}).decode()
+            chars += len(piece)
+            text.append(piece)
         elif kind == "tool_use":
             calls.append(tool_call(block))
         elif kind == "thinking":
@@ -85,12 +92,28 @@ def assistant_message(blocks: list[dict[str, Any]], *, json_tool: str | None = N
         "content": "".join(text) if text else None,
         "refusal": None,
     }
+    if annotations:
+        message["annotations"] = annotations
     if calls:
         message["tool_calls"] = calls
     if thinking:
         message["reasoning_content"] = "".join(reasoning)
         message["thinking_blocks"] = thinking
     return message
+
+
+def url_citations(citations: Any, start: int, end: int) -> list[dict[str, Any]]:
+    """Claude cites sources per text block; those with a URL (web search, web fetch) become OpenAI
+    ``url_citation`` annotations over that block's span of the content. Document citations (char, page
+    and block locations) carry no URL and have no OpenAI form."""
+    if not isinstance(citations, list):
+        return []
+    return [
+        {"type": "url_citation",
+         "url_citation": {"start_index": start, "end_index": end, "url": c["url"], "title": c.get("title") or ""}}
+        for c in citations
+        if isinstance(c, dict) and isinstance(c.get("url"), str)
+    ]
 
 
 def tool_call(block: dict[str, Any]) -> dict[str, Any]:

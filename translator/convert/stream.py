@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from translator.convert.errors import openai_error_from_claude
-from translator.convert.response import completion_id, finish_reason
+from translator.convert.response import completion_id, finish_reason, url_citations
 from translator.convert.usage import openai_usage
 from translator.errors import UpstreamUnavailable
 
@@ -38,6 +38,8 @@ class _Block:
     signature: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     has_input: bool = False  # a tool or json block got a non-empty input_json_delta
+    start: int = 0  # a text block's first character in the content
+    citations: list[Any] = field(default_factory=list)
 
 
 class StreamConverter:
@@ -60,6 +62,7 @@ class StreamConverter:
         self._base: dict[str, Any] | None = None
         self._blocks: dict[int, _Block] = {}
         self._tools = 0
+        self._chars = 0
         self._claude_usage: dict[str, Any] = {}
         self.finish_reason: str | None = None
         self.done = False
@@ -117,10 +120,13 @@ class StreamConverter:
                 "function": {"name": block.get("name"), "arguments": ""},
             }
             return [self._chunk({"tool_calls": [call]})]
+        if state.kind == "text":
+            state.start = self._chars
+            state.citations = list(block.get("citations") or [])
         if state.kind == "redacted":
             state.data = block
         elif state.kind == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
+            return [self._content(block["text"])]
         elif state.kind == "thinking" and block.get("thinking"):
             state.thinking.append(block["thinking"])
             return [self._chunk({"reasoning_content": block["thinking"]})]
@@ -131,20 +137,22 @@ class StreamConverter:
         delta = event.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta" and state.kind == "text":
-            return [self._chunk({"content": delta.get("text", "")})]
+            return [self._content(delta.get("text", ""))]
         if kind == "input_json_delta" and delta.get("partial_json"):
             state.has_input = True
             if state.kind == "tool":
                 fragment = {"index": state.tool_index, "function": {"arguments": delta["partial_json"]}}
                 return [self._chunk({"tool_calls": [fragment]})]
             if state.kind == "json":
-                return [self._chunk({"content": delta["partial_json"]})]
+                return [self._content(delta["partial_json"])]
         elif kind == "thinking_delta" and delta.get("thinking"):
             state.thinking.append(delta["thinking"])
             return [self._chunk({"reasoning_content": delta["thinking"]})]
         elif kind == "signature_delta":
             state.signature += delta.get("signature", "")
-        # citations_delta, server-tool input, and delta types yet to come: no OpenAI form
+        elif kind == "citations_delta" and state.kind == "text":
+            state.citations.append(delta.get("citation"))
+        # server-tool input, and delta types yet to come: no OpenAI form
         return []
 
     def _block_stop(self, event: dict[str, Any]) -> list[Chunk]:
@@ -156,6 +164,9 @@ class StreamConverter:
             return [self._chunk({"thinking_blocks": [state.data]})]
         if state.kind in ("tool", "json") and not state.has_input:
             return [self._empty_input(state)]
+        if state.kind == "text" and state.citations:
+            annotations = url_citations(state.citations, state.start, self._chars)
+            return [self._chunk({"annotations": annotations})] if annotations else []
         return []
 
     def _message_delta(self, event: dict[str, Any]) -> list[Chunk]:
@@ -184,12 +195,16 @@ class StreamConverter:
 
     # --- helpers ---
 
+    def _content(self, text: str) -> Chunk:
+        self._chars += len(text)  # annotation indexes count characters of the content
+        return self._chunk({"content": text})
+
     def _empty_input(self, state: _Block) -> Chunk:
         """A tool called without arguments streams no input (or only ``""``): send the start block's input,
         ``{}``, as the non-streamed answer does, so the accumulated arguments parse as JSON."""
         arguments = orjson.dumps(state.data.get("input") or {}).decode()
         if state.kind == "json":
-            return self._chunk({"content": arguments})
+            return self._content(arguments)
         return self._chunk({"tool_calls": [{"index": state.tool_index, "function": {"arguments": arguments}}]})
 
     def _block(self, event: dict[str, Any], name: str) -> _Block:
