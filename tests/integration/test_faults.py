@@ -1,0 +1,602 @@
+"""Breaking the upstream on purpose (tests/faults.py): for every fault, on both routes, streamed and not,
+the client gets within the configured time limits a well-formed answer in its own API's shape:
+
+- before the first byte: an error status (502 for an answer we cannot use, 504 for a timeout; an
+  upstream's own error status passed on) with an OpenAI or Claude error body;
+- after it: the stream ends in an OpenAI error chunk (no ``[DONE]``) or a Claude ``event: error``;
+- never a stream that ends as if all were well, never a hang, never a traceback, never a bare 500.
+
+Also: with retries on, the retryable pre-first-byte faults end in the same error after ``max_attempts``
+attempts; a client that leaves cancels the upstream call and is logged ``cancelled``; and running the
+whole matrix again leaks no file descriptors, tasks or memory.
+
+``BUGS`` lists the cases the proxy gets wrong today (each an ``xfail(strict=True)``), ``LEAKS`` the cases
+that leak (left out of the leak run, pinned by their own xfail test); remove an entry when its fix lands. The
+leak and soak tests check those cases only once they are off the lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import gc
+import os
+import re
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.faults import (
+    FAULTS,
+    HEAD,
+    MESSAGE_BYTES,
+    NO_STOP,
+    OVERLOADED,
+    STREAM,
+    WRONG_MESSAGE,
+    WRONG_STREAM,
+    FaultUpstream,
+    fault_upstream_fixture,  # noqa: F401
+    huge_body,
+    huge_text,
+)
+from translator.router import BACKOFF
+from translator.sse import SSEDecoder
+from translator.upstream import UpstreamResponse
+
+MakeProxy = Callable[..., Awaitable[TestClient]]
+
+READ = 0.5  # upstream.read_timeout: first byte, and between two bytes
+IDLE = 0.5  # upstream.stream_idle_timeout: between two stream events
+TOTAL = 3.0  # upstream.total_timeout
+UPSTREAM = {"read_timeout": READ, "stream_idle_timeout": IDLE, "total_timeout": TOTAL, "connect_timeout": 0.5}
+ONE_ATTEMPT = {"max_attempts": 1}
+SLACK = 1.0  # scheduling headroom on a busy 2-core machine, on top of the configured bound
+EARLY = 0.9  # a timeout may fire a little before its nominal time (timer granularity), never much before
+
+ROUTES = {"openai": "/v1/chat/completions", "claude": "/v1/messages"}
+Case = tuple[str, str, bool]  # fault, route, stream
+CASES: list[Case] = [(f, r, s) for f in FAULTS for r in ROUTES for s in (False, True)]
+
+
+def case_id(case: Case) -> str:
+    fault, route, stream = case
+    return f"{fault}-{route}-{'stream' if stream else 'json'}"
+
+
+# --- the bugs this suite found (see the report); remove an entry when its fix lands ---
+
+_NOT_JSON_RELAYED = (
+    "claude_route._relay relays a 200 body that is not JSON (or an SSE body to a non-stream request) as "
+    "200 application/json instead of 502"
+)
+_EOF_BEFORE_CONTENT = (
+    "UpstreamResponse.prime returns at EOF before any content event, so the route answers 200 and then "
+    "an error, where nothing had reached the client yet and a 502 (or a retry) was still possible"
+)
+_JSON_TO_STREAM = (
+    "openai_route._stream answers 200 and an error chunk when the upstream answers a stream request "
+    "with a non-SSE body, where a 502 was still possible"
+)
+_MESSAGE_SHAPE = (
+    "convert_responses raises AttributeError on a JSON message with wrong field types (content a string, "
+    "usage a string): a 500 'internal error in the proxy' with a traceback in the log, not a 502"
+)
+_EVENT_SHAPE = (
+    "StreamConverter.feed raises AttributeError on an event with wrong field types; _pump lets it out "
+    "after the 200 went, and the middleware writes a second HTTP response (500) into the open stream"
+)
+_WATCH_SHAPE = (
+    "claude_route._StreamWatch raises AttributeError on a message_delta whose usage/delta are not objects; "
+    "the relay dies and the middleware writes a second HTTP response (500) into the open stream"
+)
+BUGS: dict[Case, str] = {
+    ("invalid_json", "claude", False): _NOT_JSON_RELAYED,
+    ("invalid_json", "claude", True): _NOT_JSON_RELAYED,
+    ("not_sse", "claude", False): _NOT_JSON_RELAYED,
+    ("invalid_json", "openai", True): _JSON_TO_STREAM,
+    ("not_sse", "openai", True): _EOF_BEFORE_CONTENT,
+    ("not_sse", "claude", True): _EOF_BEFORE_CONTENT,
+    ("wrong_shape", "openai", False): _MESSAGE_SHAPE,
+    ("wrong_shape", "openai", True): _EVENT_SHAPE,
+    ("wrong_shape", "claude", True): _WATCH_SHAPE,
+}
+
+
+def with_bugs(cases: list[Case]) -> list[Any]:
+    return [
+        pytest.param(*c, id=case_id(c), marks=[
+            pytest.mark.xfail(raises=(AssertionError, aiohttp.ClientError), reason=BUGS[c], strict=True)
+        ] if c in BUGS else [])
+        for c in cases
+    ]
+
+
+# --- what each case must produce ---
+
+
+class _AnyText:
+    """Equal to any non-empty string: error messages name details (ports, errno) we do not pin."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    def __repr__(self) -> str:
+        return "<any text>"
+
+
+TEXT = _AnyText()
+
+
+def oa_error(type_: str, code: str | None, message: Any = TEXT) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def claude_error(type_: str, message: Any = TEXT) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+CUT_SHORT = "upstream stream ended before message_stop"
+ROLE = {"role": "assistant", "content": ""}
+HEAD_DELTAS = [ROLE, {"content": "Hel"}]  # what the OpenAI client got from HEAD before the fault
+OK_DELTAS = [*HEAD_DELTAS, {"content": "lo"}, {}]
+
+
+@dataclass(frozen=True)
+class Expect:
+    """``status``: an error status and body. ``cut``: 200, then what came before (OpenAI deltas, or the
+    Claude bytes), then one final error. ``ok``: a complete answer. ``relay``: the upstream's bytes as sent."""
+
+    kind: str
+    status: int = 200
+    error: Any = None
+    before: Any = None
+    text: str = "Hello"  # ok: the answer's text
+    claude: bytes = b""  # ok / relay on the Claude route: the exact bytes
+    nominal: float = 0.0  # how long it should take, without slack
+    at_least: float = 0.0  # a timeout must really have been waited for
+
+
+def expect(fault: str, route: str, stream: bool, *, huge_bytes: int = 20 * 1024 * 1024) -> Expect:
+    oa = route == "openai"
+    bad = Expect("status", 502, oa_error("server_error", None) if oa else claude_error("api_error"))
+    gone = oa_error("server_error", None) if oa else claude_error("api_error")
+    late = oa_error("timeout_error", "timeout") if oa else claude_error("timeout_error")
+
+    def timed_out(nominal: float) -> Expect:
+        return Expect("status", 504, late, nominal=nominal, at_least=nominal * EARLY)
+
+    def cut(error: Any, deltas: list[dict[str, Any]], prefix: bytes, nominal: float = 0.0) -> Expect:
+        return Expect("cut", 200, error, deltas if oa else prefix, nominal=nominal, at_least=nominal * EARLY)
+
+    if fault == "ok":
+        return Expect("ok", claude=STREAM if stream else MESSAGE_BYTES)
+    if fault == "paced":  # events a little apart (each gap well under stream_idle_timeout)
+        return Expect("ok", claude=STREAM if stream else MESSAGE_BYTES, nominal=0.5)
+    if fault == "drip":  # slow but alive: must complete, inside total_timeout
+        return Expect("ok", claude=STREAM if stream else MESSAGE_BYTES, nominal=TOTAL - SLACK)
+    if fault == "huge":
+        return Expect("ok", text=huge_text(huge_bytes), claude=huge_body(huge_bytes, stream=stream),
+                      nominal=TOTAL - SLACK)
+    if fault in ("refused", "reset_before_headers", "html_502", "invalid_json", "not_sse"):
+        return bad
+    if fault == "stall_before_headers":
+        return timed_out(READ)
+    if fault == "error_first":  # the upstream's own error: 529 on the Claude route, 503 for OpenAI clients
+        return Expect("status", 503, oa_error("server_error", "overloaded", "Overloaded")) if oa else \
+            Expect("status", 529, OVERLOADED)
+    if fault == "wrong_shape":
+        if not oa:  # the Claude route relays what it cannot judge, as sent
+            return Expect("relay", claude=WRONG_STREAM if stream else WRONG_MESSAGE)
+        return cut(gone, [ROLE], b"") if stream else bad
+    if not stream:  # the JSON body breaks halfway: nothing reached the client yet
+        if fault == "stall_mid":
+            return timed_out(READ)
+        if fault == "trickle":  # a byte every 0.1 s defeats read_timeout; total_timeout ends it
+            return timed_out(TOTAL)
+        return bad  # reset_mid, no_message_stop (a clean close before Content-Length)
+    if fault == "reset_mid":
+        return cut(gone, HEAD_DELTAS, HEAD)
+    if fault == "no_message_stop":
+        exact = oa_error("server_error", None, CUT_SHORT) if oa else claude_error("api_error", CUT_SHORT)
+        return cut(exact, [*OK_DELTAS[:3], {}], NO_STOP)
+    if fault in ("stall_mid", "trickle"):  # trickle: bytes keep coming, events do not: stream_idle_timeout
+        return cut(late, HEAD_DELTAS, HEAD, nominal=IDLE)
+    raise AssertionError(f"no expectation for {fault}")
+
+
+# --- running one case ---
+
+
+@dataclass
+class Outcome:
+    status: int
+    content_type: str
+    raw: bytes
+    elapsed: float
+
+
+def request_body(route: str, fault: str, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": FaultUpstream.model(fault), "stream": stream,
+                            "messages": [{"role": "user", "content": "hi"}]}
+    if route == "claude":
+        body["max_tokens"] = 16
+    return body
+
+
+async def call(
+    client: TestClient, route: str, fault: str, stream: bool, session: aiohttp.ClientSession | None = None
+) -> Outcome:
+    # Through a session, not TestClient.post: that one keeps every response (and its body) until the test
+    # ends, which the leak test would count against the proxy.
+    started = time.perf_counter()
+    url = client.make_url(ROUTES[route])
+    async with (session or client.session).post(url, json=request_body(route, fault, stream)) as resp:
+        raw = await resp.read()
+    return Outcome(resp.status, resp.content_type, raw, time.perf_counter() - started)
+
+
+def data_lines(raw: bytes) -> list[bytes]:
+    return [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+
+
+def check(out: Outcome, exp: Expect, route: str, stream: bool, *, timing: bool = True) -> None:
+    oa = route == "openai"
+    if exp.kind == "status":
+        assert (out.status, out.content_type) == (exp.status, "application/json"), out.raw[:300]
+        assert orjson.loads(out.raw) == exp.error
+    elif exp.kind == "relay":
+        assert out.status == 200
+        assert out.raw == exp.claude
+    elif exp.kind == "ok":
+        assert out.status == 200, out.raw[:300]
+        assert out.content_type == ("text/event-stream" if stream else "application/json")
+        if not oa:
+            assert out.raw == exp.claude
+        elif stream:
+            _check_openai_stream(out.raw, exp.text)
+        else:
+            body = orjson.loads(out.raw)
+            assert body["object"] == "chat.completion"
+            assert body["choices"] == [{"index": 0, "message": {"role": "assistant", "content": exp.text,
+                                                                "refusal": None},
+                                        "logprobs": None, "finish_reason": "stop"}]
+    else:
+        assert (out.status, out.content_type) == (200, "text/event-stream"), out.raw[:300]
+        if oa:
+            _check_openai_cut(out.raw, exp)
+        else:
+            _check_claude_cut(out.raw, exp)
+    if timing:
+        assert out.elapsed <= exp.nominal + SLACK, f"took {out.elapsed:.2f} s"
+        assert out.elapsed >= exp.at_least, f"took {out.elapsed:.2f} s: the timeout did not wait"
+
+
+def _check_openai_stream(raw: bytes, text: str) -> None:
+    lines = data_lines(raw)
+    assert lines[-1] == b"[DONE]"
+    chunks = [orjson.loads(x) for x in lines[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0] == ROLE
+    assert "".join(d.get("content", "") for d in deltas) == text
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + ["stop"]
+
+
+def _check_openai_cut(raw: bytes, exp: Expect) -> None:
+    lines = data_lines(raw)
+    assert b"[DONE]" not in lines
+    assert orjson.loads(lines[-1]) == exp.error
+    chunks = [orjson.loads(x) for x in lines[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" and "error" not in c for c in chunks)
+    assert [c["choices"][0]["delta"] for c in chunks] == exp.before
+    assert raw.endswith(b"\n\n")
+
+
+def _check_claude_cut(raw: bytes, exp: Expect) -> None:
+    assert raw.startswith(exp.before)
+    tail = raw[len(exp.before):]
+    assert tail.startswith(b"event: error\ndata: ") and tail.endswith(b"\n\n"), tail[:300]
+    events = SSEDecoder().feed(tail)
+    assert [e.event for e in events] == ["error"]
+    assert orjson.loads(events[0].data) == exp.error
+
+
+# --- proxies in front of the fault upstream ---
+
+
+class Proxies:
+    """One proxy in front of the fault upstream, one in front of its refused port; same settings."""
+
+    def __init__(self, faults: TestClient, refused: TestClient) -> None:
+        self.faults, self.refused = faults, refused
+
+    def client(self, fault: str) -> TestClient:
+        return self.refused if fault == "refused" else self.faults
+
+    @classmethod
+    async def make(cls, make_proxy: MakeProxy, fault_upstream: FaultUpstream, **sections: Any) -> Proxies:
+        upstream = {**UPSTREAM, **sections.pop("upstream", {})}
+        routing = sections.pop("routing", ONE_ATTEMPT)
+        faults = await make_proxy(upstream={**upstream, "base_url": fault_upstream.url}, routing=routing, **sections)
+        refused = await make_proxy(upstream={**upstream, "base_url": fault_upstream.refused_url}, routing=routing,
+                                   **sections)
+        return cls(faults, refused)
+
+
+def log_lines(server_log: Callable[[], str]) -> list[dict[str, Any]]:
+    return [orjson.loads(x) for x in server_log().splitlines() if x.startswith("{")]
+
+
+# --- the fault upstream itself breaks as it says (tests/faults.py) ---
+
+
+async def test_the_fault_upstream_breaks_as_documented(fault_upstream: FaultUpstream) -> None:
+    body = {"model": "m", "stream": True}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await session.post(fault_upstream.refused_url, json=body)
+        # chosen by the x-fault header: a real RST, not an orderly close
+        with pytest.raises(aiohttp.ClientOSError) as reset:
+            await session.post(fault_upstream.url, json=body, headers={"x-fault": "reset_before_headers"})
+        assert reset.value.errno == errno.ECONNRESET
+        # chosen by the queue, ahead of the header and the model
+        fault_upstream.push("reset_mid")
+        async with session.post(fault_upstream.url, json={**body, "model": FaultUpstream.model("ok")},
+                                headers={"x-fault": "ok"}) as resp:
+            assert resp.status == 200
+            assert await resp.content.readexactly(len(HEAD)) == HEAD
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
+        # chosen by the model; the handler is cancelled when its caller goes away
+        stalled = asyncio.create_task(session.post(fault_upstream.url,
+                                                   json={**body, "model": FaultUpstream.model("stall_mid")}))
+        resp = await asyncio.wait_for(stalled, 2)
+        assert await resp.content.readexactly(len(HEAD)) == HEAD
+        resp.close()
+        await fault_upstream.wait_cancelled(1)
+    assert dict(fault_upstream.requests) == {"reset_before_headers": 1, "reset_mid": 1, "stall_mid": 1}
+    assert (fault_upstream.cancelled, fault_upstream.active) == (1, 0)
+
+
+# --- every fault x route x stream mode, one attempt ---
+
+
+@pytest.mark.parametrize(("fault", "route", "stream"), with_bugs(CASES))
+async def test_fault(
+    make_proxy: MakeProxy, fault_upstream: FaultUpstream, server_log: Callable[[], str],
+    fault: str, route: str, stream: bool,
+) -> None:
+    proxies = await Proxies.make(make_proxy, fault_upstream)
+    out = await call(proxies.client(fault), route, fault, stream)
+    check(out, expect(fault, route, stream), route, stream)
+    # The upstream call is over too: a stalled upstream was dropped, not left running.
+    await fault_upstream.wait_idle(1.0)
+    if fault in ("stall_before_headers", "stall_mid", "trickle"):
+        assert fault_upstream.cancelled == 1
+    assert fault_upstream.requests[fault] == (0 if fault == "refused" else 1)
+    logged = [x for x in log_lines(server_log) if x.get("event") == "request"]
+    assert [(x["path"], x["status"]) for x in logged] == [(ROUTES[route], out.status)]
+    assert "Traceback" not in server_log() and "unhandled error" not in server_log()
+
+
+# --- the same with retries on ---
+
+RETRIED: list[Case] = [
+    (f, r, s)
+    for r in ROUTES
+    for s in (False, True)
+    for f in ("refused", "reset_before_headers", "stall_before_headers", "html_502", "error_first")
+] + [(f, r, False) for r in ROUTES for f in ("reset_mid", "no_message_stop")]  # the body breaks: still before
+ATTEMPTS = 2
+
+
+def upstream_attempts(metrics_text: str) -> dict[str, float]:
+    """translator_upstream_attempts_total by outcome."""
+    out: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("translator_upstream_attempts_total{"):
+            outcome = re.search(r'outcome="([^"]*)"', line)
+            assert outcome is not None
+            out[outcome.group(1)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+@pytest.mark.parametrize(("fault", "route", "stream"), with_bugs(RETRIED))
+async def test_retryable_fault_ends_in_the_same_error_after_max_attempts(
+    make_proxy: MakeProxy, fault_upstream: FaultUpstream, fault: str, route: str, stream: bool
+) -> None:
+    proxies = await Proxies.make(make_proxy, fault_upstream, routing={"max_attempts": ATTEMPTS})
+    client = proxies.client(fault)
+    out = await call(client, route, fault, stream)
+    once = expect(fault, route, stream)
+    # each attempt takes its time, and the same upstream is retried after BACKOFF
+    retried = replace(once, nominal=ATTEMPTS * once.nominal + BACKOFF, at_least=ATTEMPTS * once.at_least + BACKOFF)
+    check(out, retried, route, stream)
+    metrics = await (await client.get("/metrics")).text()
+    assert upstream_attempts(metrics) == {"retryable_error": ATTEMPTS}
+    if fault != "refused":
+        assert fault_upstream.requests[fault] == ATTEMPTS
+    await fault_upstream.wait_idle(1.0)
+
+
+# --- stream_idle_timeout is its own bound, however long read_timeout is ---
+
+
+@pytest.mark.parametrize("fault", ["stall_mid", "trickle"])
+@pytest.mark.parametrize("route", list(ROUTES))
+async def test_stream_idle_timeout_bounds_a_stalled_stream(
+    make_proxy: MakeProxy, fault_upstream: FaultUpstream, route: str, fault: str
+) -> None:
+    proxies = await Proxies.make(make_proxy, fault_upstream,
+                                 upstream={"read_timeout": 30, "stream_idle_timeout": IDLE, "total_timeout": 60})
+    out = await call(proxies.faults, route, fault, True)
+    check(out, expect(fault, route, True), route, True)
+    await fault_upstream.wait_cancelled(1, timeout=1.0)
+
+
+# --- a client that leaves ---
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("route", list(ROUTES))
+async def test_client_leaving_cancels_the_upstream_call(
+    make_proxy: MakeProxy, fault_upstream: FaultUpstream, server_log: Callable[[], str], route: str, stream: bool
+) -> None:
+    # Long timeouts: only the client's leaving can end this request.
+    proxies = await Proxies.make(make_proxy, fault_upstream,
+                                 upstream={"read_timeout": 30, "stream_idle_timeout": 30, "total_timeout": 60})
+    fault = "stall_mid" if stream else "stall_before_headers"
+    loop = asyncio.get_running_loop()
+    body = request_body(route, fault, stream)
+    if stream:
+        resp = await proxies.faults.post(ROUTES[route], json=body)
+        assert resp.status == 200
+        seen = b""
+        async with asyncio.timeout(2):
+            while b"Hel" not in seen:
+                seen += await resp.content.readany()
+        left = loop.time()
+        resp.close()
+    else:
+        task = asyncio.create_task(proxies.faults.post(ROUTES[route], json=body))
+        async with asyncio.timeout(2):
+            while not fault_upstream.active:
+                await asyncio.sleep(0.01)
+        left = loop.time()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await fault_upstream.wait_cancelled(1, timeout=1.0)
+    assert loop.time() - left < 1.0
+    await fault_upstream.wait_idle(1.0)
+    async with asyncio.timeout(1):
+        while not (done := [x for x in log_lines(server_log) if x.get("event") == "request"]):
+            await asyncio.sleep(0.01)
+    assert len(done) == 1
+    assert {k: done[0].get(k) for k in ("path", "cancelled", "status")} == {
+        "path": ROUTES[route], "cancelled": True, "status": 499}
+    assert "Traceback" not in server_log()
+
+
+# --- nothing leaks across the whole matrix ---
+
+_IDLE_LEAK = (
+    "UpstreamResponse._check_idle ends the read with resp.close(); aiohttp then raises its one module-level "
+    "ClientConnectionError('Connection closed') instance (client_reqrep._CONNECTION_CLOSED_EXCEPTION), whose "
+    "__traceback__ grows by every raise and keeps each timed-out request's frames (UpstreamResponse, "
+    "ClientResponse, web.Request) alive for good"
+)
+# Cases that end by the stream idle timer (stall_mid races read_timeout for it): left out of the leak run
+# while the leak above is open, and tested on their own below. Empty this when the fix lands.
+LEAKS: dict[Case, str] = {(f, r, True): _IDLE_LEAK for f in ("stall_mid", "trickle") for r in ROUTES}
+
+
+@dataclass
+class Resources:
+    fds: int
+    tasks: int
+    responses: int  # live UpstreamResponse and aiohttp.ClientResponse objects
+    memory: int  # bytes allocated since tracing started and still alive (0 when not tracing)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.fds - other.fds, self.tasks - other.tasks, self.responses - other.responses,
+                         self.memory - other.memory)
+
+
+def live_responses() -> int:
+    return sum(isinstance(o, (UpstreamResponse, aiohttp.ClientResponse)) for o in gc.get_objects())
+
+
+# Memory is what Python allocated during the measured run and still holds after it, traced by tracemalloc.
+# RSS is no measure: after tens of MB come and go (the huge answers), how much of it glibc hands back depends
+# on what ran before in the process (it swings by 40 MB between this module alone and the whole suite).
+# The server's log lines go to the suite's in-memory log (tests/conftest.py): not the proxy's memory.
+_NOT_THE_PROXY = [tracemalloc.Filter(False, "*/structlog/*")]
+
+
+def traced_memory() -> int:
+    if not tracemalloc.is_tracing():
+        return 0
+    snapshot = tracemalloc.take_snapshot().filter_traces(_NOT_THE_PROXY)
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+async def resources(fault_upstream: FaultUpstream) -> Resources:
+    await fault_upstream.wait_idle(3.0)
+    await asyncio.sleep(0.3)  # closed connections finish closing; cancelled tasks finish unwinding
+    gc.collect()
+    return Resources(len(os.listdir("/proc/self/fd")), len(asyncio.all_tasks()), live_responses(), traced_memory())
+
+
+@contextlib.contextmanager
+def tracing_memory() -> Iterator[None]:
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+
+
+async def run_matrix(proxies: Proxies, cases: list[Case]) -> None:
+    """Every case at once (the huge ones after, one at a time: their CPU would skew the others' timers).
+    Outcomes are checked (not timings: everything runs at once); a case on BUGS just has to finish.
+    The client's connections close with the run: an idle keep-alive connection keeps its last response
+    (body included) alive in aiohttp's server, which would look like a leak."""
+
+    async def one(session: aiohttp.ClientSession, case: Case) -> None:
+        fault, route, stream = case
+        try:
+            out = await call(proxies.client(fault), route, fault, stream, session)
+        except aiohttp.ClientError:
+            if case in BUGS:
+                return
+            raise
+        if case not in BUGS:
+            check(out, expect(fault, route, stream), route, stream, timing=False)
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(one(session, c) for c in cases if c[0] != "huge"))
+        for case in cases:
+            if case[0] == "huge":
+                await one(session, case)
+
+
+async def test_the_fault_matrix_leaks_nothing(make_proxy: MakeProxy, fault_upstream: FaultUpstream) -> None:
+    fault_upstream.keep_alive = False  # no idle pooled upstream connection outlives a run either
+    proxies = await Proxies.make(make_proxy, fault_upstream)
+    cases = [c for c in CASES if c not in LEAKS]
+    await run_matrix(proxies, cases)  # warm up: caches, pools, lazy imports, metrics series
+    with tracing_memory():
+        before = await resources(fault_upstream)
+        await run_matrix(proxies, cases)
+        grown = await resources(fault_upstream) - before
+    assert grown.fds <= 2, grown
+    assert grown.tasks <= 2, grown
+    assert grown.responses <= 0, grown
+    assert grown.memory <= 1024 * 1024, grown  # one leaked 20 MB answer, or a few KB per request, would show
+
+
+@pytest.mark.parametrize(
+    "route",
+    [pytest.param(r, marks=[pytest.mark.xfail(raises=AssertionError, reason=LEAKS[("trickle", r, True)], strict=True)]
+                  if ("trickle", r, True) in LEAKS else []) for r in ROUTES],
+)
+async def test_a_stream_idle_timeout_frees_its_request(
+    make_proxy: MakeProxy, fault_upstream: FaultUpstream, route: str
+) -> None:
+    proxies = await Proxies.make(make_proxy, fault_upstream)
+    await call(proxies.faults, route, "ok", True)
+    before = await resources(fault_upstream)
+    outs = await asyncio.gather(*(call(proxies.faults, route, "trickle", True) for _ in range(3)))
+    for out in outs:
+        check(out, expect("trickle", route, True), route, True, timing=False)
+    assert (await resources(fault_upstream) - before).responses <= 0
