@@ -11,6 +11,7 @@ rendering in a caller's API shape happens once, in ``translator.convert.errors``
      ├── ProxyOverloaded            (503, overloaded_error)  too many requests in flight here
      ├── UpstreamStatusError        (the upstream's status and error, passed on as sent)
      ├── UpstreamUnavailable        (502, api_error)  refused, reset, or an answer we cannot read
+     │    └── UpstreamProtocolError (502)  an answer that breaks the Claude API's shapes
      └── UpstreamTimeout            (504, timeout_error)
 
 This module imports nothing from aiohttp so the pure conversion layer can raise these too.
@@ -74,6 +75,10 @@ class RateLimited(TranslatorError):
 class UpstreamUnavailable(TranslatorError):
     status = 502
     claude_type = "api_error"
+
+
+class UpstreamProtocolError(UpstreamUnavailable):
+    """The upstream's answer does not have the Claude API's shape (a message, an event)."""
 
 
 class UpstreamTimeout(TranslatorError):

@@ -66,11 +66,20 @@ class UpstreamResponse:
         with map_errors():
             async for data in self._resp.content.iter_any():
                 self._prefix.append(data)
-                for event in decoder.feed(data):
-                    if event.event == "error":
-                        raise stream_error(event)
-                    if event.event in _STARTED:
-                        return
+                if self._started(decoder.feed(data)):
+                    return
+        # The stream ended before any content. A last event missing only its blank line still counts.
+        if not self._started(decoder.feed(b"\n\n")):
+            raise UpstreamUnavailable("upstream stream ended before its first event")
+
+    @staticmethod
+    def _started(events: list[SSEEvent]) -> bool:
+        for event in events:
+            if event.event == "error":
+                raise stream_error(event)
+            if event.event in _STARTED:
+                return True
+        return False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The stream's bytes as they arrive. The reader calls ``touch()`` whenever an event completes; if
@@ -103,7 +112,10 @@ class UpstreamResponse:
         due = self._last_event + self._idle_timeout
         if loop.time() >= due:
             self._idled = True
-            self._resp.close()  # the pending read ends; chunks() reports the timeout
+            # The pending read raises our timeout. (Closing alone would make aiohttp raise its one shared
+            # "Connection closed" exception, whose traceback then grows and keeps every such request alive.)
+            self._resp.content.set_exception(self._idle_error())
+            self._resp.close()
         else:
             self._idle_timer = loop.call_at(due, self._check_idle)
 
@@ -120,9 +132,10 @@ def stream_error(event: SSEEvent) -> UpstreamStatusError:
         body = orjson.loads(event.data)
     except orjson.JSONDecodeError:
         body = None
-    if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+    error = body.get("error") if isinstance(body, dict) else None
+    if not (isinstance(error, dict) and isinstance(error.get("type"), str) and isinstance(error.get("message"), str)):
         body = {"type": "error", "error": {"type": "api_error", "message": "upstream stream error"}}
-    status = CLAUDE_ERROR_STATUS.get(str(body["error"].get("type")), 500)
+    status = CLAUDE_ERROR_STATUS.get(body["error"]["type"], 500)
     return UpstreamStatusError(status, body)
 
 

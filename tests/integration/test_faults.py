@@ -10,9 +10,9 @@ Also: with retries on, the retryable pre-first-byte faults end in the same error
 attempts; a client that leaves cancels the upstream call and is logged ``cancelled``; and running the
 whole matrix again leaks no file descriptors, tasks or memory.
 
-``BUGS`` lists the cases the proxy gets wrong today (each an ``xfail(strict=True)``), ``LEAKS`` the cases
-that leak (left out of the leak run, pinned by their own xfail test); remove an entry when its fix lands. The
-leak and soak tests check those cases only once they are off the lists.
+``BUGS`` lists the cases the proxy gets wrong (each an ``xfail(strict=True)``), ``LEAKS`` the cases that leak
+(left out of the leak run, pinned by their own xfail test): both are empty now that the bugs this suite found
+are fixed; a regression found later goes there until its fix lands.
 """
 
 from __future__ import annotations
@@ -74,41 +74,7 @@ def case_id(case: Case) -> str:
 
 # --- the bugs this suite found (see the report); remove an entry when its fix lands ---
 
-_NOT_JSON_RELAYED = (
-    "claude_route._relay relays a 200 body that is not JSON (or an SSE body to a non-stream request) as "
-    "200 application/json instead of 502"
-)
-_EOF_BEFORE_CONTENT = (
-    "UpstreamResponse.prime returns at EOF before any content event, so the route answers 200 and then "
-    "an error, where nothing had reached the client yet and a 502 (or a retry) was still possible"
-)
-_JSON_TO_STREAM = (
-    "openai_route._stream answers 200 and an error chunk when the upstream answers a stream request "
-    "with a non-SSE body, where a 502 was still possible"
-)
-_MESSAGE_SHAPE = (
-    "convert_responses raises AttributeError on a JSON message with wrong field types (content a string, "
-    "usage a string): a 500 'internal error in the proxy' with a traceback in the log, not a 502"
-)
-_EVENT_SHAPE = (
-    "StreamConverter.feed raises AttributeError on an event with wrong field types; _pump lets it out "
-    "after the 200 went, and the middleware writes a second HTTP response (500) into the open stream"
-)
-_WATCH_SHAPE = (
-    "claude_route._StreamWatch raises AttributeError on a message_delta whose usage/delta are not objects; "
-    "the relay dies and the middleware writes a second HTTP response (500) into the open stream"
-)
-BUGS: dict[Case, str] = {
-    ("invalid_json", "claude", False): _NOT_JSON_RELAYED,
-    ("invalid_json", "claude", True): _NOT_JSON_RELAYED,
-    ("not_sse", "claude", False): _NOT_JSON_RELAYED,
-    ("invalid_json", "openai", True): _JSON_TO_STREAM,
-    ("not_sse", "openai", True): _EOF_BEFORE_CONTENT,
-    ("not_sse", "claude", True): _EOF_BEFORE_CONTENT,
-    ("wrong_shape", "openai", False): _MESSAGE_SHAPE,
-    ("wrong_shape", "openai", True): _EVENT_SHAPE,
-    ("wrong_shape", "claude", True): _WATCH_SHAPE,
-}
+BUGS: dict[Case, str] = {}
 
 
 def with_bugs(cases: list[Case]) -> list[Any]:
@@ -489,15 +455,9 @@ async def test_client_leaving_cancels_the_upstream_call(
 
 # --- nothing leaks across the whole matrix ---
 
-_IDLE_LEAK = (
-    "UpstreamResponse._check_idle ends the read with resp.close(); aiohttp then raises its one module-level "
-    "ClientConnectionError('Connection closed') instance (client_reqrep._CONNECTION_CLOSED_EXCEPTION), whose "
-    "__traceback__ grows by every raise and keeps each timed-out request's frames (UpstreamResponse, "
-    "ClientResponse, web.Request) alive for good"
-)
 # Cases that end by the stream idle timer (stall_mid races read_timeout for it): left out of the leak run
 # while the leak above is open, and tested on their own below. Empty this when the fix lands.
-LEAKS: dict[Case, str] = {(f, r, True): _IDLE_LEAK for f in ("stall_mid", "trickle") for r in ROUTES}
+LEAKS: dict[Case, str] = {}
 
 
 @dataclass

@@ -13,11 +13,11 @@ xfail reasons) and are pinned with an example each.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
@@ -33,7 +33,6 @@ from tests.unit.test_fuzz import (
     CLAUDE_MESSAGE,
     JSON,
     TEXT,
-    known_request_bug,
     mutated,
 )
 from translator.sse import SSEDecoder
@@ -45,6 +44,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 SERVER_FUZZ = settings(
     max_examples=80,
+    derandomize=os.environ.get("CI") == "true",  # CI replays one fixed set; local runs keep exploring
     deadline=None,
     database=None,
     report_multiple_bugs=False,
@@ -87,8 +87,9 @@ def assert_openai_error(body: Any) -> None:
 
 
 def assert_claude_error(body: Any) -> None:
-    assert isinstance(body, dict) and sorted(body) == ["error", "type"] and body["type"] == "error"
-    assert sorted(body["error"]) == ["message", "type"]
+    """Claude's error shape. An upstream's own error passes on as sent, so fields beyond these may come too."""
+    assert isinstance(body, dict) and {"error", "type"} <= set(body) and body["type"] == "error"
+    assert {"message", "type"} <= set(body["error"])
     assert isinstance(body["error"]["type"], str) and isinstance(body["error"]["message"], str)
 
 
@@ -110,15 +111,8 @@ def assert_openai_stream(raw: bytes) -> None:
 _HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what aiohttp refuses in a header value
 
 
-def known_server_bug(req: Any) -> str | None:
-    """Requests that hit a bug this suite reports (pinned by an xfail test each); None otherwise."""
-    if isinstance(req, dict) and any(_HEADER_UNSAFE.search(k) for k in req):
-        return "control character in an ignored field name"
-    return known_request_bug(req)
-
-
 REQUEST_BYTES = st.one_of(
-    ANY_OPENAI_REQUEST.filter(lambda r: not known_server_bug(r)).map(orjson.dumps),
+    ANY_OPENAI_REQUEST.map(orjson.dumps),
     st.binary(max_size=40),
     st.sampled_from([b"", b"null", b"[]", b"{", b'"x"', b"{}", b'{"model": 1}']),
 )
@@ -175,12 +169,8 @@ async def test_claude_route_answers_every_request_in_shape(
     assert not [r.getMessage() for r in caplog.records[records:] if r.levelno >= logging.ERROR]
 
 
-@pytest.mark.xfail(raises=aiohttp.ServerDisconnectedError, strict=True, reason=(
-    "common.header_text escapes only non-ASCII: an unknown field name holding a control character goes into "
-    "x-translator-ignored as is, aiohttp refuses to write the headers, and the client is disconnected without "
-    "an answer"))
 @pytest.mark.parametrize("name", ["\x1f", "a\nb", "\r", "\x00", "\x7f"])
-async def test_bug_control_character_in_an_ignored_field_name(proxy_ok: TestClient, name: str) -> None:
+async def test_control_characters_in_an_ignored_field_name_are_escaped(proxy_ok: TestClient, name: str) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], name: None}
     async with proxy_ok.session.post(proxy_ok.make_url("/v1/chat/completions"), json=body) as resp:
         assert resp.status == 200
@@ -189,13 +179,6 @@ async def test_bug_control_character_in_an_ignored_field_name(proxy_ok: TestClie
 
 # --- generated upstream answers ---
 
-_MESSAGE_SHAPE = (
-    "convert_responses raises AttributeError/TypeError/ValueError on a JSON object that is not a Claude "
-    "message: the OpenAI route answers 500 with a traceback in the log instead of 502"
-)
-
-
-@pytest.mark.xfail(raises=AssertionError, reason=_MESSAGE_SHAPE, strict=True)
 @UPSTREAM_FUZZ
 @given(answer=st.one_of(CLAUDE_MESSAGE, mutated(CLAUDE_MESSAGE), st.dictionaries(TEXT, JSON, max_size=4)))
 @example(answer={"type": "message", "content": "Hello", "usage": "none"})
@@ -227,14 +210,8 @@ BROKEN_DELTA = [
     {"type": "message_delta", "delta": "end_turn", "usage": ["output_tokens", 2]},
     {"type": "message_stop"},
 ]
-_EVENT_SHAPE = (
-    "an upstream event with wrong field types makes StreamConverter.feed (OpenAI route) or "
-    "claude_route._StreamWatch (Claude route) raise AttributeError after the 200 went out; the middleware then "
-    "writes a second HTTP response (500) into the open stream, which the client cannot parse"
-)
 
 
-@pytest.mark.xfail(raises=(AssertionError, aiohttp.ClientError), reason=_EVENT_SHAPE, strict=True)
 @pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/messages"])
 @UPSTREAM_FUZZ
 @given(events=st.lists(ANY_EVENT, max_size=8))
@@ -258,7 +235,9 @@ async def test_any_upstream_event_sequence_reaches_the_client_as_a_well_formed_s
     if route == "/v1/chat/completions":
         assert_openai_stream(raw)
         return
-    # The Claude route relays the upstream's bytes; a stream that did not end properly gets an error event.
-    assert raw.startswith(sent)
+    # The Claude route relays the upstream's bytes up to the event that ends the stream (message_stop or an
+    # error; anything after it is dropped); a stream that did not end properly gets an error event.
+    ends = [i for i, e in enumerate(events) if str(e.get("type")) in ("message_stop", "error")]
+    assert raw.startswith(sse(events[: ends[0] + 1]) if ends else sent)
     names = [e.event for e in SSEDecoder().feed(raw)]
     assert names[-1] in ("message_stop", "error"), names

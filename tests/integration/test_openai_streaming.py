@@ -69,12 +69,13 @@ async def test_error_event_mid_stream_becomes_the_last_chunk(proxy, fake_upstrea
     assert b"[DONE]" not in lines
 
 
-async def test_bytes_that_are_not_sse_give_an_error_chunk(proxy, fake_upstream: FakeUpstream) -> None:
+async def test_bytes_that_are_not_sse_are_a_502_before_anything_is_sent(make_proxy, fake_upstream) -> None:
+    proxy = await make_proxy(routing={"max_attempts": 1})
     fake_upstream.sse(b"<html>bad gateway</html>\n\n")
     resp = await proxy.post("/v1/chat/completions", json=REQUEST)
-    lines = _data_lines(await resp.read())
-    assert len(lines) == 1
-    assert orjson.loads(lines[0])["error"]["message"] == "upstream stream ended before message_stop"
+    assert resp.status == 502
+    assert await resp.json() == {"error": {"message": "upstream stream ended before its first event",
+                                           "type": "server_error", "param": None, "code": None}}
 
 
 async def test_event_data_that_is_not_json_gives_an_error_chunk(proxy, fake_upstream: FakeUpstream) -> None:

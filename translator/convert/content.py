@@ -8,7 +8,6 @@ Files: PDF and plain-text data become document blocks. Audio cannot be represent
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from translator.errors import InvalidRequest
@@ -155,7 +154,7 @@ def parse_data_url(url: str, param: str) -> tuple[str, str]:
 def _b64_text(payload: str, where: str) -> str:
     try:
         return base64.b64decode(payload, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as e:
+    except ValueError as e:  # binascii.Error, non-ASCII input and UnicodeDecodeError all are ValueErrors
         raise InvalidRequest(
             f"{where}: text file data is not base64 UTF-8", param=f"{where}.file.file_data"
         ) from e

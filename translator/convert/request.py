@@ -21,6 +21,7 @@ from translator.convert.tables import (
 from translator.errors import InvalidRequest
 
 JSON_TOOL_DEFAULT = "json_response"
+MAX_BUDGET = 2**31 - 1  # far beyond any model's output; bounds the max_tokens we derive from it
 MAX_N = 8
 
 
@@ -256,7 +257,7 @@ def _effort_thinking(req: dict[str, Any], out: ConvertedRequest) -> dict[str, An
     effort = req.get("reasoning_effort")
     if effort is None:
         return None
-    if effort not in REASONING_BUDGET:
+    if not isinstance(effort, str) or effort not in REASONING_BUDGET:
         raise InvalidRequest(
             f"reasoning_effort {effort!r} is not one of {sorted(REASONING_BUDGET)}",
             param="reasoning_effort",
@@ -273,7 +274,12 @@ def _explicit_max_tokens(req: dict[str, Any]) -> bool:
 
 def _budget(thinking: dict[str, Any]) -> int | None:
     budget = thinking.get("budget_tokens")
-    return budget if isinstance(budget, int) and not isinstance(budget, bool) else None
+    if budget is None:
+        return None
+    if not isinstance(budget, int) or isinstance(budget, bool) or not 1 <= budget <= MAX_BUDGET:
+        raise InvalidRequest(f"thinking.budget_tokens must be an integer from 1 to {MAX_BUDGET}",
+                             param="thinking.budget_tokens")
+    return budget
 
 
 def _fit_budget(req: dict[str, Any], out: ConvertedRequest, budget: int) -> int | None:

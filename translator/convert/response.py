@@ -14,6 +14,7 @@ import orjson
 
 from translator.convert.tables import FINISH_REASON, FINISH_REASON_DEFAULT
 from translator.convert.usage import add_usage, openai_usage
+from translator.errors import UpstreamProtocolError
 
 
 def finish_reason(stop_reason: Any, *, json_tool: str | None = None) -> str:
@@ -36,6 +37,16 @@ def convert_responses(
     msgs: list[dict[str, Any]], *, created: int, model: str, json_tool: str | None = None
 ) -> dict[str, Any]:
     """One completion from ``n`` Claude answers to the same request: one choice each, usage summed."""
+    try:
+        return _convert_responses(msgs, created=created, model=model, json_tool=json_tool)
+    except (AttributeError, TypeError, ValueError, KeyError) as e:
+        # JSON that is not a Claude message (content not a list, usage not an object, ...): a bad answer.
+        raise UpstreamProtocolError(f"upstream answer is not a Claude message: {type(e).__name__}") from e
+
+
+def _convert_responses(
+    msgs: list[dict[str, Any]], *, created: int, model: str, json_tool: str | None
+) -> dict[str, Any]:
     usage = openai_usage(msgs[0].get("usage") or {})
     for msg in msgs[1:]:
         usage = add_usage(usage, openai_usage(msg.get("usage") or {}))
@@ -75,7 +86,7 @@ def assistant_message(blocks: list[dict[str, Any]], *, json_tool: str | None = N
             annotations += url_citations(block.get("citations"), chars, chars + len(piece))
             chars += len(piece)
             text.append(piece)
-        elif kind == "tool_use" and block.get("name") == json_tool:
+        elif kind == "tool_use" and json_tool is not None and block.get("name") == json_tool:
             piece = orjson.dumps(block.get("input") or {}).decode()
             chars += len(piece)
             text.append(piece)

@@ -21,12 +21,12 @@ import orjson
 from translator.convert.errors import openai_error_from_claude
 from translator.convert.response import completion_id, finish_reason, url_citations
 from translator.convert.usage import openai_usage
-from translator.errors import UpstreamUnavailable
+from translator.errors import UpstreamProtocolError
 
 Chunk = dict[str, Any]
 
 
-class StreamProtocolError(UpstreamUnavailable):
+class StreamProtocolError(UpstreamProtocolError):
     """The upstream's events broke the Claude streaming protocol."""
 
 
@@ -80,7 +80,12 @@ class StreamConverter:
             return []  # an event type newer than this code: nothing an OpenAI client could use
         if self._base is None and kind not in ("message_start", "ping", "error"):
             raise StreamProtocolError(f"stream event {kind!r} before 'message_start'")
-        return handler(self, event)
+        try:
+            return handler(self, event)
+        except (AttributeError, TypeError, ValueError, KeyError) as e:
+            # A field of the wrong type (a delta that is not an object, an index that is not a number):
+            # the upstream broke the protocol; say so, never crash the stream.
+            raise StreamProtocolError(f"malformed {kind!r} event from upstream: {type(e).__name__}") from e
 
     def finish(self) -> list[Chunk]:
         """The upstream stream ended. Without ``message_stop`` it was cut short: say so, never 'stop'."""

@@ -12,6 +12,7 @@ through the upstream pool (failover before the first content event, stickiness b
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -89,7 +90,7 @@ async def _relay(
             request[LOG]["ttft_ms"] = round((time.perf_counter() - request[STARTED]) * 1000, 2)
             return await _relay_stream(request, source)
         data = await source.body()
-        _log_message_usage(request, data)
+        _check_message(request, data)
         return web.Response(
             body=data, status=source.status, content_type="application/json", headers=_passed_headers(source)
         )
@@ -100,11 +101,16 @@ def _passed_headers(source: UpstreamResponse) -> dict[str, str]:
     return {"request-id": request_id} if request_id else {}
 
 
-def _log_message_usage(request: web.Request, data: bytes) -> None:
+def _check_message(request: web.Request, data: bytes) -> None:
+    """A 2xx answer must be a JSON object (a message, a token count); anything else is a bad upstream
+    answer (502), not something to hand an SDK as JSON. Its usage goes to the log."""
     try:
-        usage = orjson.loads(data).get("usage")
-    except (orjson.JSONDecodeError, AttributeError):
-        return
+        answer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise UpstreamUnavailable(f"upstream answered {request.path} with a body that is not a JSON object")
+    usage = answer.get("usage")
     if isinstance(usage, dict):
         request[LOG]["usage"] = usage
 
@@ -137,9 +143,12 @@ async def _relay_events(request: web.Request, source: UpstreamResponse, resp: we
                 source.touch()
                 done = bytes(pending[:cut])
                 del pending[:cut]
-                await resp.write(done)
                 watch.feed(done)
-        if pending:
+                if watch.complete:  # message_stop (or error) ends the stream: nothing after it goes out
+                    await resp.write(done[: _end_of_last_event(done)])
+                    break
+                await resp.write(done)
+        if pending and not watch.complete:
             # The upstream's last event lacks its blank line. Read it as ended: a message_stop there
             # completes the stream, and the bytes go out as sent.
             watch.feed(bytes(pending) + b"\n\n")
@@ -163,12 +172,24 @@ async def _relay_events(request: web.Request, source: UpstreamResponse, resp: we
 
 
 _EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")
-
-
 def _events_end(buf: bytearray, start: int) -> int:
     """Where the last complete event in ``buf`` ends (0: none); boundaries before ``start`` were seen."""
     ends = [i + len(sep) for sep in _EVENT_ENDS if (i := buf.rfind(sep, start)) >= 0]
     return max(ends, default=0)
+
+
+_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def _end_of_last_event(done: bytes) -> int:
+    """Where the event that ended the stream (message_stop or error) ends in ``done`` (run once a stream)."""
+    start = 0
+    for boundary in _BOUNDARY.finditer(done):
+        events = SSEDecoder().feed(done[start : boundary.start()] + b"\n\n")
+        if events and events[0].event in ("message_stop", "error"):
+            return boundary.end()
+        start = boundary.end()
+    return len(done)
 
 
 class _StreamWatch:
@@ -200,10 +221,15 @@ class _StreamWatch:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise UpstreamUnavailable(f"upstream sent a {name} event that is not JSON") from None
+        # Only for the log: a field of an odd shape is skipped, never a reason to break the relay.
         if name == "message_start":
-            self.usage.update(payload.get("message", {}).get("usage") or {})
+            self.usage.update(_obj(_obj(_obj(payload).get("message")).get("usage")))
         elif name == "message_delta":
-            self.usage.update({k: v for k, v in (payload.get("usage") or {}).items() if v is not None})
-            self.stop_reason = (payload.get("delta") or {}).get("stop_reason")
+            self.usage.update({k: v for k, v in _obj(_obj(payload).get("usage")).items() if v is not None})
+            self.stop_reason = _obj(_obj(payload).get("delta")).get("stop_reason")
         else:
-            self.error = (payload.get("error") or {}).get("type")
+            self.error = _obj(_obj(payload).get("error")).get("type")
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

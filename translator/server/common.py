@@ -57,7 +57,11 @@ def require_model(body: dict[str, Any]) -> str:
 
 def header_text(items: list[str]) -> str:
     """Header values are latin-1 on the wire; keep ours ASCII whatever the user's strings hold."""
-    return "; ".join(items).encode("ascii", "backslashreplace").decode()
+    text = "; ".join(items)
+    if text.isascii() and text.isprintable():
+        return text
+    # Control characters (a header can hold none) and non-ASCII become \x.. escapes; the rest stays as is.
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @contextlib.asynccontextmanager

@@ -30,8 +30,12 @@ FORWARD_KEY = web.RequestKey("forward_key", bool)  # may the client's own key go
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict)  # added to the response when it is prepared
 
 
+PREPARED = web.RequestKey("prepared", bool)  # the response's head went out: no other answer is possible
+
+
 async def add_extra_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: works for streamed responses too, whose headers go out early."""
+    request[PREPARED] = True
     extra = request.get(EXTRA_HEADERS)
     if extra:
         response.headers.update(extra)
@@ -121,6 +125,8 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
         raise
     except Exception:
         log.exception("unhandled error", **fields)
+        if request.get(PREPARED):
+            raise  # a stream is under way: writing a new response into it would garble it; the connection closes
         return error_response(request, TranslatorError("internal error in the proxy"))
     except BaseException:
         fields["cancelled"] = True  # the client went away; the handler was cancelled with it

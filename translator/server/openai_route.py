@@ -29,7 +29,7 @@ from translator.convert import (
 )
 from translator.convert.errors import openai_error_from_claude
 from translator.convert.stream import Chunk
-from translator.errors import TranslatorError
+from translator.errors import TranslatorError, UpstreamUnavailable
 from translator.router import Attempted
 from translator.server.common import farewell_on_shutdown, header_text, read_json_object, require_model
 from translator.server.gate import admitted
@@ -129,6 +129,8 @@ async def _stream(
         # Open every upstream stream (up to its first content event) before answering, so that an upstream
         # failure can still be retried elsewhere, or answered with a proper error status.
         sources = await _open_all(stack, call, conv.n)
+        if not all(s.response.is_stream for s in sources):
+            raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
         request[LOG].update(
             upstream=sources[0].upstream.name,
             attempts=sources[0].attempts,
@@ -228,12 +230,17 @@ def _convert(events: list[SSEEvent], conv: StreamConverter) -> tuple[bytes, Chun
     """The SSE bytes for these events' chunks, and the last chunk (None if there was none)."""
     out: list[bytes] = []
     last = None
-    for event in events:
-        for chunk in conv.feed(_event_json(event)):
-            out.append(encode_data(chunk))
-            last = chunk
-        if conv.done:
-            break
+    try:
+        for event in events:
+            for chunk in conv.feed(_event_json(event)):
+                out.append(encode_data(chunk))
+                last = chunk
+            if conv.done:
+                break
+    except TranslatorError as err:  # a broken event: what came before it still goes out, then the error
+        conv.done = True
+        last = openai_error_body(err)
+        out.append(encode_data(last))
     return b"".join(out), last
 
 
