@@ -87,6 +87,7 @@ class ImageSettings(_Frozen):
 class ProfileSettings(_Frozen):
     max_tokens: int | None = Field(None, ge=1)
     structured_output: bool | None = None
+    thinking: bool | None = None  # false: reasoning_effort and thinking are dropped (and reported), not sent
 
 
 class ModelSettings(_Frozen):
@@ -99,13 +100,14 @@ class ModelSettings(_Frozen):
 
 # Models with Claude's native structured output (output_config.format), and their default max_tokens.
 BUILTIN_PROFILES: dict[str, ProfileSettings] = {
-    "claude-3-*": ProfileSettings(max_tokens=4096, structured_output=False),
+    "claude-3-7-sonnet*": ProfileSettings(max_tokens=8192, structured_output=False, thinking=True),
+    "claude-3-*": ProfileSettings(max_tokens=4096, structured_output=False, thinking=False),
     "claude-sonnet-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
     "claude-haiku-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
     "claude-opus-4-1*": ProfileSettings(max_tokens=8192, structured_output=True),
     "claude-opus-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
     "claude-*-4-6*": ProfileSettings(max_tokens=8192, structured_output=True),
-    "claude-*": ProfileSettings(max_tokens=8192, structured_output=False),
+    "claude-*": ProfileSettings(max_tokens=8192, structured_output=False, thinking=True),
 }
 
 
@@ -125,18 +127,16 @@ class Settings(_Frozen):
         return self.upstreams or [self.upstream]
 
     def resolve_model(self, name: str) -> tuple[str, ModelProfile]:
-        """A client's model name -> the upstream model id and what we know of it."""
+        """A client's model name -> the upstream model id and what we know of it. Each setting comes from
+        the first matching pattern that sets it: the config's profiles, then the built-in table."""
         model = self.models.aliases.get(name, name)
-        max_tokens, structured = self.models.default_max_tokens, False
-        found_tokens = found_structured = False
+        found: dict[str, Any] = {}
         for pattern, prof in [*self.models.profiles.items(), *BUILTIN_PROFILES.items()]:
-            if not fnmatch.fnmatchcase(model, pattern):
-                continue
-            if prof.max_tokens is not None and not found_tokens:
-                max_tokens, found_tokens = prof.max_tokens, True
-            if prof.structured_output is not None and not found_structured:
-                structured, found_structured = prof.structured_output, True
-        return model, ModelProfile(max_tokens=max_tokens, structured_output=structured)
+            if fnmatch.fnmatchcase(model, pattern):
+                for key, value in prof.model_dump(exclude_none=True).items():
+                    found.setdefault(key, value)
+        found.setdefault("max_tokens", self.models.default_max_tokens)
+        return model, ModelProfile(**found)
 
 
 _ENV: dict[str, tuple[str, str]] = {

@@ -23,8 +23,12 @@ def test_example_config_loads_with_defaults() -> None:
 def test_environment_overrides_file_and_flags_override_environment(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('[server]\nport = 9000\n[upstream]\nbase_url = "http://file"\n')
-    env = {"TRANSLATOR_CONFIG": str(cfg), "ANTHROPIC_BASE_URL": "http://env", "ANTHROPIC_API_KEY": "sk-env",
-           "TRANSLATOR_HOST": "0.0.0.0"}
+    env = {
+        "TRANSLATOR_CONFIG": str(cfg),
+        "ANTHROPIC_BASE_URL": "http://env",
+        "ANTHROPIC_API_KEY": "sk-env",
+        "TRANSLATOR_HOST": "0.0.0.0",
+    }
     settings = load_settings(env=env, overrides={"server.port": 9100, "server.host": None})
     assert settings.upstream.base_url == "http://env"
     assert settings.upstream.api_key == "sk-env"
@@ -47,6 +51,20 @@ def test_model_aliases_and_profiles(tmp_path: Path) -> None:
     )
     settings = load_settings(str(cfg), env={})
     assert settings.resolve_model("gpt-4o") == ("claude-sonnet-4-5", ModelProfile(2000, True))
-    assert settings.resolve_model("claude-3-haiku-20240307") == ("claude-3-haiku-20240307", ModelProfile(4096, False))
+    assert settings.resolve_model("claude-3-haiku-20240307") == (
+        "claude-3-haiku-20240307",
+        ModelProfile(4096, False, thinking=False),
+    )
+    assert settings.resolve_model("claude-3-7-sonnet-latest") == (
+        "claude-3-7-sonnet-latest",
+        ModelProfile(8192, False, thinking=True),
+    )
     assert settings.resolve_model("claude-opus-4-1") == ("claude-opus-4-1", ModelProfile(8192, True))
     assert settings.resolve_model("llama") == ("llama", ModelProfile(1000, False))
+
+
+def test_a_profile_can_turn_thinking_off(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[models.profiles."my-gateway-model"]\nthinking = false\nmax_tokens = 512\n')
+    settings = load_settings(str(cfg), env={})
+    assert settings.resolve_model("my-gateway-model") == ("my-gateway-model", ModelProfile(512, False, thinking=False))

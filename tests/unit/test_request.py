@@ -143,12 +143,24 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
         NATIVE,
         done(claude(tools=[WEATHER_TOOL, TIME_TOOL])),
     ),
-    ("tool_choice auto", {"tools": [WEATHER], "tool_choice": "auto"}, NATIVE,
-     done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "auto"}))),
-    ("tool_choice none", {"tools": [WEATHER], "tool_choice": "none"}, NATIVE,
-     done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "none"}))),
-    ("tool_choice required -> any", {"tools": [WEATHER], "tool_choice": "required"}, NATIVE,
-     done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "any"}))),
+    (
+        "tool_choice auto",
+        {"tools": [WEATHER], "tool_choice": "auto"},
+        NATIVE,
+        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "auto"})),
+    ),
+    (
+        "tool_choice none",
+        {"tools": [WEATHER], "tool_choice": "none"},
+        NATIVE,
+        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "none"})),
+    ),
+    (
+        "tool_choice required -> any",
+        {"tools": [WEATHER], "tool_choice": "required"},
+        NATIVE,
+        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "any"})),
+    ),
     (
         "tool_choice named -> tool",
         {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
@@ -212,8 +224,12 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
         NATIVE,
         done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "none"})),
     ),
-    ("parallel_tool_calls true is Claude's default", {"tools": [WEATHER], "parallel_tool_calls": True}, NATIVE,
-     done(claude(tools=[WEATHER_TOOL]))),
+    (
+        "parallel_tool_calls true is Claude's default",
+        {"tools": [WEATHER], "parallel_tool_calls": True},
+        NATIVE,
+        done(claude(tools=[WEATHER_TOOL])),
+    ),
     ("parallel_tool_calls false without tools", {"parallel_tool_calls": False}, NATIVE, done(claude())),
     (
         "web_search_options -> web search server tool",
@@ -456,9 +472,17 @@ def test_all_rows_at_once() -> None:
         "messages": [
             {"role": "developer", "content": "Rules."},
             HI,
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
-            ]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "cold"},
         ],
         "max_completion_tokens": 300,
@@ -481,9 +505,10 @@ def test_all_rows_at_once() -> None:
             "system": [{"type": "text", "text": "Rules."}],
             "messages": [
                 HI_TURN,
-                {"role": "assistant", "content": [
-                    {"type": "tool_use", "id": "c1", "name": "get_weather", "input": {"city": "Oslo"}}
-                ]},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "c1", "name": "get_weather", "input": {"city": "Oslo"}}],
+                },
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "cold"}]},
             ],
             "max_tokens": 300,
@@ -553,63 +578,83 @@ RECORDED: list[tuple[str, ModelProfile, ConvertedRequest]] = [
     (
         "openai_response_tool_choice_auto__pydantic-ai",
         NATIVE,
-        done({
-            "model": MODEL, "max_tokens": 8192, "messages": PARIS,
-            "tools": [{**GET_WEATHER_STRICT, "description": "Get the current weather for a city."}],
-            "tool_choice": {"type": "auto"},
-        }),
+        done(
+            {
+                "model": MODEL,
+                "max_tokens": 8192,
+                "messages": PARIS,
+                "tools": [{**GET_WEATHER_STRICT, "description": "Get the current weather for a city."}],
+                "tool_choice": {"type": "auto"},
+            }
+        ),
     ),
     (
         "openai_response_tool_choice_none__pydantic-ai",
         NATIVE,
-        done({
-            "model": MODEL, "max_tokens": 8192, "messages": PARIS,
-            "tools": [{**GET_WEATHER_STRICT, "description": "Get the current weather for a city."}],
-            "tool_choice": {"type": "none"},
-        }),
+        done(
+            {
+                "model": MODEL,
+                "max_tokens": 8192,
+                "messages": PARIS,
+                "tools": [{**GET_WEATHER_STRICT, "description": "Get the current weather for a city."}],
+                "tool_choice": {"type": "none"},
+            }
+        ),
     ),
     (
         "openai_response_tool_choice_required__pydantic-ai",
         NATIVE,
-        done({
-            "model": MODEL, "max_tokens": 8192, "messages": PARIS,
-            "tools": [{**GET_WEATHER_STRICT, "description": "Get weather for a city"}],
-            "tool_choice": {"type": "any"},
-        }),
+        done(
+            {
+                "model": MODEL,
+                "max_tokens": 8192,
+                "messages": PARIS,
+                "tools": [{**GET_WEATHER_STRICT, "description": "Get weather for a city"}],
+                "tool_choice": {"type": "any"},
+            }
+        ),
     ),
     (
         "openai_response_tool_choice_list_single__pydantic-ai",
         NATIVE,
-        done({
-            "model": MODEL, "max_tokens": 8192, "messages": PARIS,
-            "tools": [
-                {**GET_WEATHER_STRICT, "description": "Get weather for a city"},
-                {
-                    "name": "get_time",
-                    "description": "Get time in a timezone",
-                    "input_schema": {
-                        "additionalProperties": False,
-                        "properties": {"timezone": {"type": "string"}},
-                        "required": ["timezone"],
-                        "type": "object",
+        done(
+            {
+                "model": MODEL,
+                "max_tokens": 8192,
+                "messages": PARIS,
+                "tools": [
+                    {**GET_WEATHER_STRICT, "description": "Get weather for a city"},
+                    {
+                        "name": "get_time",
+                        "description": "Get time in a timezone",
+                        "input_schema": {
+                            "additionalProperties": False,
+                            "properties": {"timezone": {"type": "string"}},
+                            "required": ["timezone"],
+                            "type": "object",
+                        },
+                        "strict": True,
                     },
-                    "strict": True,
-                },
-            ],
-            "tool_choice": {"type": "tool", "name": "get_weather"},
-        }),
+                ],
+                "tool_choice": {"type": "tool", "name": "get_weather"},
+            }
+        ),
     ),
     (
         "openai_response_tool_choice_auto__pydantic-ai",
         PLAIN,
         done(
             {
-                "model": MODEL, "max_tokens": 4096, "messages": PARIS,
-                "tools": [{
-                    "name": "get_weather",
-                    "description": "Get the current weather for a city.",
-                    "input_schema": GET_WEATHER_STRICT["input_schema"],
-                }],
+                "model": MODEL,
+                "max_tokens": 4096,
+                "messages": PARIS,
+                "tools": [
+                    {
+                        "name": "get_weather",
+                        "description": "Get the current weather for a city.",
+                        "input_schema": GET_WEATHER_STRICT["input_schema"],
+                    }
+                ],
                 "tool_choice": {"type": "auto"},
             },
             adjustments=["strict dropped from tools ['get_weather']: the model has no strict tool use"],
@@ -618,30 +663,48 @@ RECORDED: list[tuple[str, ModelProfile, ConvertedRequest]] = [
     (
         "openai_response_stop_param_o3mini__pydantic-ai",
         NATIVE,
-        done({
-            "model": MODEL, "max_tokens": 8192,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": (
-                'What is the capital of France? Give me an answer that contains the word "Paris", '
-                "but is not the first word."
-            )}]}],
-            "stop_sequences": ["Paris"],
-        }),
+        done(
+            {
+                "model": MODEL,
+                "max_tokens": 8192,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "text",
+                                "text": (
+                                    'What is the capital of France? Give me an answer that contains the word "Paris", '
+                                    "but is not the first word."
+                                ),
+                            }
+                        ],
+                    }
+                ],
+                "stop_sequences": ["Paris"],
+            }
+        ),
     ),
     (
         "openai_error_400_unsupported_value_system_role__pydantic-ai",
         NATIVE,
-        done({
-            "model": MODEL, "max_tokens": 8192,
-            "system": [{"type": "text", "text": "You are a helpful assistant."}],
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}],
-        }),
+        done(
+            {
+                "model": MODEL,
+                "max_tokens": 8192,
+                "system": [{"type": "text", "text": "You are a helpful assistant."}],
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}],
+            }
+        ),
     ),
     (
         "openai_stream_gpt5_include_usage_with_moderation__pydantic-ai",
         NATIVE,
         done(
             {
-                "model": MODEL, "max_tokens": 8192, "stream": True,
+                "model": MODEL,
+                "max_tokens": 8192,
+                "stream": True,
                 "messages": [{"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]}],
             },
             stream=True,
@@ -654,8 +717,12 @@ RECORDED: list[tuple[str, ModelProfile, ConvertedRequest]] = [
         NATIVE,
         done(
             {
-                "model": MODEL, "max_tokens": 8192, "stream": True, "messages": UK,
-                "tools": [GET_CAPITAL], "tool_choice": {"type": "auto"},
+                "model": MODEL,
+                "max_tokens": 8192,
+                "stream": True,
+                "messages": UK,
+                "tools": [GET_CAPITAL],
+                "tool_choice": {"type": "auto"},
             },
             stream=True,
             include_usage=True,
@@ -666,18 +733,35 @@ RECORDED: list[tuple[str, ModelProfile, ConvertedRequest]] = [
         NATIVE,
         done(
             {
-                "model": MODEL, "max_tokens": 8192, "stream": True,
+                "model": MODEL,
+                "max_tokens": 8192,
+                "stream": True,
                 "messages": [
                     *UK,
-                    {"role": "assistant", "content": [{
-                        "type": "tool_use", "id": "call_ZR5UUuTt3pf61kjwAJIYdVMj", "name": "get_capital",
-                        "input": {"country": "UK"},
-                    }]},
-                    {"role": "user", "content": [{
-                        "type": "tool_result", "tool_use_id": "call_ZR5UUuTt3pf61kjwAJIYdVMj", "content": "London",
-                    }]},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {
+                                "type": "tool_use",
+                                "id": "call_ZR5UUuTt3pf61kjwAJIYdVMj",
+                                "name": "get_capital",
+                                "input": {"country": "UK"},
+                            }
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "tool_result",
+                                "tool_use_id": "call_ZR5UUuTt3pf61kjwAJIYdVMj",
+                                "content": "London",
+                            }
+                        ],
+                    },
                 ],
-                "tools": [GET_CAPITAL], "tool_choice": {"type": "auto"},
+                "tools": [GET_CAPITAL],
+                "tool_choice": {"type": "auto"},
             },
             stream=True,
             include_usage=True,
@@ -688,22 +772,37 @@ RECORDED: list[tuple[str, ModelProfile, ConvertedRequest]] = [
         PLAIN,
         done(
             {
-                "model": MODEL, "max_tokens": 4096, "stream": True,
-                "messages": [{"role": "user", "content": [{
-                    "type": "text", "text": "What is the weather like in San Francisco, CA?",
-                }]}],
-                "tools": [{
-                    "name": "get_current_weather",
-                    "description": "Get the current weather in a given location",
-                    "input_schema": {
-                        "type": "object",
-                        "properties": {
-                            "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
-                            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                "model": MODEL,
+                "max_tokens": 4096,
+                "stream": True,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "text",
+                                "text": "What is the weather like in San Francisco, CA?",
+                            }
+                        ],
+                    }
+                ],
+                "tools": [
+                    {
+                        "name": "get_current_weather",
+                        "description": "Get the current weather in a given location",
+                        "input_schema": {
+                            "type": "object",
+                            "properties": {
+                                "location": {
+                                    "type": "string",
+                                    "description": "The city and state, e.g. San Francisco, CA",
+                                },
+                                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                            },
+                            "required": ["location"],
                         },
-                        "required": ["location"],
-                    },
-                }],
+                    }
+                ],
                 "tool_choice": {"type": "auto"},
             },
             stream=True,
@@ -733,17 +832,42 @@ def test_recorded_custom_tool_is_400() -> None:
 
 ERRORS: list[tuple[str, JSONObject, str, str | None, str]] = [
     # (id, OpenAI request fields, param, code, message)
-    ("logprobs true", {"logprobs": True}, "logprobs", "unsupported_parameter",
-     "'logprobs' is not supported: Claude models do not return log probabilities"),
-    ("top_logprobs > 0", {"top_logprobs": 2}, "top_logprobs", "unsupported_parameter",
-     "'top_logprobs' is not supported: Claude models do not return log probabilities"),
-    ("audio", {"audio": {"voice": "alloy", "format": "wav"}}, "audio", "unsupported_parameter",
-     "'audio' is not supported: Claude models do not produce audio"),
-    ("modalities audio", {"modalities": ["text", "audio"]}, "modalities", "unsupported_parameter",
-     "'modalities' is not supported: Claude models do not produce audio"),
+    (
+        "logprobs true",
+        {"logprobs": True},
+        "logprobs",
+        "unsupported_parameter",
+        "'logprobs' is not supported: Claude models do not return log probabilities",
+    ),
+    (
+        "top_logprobs > 0",
+        {"top_logprobs": 2},
+        "top_logprobs",
+        "unsupported_parameter",
+        "'top_logprobs' is not supported: Claude models do not return log probabilities",
+    ),
+    (
+        "audio",
+        {"audio": {"voice": "alloy", "format": "wav"}},
+        "audio",
+        "unsupported_parameter",
+        "'audio' is not supported: Claude models do not produce audio",
+    ),
+    (
+        "modalities audio",
+        {"modalities": ["text", "audio"]},
+        "modalities",
+        "unsupported_parameter",
+        "'modalities' is not supported: Claude models do not produce audio",
+    ),
     ("max_tokens 0", {"max_tokens": 0}, "max_tokens", None, "'max_tokens' must be at least 1"),
-    ("max_completion_tokens negative", {"max_completion_tokens": -5}, "max_completion_tokens", None,
-     "'max_completion_tokens' must be at least 1"),
+    (
+        "max_completion_tokens negative",
+        {"max_completion_tokens": -5},
+        "max_completion_tokens",
+        None,
+        "'max_completion_tokens' must be at least 1",
+    ),
     ("max_tokens float", {"max_tokens": 1.5}, "max_tokens", None, "'max_tokens' must be an integer"),
     ("max_tokens string", {"max_tokens": "100"}, "max_tokens", None, "'max_tokens' must be an integer"),
     ("max_tokens bool", {"max_tokens": True}, "max_tokens", None, "'max_tokens' must be an integer"),
@@ -754,24 +878,69 @@ ERRORS: list[tuple[str, JSONObject, str, str | None, str]] = [
     ("stop list of numbers", {"stop": ["a", 1]}, "stop", None, "'stop' must be a string or an array of strings"),
     ("tools not a list", {"tools": {"type": "function"}}, "tools", None, "'tools' must be an array"),
     ("functions not a list", {"functions": "f"}, "functions", None, "'functions' must be an array"),
-    ("tool without name", {"tools": [{"type": "function", "function": {"parameters": SCHEMA}}]},
-     "tools[0].function.name", None, "tools[0].function.name must be a non-empty string"),
-    ("tool parameters not an object", {"tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]},
-     "tools[0].function.parameters", None, "tools[0].function.parameters must be a JSON Schema object"),
-    ("legacy function without name", {"functions": [{"description": "x"}]}, "functions[0].name", None,
-     "functions[0].name must be a non-empty string"),
-    ("tool_choice unknown string", {"tools": [WEATHER], "tool_choice": "always"}, "tool_choice", None,
-     "'tool_choice' must be auto, none, required, or a named function"),
-    ("tool_choice without function name", {"tools": [WEATHER], "tool_choice": {"type": "function"}}, "tool_choice",
-     None, "'tool_choice' must be auto, none, required, or a named function"),
-    ("function_call unknown", {"functions": [WEATHER_FN], "function_call": "always"}, "function_call", None,
-     "'function_call' must be auto, none, required, or a named function"),
-    ("json_schema without schema", {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
-     "response_format.json_schema.schema", None, "response_format.json_schema.schema must be an object"),
-    ("response_format unknown type", {"response_format": {"type": "xml"}}, "response_format.type", None,
-     "response_format type 'xml' is not supported"),
-    ("reasoning_effort unknown", {"reasoning_effort": "extreme"}, "reasoning_effort", None,
-     "reasoning_effort 'extreme' is not one of ['high', 'low', 'medium', 'minimal', 'none', 'xhigh']"),
+    (
+        "tool without name",
+        {"tools": [{"type": "function", "function": {"parameters": SCHEMA}}]},
+        "tools[0].function.name",
+        None,
+        "tools[0].function.name must be a non-empty string",
+    ),
+    (
+        "tool parameters not an object",
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]},
+        "tools[0].function.parameters",
+        None,
+        "tools[0].function.parameters must be a JSON Schema object",
+    ),
+    (
+        "legacy function without name",
+        {"functions": [{"description": "x"}]},
+        "functions[0].name",
+        None,
+        "functions[0].name must be a non-empty string",
+    ),
+    (
+        "tool_choice unknown string",
+        {"tools": [WEATHER], "tool_choice": "always"},
+        "tool_choice",
+        None,
+        "'tool_choice' must be auto, none, required, or a named function",
+    ),
+    (
+        "tool_choice without function name",
+        {"tools": [WEATHER], "tool_choice": {"type": "function"}},
+        "tool_choice",
+        None,
+        "'tool_choice' must be auto, none, required, or a named function",
+    ),
+    (
+        "function_call unknown",
+        {"functions": [WEATHER_FN], "function_call": "always"},
+        "function_call",
+        None,
+        "'function_call' must be auto, none, required, or a named function",
+    ),
+    (
+        "json_schema without schema",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+        "response_format.json_schema.schema",
+        None,
+        "response_format.json_schema.schema must be an object",
+    ),
+    (
+        "response_format unknown type",
+        {"response_format": {"type": "xml"}},
+        "response_format.type",
+        None,
+        "response_format type 'xml' is not supported",
+    ),
+    (
+        "reasoning_effort unknown",
+        {"reasoning_effort": "extreme"},
+        "reasoning_effort",
+        None,
+        "reasoning_effort 'extreme' is not one of ['high', 'low', 'medium', 'minimal', 'none', 'xhigh']",
+    ),
     ("thinking not an object", {"thinking": True}, "thinking", None, "'thinking' must be an object"),
     ("n 0", {"n": 0}, "n", None, "'n' must be between 1 and 8"),
     ("n 9", {"n": 9}, "n", None, "'n' must be between 1 and 8"),
@@ -787,8 +956,17 @@ def test_invalid_requests_are_400(req: JSONObject, param: str, code: str | None,
 
 
 def test_invalid_argument_json_is_400_naming_the_message() -> None:
-    req = {"messages": [HI, {"role": "assistant", "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"city": "Par'}}]}]}
+    req = {
+        "messages": [
+            HI,
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"city": "Par'}}
+                ],
+            },
+        ]
+    }
     with pytest.raises(InvalidRequest) as err:
         convert(req)
     param = "messages[1].tool_calls[0].function.arguments"
@@ -814,8 +992,11 @@ def test_strict_mode_passes_mapped_fields() -> None:
 @pytest.mark.parametrize(
     ("fields", "expected", "adjustments"),
     [
-        ({"temperature": 0.5, "top_p": 1}, {"temperature": 0.5},
-         ["top_p 1 dropped: a no-op, and refused beside temperature by newer Claude models"]),
+        (
+            {"temperature": 0.5, "top_p": 1},
+            {"temperature": 0.5},
+            ["top_p 1 dropped: a no-op, and refused beside temperature by newer Claude models"],
+        ),
         ({"temperature": 0.5, "top_p": 0.9}, {"temperature": 0.5, "top_p": 0.9}, []),
         ({"top_p": 1}, {"top_p": 1}, []),
     ],
@@ -823,3 +1004,14 @@ def test_strict_mode_passes_mapped_fields() -> None:
 )
 def test_top_p_beside_temperature(fields: JSONObject, expected: JSONObject, adjustments: list[str]) -> None:
     assert convert(fields) == done(claude(**expected), adjustments=adjustments)
+
+
+@pytest.mark.parametrize(
+    "field", [{"reasoning_effort": "high"}, {"thinking": {"type": "enabled", "budget_tokens": 2048}}]
+)
+def test_thinking_is_dropped_and_reported_for_a_model_without_it(field: JSONObject) -> None:
+    profile = ModelProfile(max_tokens=4096, structured_output=False, thinking=False)
+    name = next(iter(field))
+    assert convert(field, profile) == done(
+        claude(max_tokens=4096), adjustments=[f"{name} dropped: the model has no extended thinking"]
+    )

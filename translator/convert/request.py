@@ -31,6 +31,7 @@ class ModelProfile:
 
     max_tokens: int = 4096
     structured_output: bool = False  # Claude's native output_config.format json_schema
+    thinking: bool = True  # extended thinking (claude-3-7-sonnet and later)
 
 
 @dataclass(slots=True)
@@ -57,7 +58,7 @@ def convert_request(
     _stop(req, out)
     _tools(req, profile, out)
     _response_format(req, profile, out)
-    _thinking(req, out)
+    _thinking(req, out, profile)
     _stream(req, out)
     _n(req, out)
     if isinstance(req.get("user"), str) and req["user"]:
@@ -238,7 +239,12 @@ def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], d
     out.json_tool = name
 
 
-def _thinking(req: dict[str, Any], out: ConvertedRequest) -> None:
+def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile) -> None:
+    if not profile.thinking:
+        for name in ("thinking", "reasoning_effort"):
+            if req.get(name) is not None:
+                out.adjustments.append(f"{name} dropped: the model has no extended thinking")
+        return
     thinking = req.get("thinking")
     if thinking is None:
         thinking = _effort_thinking(req, out)
