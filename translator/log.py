@@ -14,6 +14,7 @@ def configure_logging(level: str = "info") -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks,  # log.exception keeps its traceback, as JSON
             structlog.processors.JSONRenderer(serializer=orjson.dumps),  # bytes, ~10x faster than json
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),

@@ -181,9 +181,9 @@ class UpstreamPool:
                 raise
             self._on_attempt(upstream.name, "ok")
             self.succeeded(upstream)
-            if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
-                await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
-            async with stack:
+            async with stack:  # from here on, whatever happens closes or releases the response
+                if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
+                    await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
                 yield Attempted(upstream, response, attempt + 1)
             return
         assert last is not None

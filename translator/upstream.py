@@ -188,7 +188,12 @@ class Upstream:
             hdrs["Content-Type"] = "application/json"
         with map_errors():
             resp = await self.session.request(
-                method, self.base_url + path, data=body, headers=hdrs, timeout=self.timeout
+                method,
+                self.base_url + path,
+                data=body,
+                headers=hdrs,
+                timeout=self.timeout,
+                allow_redirects=False,  # a redirect would resend the key (x-api-key) and the prompt elsewhere
             )
         try:
             if resp.status >= 400:

@@ -13,7 +13,8 @@ from translator.gateway.keys import hash_key
 
 ALICE = "sk-tr-alice-0123456789abcdef"
 BOB = "sk-tr-bob-0123456789abcdef"
-CLIENT_KEYS.update({ALICE, BOB})
+CAROL = "sk-tr-carol-0123456789abcdef"
+CLIENT_KEYS.update({ALICE, BOB, CAROL})
 KEYS = [
     {"name": "alice", "hash": hash_key(ALICE), "models": ["claude-*"], "rpm": 2},
     {"name": "bob", "hash": hash_key(BOB), "models": ["gpt-4o"], "concurrency": 1},
@@ -136,7 +137,8 @@ async def test_metrics_count_requests_tokens_and_refusals(gateway, fake_upstream
     fake_upstream.json(MESSAGE)
     await gateway.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": ALICE})
     await gateway.post("/v1/chat/completions", json=CHAT)
-    text = await (await gateway.get("/metrics")).text()
+    assert (await gateway.get("/metrics")).status == 401  # key names and traffic are not for anyone
+    text = await (await gateway.get("/metrics", headers={"x-api-key": ALICE})).text()
     assert 'translator_requests_total{model="claude-x",route="openai",status="200",upstream="default"} 1.0' in text
     assert 'translator_requests_total{model="claude-x",route="openai",status="401",upstream=""} 1.0' in text
     assert 'translator_tokens_total{kind="input",model="claude-x",route="openai"} 3.0' in text
@@ -192,3 +194,31 @@ async def test_stickiness_is_shared_by_replicas_through_redis(aiohttp_client, ai
         resp = await replicas[i % 2].post("/v1/messages", json={**CLAUDE, "metadata": {"user_id": "conv-9"}})
         assert resp.status == 200
     assert sorted(len(f.requests) for f in fakes) == [0, 8]
+
+
+async def test_streamed_choices_count_against_the_token_limit(make_proxy, fake_upstream: FakeUpstream) -> None:
+    keys = [{"name": "carol", "hash": hash_key(CAROL), "tpm": 20}]
+    proxy = await make_proxy(keys=keys, upstream={"api_key": "sk-upstream-secret"})
+    start = {"type": "message_start", "message": {**MESSAGE, "content": [], "stop_reason": None,
+                                                  "usage": {"input_tokens": 10, "output_tokens": 1}}}
+    events = [start, {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}},
+              {"type": "message_stop"}]
+    for _ in range(4):
+        fake_upstream.events(events)
+    auth = {"x-api-key": CAROL}
+    first = await proxy.post("/v1/chat/completions", json={**CHAT, "stream": True, "n": 2}, headers=auth)
+    assert first.status == 200
+    await first.read()
+    second = await proxy.post("/v1/chat/completions", json={**CHAT, "stream": True, "n": 2}, headers=auth)
+    assert second.status == 429  # 2 x (10 + 5) tokens already used this minute
+    assert (await second.json())["error"]["message"] == "rate limit: 20 tokens per minute for key 'carol'"
+
+
+async def test_odd_usage_from_the_upstream_breaks_nothing(make_proxy, fake_upstream: FakeUpstream) -> None:
+    keys = [{"name": "carol", "hash": hash_key(CAROL), "concurrency": 1}]
+    proxy = await make_proxy(keys=keys, upstream={"api_key": "sk-upstream-secret"})
+    for _ in range(2):
+        fake_upstream.json({**MESSAGE, "usage": {"input_tokens": "n/a", "output_tokens": None}})
+    for _ in range(2):  # the lease of the first is released: the second is not refused
+        resp = await proxy.post("/v1/messages", json=CLAUDE, headers={"x-api-key": CAROL})
+        assert resp.status == 200

@@ -57,3 +57,15 @@ async def test_fetch_rejects_what_is_not_an_image(make_proxy, fake_upstream: Fak
     resp = await proxy.post("/v1/chat/completions", json=_request(url))
     assert resp.status == 400
     assert (await resp.json())["error"]["message"] == f"image {url} has type 'text/html' (jpeg, png, gif, webp)"
+
+
+async def test_fetch_reads_a_large_image_whole(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(images={"fetch": True})
+    big = PNG + bytes(300_000)  # arrives in many network chunks
+    fake_upstream.raw(200, big, content_type="image/png")
+    fake_upstream.json(MESSAGE)
+    url = str(fake_upstream.server.make_url("/big.png"))
+    resp = await proxy.post("/v1/chat/completions", json=_request(url))
+    assert resp.status == 200
+    source = fake_upstream.last.json["messages"][0]["content"][1]["source"]
+    assert base64.b64decode(source["data"]) == big

@@ -22,6 +22,7 @@ from translator.gateway.ratelimit import make_rate_limiter
 from translator.gateway.sticky import make_sticky_store
 from translator.router import UpstreamPool
 from translator.server import claude_route, models_route, openai_route
+from translator.server.gate import authenticate
 from translator.server.keys import DRAINING, INFLIGHT, KEYRING, LIMITER, METRICS, POOL, RESOLVE, SETTINGS, UPSTREAM
 from translator.server.middleware import add_extra_headers, errors_and_log
 from translator.upstream import Upstream
@@ -39,6 +40,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    authenticate(request)  # with client keys configured, metrics (key names, traffic) need a key too
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -88,7 +90,8 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         base_url = f"http://127.0.0.1:{port}"
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+    # No cookie jar: cookies an upstream sets for one client must never go out with another's requests.
+    session = aiohttp.ClientSession(connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar())
     upstreams = [Upstream(s, session, base_url if settings.demo else s.base_url) for s in settings.upstream_list]
     app[UPSTREAM] = upstreams[0]
     app[LIMITER] = make_rate_limiter(settings.redis)

@@ -133,6 +133,13 @@ _SHUTDOWN_EVENT = encode_event(
 
 async def _relay_events(request: web.Request, source: UpstreamResponse, resp: web.StreamResponse) -> web.StreamResponse:
     watch = _StreamWatch()
+    try:
+        return await _relay_watched(source, resp, watch)
+    finally:  # also when cancelled: what was generated counts against the key's limits
+        request[LOG].update(usage=watch.usage, stop_reason=watch.stop_reason, stream_error=watch.error)
+
+
+async def _relay_watched(source: UpstreamResponse, resp: web.StreamResponse, watch: _StreamWatch) -> web.StreamResponse:
     pending = bytearray()  # the start of an event whose closing blank line has not arrived yet
     try:
         async for data in source.chunks():
@@ -166,12 +173,13 @@ async def _relay_events(request: web.Request, source: UpstreamResponse, resp: we
             await resp.write(
                 encode_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
             )
-    request[LOG].update(usage=watch.usage, stop_reason=watch.stop_reason, stream_error=watch.error)
     await resp.write_eof()
     return resp
 
 
 _EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")
+
+
 def _events_end(buf: bytearray, start: int) -> int:
     """Where the last complete event in ``buf`` ends (0: none); boundaries before ``start`` were seen."""
     ends = [i + len(sep) for sep in _EVENT_ENDS if (i := buf.rfind(sep, start)) >= 0]

@@ -48,4 +48,4 @@ async def admitted(request: web.Request, asked: str, model: str) -> AsyncIterato
     try:
         yield
     finally:
-        await limiter.release(lease, tokens_used(request[LOG].get("usage")))
+        await limiter.release(lease, tokens_used(request[LOG].get("usage")))  # tokens_used never raises

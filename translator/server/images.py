@@ -46,9 +46,15 @@ async def _inline(block: dict[str, Any], session: aiohttp.ClientSession, cfg: Im
             media_type = resp.content_type
             if media_type not in IMAGE_TYPES:
                 raise InvalidRequest(f"image {url} has type {media_type!r} (jpeg, png, gif, webp)")
-            data = await resp.content.read(cfg.max_bytes + 1)
+            if resp.content_length is not None and resp.content_length > cfg.max_bytes:
+                raise InvalidRequest(f"image {url} is larger than {cfg.max_bytes} bytes")
+            data = bytearray()
+            async for piece in resp.content.iter_any():  # read() with a size stops at the first chunk
+                data += piece
+                if len(data) > cfg.max_bytes:
+                    break
     except (TimeoutError, aiohttp.ClientError) as e:
         raise InvalidRequest(f"could not fetch image {url}: {type(e).__name__}") from e
     if len(data) > cfg.max_bytes:
         raise InvalidRequest(f"image {url} is larger than {cfg.max_bytes} bytes")
-    block["source"] = {"type": "base64", "media_type": media_type, "data": base64.b64encode(data).decode()}
+    block["source"] = {"type": "base64", "media_type": media_type, "data": base64.b64encode(bytes(data)).decode()}

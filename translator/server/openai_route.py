@@ -150,16 +150,18 @@ async def _stream(
             )
             for i in range(conv.n)
         ]
-        async with farewell_on_shutdown(request, resp, _SHUTDOWN_CHUNK):
-            if conv.n == 1:
-                clean = await _pump(sources[0].response, converters[0], resp.write)
-            else:
-                clean = await _pump_all([s.response for s in sources], converters, resp)
+        try:
+            async with farewell_on_shutdown(request, resp, _SHUTDOWN_CHUNK):
+                if conv.n == 1:
+                    clean = await _pump(sources[0].response, converters[0], resp.write)
+                else:
+                    clean = await _pump_all([s.response for s in sources], converters, resp)
+        finally:  # also when cancelled: what was generated counts against the key's limits
+            request[LOG]["usage"] = _summed_usage(converters)
         if clean and conv.include_usage and conv.n > 1:
             await resp.write(encode_data(_usage_chunk(stream_id, created, call.model, converters)))
         if clean:
             await resp.write(DONE)
-        request[LOG]["usage"] = converters[0].usage if conv.n == 1 else None
         await resp.write_eof()
         return resp
 
@@ -181,10 +183,15 @@ _SHUTDOWN_CHUNK = encode_data(
 _STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _usage_chunk(stream_id: str | None, created: int, model: str, converters: list[StreamConverter]) -> dict[str, Any]:
+def _summed_usage(converters: list[StreamConverter]) -> dict[str, Any]:
     usage = converters[0].usage
     for c in converters[1:]:
         usage = add_usage(usage, c.usage)
+    return usage
+
+
+def _usage_chunk(stream_id: str | None, created: int, model: str, converters: list[StreamConverter]) -> dict[str, Any]:
+    usage = _summed_usage(converters)
     return {
         "id": stream_id,
         "object": "chat.completion.chunk",
@@ -252,13 +259,18 @@ async def _pump_all(
     sources: list[UpstreamResponse], converters: list[StreamConverter], resp: web.StreamResponse
 ) -> bool:
     lock = asyncio.Lock()
+    stopped = False
 
     async def write(data: bytes) -> None:
         async with lock:
+            if stopped:  # another choice ended the stream with its error: nothing may follow it
+                raise _ChoiceFailed
             await resp.write(data)
 
     async def one(source: UpstreamResponse, conv: StreamConverter) -> None:
+        nonlocal stopped
         if not await _pump(source, conv, write):
+            stopped = True
             raise _ChoiceFailed  # one choice failed: the client's stream ends there, the others stop
 
     failed = False
@@ -268,6 +280,8 @@ async def _pump_all(
                 group.create_task(one(source, conv))
     except* _ChoiceFailed:
         failed = True
+    except* ConnectionResetError:
+        raise ConnectionResetError("the client went away") from None  # logged as such, not as a bug
     return not failed
 
 
