@@ -173,7 +173,9 @@ class UpstreamPool:
                     self._on_attempt(upstream.name, "error")
                     raise
                 self._on_attempt(upstream.name, "retryable_error")
-                self.failed(upstream, err)
+                if not (forward_key and not upstream.settings.api_key and getattr(err, "status", 0) == 429):
+                    # (a 429 to a client's own key is that client's limit, not the upstream's health)
+                    self.failed(upstream, err)
                 last, previous = err, upstream
                 continue
             except BaseException as exc:

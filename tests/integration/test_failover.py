@@ -197,3 +197,19 @@ async def test_a_cooled_upstream_is_probed_back_in(aiohttp_client, fakes) -> Non
     assert (len(flaky.requests), len(good.requests)) == (2, 2)
     metrics = await (await proxy.get("/metrics")).text()
     assert 'translator_upstream_healthy{upstream="u0"} 1.0' in metrics
+
+
+async def test_a_429_to_a_clients_own_key_does_not_cool_the_upstream_for_others(aiohttp_client, fakes) -> None:
+    a, b = await fakes(2)
+    a.json({"type": "error", "error": {"type": "rate_limit_error", "message": "your key"}}, status=429,
+           headers={"retry-after": "60"})
+    for _ in range(3):
+        a.json(MESSAGE)
+        b.json(MESSAGE)
+    proxy = await _proxy(aiohttp_client, _ordered(_url(a), _url(b)), routing={"failures_before_cooldown": 1})
+    headers = {"x-api-key": "sk-ant-client-one"}
+    assert (await proxy.post("/v1/chat/completions", json=CHAT, headers=headers)).status == 200  # went to b
+    metrics = await (await proxy.get("/metrics")).text()
+    assert 'translator_upstream_healthy{upstream="u0"} 1.0' in metrics
+    assert (await proxy.post("/v1/chat/completions", json=CHAT, headers=headers)).status == 200
+    assert len(a.requests) == 2  # u0 still first in line for the next client
