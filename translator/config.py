@@ -82,6 +82,9 @@ class ImageSettings(_Frozen):
     max_bytes: int = Field(5 * 1024 * 1024, ge=1)
     timeout: float = Field(10.0, gt=0)
     max_redirects: int = Field(3, ge=0)
+    max_images: int = Field(20, ge=1)  # image URLs fetched per request
+    # false: URLs that resolve to loopback, private, link-local or reserved addresses are refused (SSRF)
+    allow_private_addresses: bool = False
 
 
 class ProfileSettings(_Frozen):

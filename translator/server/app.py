@@ -23,7 +23,19 @@ from translator.gateway.sticky import make_sticky_store
 from translator.router import UpstreamPool
 from translator.server import claude_route, models_route, openai_route
 from translator.server.gate import authenticate
-from translator.server.keys import DRAINING, INFLIGHT, KEYRING, LIMITER, METRICS, POOL, RESOLVE, SETTINGS, UPSTREAM
+from translator.server.images import image_session
+from translator.server.keys import (
+    DRAINING,
+    IMAGE_SESSION,
+    INFLIGHT,
+    KEYRING,
+    LIMITER,
+    METRICS,
+    POOL,
+    RESOLVE,
+    SETTINGS,
+    UPSTREAM,
+)
 from translator.server.middleware import add_extra_headers, errors_and_log
 from translator.upstream import Upstream
 
@@ -105,9 +117,13 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     for upstream in upstreams:
         app[METRICS].set_upstream_health(upstream.name, True)
+    if settings.images.fetch:
+        app[IMAGE_SESSION] = image_session(settings.images)
     try:
         yield
     finally:
+        if settings.images.fetch:
+            await app[IMAGE_SESSION].close()
         await app[LIMITER].close()
         await sticky.close()
         await session.close()

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from translator.config import Settings
@@ -25,3 +26,4 @@ METRICS = web.AppKey("metrics", Metrics)
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM: /readyz answers 503
 INFLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("inflight")  # the tasks of API requests in flight
+IMAGE_SESSION = web.AppKey("image_session", aiohttp.ClientSession)  # only with images.fetch

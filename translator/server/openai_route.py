@@ -34,7 +34,7 @@ from translator.router import Attempted
 from translator.server.common import farewell_on_shutdown, header_text, read_json_object, require_model
 from translator.server.gate import admitted
 from translator.server.images import inline_images
-from translator.server.keys import POOL, RESOLVE, SETTINGS, UPSTREAM
+from translator.server.keys import IMAGE_SESSION, POOL, RESOLVE, SETTINGS
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
 from translator.sse import DONE, SSEDecoder, SSEEvent, encode_data
 from translator.upstream import UpstreamResponse
@@ -54,7 +54,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         session = session_key(request, req.get("user"))
         del req  # a large body (images) is not held twice: the converted copy is all we need now
         if settings.images.fetch:
-            await inline_images(conv.body, request.app[UPSTREAM].session, settings.images)
+            await inline_images(conv.body, request.app[IMAGE_SESSION], settings.images)
         request[LOG].update(stream=conv.stream, n=conv.n)
         call = _Call(request, orjson.dumps(conv.body), model, session)
         conv.body.clear()
