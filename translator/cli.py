@@ -18,7 +18,7 @@ from translator.config import Settings, load_settings
 from translator.gateway.keys import keys_command
 from translator.log import configure_logging, log
 from translator.server import create_app, runner_kwargs
-from translator.server.keys import DRAINING, INFLIGHT
+from translator.server.keys import CLOSING, DRAINING, INFLIGHT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +108,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False, stop: asyncio.E
     app[DRAINING].set()
     await asyncio.sleep(server.drain_seconds)
     await site.stop()  # no new connections
+    app[CLOSING].set()  # and no new requests on kept-alive ones
     tracked: set[asyncio.Task[Any]] = app[INFLIGHT]
     inflight = set(tracked)
     if inflight:

@@ -9,7 +9,7 @@ import socket
 import aiohttp
 import orjson
 
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeUpstream, Reply
 from translator.cli import serve
 from translator.config import Settings
 
@@ -38,6 +38,8 @@ async def test_drain_then_grace_then_farewell(fake_upstream: FakeUpstream) -> No
     fake_upstream.sse(head + _sse(*STOP), chunk_size=len(head), delay=0.3)  # finishes within the grace
     fake_upstream.sse(head + _sse(*STOP), chunk_size=len(head), delay=30)  # does not
     fake_upstream.sse(head + _sse(*STOP), chunk_size=len(head), delay=30)
+    # a non-streamed answer that takes longer than the grace period
+    fake_upstream.replies.append(Reply(200, b"", "application/json", chunks=[b'{"id": "m",', b'"x": 1}'], delay=30))
     port = _port()
     settings = Settings.model_validate({
         "server": {"port": port, "drain_seconds": 0.4, "shutdown_grace_seconds": 0.8},
@@ -58,11 +60,22 @@ async def test_drain_then_grace_then_farewell(fake_upstream: FakeUpstream) -> No
         quick = await client.post(base + "/v1/chat/completions", json=body)
         slow_openai = await client.post(base + "/v1/chat/completions", json=body)
         slow_claude = await client.post(base + "/v1/messages", json={**body, "max_tokens": 5})
+        slow_json = asyncio.create_task(client.post(base + "/v1/messages", json={**body, "stream": False,
+                                                                                 "max_tokens": 5}))
+        await asyncio.sleep(0.1)
         stop.set()
         await asyncio.sleep(0.1)
         async with client.get(base + "/readyz") as resp:  # draining, still answering
             assert resp.status == 503
             assert await resp.json() == {"status": "draining"}
+        await asyncio.sleep(0.45)  # the drain is over: the listener is closed
+        async with client.post(base + "/v1/messages", json={**body, "max_tokens": 5}) as late:  # kept-alive
+            assert late.status == 503
+            assert (await late.json())["error"]["message"] == "the proxy is shutting down; retry the request"
+        cut = await slow_json
+        assert cut.status == 503  # its grace ran out before it could answer: a 503, not a cut connection
+        assert await cut.json() == {"type": "error", "error": {
+            "type": "overloaded_error", "message": "the proxy is shutting down; retry the request"}}
         quick_body = await quick.read()
         openai_body = await slow_openai.read()
         claude_body = await slow_claude.read()
@@ -76,4 +89,4 @@ async def test_drain_then_grace_then_farewell(fake_upstream: FakeUpstream) -> No
         b'"message":"the proxy is shutting down; retry the request"}}\n\n'
     )
     await asyncio.sleep(0.1)
-    assert fake_upstream.cancelled == 2  # the upstream requests of the cut streams were cancelled too
+    assert fake_upstream.cancelled == 3  # the upstream requests of the cut ones were cancelled too

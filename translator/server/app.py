@@ -25,6 +25,7 @@ from translator.server import claude_route, models_route, openai_route
 from translator.server.gate import authenticate
 from translator.server.images import image_session
 from translator.server.keys import (
+    CLOSING,
     DRAINING,
     IMAGE_SESSION,
     INFLIGHT,
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app[KEYRING] = KeyRing(settings.keys)
     app[METRICS] = Metrics()
     app[DRAINING] = asyncio.Event()
+    app[CLOSING] = asyncio.Event()
     app[INFLIGHT] = set()
     app.on_response_prepare.append(add_extra_headers)
     resolve: Callable[[str], tuple[str, ModelProfile]] = functools.lru_cache(maxsize=4096)(settings.resolve_model)

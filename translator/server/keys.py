@@ -27,3 +27,4 @@ LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM: /readyz answers 503
 INFLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("inflight")  # the tasks of API requests in flight
 IMAGE_SESSION = web.AppKey("image_session", aiohttp.ClientSession)  # only with images.fetch
+CLOSING = web.AppKey("closing", asyncio.Event)  # set once the listener closed: new API requests get 503

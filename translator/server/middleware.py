@@ -21,7 +21,7 @@ from translator.convert.tables import CLAUDE_ERROR_STATUS
 from translator.errors import ProxyOverloaded, RateLimited, TranslatorError, UpstreamStatusError
 from translator.gateway.metrics import Metrics
 from translator.log import log
-from translator.server.keys import INFLIGHT, METRICS, SETTINGS
+from translator.server.keys import CLOSING, INFLIGHT, METRICS, SETTINGS
 from translator.server.tokens import token_kinds
 
 LOG = web.RequestKey("log", dict)  # fields the handler adds to the request's log line
@@ -100,6 +100,8 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
     task = None
     try:
         if request.path.startswith(("/v1/", "/chat/")):
+            if request.app[CLOSING].is_set():  # a kept-alive connection after the listener closed
+                raise ProxyOverloaded("the proxy is shutting down; retry the request")
             if len(inflight) >= request.app[SETTINGS].server.max_concurrent_requests:
                 raise ProxyOverloaded("too many requests in flight at this proxy; retry shortly")
             task = asyncio.current_task()
@@ -128,8 +130,19 @@ async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamRe
         if request.get(PREPARED):
             raise  # a stream is under way: writing a new response into it would garble it; the connection closes
         return error_response(request, TranslatorError("internal error in the proxy"))
-    except BaseException:
+    except asyncio.CancelledError:
+        if request.app[CLOSING].is_set() and not request.get(PREPARED):
+            # Shutdown's grace period ran out before this request could answer: say so (clients retry a 503)
+            # rather than cutting the connection.
+            fields["error"] = "shutdown"
+            response = error_response(request, ProxyOverloaded("the proxy is shutting down; retry the request"))
+            status = response.status
+            return response
         fields["cancelled"] = True  # the client went away; the handler was cancelled with it
+        status = 499
+        raise
+    except BaseException:
+        fields["cancelled"] = True
         status = 499
         raise
     finally:
