@@ -213,3 +213,17 @@ async def test_a_429_to_a_clients_own_key_does_not_cool_the_upstream_for_others(
     assert 'translator_upstream_healthy{upstream="u0"} 1.0' in metrics
     assert (await proxy.post("/v1/chat/completions", json=CHAT, headers=headers)).status == 200
     assert len(a.requests) == 2  # u0 still first in line for the next client
+
+
+async def test_models_are_listed_from_every_upstream_and_a_failing_one_is_left_out(aiohttp_client, fakes) -> None:
+    a, b, c = await fakes(3)
+    model = {"type": "model", "display_name": "M", "created_at": "2025-01-01T00:00:00Z"}
+    a.json({"data": [{**model, "id": "claude-a"}, {**model, "id": "claude-shared"}], "has_more": False})
+    b.json({"data": [{**model, "id": "claude-shared"}, {**model, "id": "claude-b"}, {**model, "id": "other"}]})
+    c.raw(502, b"<html>down</html>")
+    upstreams = [{"base_url": _url(a), "api_key": "k"}, {"base_url": _url(b), "api_key": "k", "models": ["claude-*"]},
+                 {"base_url": _url(c), "api_key": "k"}]
+    proxy = await _proxy(aiohttp_client, upstreams)
+    body = await (await proxy.get("/v1/models", headers={"anthropic-version": "2023-06-01"})).json()
+    assert [m["id"] for m in body["data"]] == ["claude-a", "claude-shared", "claude-b"]  # "other": b does not serve it
+    assert (body["first_id"], body["last_id"]) == ("claude-a", "claude-b")

@@ -35,7 +35,6 @@ from translator.server.keys import (
     POOL,
     RESOLVE,
     SETTINGS,
-    UPSTREAM,
 )
 from translator.server.middleware import add_extra_headers, errors_and_log
 from translator.upstream import Upstream
@@ -107,7 +106,6 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     # No cookie jar: cookies an upstream sets for one client must never go out with another's requests.
     session = aiohttp.ClientSession(connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar())
     upstreams = [Upstream(s, session, base_url if settings.demo else s.base_url) for s in settings.upstream_list]
-    app[UPSTREAM] = upstreams[0]
     app[LIMITER] = make_rate_limiter(settings.redis)
     sticky = make_sticky_store(settings.redis)
     app[POOL] = UpstreamPool(

@@ -15,10 +15,8 @@ from translator.gateway.keys import KeyRing
 from translator.gateway.metrics import Metrics
 from translator.gateway.ratelimit import RateLimiter
 from translator.router import UpstreamPool
-from translator.upstream import Upstream
 
 SETTINGS = web.AppKey("settings", Settings)
-UPSTREAM = web.AppKey("upstream", Upstream)
 RESOLVE: web.AppKey[Callable[[str], tuple[str, ModelProfile]]] = web.AppKey("resolve")
 POOL = web.AppKey("pool", UpstreamPool)
 KEYRING = web.AppKey("keyring", KeyRing)

@@ -8,16 +8,18 @@ see a different list, so nothing is shared between them).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from translator.errors import InvalidRequest
+from translator.errors import InvalidRequest, TranslatorError, UpstreamProtocolError
 from translator.server.gate import authenticate
-from translator.server.keys import SETTINGS, UPSTREAM
+from translator.server.keys import POOL, SETTINGS
 from translator.server.middleware import FORWARD_KEY, is_claude_shape
+from translator.upstream import Upstream
 
 CACHE = web.AppKey("models_cache", dict)
 
@@ -45,18 +47,15 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def _models(request: web.Request) -> list[dict[str, Any]]:
     authenticate(request)  # with client keys configured, listing needs one too (401)
-    settings, upstream = request.app[SETTINGS], request.app[UPSTREAM]
-    shared = bool(upstream.settings.api_key) or settings.demo  # the upstream in use, [upstream] or [[upstreams]]
+    settings, pool = request.app[SETTINGS], request.app[POOL]
+    # Shared (cacheable) only when the proxy holds every upstream's key: clients' own keys may see other lists.
+    shared = settings.demo or all(u.settings.api_key for u in pool.upstreams)
     cache = request.app[CACHE]
     listed: list[dict[str, Any]]
     if shared and cache and time.monotonic() - cache["at"] < settings.models.list_cache_seconds:
         listed = cache["data"]
     else:
-        headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"),
-                                   forward_key=request.get(FORWARD_KEY, True))
-        async with upstream.request("GET", "/v1/models?limit=1000", headers) as resp:
-            payload = await resp.json()
-        listed = [m for m in payload.get("data", []) if isinstance(m, dict) and "id" in m]
+        listed = await _listed_upstream(request, pool.upstreams)
         if shared:
             request.app[CACHE].update(at=time.monotonic(), data=listed)
     by_id = {m["id"]: m for m in listed}
@@ -66,6 +65,34 @@ async def _models(request: web.Request) -> list[dict[str, Any]]:
         for alias, target in settings.models.aliases.items()
     ]
     return listed + aliases
+
+
+async def _listed_upstream(request: web.Request, upstreams: list[Upstream]) -> list[dict[str, Any]]:
+    """Every upstream's models (those it is configured to serve), merged by id in upstream order. An
+    upstream that fails is left out; if all fail, the first failure is the answer."""
+    results = await asyncio.gather(*(_listed_by(request, u) for u in upstreams), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, TranslatorError):
+            raise result
+    lists = [r for r in results if isinstance(r, list)]
+    if not lists:
+        raise next(r for r in results if isinstance(r, TranslatorError))
+    merged: dict[str, dict[str, Any]] = {}
+    for models in lists:
+        for model in models:
+            merged.setdefault(model["id"], model)
+    return list(merged.values())
+
+
+async def _listed_by(request: web.Request, upstream: Upstream) -> list[dict[str, Any]]:
+    headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"),
+                               forward_key=request.get(FORWARD_KEY, True))
+    async with upstream.request("GET", "/v1/models?limit=1000", headers) as resp:
+        payload = await resp.json()
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        raise UpstreamProtocolError("upstream answered /v1/models without a list of models")
+    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and upstream.serves(m["id"])]
 
 
 def _openai_model(model: dict[str, Any]) -> dict[str, Any]:
