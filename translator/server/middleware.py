@@ -90,70 +90,76 @@ def http_error(exc: web.HTTPException) -> TranslatorError:
 
 
 @web.middleware
-async def errors_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The outer layer: one log line and the metrics of every request, however it ended."""
     started = time.perf_counter()
     fields: dict[str, Any] = {"request_id": os.urandom(8).hex(), "method": request.method, "path": request.path}
     request[LOG] = fields
     request[STARTED] = started
-    status = 500
-    inflight = request.app[INFLIGHT]
-    task = None
+    status = 500  # an exception that escapes the error layer: a bug, logged there with its traceback
     try:
-        if request.path.startswith(("/v1/", "/chat/")):
-            if request.app[CLOSING].is_set():  # a kept-alive connection after the listener closed
-                raise ProxyOverloaded("the proxy is shutting down; retry the request")
-            if len(inflight) >= request.app[SETTINGS].server.max_concurrent_requests:
-                raise ProxyOverloaded("too many requests in flight at this proxy; retry shortly")
-            task = asyncio.current_task()
-            assert task is not None
-            inflight.add(task)
         response = await handler(request)
         status = response.status
         return response
-    except TranslatorError as err:
-        fields["error"] = err.claude_type
-        response = error_response(request, err)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = error_response(request, http_error(exc))
-        status = response.status
-        return response
-    except ConnectionResetError:
-        fields["cancelled"] = True  # the client went away while we wrote to it
-        status = 499
-        raise
-    except Exception:
-        log.exception("unhandled error", **fields)
-        if request.get(PREPARED):
-            raise  # a stream is under way: writing a new response into it would garble it; the connection closes
-        return error_response(request, TranslatorError("internal error in the proxy"))
-    except asyncio.CancelledError:
-        if request.app[CLOSING].is_set() and not request.get(PREPARED):
-            # Shutdown's grace period ran out before this request could answer: say so (clients retry a 503)
-            # rather than cutting the connection.
-            fields["error"] = "shutdown"
-            response = error_response(request, ProxyOverloaded("the proxy is shutting down; retry the request"))
-            status = response.status
-            return response
+    except (asyncio.CancelledError, ConnectionResetError):
         fields["cancelled"] = True  # the client went away; the handler was cancelled with it
         status = 499
         raise
-    except BaseException:
-        fields["cancelled"] = True
-        status = 499
-        raise
     finally:
-        if task is not None:
-            inflight.discard(task)
         latency = time.perf_counter() - started
         fields["status"] = status
         fields["latency_ms"] = round(latency * 1000, 2)
         log.info("request", **fields)
         if "route" in fields:
             record_metrics(request.app[METRICS], fields, latency)
+
+
+@web.middleware
+async def answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The inner layer: the in-flight bound, and every error answered once, in the caller's API shape."""
+    task = None
+    try:
+        task = _admitted(request)
+        return await handler(request)
+    except TranslatorError as err:
+        request[LOG]["error"] = err.claude_type
+        return error_response(request, err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(request, http_error(exc))
+    except ConnectionResetError:
+        raise
+    except Exception:
+        log.exception("unhandled error", **request[LOG])
+        if request.get(PREPARED):
+            raise  # a stream is under way: writing a new response into it would garble it; the connection closes
+        return error_response(request, TranslatorError("internal error in the proxy"))
+    except asyncio.CancelledError:
+        if not (request.app[CLOSING].is_set() and not request.get(PREPARED)):
+            raise
+        # Shutdown's grace period ran out before this request could answer: say so (clients retry a 503)
+        # rather than cutting the connection.
+        request[LOG]["error"] = "shutdown"
+        return error_response(request, ProxyOverloaded("the proxy is shutting down; retry the request"))
+    finally:
+        if task is not None:
+            request.app[INFLIGHT].discard(task)
+
+
+def _admitted(request: web.Request) -> asyncio.Task[Any] | None:
+    """API requests are counted while in flight (shutdown waits for them), up to the configured bound."""
+    if not request.path.startswith(("/v1/", "/chat/")):
+        return None
+    if request.app[CLOSING].is_set():  # a kept-alive connection after the listener closed
+        raise ProxyOverloaded("the proxy is shutting down; retry the request")
+    inflight = request.app[INFLIGHT]
+    if len(inflight) >= request.app[SETTINGS].server.max_concurrent_requests:
+        raise ProxyOverloaded("too many requests in flight at this proxy; retry shortly")
+    task = asyncio.current_task()
+    assert task is not None
+    inflight.add(task)
+    return task
 
 
 def record_metrics(metrics: Metrics, fields: dict[str, Any], latency: float) -> None:
