@@ -162,13 +162,12 @@ class UpstreamPool:
                 upstream, upstream is previous, last, attempt, deadline
             ):
                 break
-            stack = AsyncExitStack()
             try:
-                headers = upstream.headers(client_headers, version=version, forward_key=forward_key)
-                response = await stack.enter_async_context(upstream.request(method, path, headers, body))
-                await (response.prime() if stream and response.is_stream else response.body())
+                stack, response = await self._attempt(
+                    upstream, method, path, body, client_headers, stream=stream, version=version,
+                    forward_key=forward_key,
+                )
             except TranslatorError as err:
-                await stack.__aexit__(type(err), err, err.__traceback__)
                 if not retryable(err):
                     self._on_attempt(upstream.name, "error")
                     raise
@@ -178,9 +177,6 @@ class UpstreamPool:
                     self.failed(upstream, err)
                 last, previous = err, upstream
                 continue
-            except BaseException as exc:
-                await stack.__aexit__(type(exc), exc, exc.__traceback__)
-                raise
             self._on_attempt(upstream.name, "ok")
             self.succeeded(upstream)
             async with stack:  # from here on, whatever happens closes or releases the response
@@ -190,6 +186,30 @@ class UpstreamPool:
             return
         assert last is not None
         raise last
+
+    async def _attempt(
+        self,
+        upstream: Upstream,
+        method: str,
+        path: str,
+        body: bytes | None,
+        client_headers: Mapping[str, str],
+        *,
+        stream: bool,
+        version: str | None,
+        forward_key: bool,
+    ) -> tuple[AsyncExitStack, UpstreamResponse]:
+        """One call, read far enough to know it worked: a stream to its first content event, a body whole.
+        On any failure the response is closed before the error goes on."""
+        stack = AsyncExitStack()
+        try:
+            headers = upstream.headers(client_headers, version=version, forward_key=forward_key)
+            response = await stack.enter_async_context(upstream.request(method, path, headers, body))
+            await (response.prime() if stream and response.is_stream else response.body())
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return stack, response
 
     async def _wait_before(
         self, upstream: Upstream, same: bool, last: TranslatorError, attempt: int, deadline: float
