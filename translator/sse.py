@@ -7,6 +7,7 @@ payloads go straight to orjson. Encoding helpers write one event per call.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import orjson
@@ -32,7 +33,21 @@ class SSEDecoder:
         self._buf = b""
         self._start = True  # before the first bytes that can't be (part of) a leading BOM
 
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
+    def feed(self, chunk: bytes, only: tuple[bytes, ...] = ()) -> list[SSEEvent]:
+        """The events ``chunk`` completes. With ``only``, an event whose bytes contain none of those
+        strings is skipped unparsed (a reader that wants a few event types among many deltas)."""
+        blocks = self._blocks(chunk)
+        if only:
+            blocks = [block for block in blocks if any(s in block for s in only)]
+        return [e for block in blocks if (e := _event(block)) is not None] if blocks else []
+
+    def feed_lazily(self, chunk: bytes) -> Iterator[SSEEvent]:
+        """``feed``, parsing each event only when the caller gets to it (one that stops early, at the
+        event it looks for, leaves the rest unparsed; the decoder's buffer is updated at once)."""
+        return (e for block in self._blocks(chunk) if (e := _event(block)) is not None)
+
+    def _blocks(self, chunk: bytes) -> list[bytes]:
+        """The complete events' bytes (LF line ends), the incomplete rest kept for the next feed."""
         buf = self._buf + chunk if self._buf else chunk
         if self._start:
             if _BOM.startswith(buf):  # empty, or a BOM (or the start of one) split off: wait for more
@@ -47,7 +62,7 @@ class SSEDecoder:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         blocks = buf.split(b"\n\n")
         self._buf = blocks.pop() + tail
-        return [e for block in blocks if (e := _event(block)) is not None] if blocks else []
+        return blocks
 
     def flush(self) -> list[SSEEvent]:
         """End of stream. A CR held back by ``feed`` ends its line after all; an event not followed by a

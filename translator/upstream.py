@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -66,14 +66,14 @@ class UpstreamResponse:
         with map_errors():
             async for data in self._resp.content.iter_any():
                 self._prefix.append(data)
-                if self._started(decoder.feed(data)):
+                if self._started(decoder.feed_lazily(data)):  # parsed only up to the first content event
                     return
         # The stream ended before any content. A last event missing only its blank line still counts.
         if not self._started(decoder.feed(b"\n\n")):
             raise UpstreamUnavailable("upstream stream ended before its first event")
 
     @staticmethod
-    def _started(events: list[SSEEvent]) -> bool:
+    def _started(events: Iterable[SSEEvent]) -> bool:
         for event in events:
             if event.event == "error":
                 raise stream_error(event)

@@ -381,6 +381,21 @@ async def test_final_message_stop_without_blank_line_counts_as_complete(
     assert await resp.read() == sent
 
 
+@pytest.mark.parametrize("chunk_size", [None, 7])
+async def test_nothing_after_message_stop_reaches_the_client(
+    proxy: TestClient, fake_upstream: FakeUpstream, chunk_size: int | None
+) -> None:
+    # A delta that mentions both names first: the end is found by event, not by the first mention.
+    mention = {"type": "content_block_delta", "index": 0,
+               "delta": {"type": "text_delta", "text": "an error\n\nevent: message_stop"}}
+    sent = encode(MESSAGE_START, TEXT_START, mention, {"type": "content_block_stop", "index": 0},
+                  {"type": "message_stop"})
+    after = encode({"type": "message_start", "message": {}}, TEXT_DELTA)
+    fake_upstream.sse(sent + after, chunk_size=chunk_size, delay=1e-6 if chunk_size else 0.0)
+    resp = await proxy.post("/v1/messages", json={"model": "m", "max_tokens": 9, "stream": True, "messages": []})
+    assert await resp.read() == sent
+
+
 async def test_mid_stream_error_event_is_relayed_as_sent(proxy: TestClient, fake_upstream: FakeUpstream) -> None:
     error = b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n'
     sent = encode(MESSAGE_START, TEXT_START, TEXT_DELTA) + error

@@ -197,3 +197,32 @@ def test_encoders_round_trip() -> None:
     assert encode_data({"a": 1}) == b'data: {"a":1}\n\n'
     events = decode([encode_event("x", payload), encode_data([1, 2])])
     assert events == [SSEEvent("x", orjson.dumps(payload)), SSEEvent(None, b"[1,2]")]
+
+
+@pytest.mark.parametrize("path", SSE_FILES, ids=lambda p: p.name)
+def test_feed_only_parses_the_events_holding_a_marker_and_agrees_with_feed(path: Path) -> None:
+    data = path.read_bytes().replace(b"\n", b"\r\n")  # the filter sees line ends already normalised
+    parts = split_at(data, random_cuts(random.Random(7), data))
+    whole = decode(parts)
+    decoder = SSEDecoder()
+    only = [e for part in parts for e in decoder.feed(part, only=(b"message_", b"error"))]
+    assert only == [e for e in whole if b"message_" in e.data or b"error" in e.data or
+                    (e.event or "").startswith("message_")]
+    assert {e.event for e in only} >= {"message_start", "message_delta"}
+
+
+@pytest.mark.parametrize("path", SSE_FILES, ids=lambda p: p.name)
+def test_feed_lazily_gives_the_same_events_and_keeps_the_buffer_when_stopped_early(path: Path) -> None:
+    data = path.read_bytes()
+    parts = split_at(data, random_cuts(random.Random(11), data))
+    lazy = SSEDecoder()
+    events: list[SSEEvent] = []
+    for part in parts:
+        events += list(lazy.feed_lazily(part))
+    assert events + lazy.flush() == decode(parts)
+    # A caller that stops at the first event still leaves the decoder at the chunk's end.
+    half = data[: len(data) // 2]
+    stopped = SSEDecoder()
+    assert next(iter(stopped.feed_lazily(half))) == decode([data])[0]
+    rest = stopped.feed(data[len(data) // 2 :]) + stopped.flush()
+    assert rest == decode([data])[len(SSEDecoder().feed(half)) :]

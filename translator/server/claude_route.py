@@ -190,14 +190,25 @@ _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 def _end_of_last_event(done: bytes) -> int:
-    """Where the event that ended the stream (message_stop or error) ends in ``done`` (run once a stream)."""
-    start = 0
-    for boundary in _BOUNDARY.finditer(done):
-        events = SSEDecoder().feed(done[start : boundary.start()] + b"\n\n")
-        if events and events[0].event in ("message_stop", "error"):
-            return boundary.end()
+    """Where the event that ended the stream (message_stop or error) ends in ``done`` (run once a stream).
+    The search starts at the event holding the first mention of either name; the deltas before it are
+    not looked at."""
+    mentions = [i for i in (done.find(b"message_stop"), done.find(b"error")) if i >= 0]
+    if not mentions:
+        return len(done)
+    first = min(mentions)
+    start = max((i + len(sep) for sep in _EVENT_ENDS if (i := done.rfind(sep, 0, first)) >= 0), default=0)
+    for boundary in _BOUNDARY.finditer(done, start):
+        block = done[start : boundary.start()]
+        if b"message_stop" in block or b"error" in block:  # only those can be it: the rest stay unparsed
+            events = SSEDecoder().feed(block + b"\n\n")
+            if events and events[0].event in ("message_stop", "error"):
+                return boundary.end()
         start = boundary.end()
     return len(done)
+
+
+_WATCHED = (b"message_", b"error")  # the events the watch reads: message_start/delta/stop, error
 
 
 class _StreamWatch:
@@ -217,7 +228,7 @@ class _StreamWatch:
         whole (most chunks: content deltas)."""
         if b"message_" not in data and b"error" not in data:
             return
-        for event in self._decoder.feed(data):
+        for event in self._decoder.feed(data, only=_WATCHED):
             self._event(event.event, event.data)
 
     def _event(self, name: str | None, data: bytes) -> None:
