@@ -179,11 +179,17 @@ MAPPING: list[tuple[str, JSONObject, JSONObject, str | None, str | None]] = [
         None, "whitespace-only stop sequences dropped: [' ']",
     ),
     (
-        "temperature clamped and reported; top_p, top_k; user -> metadata.user_id",
-        {"model": SONNET, "messages": [hi()], "temperature": 1.7, "top_p": 0.9, "top_k": 50, "user": "u-42"},
+        "temperature clamped and reported; top_k; user -> metadata.user_id",
+        {"model": SONNET, "messages": [hi()], "temperature": 1.7, "top_k": 50, "user": "u-42"},
         {"model": SONNET, "max_tokens": 8192, "messages": [turn("user", text("Hi"))], "temperature": 1.0,
-         "top_p": 0.9, "top_k": 50, "metadata": {"user_id": "u-42"}},
+         "top_k": 50, "metadata": {"user_id": "u-42"}},
         None, "temperature 1.7 clamped to 1",
+    ),
+    (
+        "top_p beside temperature dropped and reported (newer models refuse the pair)",
+        {"model": SONNET, "messages": [hi()], "temperature": 0.3, "top_p": 0.9},
+        {"model": SONNET, "max_tokens": 8192, "messages": [turn("user", text("Hi"))], "temperature": 0.3},
+        None, "top_p 0.9 dropped: newer Claude models refuse it beside temperature",
     ),
     (
         "reasoning_effort -> thinking budget",
@@ -214,7 +220,7 @@ MAPPING: list[tuple[str, JSONObject, JSONObject, str | None, str | None]] = [
          "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA}}},
         {"model": HAIKU3, "max_tokens": 4096, "messages": [turn("user", text("Hi"))],
          "tools": [{"name": "place", "description": "Respond with JSON matching this schema.", "input_schema": SCHEMA}],
-         "tool_choice": {"type": "tool", "name": "place"}},
+         "tool_choice": {"type": "tool", "name": "place", "disable_parallel_tool_use": True}},
         None, None,
     ),
     (
@@ -223,7 +229,7 @@ MAPPING: list[tuple[str, JSONObject, JSONObject, str | None, str | None]] = [
         {"model": SONNET, "max_tokens": 8192, "messages": [turn("user", text("Hi"))],
          "tools": [{"name": "json_response", "description": "Respond with JSON matching this schema.",
                     "input_schema": {"type": "object"}}],
-         "tool_choice": {"type": "tool", "name": "json_response"}},
+         "tool_choice": {"type": "tool", "name": "json_response", "disable_parallel_tool_use": True}},
         None, None,
     ),
     (
@@ -261,6 +267,33 @@ MAPPING: list[tuple[str, JSONObject, JSONObject, str | None, str | None]] = [
         None,
         "temperature 3 clamped to 1; whitespace-only stop sequences dropped: ['\\n']; "
         "strict dropped from tools ['get_weather']: the model has no strict tool use",
+    ),
+]
+
+_CALL = {"id": "toolu_01", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
+MAPPING += [
+    (
+        "reasoning_effort in a tool loop whose calls came back without thinking_blocks: thinking off, reported",
+        {"model": SONNET, "reasoning_effort": "low", "messages": [
+            hi(), {"role": "assistant", "content": None, "tool_calls": [_CALL]},
+            {"role": "tool", "tool_call_id": "toolu_01", "content": "cold"}]},
+        {"model": SONNET, "max_tokens": 8192, "messages": [
+            turn("user", text("Hi")),
+            turn("assistant", {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Oslo"}}),
+            turn("user", {"type": "tool_result", "tool_use_id": "toolu_01", "content": "cold"})]},
+        None,
+        "thinking off for this request: the last assistant tool calls came back without their thinking_blocks, "
+        "which Claude requires with thinking on",
+    ),
+    (
+        "nested fields with no Claude form are listed as ignored",
+        {"model": SONNET, "messages": [{"role": "user", "name": "ann", "content": [
+            {"type": "text", "text": "Look"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}}]}]},
+        {"model": SONNET, "max_tokens": 8192, "messages": [turn("user", text("Look"), {
+            "type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}})]},
+        "messages[].name; messages[].content[].image_url.detail",
+        None,
     ),
 ]
 

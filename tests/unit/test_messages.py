@@ -308,6 +308,32 @@ CASES: list[tuple[str, list[JSONObject], list[JSONObject], list[JSONObject]]] = 
     ),
 ]
 
+CASES += [
+    (
+        "whitespace-only text is dropped everywhere (Claude refuses text without non-whitespace)",
+        [
+            {"role": "system", "content": " "},
+            {"role": "developer", "content": [{"type": "text", "text": "\n"}, {"type": "text", "text": "Rules."}]},
+            {"role": "user", "content": "  \n"},
+            {"role": "user", "content": [{"type": "text", "text": " "}, {"type": "text", "text": "Hi"}]},
+            {"role": "assistant", "content": "\t", "tool_calls": [call("c1", "f", "{}")]},
+            {"role": "tool", "tool_call_id": "c1", "content": "  "},
+            {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "  "}]},
+        ],
+        [text("Rules.")],
+        [user(text("Hi")), assistant(tool_use("c1", "f", {})),
+         {"role": "user", "content": [tool_result("c1"), tool_result("c2")]}],
+    ),
+    (
+        "tool ids from other providers are rewritten to Claude's alphabet, in the call and its result alike",
+        [HI, {"role": "assistant", "tool_calls": [call("functions.get:0", "get", "{}")]},
+         {"role": "tool", "tool_call_id": "functions.get:0", "content": "ok"}],
+        [],
+        [user(text("Hi")), assistant(tool_use("functions_get_0", "get", {})),
+         {"role": "user", "content": [tool_result("functions_get_0", "ok")]}],
+    ),
+]
+
 
 @pytest.mark.parametrize(("messages", "system", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_convert_messages(messages: list[JSONObject], system: list[JSONObject], expected: list[JSONObject]) -> None:
@@ -450,6 +476,13 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         [HI, {"role": "function", "name": "f", "content": "x"}],
         "messages[1].name",
         "follows no function_call",
+    ),
+    (
+        "an image in an assistant turn (OpenAI allows text and refusal parts there, Claude no images)",
+        [HI, {"role": "assistant", "content": [
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}}]}],
+        "messages[1].content[0]",
+        "must be a text part",
     ),
     (
         "thinking_blocks of another type",

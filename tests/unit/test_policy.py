@@ -97,3 +97,41 @@ def test_strict_mode_rejects_unknown_fields_too() -> None:
     with pytest.raises(InvalidRequest) as err:
         screen({"model": "m", "custom_thing": 1}, strict=True)
     assert err.value.param == "custom_thing"
+
+
+NESTED = {
+    "model": "m",
+    "messages": [
+        {"role": "system", "content": "Rules.", "name": "ops"},
+        {"role": "user", "name": "ann", "content": [
+            {"type": "text", "text": "Look"},
+            {"type": "image_url", "image_url": {"url": "https://x/a.png", "detail": "auto"}},
+            {"type": "image_url", "image_url": {"url": "https://x/b.png", "detail": "high"}},
+        ]},
+        {"role": "assistant", "content": "Hm.", "reasoning_content": "unsigned thoughts"},
+        {"role": "function", "name": "f", "content": "its name pairs it with a call: mapped"},
+    ],
+    "web_search_options": {"search_context_size": "high"},
+    "seed": 1,
+}
+
+
+def test_fields_inside_messages_and_options_with_no_claude_form_are_listed() -> None:
+    assert screen(NESTED, strict=False) == [
+        "seed",
+        "messages[].name",
+        "messages[].content[].image_url.detail",
+        "messages[].reasoning_content",
+        "web_search_options.search_context_size",
+    ]
+
+
+def test_strict_mode_names_the_first_nested_field_by_its_path() -> None:
+    with pytest.raises(InvalidRequest) as err:
+        screen({k: v for k, v in NESTED.items() if k != "seed"}, strict=True)
+    assert (err.value.status, err.value.param, err.value.code) == (400, "messages[0].name", "unsupported_parameter")
+
+
+def test_nested_screen_leaves_malformed_shapes_to_the_converter() -> None:
+    odd = {"model": "m", "messages": ["x", {"role": "user", "content": ["x", 1]}], "web_search_options": 3}
+    assert screen(odd, strict=True) == []

@@ -7,6 +7,7 @@ ignored fields, adjustments); every error case the exact status, param and code.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,19 @@ def claude(**fields: Any) -> JSONObject:
 def done(body: JSONObject, **fields: Any) -> ConvertedRequest:
     return ConvertedRequest(body=body, **fields)
 
+
+SIGNED = {"type": "thinking", "thinking": "Weather first.", "signature": "EqQBCkYIBxgCKkD"}
+TOOL_LOOP: list[JSONObject] = [
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": None,
+     "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+]
+TOOL_LOOP_TURNS: list[JSONObject] = [
+    HI_TURN,
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+]
 
 CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
     # (id, OpenAI request fields, model profile, expected conversion)
@@ -309,10 +323,72 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
         ),
     ),
     (
-        "thinking keeps temperature 1 and top_p >= 0.95",
+        "thinking keeps top_p >= 0.95; temperature 1 beside it, a no-op, goes",
         {"reasoning_effort": "minimal", "temperature": 1, "top_p": 0.97},
         NATIVE,
-        done(claude(max_tokens=9216, thinking={"type": "enabled", "budget_tokens": 1024}, temperature=1.0, top_p=0.97)),
+        done(claude(max_tokens=9216, thinking={"type": "enabled", "budget_tokens": 1024}, top_p=0.97),
+             adjustments=["temperature 1 dropped: Claude's default, and refused beside top_p by newer models"]),
+    ),
+    (
+        "temperature and top_p together: top_p goes (newer models refuse both)",
+        {"temperature": 0.5, "top_p": 0.9},
+        NATIVE,
+        done(claude(temperature=0.5),
+             adjustments=["top_p 0.9 dropped: newer Claude models refuse it beside temperature"]),
+    ),
+    (
+        "top_p alone is kept",
+        {"top_p": 0.9},
+        NATIVE,
+        done(claude(top_p=0.9)),
+    ),
+    (
+        "a user id over Claude's 256 characters goes as its SHA-256",
+        {"user": "u" * 300},
+        NATIVE,
+        done(claude(metadata={"user_id": hashlib.sha256(b"u" * 300).hexdigest()}),
+             adjustments=["user longer than 256 characters sent as its SHA-256 hex digest"]),
+    ),
+    (
+        "a final assistant prefill loses its trailing whitespace",
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure, "}]},
+        NATIVE,
+        done(claude(messages=[HI_TURN, {"role": "assistant", "content": [{"type": "text", "text": "Sure,"}]}]),
+             adjustments=["trailing whitespace trimmed from the final assistant message (a prefill)"]),
+    ),
+    (
+        "an earlier assistant turn keeps its trailing whitespace",
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure, "},
+                      {"role": "user", "content": "Go"}]},
+        NATIVE,
+        done(claude(messages=[HI_TURN, {"role": "assistant", "content": [{"type": "text", "text": "Sure, "}]},
+                              {"role": "user", "content": [{"type": "text", "text": "Go"}]}])),
+    ),
+    (
+        "thinking off when the last tool calls came back without their thinking_blocks",
+        {"reasoning_effort": "low", "messages": TOOL_LOOP},
+        NATIVE,
+        done(claude(messages=TOOL_LOOP_TURNS), adjustments=[
+            "thinking off for this request: the last assistant tool calls came back without their "
+            "thinking_blocks, which Claude requires with thinking on"]),
+    ),
+    (
+        "a thinking object is dropped the same way",
+        {"thinking": {"type": "enabled", "budget_tokens": 2000}, "messages": TOOL_LOOP},
+        NATIVE,
+        done(claude(messages=TOOL_LOOP_TURNS), adjustments=[
+            "thinking off for this request: the last assistant tool calls came back without their "
+            "thinking_blocks, which Claude requires with thinking on"]),
+    ),
+    (
+        "thinking stays on when the tool calls came back with their signed thinking",
+        {"reasoning_effort": "low", "messages": [TOOL_LOOP[0], {**TOOL_LOOP[1], "thinking_blocks": [SIGNED]},
+                                                 TOOL_LOOP[2]]},
+        NATIVE,
+        done(claude(max_tokens=10240, thinking={"type": "enabled", "budget_tokens": 2048},
+                    messages=[TOOL_LOOP_TURNS[0],
+                              {"role": "assistant", "content": [SIGNED, TOOL_LOOP_TURNS[1]["content"][0]]},
+                              TOOL_LOOP_TURNS[2]])),
     ),
     (
         "thinking object passed through",
@@ -366,7 +442,7 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
             claude(
                 max_tokens=4096,
                 tools=[{"name": "city", "description": "A city.", "input_schema": SCHEMA}],
-                tool_choice={"type": "tool", "name": "city"},
+                tool_choice={"type": "tool", "name": "city", "disable_parallel_tool_use": True},
             ),
             json_tool="city",
         ),
@@ -390,7 +466,7 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
                         "input_schema": SCHEMA,
                     },
                 ],
-                tool_choice={"type": "tool", "name": "json_response"},
+                tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True},
             ),
             json_tool="json_response",
             adjustments=["tool_choice replaced: response_format forces the JSON tool"],
@@ -409,7 +485,7 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
                         "input_schema": {"type": "object"},
                     }
                 ],
-                tool_choice={"type": "tool", "name": "json_response"},
+                tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True},
             ),
             json_tool="json_response",
         ),
@@ -446,6 +522,50 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
         {"logprobs": False, "top_logprobs": 0, "audio": None, "modalities": ["text"]},
         NATIVE,
         done(claude()),
+    ),
+]
+
+PLACE = {"type": "function", "function": {"name": "place", "parameters": SCHEMA}}
+CASES += [
+    (
+        "the JSON tool never takes the name of one of the client's tools",
+        {"tools": [PLACE],
+         "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA}}},
+        PLAIN,
+        done(claude(max_tokens=4096, tools=[
+            {"name": "place", "input_schema": SCHEMA},
+            {"name": "json_response", "description": "Respond with JSON matching this schema.", "input_schema": SCHEMA},
+        ], tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True}),
+            json_tool="json_response"),
+    ),
+    (
+        "a JSON schema without a root type is an object to the JSON tool",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "o", "schema": {"properties": {}}}}},
+        PLAIN,
+        done(claude(max_tokens=4096, tools=[
+            {"name": "o", "description": "Respond with JSON matching this schema.",
+             "input_schema": {"type": "object", "properties": {}}},
+        ], tool_choice={"type": "tool", "name": "o", "disable_parallel_tool_use": True}), json_tool="o"),
+    ),
+    (
+        "a non-object root goes to a model with native structured output as is",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "l", "schema": {"type": "array"}}}},
+        NATIVE,
+        done(claude(output_config={"format": {"type": "json_schema", "schema": {"type": "array"}}})),
+    ),
+    (
+        "native structured output has no place for the schema's description: listed as ignored",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "c", "description": "A city.",
+                                                                    "schema": SCHEMA}}},
+        NATIVE,
+        done(claude(output_config={"format": {"type": "json_schema", "schema": SCHEMA}}),
+             ignored=["response_format.json_schema.description"]),
+    ),
+    (
+        "tool parameters without a type get Claude's required type object",
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"properties": {"a": {}}}}}]},
+        NATIVE,
+        done(claude(tools=[{"name": "f", "input_schema": {"type": "object", "properties": {"a": {}}}}])),
     ),
 ]
 
@@ -513,7 +633,6 @@ def test_all_rows_at_once() -> None:
             ],
             "max_tokens": 300,
             "temperature": 0.7,
-            "top_p": 0.8,
             "top_k": 20,
             "stop_sequences": ["END"],
             "tools": [WEATHER_TOOL],
@@ -525,7 +644,8 @@ def test_all_rows_at_once() -> None:
         include_usage=True,
         n=2,
         ignored=["seed"],
-        adjustments=["whitespace-only stop sequences dropped: ['\\n\\n']"],
+        adjustments=["whitespace-only stop sequences dropped: ['\\n\\n']",
+                     "top_p 0.8 dropped: newer Claude models refuse it beside temperature"],
     )
 
 
@@ -833,6 +953,13 @@ def test_recorded_custom_tool_is_400() -> None:
 ERRORS: list[tuple[str, JSONObject, str, str | None, str]] = [
     # (id, OpenAI request fields, param, code, message)
     (
+        "tool parameters that are not an object schema",
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+        "tools[0].function.parameters",
+        None,
+        "tools[0].function.parameters must be a JSON Schema object",
+    ),
+    (
         "logprobs true",
         {"logprobs": True},
         "logprobs",
@@ -997,10 +1124,20 @@ def test_strict_mode_passes_mapped_fields() -> None:
             {"temperature": 0.5},
             ["top_p 1 dropped: a no-op, and refused beside temperature by newer Claude models"],
         ),
-        ({"temperature": 0.5, "top_p": 0.9}, {"temperature": 0.5, "top_p": 0.9}, []),
+        (
+            {"temperature": 0.5, "top_p": 0.9},
+            {"temperature": 0.5},
+            ["top_p 0.9 dropped: newer Claude models refuse it beside temperature"],
+        ),
+        (
+            {"temperature": 1, "top_p": 0.9},
+            {"top_p": 0.9},
+            ["temperature 1 dropped: Claude's default, and refused beside top_p by newer models"],
+        ),
         ({"top_p": 1}, {"top_p": 1}, []),
     ],
-    ids=["no-op top_p beside temperature dropped", "real top_p kept", "top_p alone kept"],
+    ids=["no-op top_p beside temperature dropped", "real top_p beside temperature dropped",
+         "no-op temperature beside top_p dropped", "top_p alone kept"],
 )
 def test_top_p_beside_temperature(fields: JSONObject, expected: JSONObject, adjustments: list[str]) -> None:
     assert convert(fields) == done(claude(**expected), adjustments=adjustments)
@@ -1015,3 +1152,11 @@ def test_thinking_is_dropped_and_reported_for_a_model_without_it(field: JSONObje
     assert convert(field, profile) == done(
         claude(max_tokens=4096), adjustments=[f"{name} dropped: the model has no extended thinking"]
     )
+
+
+def test_a_non_object_json_schema_root_needs_native_structured_output() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "l", "schema": {"type": "array", "items": {}}}}
+    with pytest.raises(InvalidRequest) as err:
+        convert({"response_format": fmt}, PLAIN)
+    assert (err.value.status, err.value.param) == (400, "response_format.json_schema.schema")
+    assert "needs a model with native structured output" in err.value.message

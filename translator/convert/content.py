@@ -3,6 +3,7 @@
 Images: a data URL becomes a base64 source; an http(s) URL becomes a url source, which Claude fetches
 itself (nothing is downloaded here; the server may inline URLs before sending, see ``server/images.py``).
 Files: PDF and plain-text data become document blocks. Audio cannot be represented and is rejected.
+Empty and whitespace-only text is dropped: Claude refuses a text block without non-whitespace text.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ _PASSED_KEYS = ("cache_control",)  # Claude-only keys clients put on parts; kept
 
 
 def text_blocks(content: Any, where: str) -> list[Block]:
-    """Content that may only hold text (system, developer, tool results as text)."""
+    """Content that may only hold text (system, developer, assistant turns)."""
     if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
+        return [{"type": "text", "text": content}] if content.strip() else []
     return [b for i, part in enumerate(_parts(content, where)) if (b := _text_part(part, f"{where}[{i}]"))]
 
 
@@ -33,7 +34,7 @@ def content_blocks(content: Any, where: str) -> list[Block]:
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
+        return [{"type": "text", "text": content}] if content.strip() else []
     blocks = []
     for i, part in enumerate(_parts(content, where)):
         block = _part(part, f"{where}[{i}]")
@@ -66,8 +67,8 @@ def _text_part(part: dict[str, Any], where: str) -> Block | None:
     text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
     if part.get("type") not in ("text", "refusal") or not isinstance(text, str):
         raise InvalidRequest(f"{where} must be a text part with a string 'text'", param=where)
-    if not text:
-        return None  # Claude rejects empty text blocks; an empty part carries nothing
+    if not text.strip():
+        return None  # Claude rejects empty and whitespace-only text blocks; such a part carries nothing
     block: Block = {"type": "text", "text": text}
     for key in _PASSED_KEYS:
         if key in part:

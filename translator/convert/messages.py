@@ -2,11 +2,13 @@
 
 Claude's rules this module enforces (Messages API, "messages"): system text lives outside the list;
 roles are user/assistant only; consecutive turns of one role are merged; tool results are user content
-and come first in their turn; an assistant turn carries thinking, then text, then tool_use.
+and come first in their turn; an assistant turn carries thinking, then text, then tool_use; tool ids
+use Claude's alphabet.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -59,7 +61,9 @@ def _user(msg: Message, where: str, _ids: _LegacyCallIds) -> tuple[str, list[Blo
 
 def _assistant(msg: Message, where: str, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
     blocks = _thinking_blocks(msg.get("thinking_blocks"), where)
-    blocks += content_blocks(msg.get("content"), f"{where}.content")
+    content = msg.get("content")
+    if content is not None:  # text and refusal parts only, as in OpenAI; Claude takes no images here
+        blocks += text_blocks(content, f"{where}.content")
     calls = msg.get("tool_calls") or []
     if not isinstance(calls, list):
         raise InvalidRequest(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
@@ -98,7 +102,7 @@ def _tool_use(call: Any, where: str) -> Block:
         raise InvalidRequest(f"{where}.id must be a non-empty string", param=f"{where}.id")
     return {
         "type": "tool_use",
-        "id": call["id"],
+        "id": claude_id(call["id"]),
         "name": fn["name"],
         "input": _arguments(fn.get("arguments"), f"{where}.function.arguments"),
     }
@@ -119,15 +123,24 @@ def _arguments(raw: Any, param: str) -> dict[str, Any]:
 
 
 def _tool_result(call_id: str, content: Any, where: str) -> Block:
-    block: Block = {"type": "tool_result", "tool_use_id": call_id}
+    block: Block = {"type": "tool_result", "tool_use_id": claude_id(call_id)}
     if isinstance(content, str) or content is None:
-        if content:
+        if content and content.strip():
             block["content"] = content
         return block
     parts = content_blocks(content, f"{where}.content")
     if parts:
         block["content"] = parts
     return block
+
+
+_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def claude_id(call_id: str) -> str:
+    """Claude's tool ids match ``^[a-zA-Z0-9_-]+$``; ids another provider made (``functions.get:0``) are
+    rewritten the same way in the call and in its result, so the pair still matches."""
+    return _ID_CHARS.sub("_", call_id)
 
 
 def _thinking_blocks(value: Any, where: str) -> list[Block]:

@@ -90,11 +90,35 @@ def screen(body: dict[str, Any], *, strict: bool) -> list[str]:
     for name, rule in REJECTED_VALUES.items():
         if name in body:
             rule(name, body[name])
-    ignored = sorted(k for k in body if k not in MAPPED)
+    ignored = [(k, k) for k in sorted(body) if k not in MAPPED] + _nested_ignored(body)
     if strict and ignored:
+        name, param = ignored[0]
         raise InvalidRequest(
-            f"'{ignored[0]}' has no Claude equivalent and this proxy runs in strict mode",
-            param=ignored[0],
+            f"'{param}' has no Claude equivalent and this proxy runs in strict mode",
+            param=param,
             code="unsupported_parameter",
         )
-    return ignored
+    return list(dict.fromkeys(name for name, _ in ignored))
+
+
+def _nested_ignored(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """Fields inside messages and options with no Claude equivalent, as (name, first param path). Shapes
+    that are wrong are left to the converter, which names them in its own 400."""
+    found: list[tuple[str, str]] = []
+    messages = body.get("messages")
+    for i, msg in enumerate(messages if isinstance(messages, list) else []):
+        if not isinstance(msg, dict):
+            continue
+        if msg.get("name") is not None and msg.get("role") != "function":  # a function result's name pairs it
+            found.append(("messages[].name", f"messages[{i}].name"))
+        if msg.get("reasoning_content") and msg.get("role") == "assistant":  # unsigned: Claude cannot take it
+            found.append(("messages[].reasoning_content", f"messages[{i}].reasoning_content"))
+        parts = msg.get("content")
+        for j, part in enumerate(parts if isinstance(parts, list) else []):
+            image = part.get("image_url") if isinstance(part, dict) else None
+            if isinstance(image, dict) and image.get("detail") not in (None, "auto"):
+                found.append(("messages[].content[].image_url.detail", f"messages[{i}].content[{j}].image_url.detail"))
+    options = body.get("web_search_options")
+    if isinstance(options, dict) and options.get("search_context_size") is not None:
+        found.append(("web_search_options.search_context_size", "web_search_options.search_context_size"))
+    return found

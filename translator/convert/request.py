@@ -7,6 +7,7 @@ caller should be told (ignored fields, adjustments).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from translator.convert.tables import (
 from translator.errors import InvalidRequest
 
 JSON_TOOL_DEFAULT = "json_response"
+MAX_USER_ID = 256  # Claude's metadata.user_id maxLength
 MAX_BUDGET = 2**31 - 1  # far beyond any model's output; bounds the max_tokens we derive from it
 MAX_N = 8
 
@@ -53,17 +55,37 @@ def convert_request(
     if system:
         out.body["system"] = system
     out.body["messages"] = messages
+    _trim_prefill(messages, out)
     _max_tokens(req, profile, out)
     _sampling(req, out)
     _stop(req, out)
     _tools(req, profile, out)
     _response_format(req, profile, out)
     _thinking(req, out, profile)
+    _one_sampler(out)
     _stream(req, out)
     _n(req, out)
-    if isinstance(req.get("user"), str) and req["user"]:
-        out.body["metadata"] = {"user_id": req["user"]}
+    _user(req, out)
     return out
+
+
+def _trim_prefill(messages: list[dict[str, Any]], out: ConvertedRequest) -> None:
+    """A final assistant turn is a prefill the answer continues; Claude refuses one ending in whitespace."""
+    last = messages[-1]
+    block = last["content"][-1]
+    if last["role"] == "assistant" and block.get("type") == "text" and block["text"] != block["text"].rstrip():
+        block["text"] = block["text"].rstrip()  # never empty: whitespace-only text was dropped already
+        out.adjustments.append("trailing whitespace trimmed from the final assistant message (a prefill)")
+
+
+def _user(req: dict[str, Any], out: ConvertedRequest) -> None:
+    user = req.get("user")
+    if not isinstance(user, str) or not user:
+        return
+    if len(user) > MAX_USER_ID:
+        user = hashlib.sha256(user.encode()).hexdigest()
+        out.adjustments.append(f"user longer than {MAX_USER_ID} characters sent as its SHA-256 hex digest")
+    out.body["metadata"] = {"user_id": user}
 
 
 def _number(req: dict[str, Any], name: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
@@ -93,11 +115,23 @@ def _sampling(req: dict[str, Any], out: ConvertedRequest) -> None:
         value = _number(req, name, kind)
         if value is not None:
             out.body[name] = value
-    if out.body.get("top_p") == 1 and "temperature" in out.body:
-        # top_p 1 is a no-op many OpenAI clients send by default; newer Claude models refuse top_p beside
-        # temperature, so the no-op goes.
+
+
+def _one_sampler(out: ConvertedRequest) -> None:
+    """Newer Claude models (Sonnet 4.5 and later) answer 400 to temperature and top_p together. A no-op
+    goes first (top_p 1, a default many OpenAI clients send; temperature 1, Claude's default); else
+    temperature stays, the one OpenAI clients set on purpose far more often."""
+    if "top_p" not in out.body or "temperature" not in out.body:
+        return
+    if out.body["top_p"] == 1:
         del out.body["top_p"]
         out.adjustments.append("top_p 1 dropped: a no-op, and refused beside temperature by newer Claude models")
+    elif out.body["temperature"] == 1:
+        del out.body["temperature"]
+        out.adjustments.append("temperature 1 dropped: Claude's default, and refused beside top_p by newer models")
+    else:
+        top_p = out.body.pop("top_p")
+        out.adjustments.append(f"top_p {top_p} dropped: newer Claude models refuse it beside temperature")
 
 
 def _stop(req: dict[str, Any], out: ConvertedRequest) -> None:
@@ -161,8 +195,10 @@ def _function(fn: Any, where: str) -> dict[str, Any]:
     schema = fn.get("parameters")
     if schema is None or schema == {}:  # no parameters; Claude's input_schema must still say type object
         schema = {"type": "object", "properties": {}}
-    if not isinstance(schema, dict):
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
         raise InvalidRequest(f"{where}.parameters must be a JSON Schema object", param=f"{where}.parameters")
+    if "type" not in schema:  # implied by OpenAI, required by Claude's input_schema
+        schema = {"type": "object", **schema}
     out: dict[str, Any] = {"name": fn["name"]}
     if fn.get("description"):
         out["description"] = fn["description"]
@@ -215,18 +251,37 @@ def _response_format(req: dict[str, Any], profile: ModelProfile, out: ConvertedR
             )
         if profile.structured_output:
             out.body["output_config"] = {"format": {"type": "json_schema", "schema": spec["schema"]}}
+            if spec.get("description"):
+                out.ignored.append("response_format.json_schema.description")
             return
-        _force_json_tool(
-            out, str(spec.get("name") or JSON_TOOL_DEFAULT), spec["schema"], spec.get("description")
-        )
+        _force_json_tool(out, str(spec.get("name") or JSON_TOOL_DEFAULT), _tool_schema(spec["schema"]),
+                         spec.get("description"))
     elif kind == "json_object":
         _force_json_tool(out, JSON_TOOL_DEFAULT, {"type": "object"}, None)
     else:
         raise InvalidRequest(f"response_format type {kind!r} is not supported", param="response_format.type")
 
 
+def _tool_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool's input is an object: a schema whose root is anything else needs native structured output."""
+    if schema.get("type", "object") != "object":
+        raise InvalidRequest(
+            "response_format.json_schema.schema: a root that is not an object needs a model with native "
+            "structured output (models.profiles structured_output = true)",
+            param="response_format.json_schema.schema",
+        )
+    return schema if "type" in schema else {"type": "object", **schema}
+
+
 def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], description: Any) -> None:
-    """No native structured output: a tool the model must call, whose input becomes the answer."""
+    """No native structured output: a tool the model must call, once, whose input becomes the answer. Its
+    name is the schema's unless one of the client's own tools has it."""
+    taken = {tool.get("name") for tool in out.body.get("tools", [])}
+    if name in taken:
+        name = JSON_TOOL_DEFAULT
+        suffix = 2
+        while name in taken:
+            name, suffix = f"{JSON_TOOL_DEFAULT}_{suffix}", suffix + 1
     tool = {
         "name": name,
         "description": str(description or "Respond with JSON matching this schema."),
@@ -235,7 +290,7 @@ def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], d
     out.body["tools"] = [*out.body.get("tools", []), tool]
     if "tool_choice" in out.body:
         out.adjustments.append("tool_choice replaced: response_format forces the JSON tool")
-    out.body["tool_choice"] = {"type": "tool", "name": name}
+    out.body["tool_choice"] = {"type": "tool", "name": name, "disable_parallel_tool_use": True}
     out.json_tool = name
 
 
@@ -246,20 +301,42 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
                 out.adjustments.append(f"{name} dropped: the model has no extended thinking")
         return
     thinking = req.get("thinking")
-    if thinking is None:
-        thinking = _effort_thinking(req, out)
-        if thinking is None:
-            return
-    elif not isinstance(thinking, dict):
+    if thinking is not None and not isinstance(thinking, dict):
         raise InvalidRequest("'thinking' must be an object", param="thinking")
+    effort = _effort_budget(req) if thinking is None else None
+    if thinking is None and effort is None:
+        return
+    on = thinking is None or thinking.get("type") in ("enabled", "adaptive")
+    if on and _tool_turn_without_thinking(out.body["messages"]):
+        out.adjustments.append(
+            "thinking off for this request: the last assistant tool calls came back without their "
+            "thinking_blocks, which Claude requires with thinking on"
+        )
+        return
+    if thinking is None:
+        assert effort is not None
+        budget = _fit_budget(req, out, effort)
+        if budget is None:
+            return
+        thinking = {"type": "enabled", "budget_tokens": budget}
     elif (budget := _budget(thinking)) is not None and not _explicit_max_tokens(req):
         out.body["max_tokens"] += budget  # our default max_tokens must leave room above the budget
     out.body["thinking"] = thinking
-    if thinking.get("type") in ("enabled", "adaptive"):
+    if on:
         _thinking_constraints(out)
 
 
-def _effort_thinking(req: dict[str, Any], out: ConvertedRequest) -> dict[str, Any] | None:
+def _tool_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
+    """With thinking on, Claude wants the last assistant turn that called tools to start with its signed
+    thinking. Clients that do not keep ``thinking_blocks`` (most OpenAI SDK users, LangChain, the Vercel AI
+    SDK) send the calls alone; thinking then has to stay off for that request, or Claude answers 400."""
+    last = next((m for m in reversed(messages) if m["role"] == "assistant"), None)
+    if last is None or not any(b.get("type") == "tool_use" for b in last["content"]):
+        return False
+    return last["content"][0].get("type") not in ("thinking", "redacted_thinking")
+
+
+def _effort_budget(req: dict[str, Any]) -> int | None:
     effort = req.get("reasoning_effort")
     if effort is None:
         return None
@@ -268,10 +345,7 @@ def _effort_thinking(req: dict[str, Any], out: ConvertedRequest) -> dict[str, An
             f"reasoning_effort {effort!r} is not one of {sorted(REASONING_BUDGET)}",
             param="reasoning_effort",
         )
-    budget = REASONING_BUDGET[effort]
-    if budget is not None:
-        budget = _fit_budget(req, out, budget)
-    return None if budget is None else {"type": "enabled", "budget_tokens": budget}
+    return REASONING_BUDGET[effort]
 
 
 def _explicit_max_tokens(req: dict[str, Any]) -> bool:
