@@ -91,6 +91,10 @@ class ProfileSettings(_Frozen):
     max_tokens: int | None = Field(None, ge=1)
     structured_output: bool | None = None
     thinking: bool | None = None  # false: reasoning_effort and thinking are dropped (and reported), not sent
+    # budget: reasoning_effort -> thinking.type enabled + budget_tokens; adaptive: thinking.type adaptive +
+    # output_config.effort (the 4.6 models and later, where budgets are deprecated or refused)
+    thinking_mode: Literal["budget", "adaptive"] | None = None
+    max_output_tokens: int | None = Field(None, ge=1)  # the model's output limit: max_tokens is capped to it
 
 
 class ModelSettings(_Frozen):
@@ -101,16 +105,38 @@ class ModelSettings(_Frozen):
     profiles: dict[str, ProfileSettings] = {}
 
 
-# Models with Claude's native structured output (output_config.format), and their default max_tokens.
+ThinkingMode = Literal["budget", "adaptive"]
+
+
+def _profile(max_tokens: int, structured: bool, thinking: bool, mode: ThinkingMode, output: int) -> ProfileSettings:
+    return ProfileSettings(max_tokens=max_tokens, structured_output=structured, thinking=thinking,
+                           thinking_mode=mode, max_output_tokens=output)
+
+
+# What the model families are known to take: default max_tokens, native structured output
+# (output_config.format), extended thinking and how it is asked for, and the output limit. Every entry
+# sets every field, so a broad pattern further down never fills in a gap for a family named above it.
 BUILTIN_PROFILES: dict[str, ProfileSettings] = {
-    "claude-3-7-sonnet*": ProfileSettings(max_tokens=8192, structured_output=False, thinking=True),
-    "claude-3-*": ProfileSettings(max_tokens=4096, structured_output=False, thinking=False),
-    "claude-sonnet-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
-    "claude-haiku-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
-    "claude-opus-4-1*": ProfileSettings(max_tokens=8192, structured_output=True),
-    "claude-opus-4-5*": ProfileSettings(max_tokens=8192, structured_output=True),
-    "claude-*-4-6*": ProfileSettings(max_tokens=8192, structured_output=True),
-    "claude-*": ProfileSettings(max_tokens=8192, structured_output=False, thinking=True),
+    "claude-3-7-sonnet*": _profile(8192, False, True, "budget", 64000),
+    "claude-3-5-*": _profile(4096, False, False, "budget", 8192),
+    "claude-3-*": _profile(4096, False, False, "budget", 4096),
+    "claude-sonnet-4-0*": _profile(8192, False, True, "budget", 64000),
+    "claude-sonnet-4-2*": _profile(8192, False, True, "budget", 64000),  # claude-sonnet-4-20250514
+    "claude-opus-4-0*": _profile(8192, False, True, "budget", 32000),
+    "claude-opus-4-2*": _profile(8192, False, True, "budget", 32000),  # claude-opus-4-20250514
+    "claude-opus-4-1*": _profile(8192, True, True, "budget", 32000),
+    "claude-sonnet-4-5*": _profile(8192, True, True, "budget", 64000),
+    "claude-haiku-4-5*": _profile(8192, True, True, "budget", 64000),
+    "claude-opus-4-5*": _profile(8192, True, True, "budget", 64000),
+    "claude-*-4-6*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-opus-4-7*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-opus-4-8*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-opus-5*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-sonnet-5*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-haiku-5*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-fable-5*": _profile(8192, True, True, "adaptive", 128000),
+    # Anything else named claude-*: a newer family (adaptive thinking); the forced-tool JSON path is safe.
+    "claude-*": ProfileSettings(max_tokens=8192, structured_output=False, thinking=True, thinking_mode="adaptive"),
 }
 
 

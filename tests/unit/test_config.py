@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from translator.config import load_settings
+from translator.config import Settings, load_settings
 from translator.convert import ModelProfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,17 +50,37 @@ def test_model_aliases_and_profiles(tmp_path: Path) -> None:
         '[models.profiles."claude-sonnet-4-5*"]\nmax_tokens = 2000\n'
     )
     settings = load_settings(str(cfg), env={})
-    assert settings.resolve_model("gpt-4o") == ("claude-sonnet-4-5", ModelProfile(2000, True))
+    assert settings.resolve_model("gpt-4o") == ("claude-sonnet-4-5", ModelProfile(2000, True, max_output_tokens=64000))
     assert settings.resolve_model("claude-3-haiku-20240307") == (
         "claude-3-haiku-20240307",
-        ModelProfile(4096, False, thinking=False),
+        ModelProfile(4096, False, thinking=False, max_output_tokens=4096),
+    )
+    assert settings.resolve_model("claude-3-5-haiku-latest")[1] == ModelProfile(
+        4096, False, thinking=False, max_output_tokens=8192
     )
     assert settings.resolve_model("claude-3-7-sonnet-latest") == (
         "claude-3-7-sonnet-latest",
-        ModelProfile(8192, False, thinking=True),
+        ModelProfile(8192, False, thinking=True, max_output_tokens=64000),
     )
-    assert settings.resolve_model("claude-opus-4-1") == ("claude-opus-4-1", ModelProfile(8192, True))
+    assert settings.resolve_model("claude-opus-4-1")[1] == ModelProfile(8192, True, max_output_tokens=32000)
     assert settings.resolve_model("llama") == ("llama", ModelProfile(1000, False))
+
+
+@pytest.mark.parametrize(("model", "mode", "structured", "output"), [
+    ("claude-sonnet-4-20250514", "budget", False, 64000),
+    ("claude-opus-4-0", "budget", False, 32000),
+    ("claude-sonnet-4-5-20250929", "budget", True, 64000),  # not caught by a broader pattern below it
+    ("claude-opus-4-5", "budget", True, 64000),
+    ("claude-sonnet-4-6", "adaptive", True, 128000),
+    ("claude-opus-4-7", "adaptive", True, 128000),
+    ("claude-opus-5", "adaptive", True, 128000),
+    ("claude-sonnet-5-5", "adaptive", True, 128000),
+    ("claude-nova-9", "adaptive", False, None),  # an unknown newer family
+])
+def test_built_in_profiles_by_family(model: str, mode: str, structured: bool, output: int | None) -> None:
+    profile = Settings().resolve_model(model)[1]
+    assert (profile.thinking, profile.thinking_mode, profile.structured_output, profile.max_output_tokens) == (
+        True, mode, structured, output)
 
 
 def test_a_profile_can_turn_thinking_off(tmp_path: Path) -> None:

@@ -569,6 +569,49 @@ CASES += [
     ),
 ]
 
+ADAPTIVE = ModelProfile(max_tokens=8192, structured_output=True, thinking_mode="adaptive", max_output_tokens=128000)
+OPUS41 = ModelProfile(max_tokens=8192, structured_output=True, max_output_tokens=32000)
+CASES += [
+    (
+        "reasoning_effort on an adaptive-thinking model: thinking adaptive, output_config.effort",
+        {"reasoning_effort": "medium"},
+        ADAPTIVE,
+        done(claude(max_tokens=8192 + 8192, thinking={"type": "adaptive"}, output_config={"effort": "medium"})),
+    ),
+    (
+        "xhigh is Claude's max effort; minimal its low",
+        {"reasoning_effort": "xhigh", "max_completion_tokens": 50000},
+        ADAPTIVE,
+        done(claude(max_tokens=50000, thinking={"type": "adaptive"}, output_config={"effort": "max"})),
+    ),
+    (
+        "effort beside native structured output: one output_config holds both",
+        {"reasoning_effort": "minimal",
+         "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": SCHEMA}}},
+        ADAPTIVE,
+        done(claude(max_tokens=8192 + 1024, thinking={"type": "adaptive"},
+                    output_config={"format": {"type": "json_schema", "schema": SCHEMA}, "effort": "low"})),
+    ),
+    (
+        "reasoning_effort none: no thinking on an adaptive model either",
+        {"reasoning_effort": "none"},
+        ADAPTIVE,
+        done(claude()),
+    ),
+    (
+        "a budget and our default max_tokens stay within the model's output limit",
+        {"reasoning_effort": "xhigh"},
+        OPUS41,
+        done(claude(max_tokens=32000, thinking={"type": "enabled", "budget_tokens": 31999})),
+    ),
+    (
+        "a max_tokens above the model's output limit is lowered to it, reported",
+        {"max_tokens": 50000},
+        OPUS41,
+        done(claude(max_tokens=32000), adjustments=["max_tokens 50000 lowered to 32000, the model's output limit"]),
+    ),
+]
+
 
 @pytest.mark.parametrize(("req", "profile", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_convert_request(req: JSONObject, profile: ModelProfile, expected: ConvertedRequest) -> None:

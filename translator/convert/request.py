@@ -17,6 +17,7 @@ from translator.convert.tables import (
     MIN_THINKING_BUDGET,
     MIN_THINKING_TOP_P,
     REASONING_BUDGET,
+    REASONING_EFFORT,
     TOOL_CHOICE,
 )
 from translator.errors import InvalidRequest
@@ -34,6 +35,10 @@ class ModelProfile:
     max_tokens: int = 4096
     structured_output: bool = False  # Claude's native output_config.format json_schema
     thinking: bool = True  # extended thinking (claude-3-7-sonnet and later)
+    # How reasoning_effort is asked for: "budget" (thinking.type enabled with budget_tokens, up to the 4.5
+    # models) or "adaptive" (thinking.type adaptive with output_config.effort, 4.6 and later).
+    thinking_mode: str = "budget"
+    max_output_tokens: int | None = None  # the model's output limit: max_tokens never goes above it
 
 
 @dataclass(slots=True)
@@ -101,7 +106,16 @@ def _max_tokens(req: dict[str, Any], profile: ModelProfile, out: ConvertedReques
     value = _number(req, name, int)
     if value is not None and value < 1:
         raise InvalidRequest(f"'{name}' must be at least 1", param=name)
-    out.body["max_tokens"] = value if value is not None else profile.max_tokens
+    cap = profile.max_output_tokens
+    if value is not None and cap is not None and value > cap:
+        out.adjustments.append(f"{name} {value} lowered to {cap}, the model's output limit")
+        value = cap
+    out.body["max_tokens"] = value if value is not None else min(profile.max_tokens, cap or MAX_BUDGET)
+
+
+def _grow_max_tokens(out: ConvertedRequest, profile: ModelProfile, by: int) -> None:
+    """Room for thinking above our default max_tokens, within the model's output limit."""
+    out.body["max_tokens"] = min(out.body["max_tokens"] + by, profile.max_output_tokens or MAX_BUDGET)
 
 
 def _sampling(req: dict[str, Any], out: ConvertedRequest) -> None:
@@ -303,8 +317,8 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
     thinking = req.get("thinking")
     if thinking is not None and not isinstance(thinking, dict):
         raise InvalidRequest("'thinking' must be an object", param="thinking")
-    effort = _effort_budget(req) if thinking is None else None
-    if thinking is None and effort is None:
+    effort = _effort(req) if thinking is None else None
+    if thinking is None and effort in (None, "none"):
         return
     on = thinking is None or thinking.get("type") in ("enabled", "adaptive")
     if on and _tool_turn_without_thinking(out.body["messages"]):
@@ -315,15 +329,30 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
         return
     if thinking is None:
         assert effort is not None
-        budget = _fit_budget(req, out, effort)
-        if budget is None:
+        thinking = _effort_thinking(req, out, profile, effort)
+        if thinking is None:
             return
-        thinking = {"type": "enabled", "budget_tokens": budget}
     elif (budget := _budget(thinking)) is not None and not _explicit_max_tokens(req):
-        out.body["max_tokens"] += budget  # our default max_tokens must leave room above the budget
+        _grow_max_tokens(out, profile, budget)  # our default max_tokens must leave room above the budget
     out.body["thinking"] = thinking
     if on:
         _thinking_constraints(out)
+
+
+def _effort_thinking(
+    req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile, effort: str
+) -> dict[str, Any] | None:
+    """reasoning_effort as the model asks for it: a token budget, or adaptive thinking at an effort level
+    (with the same room above our default max_tokens, since thinking counts against it)."""
+    budget = REASONING_BUDGET[effort]
+    assert budget is not None
+    if profile.thinking_mode == "adaptive":
+        if not _explicit_max_tokens(req):
+            _grow_max_tokens(out, profile, budget)
+        out.body["output_config"] = {**out.body.get("output_config", {}), "effort": REASONING_EFFORT[effort]}
+        return {"type": "adaptive"}
+    fitted = _fit_budget(req, out, profile, budget)
+    return None if fitted is None else {"type": "enabled", "budget_tokens": fitted}
 
 
 def _tool_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
@@ -336,7 +365,7 @@ def _tool_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
     return last["content"][0].get("type") not in ("thinking", "redacted_thinking")
 
 
-def _effort_budget(req: dict[str, Any]) -> int | None:
+def _effort(req: dict[str, Any]) -> str | None:
     effort = req.get("reasoning_effort")
     if effort is None:
         return None
@@ -345,7 +374,7 @@ def _effort_budget(req: dict[str, Any]) -> int | None:
             f"reasoning_effort {effort!r} is not one of {sorted(REASONING_BUDGET)}",
             param="reasoning_effort",
         )
-    return REASONING_BUDGET[effort]
+    return effort
 
 
 def _explicit_max_tokens(req: dict[str, Any]) -> bool:
@@ -362,11 +391,10 @@ def _budget(thinking: dict[str, Any]) -> int | None:
     return budget
 
 
-def _fit_budget(req: dict[str, Any], out: ConvertedRequest, budget: int) -> int | None:
+def _fit_budget(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile, budget: int) -> int | None:
     """OpenAI's max_completion_tokens counts reasoning; Claude's budget must stay under max_tokens."""
     if not _explicit_max_tokens(req):
-        out.body["max_tokens"] += budget
-        return budget
+        _grow_max_tokens(out, profile, budget)
     room: int = out.body["max_tokens"] - 1
     if room < MIN_THINKING_BUDGET:
         out.adjustments.append(f"reasoning_effort ignored: max_tokens {room + 1} leaves no room for thinking")

@@ -34,6 +34,14 @@ REASONING_BUDGET: Final[dict[str, int | None]] = {
     "high": 16384,
     "xhigh": 32768,
 }
+# OpenAI reasoning_effort -> Claude output_config.effort, for models with adaptive thinking (4.6 and later).
+REASONING_EFFORT: Final[dict[str, str]] = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "max",
+}
 MIN_THINKING_BUDGET: Final = 1024
 # With thinking on, Claude accepts top_p only from 0.95 to 1 (extended thinking, "Feature compatibility").
 MIN_THINKING_TOP_P: Final = 0.95
