@@ -20,6 +20,7 @@ from tests.conftest import FIXTURES
 from tests.fakes import FakeUpstream
 
 HERE = FIXTURES / "clients"
+CLAUDE = FIXTURES / "claude"  # the recordings with cache writes (see tests/fixtures/SOURCES.md)
 MakeProxy = Callable[..., Awaitable[TestClient]]
 Client = openai.OpenAI | openai.AsyncOpenAI
 ONE_ATTEMPT = {"routing": {"max_attempts": 1}}  # error tests: the proxy must not retry the fake's answer
@@ -92,12 +93,67 @@ async def test_create(make_proxy: MakeProxy, fake_upstream: FakeUpstream, connec
     usage = completion.usage
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (12, 29, 41)
     assert usage.prompt_tokens_details.cached_tokens == 0
+    assert usage.prompt_tokens_details.cache_write_tokens == 0
     assert fake_upstream.last.json == {
         "model": "claude-sonnet-4-5", "max_tokens": 8192, "temperature": 0.5,
         "system": [{"type": "text", "text": "Be friendly."}],
         "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello, how are you?"}]}],
     }
     assert fake_upstream.last.headers["Authorization"] == "Bearer sk-test"
+
+
+# --- prompt caching in usage: cached_tokens = cache read, cache_write_tokens = cache creation ---
+
+
+@pytest.mark.parametrize(("name", "prompt", "completion", "read", "written"), [
+    ("claude_response_cache_read_and_write__pydantic-ai.json", 3 + 1111 + 418, 33, 1111, 418),
+    ("claude_response_cache_write_1h_ttl__dd-trace-py.json", 17 + 2056, 100, 0, 2056),
+])
+async def test_create_reports_cache_reads_and_writes(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream, connect: Any, name: str, prompt: int, completion: int,
+    read: int, written: int,
+) -> None:
+    client = connect(await make_proxy())
+    fake_upstream.raw(200, (CLAUDE / "responses" / name).read_bytes(), "application/json")
+    reply = await run(client, client.chat.completions.create, model="claude-sonnet-4-5",
+                      messages=[{"role": "user", "content": "Hello"}])
+    usage = reply.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (prompt, completion,
+                                                                                  prompt + completion)
+    assert usage.prompt_tokens_details.model_dump(exclude_unset=True) == {"cached_tokens": read,
+                                                                          "cache_write_tokens": written}
+    assert usage.prompt_tokens_details.cache_write_tokens == written
+    assert usage.model_extra == {"cache_read_input_tokens": read, "cache_creation_input_tokens": written}
+
+
+async def test_stream_reports_cache_writes_with_null_usage_before(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream, connect: Any
+) -> None:
+    """include_usage: every chunk but the last has ``usage`` set to null; the last, ``choices: []``, has the
+    usage with the cache write (message_start: input 18, cache_creation 1031; message_delta: output 100)."""
+    client = connect(await make_proxy())
+    fake_upstream.sse((CLAUDE / "streams" / "claude_stream_cache_write__dd-trace-py.sse").read_bytes())
+    chunks = await collect(client, model="claude-sonnet-4-0", messages=[{"role": "user", "content": "Hello"}],
+                           stream_options={"include_usage": True})
+    *body, last = chunks
+    assert all(c.choices and "usage" in c.model_fields_set and c.usage is None for c in body)
+    assert last.choices == []
+    assert last.usage.model_dump(exclude_unset=True) == {
+        "prompt_tokens": 1049, "completion_tokens": 100, "total_tokens": 1149,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 1031},
+        "cache_read_input_tokens": 0, "cache_creation_input_tokens": 1031,
+    }
+    assert last.usage.prompt_tokens_details.cache_write_tokens == 1031
+
+
+async def test_stream_without_include_usage_has_no_usage_field(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream, connect: Any
+) -> None:
+    client = connect(await make_proxy())
+    fake_upstream.sse((CLAUDE / "streams" / "claude_stream_cache_write__dd-trace-py.sse").read_bytes())
+    chunks = await collect(client, model="claude-sonnet-4-0", messages=[{"role": "user", "content": "Hello"}])
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert not any("usage" in c.model_fields_set for c in chunks)
 
 
 TOOLS = [
@@ -170,6 +226,8 @@ async def test_stream_helper_final_completion(make_proxy: MakeProxy, fake_upstre
     assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls] == WEATHER_CALLS
     assert final.choices[0].finish_reason == "tool_calls"
     assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (506, 153)
+    assert final.usage.prompt_tokens_details.model_dump(exclude_unset=True) == {"cached_tokens": 0,
+                                                                                "cache_write_tokens": 0}
 
 
 # --- a full tool round trip (recorded: pydantic-ai's four parallel calls) ---
@@ -284,7 +342,7 @@ async def test_parse_with_forced_tool(make_proxy: MakeProxy, fake_upstream: Fake
     sent = fake_upstream.last.json
     assert sent["tools"] == [{"name": "Order", "description": "Respond with JSON matching this schema.",
                               "input_schema": ORDER_SCHEMA}]
-    assert sent["tool_choice"] == {"type": "tool", "name": "Order"}
+    assert sent["tool_choice"] == {"type": "tool", "name": "Order", "disable_parallel_tool_use": True}
     assert "output_config" not in sent
 
 

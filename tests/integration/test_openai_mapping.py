@@ -504,7 +504,7 @@ def text_stream(msg_id: str, parts: list[str], input_tokens: int, output_tokens:
 
 def usage(prompt: int, completion: int) -> JSONObject:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0}, "cache_read_input_tokens": 0,
+            "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "cache_read_input_tokens": 0,
             "cache_creation_input_tokens": 0}
 
 

@@ -46,7 +46,7 @@ def usage(prompt: int, completion: int, cached: int = 0, written: int = 0) -> di
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
     }
@@ -237,6 +237,44 @@ def test_exact_cache_read_and_write() -> None:
         "stop",
         usage(1532, 33, cached=1111, written=418),
     )
+
+
+def test_usage_of_a_cache_read_and_write() -> None:
+    """Written out: cached_tokens = the cache read, cache_write_tokens = the cache creation (both counted in
+    prompt_tokens), the two Claude counts alongside."""
+    assert convert("claude_response_cache_read_and_write__pydantic-ai.json")["usage"] == {
+        "prompt_tokens": 1532,
+        "completion_tokens": 33,
+        "total_tokens": 1565,
+        "prompt_tokens_details": {"cached_tokens": 1111, "cache_write_tokens": 418},
+        "cache_read_input_tokens": 1111,
+        "cache_creation_input_tokens": 418,
+    }
+
+
+def test_usage_of_a_1h_cache_write() -> None:
+    """A 1-hour-TTL cache write (usage.cache_creation.ephemeral_1h_input_tokens) is in
+    cache_creation_input_tokens too: 17 input + 2056 written."""
+    assert convert("claude_response_cache_write_1h_ttl__dd-trace-py.json")["usage"] == {
+        "prompt_tokens": 2073,
+        "completion_tokens": 100,
+        "total_tokens": 2173,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 2056},
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 2056,
+    }
+
+
+def test_usage_without_cache_fields_has_zero_cache_details() -> None:
+    """The old usage shape (no cache fields): both details are 0, not missing."""
+    assert convert("claude_response_max_tokens__dd-trace-py.json")["usage"] == {
+        "prompt_tokens": 22,
+        "completion_tokens": 15,
+        "total_tokens": 37,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
 
 
 def test_exact_max_tokens() -> None:
@@ -535,9 +573,23 @@ def test_convert_responses_n3() -> None:
         # (3 + 1111 + 418) + 423 + 22 prompt; 33 + 202 + 15 completion
         "usage": usage(1977, 250, cached=1111, written=418),
     }
+    assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 1111, "cache_write_tokens": 418}
     assert [c["finish_reason"] for c in out["choices"]] == ["stop", "tool_calls", "length"]
     assert [c["index"] for c in out["choices"]] == [0, 1, 2]
     assert [len(c["message"].get("tool_calls", [])) for c in out["choices"]] == [0, 4, 0]
+
+
+def test_convert_responses_sums_cache_writes() -> None:
+    msgs = [load("claude_response_cache_read_and_write__pydantic-ai.json"),
+            load("claude_response_cache_write_1h_ttl__dd-trace-py.json")]
+    assert convert_responses(msgs, created=CREATED, model=MODEL)["usage"] == {
+        "prompt_tokens": 1532 + 2073,
+        "completion_tokens": 33 + 100,
+        "total_tokens": 1565 + 2173,
+        "prompt_tokens_details": {"cached_tokens": 1111, "cache_write_tokens": 418 + 2056},
+        "cache_read_input_tokens": 1111,
+        "cache_creation_input_tokens": 418 + 2056,
+    }
 
 
 def test_convert_responses_n1_is_convert_response() -> None:

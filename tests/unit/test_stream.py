@@ -75,8 +75,17 @@ def convert(name: str, **kw: Any) -> list[Chunk]:
     return run(claude_events(STREAMS / name), include_usage=True, **kw)
 
 
-def header(chunk_id: str, model: str) -> dict[str, Any]:
-    return {"id": chunk_id, "object": "chat.completion.chunk", "created": CREATED, "model": model}
+def header(chunk_id: str, model: str, *, include_usage: bool = True) -> dict[str, Any]:
+    """The fields every chunk of a stream repeats: with ``include_usage``, ``"usage": null`` too (the usage
+    chunk itself overrides it)."""
+    head: dict[str, Any] = {"id": chunk_id, "object": "chat.completion.chunk", "created": CREATED, "model": model}
+    if include_usage:
+        head["usage"] = None
+    return head
+
+
+def without_usage(chunks: list[Chunk]) -> list[Chunk]:
+    return [{k: v for k, v in c.items() if k != "usage"} for c in chunks]
 
 
 def chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> Chunk:
@@ -90,7 +99,7 @@ def usage(
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
     }
@@ -641,10 +650,85 @@ def test_usage_with_cache_read() -> None:
         "prompt_tokens": 1042,
         "completion_tokens": 100,
         "total_tokens": 1142,
-        "prompt_tokens_details": {"cached_tokens": 1031},
+        "prompt_tokens_details": {"cached_tokens": 1031, "cache_write_tokens": 0},
         "cache_read_input_tokens": 1031,
         "cache_creation_input_tokens": 0,
     }
+
+
+def test_usage_with_cache_write() -> None:
+    chunks = convert("claude_stream_cache_write__dd-trace-py.sse")
+    assert chunks[-1]["choices"] == []
+    # message_start: input 18, cache_read 0, cache_creation 1031; message_delta: output 100
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 1049,
+        "completion_tokens": 100,
+        "total_tokens": 1149,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 1031},
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 1031,
+    }
+
+
+# --- stream_options.include_usage: "usage": null on every other chunk ---
+
+TEXT_EVENTS = claude_events(STREAMS / "claude_stream_text__vercel-ai.chunks.jsonl")
+
+
+def test_include_usage_puts_null_usage_on_every_other_chunk() -> None:
+    """OpenAI: "All other chunks will also include a usage field, but with a null value"; the usage chunk is
+    last, with ``choices: []``."""
+    chunks = run(TEXT_EVENTS, include_usage=True)
+    head = {"id": "chatcmpl-msg_01QC4g3HwBThD4BaNtBckFDJ", "object": "chat.completion.chunk", "created": CREATED,
+            "model": "claude-sonnet-4-5-20250929"}
+    assert chunks[0] == {
+        **head,
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                     "finish_reason": None}],
+        "usage": None,
+    }
+    assert chunks[-2] == {
+        **head,
+        "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+        "usage": None,
+    }
+    assert [c["usage"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert all(c["choices"] for c in chunks[:-1])
+    assert chunks[-1] == {**head, "choices": [], "usage": usage(12, 30)}
+
+
+def test_without_include_usage_no_chunk_has_a_usage_key() -> None:
+    chunks = run(TEXT_EVENTS)
+    assert not any("usage" in c for c in chunks)
+    assert chunks == without_usage(run(TEXT_EVENTS, include_usage=True)[:-1])
+
+
+def test_error_chunks_carry_no_usage() -> None:
+    conv = StreamConverter(created=CREATED, model=MODEL, include_usage=True)
+    sent = [c for e in TEXT_EVENTS[:4] for c in conv.feed(e)]
+    assert [c["usage"] for c in sent] == [None, None]
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert conv.feed(error) == [
+        {"error": {"message": "Overloaded", "type": "server_error", "param": None, "code": "overloaded"}}
+    ]
+    cut = StreamConverter(created=CREATED, model=MODEL, include_usage=True)
+    for event in TEXT_EVENTS[:4]:
+        cut.feed(event)
+    assert cut.finish() == [CUT_SHORT]
+
+
+def test_usage_chunk_false_keeps_the_nulls_and_leaves_the_usage_chunk_to_the_caller() -> None:
+    """n > 1: each choice's stream carries ``"usage": null``; the route writes one summed usage chunk."""
+    conv = StreamConverter(created=CREATED, model=MODEL, index=1, stream_id="chatcmpl-shared", include_usage=True,
+                           usage_chunk=False)
+    chunks = [c for e in TEXT_EVENTS for c in conv.feed(e)]
+    assert conv.done
+    assert chunks == [
+        {**c, "id": "chatcmpl-shared", "choices": [{**c["choices"][0], "index": 1}]}
+        for c in run(TEXT_EVENTS, include_usage=True)[:-1]
+    ]
+    assert all(c["usage"] is None and c["choices"] for c in chunks)
+    assert conv.usage == usage(12, 30)
 
 
 def test_id_and_choice_index_can_be_given() -> None:
@@ -657,7 +741,8 @@ def test_id_and_choice_index_can_be_given() -> None:
 
 def test_model_falls_back_to_the_requested_one() -> None:
     chunks = run([{"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 3}}}])
-    assert chunks[0] == chunk(header("chatcmpl-msg_1", MODEL), {"role": "assistant", "content": ""})
+    head = header("chatcmpl-msg_1", MODEL, include_usage=False)
+    assert chunks[0] == chunk(head, {"role": "assistant", "content": ""})
 
 
 # --- invariants over every recording ---
@@ -683,7 +768,7 @@ def test_invariants(path: Path) -> None:
     head = header("chatcmpl-" + start["id"], start["model"])
 
     for c in choice_chunks:
-        assert c.keys() == {"id", "object", "created", "model", "choices"}
+        assert c.keys() == {"id", "object", "created", "model", "choices", "usage"}
         assert {k: c[k] for k in head} == head
         [choice] = c["choices"]
         assert choice.keys() == {"index", "delta", "logprobs", "finish_reason"}
@@ -707,7 +792,7 @@ def test_invariants(path: Path) -> None:
         thinking = (claude_usage.get("output_tokens_details") or {}).get("thinking_tokens")
         expected_usage = usage(prompt, claude_usage["output_tokens"], read, written, thinking)
         assert last == {**head, "choices": [], "usage": expected_usage}
-        assert run(events) == choice_chunks  # without include_usage: no usage chunk
+        assert run(events) == without_usage(choice_chunks)  # without include_usage: no usage chunk, no nulls
     else:
         assert last == CUT_SHORT
 
@@ -811,7 +896,7 @@ def test_finish_without_message_stop_is_an_error(path: Path) -> None:
     assert events[-1] == {"type": "message_stop"}
     conv = StreamConverter(created=CREATED, model=MODEL, include_usage=True)
     chunks = [c for e in events[:-1] for c in conv.feed(e)]
-    assert chunks == run(events)  # everything up to the usage chunk was already sent
+    assert chunks == run(events, include_usage=True)[:-1]  # everything up to the usage chunk was already sent
     assert not conv.done
     assert conv.finish() == [CUT_SHORT]
     assert conv.done
@@ -1022,3 +1107,9 @@ def test_stream_and_non_stream_conversions_agree(path: Path, json_tool: str | No
     assert _parsed(got["tool_calls"]) == _parsed(want.get("tool_calls"))
     assert folded["finish_reason"] == [choice["finish_reason"]]
     assert (folded["usage"] or conv.usage) == expected["usage"]
+
+
+def test_usage_chunk_alone_adds_nothing_without_include_usage() -> None:
+    assert run(TEXT_EVENTS, usage_chunk=True) == run(TEXT_EVENTS)
+    assert run(TEXT_EVENTS, usage_chunk=False) == run(TEXT_EVENTS)
+    assert not any("usage" in c for c in run(TEXT_EVENTS, usage_chunk=True))

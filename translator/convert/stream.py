@@ -7,7 +7,9 @@ the route can write each as soon as its event arrives; ``finish()`` closes the s
 - a tool call's first chunk carries our own tool counter as ``index`` (never Claude's block index, which
   also counts text and thinking blocks), ``id``, ``name`` and ``arguments: ""``; later chunks only
   argument fragments, or ``"{}"`` at the block's end if none came (a tool called without arguments);
-- the usage chunk has ``choices: []`` (clients fold a choice delta there as a duplicate event);
+- the usage chunk has ``choices: []`` (clients fold a choice delta there as a duplicate event); with
+  ``include_usage`` (``stream_options.include_usage``) every other chunk carries ``"usage": null``, as the
+  OpenAI spec says, and without it no chunk has a ``usage`` key; error chunks never do;
 - an ``error`` event becomes a chunk with a top-level ``error`` object, which the openai SDKs raise on.
 """
 
@@ -52,11 +54,16 @@ class StreamConverter:
         include_usage: bool = False,
         json_tool: str | None = None,
         stream_id: str | None = None,
+        usage_chunk: bool = True,
     ) -> None:
+        """``include_usage``: every chunk carries ``"usage": null`` and, unless ``usage_chunk`` is False, the
+        stream ends with the usage chunk. ``usage_chunk=False`` is for one of ``n`` > 1 merged streams, whose
+        single usage chunk (the choices' usage summed) the caller writes. Without ``include_usage``, neither."""
         self._created = created
         self._model = model
         self._index = index
         self._include_usage = include_usage
+        self._usage_chunk = include_usage and usage_chunk
         self._json_tool = json_tool
         self._id = stream_id
         self._base: dict[str, Any] | None = None
@@ -184,7 +191,7 @@ class StreamConverter:
 
     def _message_stop(self, event: dict[str, Any]) -> list[Chunk]:
         self.done = True
-        if not self._include_usage:
+        if not self._usage_chunk:
             return []
         assert self._base is not None
         return [{**self._base, "choices": [], "usage": self.usage}]
@@ -222,10 +229,13 @@ class StreamConverter:
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
         assert self._base is not None
-        return {
+        chunk: Chunk = {
             **self._base,
             "choices": [{"index": self._index, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
+        if self._include_usage:
+            chunk["usage"] = None  # the spec: "All other chunks will also include a usage field, but with a null value"
+        return chunk
 
 
 _BLOCK_KINDS = {"text": "text", "tool_use": "tool", "thinking": "thinking", "redacted_thinking": "redacted"}

@@ -1,13 +1,16 @@
 """Claude usage -> OpenAI usage.
 
 Claude counts cached input apart from ``input_tokens``; OpenAI's ``prompt_tokens`` includes it, with the
-cache hits repeated in ``prompt_tokens_details.cached_tokens``. The Claude counts are kept alongside so
-nothing about cache writes is lost.
+cache hits repeated in ``prompt_tokens_details.cached_tokens`` and the cache writes in
+``prompt_tokens_details.cache_write_tokens`` (both 0 when Claude sends none). The Claude counts are kept
+alongside as well.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+_PROMPT_DETAILS = ("cached_tokens", "cache_write_tokens")
 
 
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
@@ -20,7 +23,7 @@ def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
         "prompt_tokens": prompt,
         "completion_tokens": out,
         "total_tokens": prompt + out,
-        "prompt_tokens_details": {"cached_tokens": read},
+        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write},
         "cache_read_input_tokens": read,
         "cache_creation_input_tokens": write,
     }
@@ -38,7 +41,6 @@ def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         total["completion_tokens_details"] = {"reasoning_tokens": sum(
             u.get("completion_tokens_details", {}).get("reasoning_tokens", 0) for u in (a, b))}
     total["prompt_tokens_details"] = {
-        "cached_tokens": a["prompt_tokens_details"]["cached_tokens"]
-        + b["prompt_tokens_details"]["cached_tokens"]
+        k: a["prompt_tokens_details"][k] + b["prompt_tokens_details"][k] for k in _PROMPT_DETAILS
     }
     return total
