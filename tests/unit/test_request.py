@@ -612,6 +612,21 @@ CASES += [
     ),
 ]
 
+CASES += [
+    (
+        "thinking off when response_format needs the JSON tool forced (no native structured output)",
+        {"reasoning_effort": "low", "response_format": {"type": "json_object"}},
+        PLAIN,
+        done(claude(max_tokens=4096, tools=[
+            {"name": "json_response", "description": "Respond with JSON matching this schema.",
+             "input_schema": {"type": "object"}}],
+            tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True}),
+            json_tool="json_response",
+            adjustments=["thinking off for this request: response_format needs its JSON tool forced, which "
+                         "thinking forbids (the model has no native structured output)"]),
+    ),
+]
+
 
 @pytest.mark.parametrize(("req", "profile", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_convert_request(req: JSONObject, profile: ModelProfile, expected: ConvertedRequest) -> None:

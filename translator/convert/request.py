@@ -327,6 +327,12 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
             "thinking_blocks, which Claude requires with thinking on"
         )
         return
+    if on and out.json_tool is not None:
+        out.adjustments.append(
+            "thinking off for this request: response_format needs its JSON tool forced, which thinking "
+            "forbids (the model has no native structured output)"
+        )
+        return
     if thinking is None:
         assert effort is not None
         thinking = _effort_thinking(req, out, profile, effort)
