@@ -35,6 +35,11 @@ WEATHER_TOOL: JSONObject = {
 }
 
 
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The demo's rough count: a token per four bytes of the prompt (system, messages, tools) as JSON."""
+    return max(1, len(orjson.dumps([body.get("system"), body.get("messages"), body.get("tools")])) // 4)
+
+
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient) -> TestClient[Any, Any]:
     return await aiohttp_client(create_demo_app())
@@ -99,7 +104,7 @@ async def test_text_answer_shape(client: TestClient[Any, Any]) -> None:
         "stop_reason": "end_turn",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": max(1, len(orjson.dumps(body)) // 4),
+            "input_tokens": prompt_tokens(body),
             "output_tokens": len(expected_text.split()),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
@@ -129,8 +134,7 @@ async def test_streaming_event_order_matches_non_stream(client: TestClient[Any, 
     assert start["stop_reason"] is None
     assert start["stop_sequence"] is None
     assert start["model"] == "claude-demo-1"
-    streamed_body = orjson.dumps({**body, "stream": True})
-    assert start["usage"]["input_tokens"] == len(streamed_body) // 4
+    assert start["usage"]["input_tokens"] == message["usage"]["input_tokens"] == prompt_tokens(body)
     assert start["usage"]["output_tokens"] == 1
 
     assert events[2][1]["content_block"] == {"type": "text", "text": ""}
@@ -271,7 +275,7 @@ async def test_count_tokens(client: TestClient[Any, Any]) -> None:
     body = {"model": "claude-demo-1", "messages": [{"role": "user", "content": "count me " * 10}]}
     resp = await client.post("/v1/messages/count_tokens", data=orjson.dumps(body))
     assert resp.status == 200
-    assert await resp.json() == {"input_tokens": len(orjson.dumps(body)) // 4}
+    assert await resp.json() == {"input_tokens": prompt_tokens(body)}
 
 
 async def test_models(client: TestClient[Any, Any]) -> None:
