@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from translator.convert import ModelProfile
 
@@ -150,6 +150,26 @@ class Settings(_Frozen):
     keys: list[KeySettings] = []
     redis: RedisSettings = RedisSettings()
     demo: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_upstreams(cls, data: Any) -> Any:
+        """Each of several upstreams needs its own name: health, cool-downs, stickiness and metrics are kept
+        by name. Unnamed ones are called upstream-1, upstream-2, ... in file order."""
+        if isinstance(data, dict) and isinstance(data.get("upstreams"), list):
+            data = {**data, "upstreams": [
+                {"name": f"upstream-{i}", **u} if isinstance(u, dict) and "name" not in u else u
+                for i, u in enumerate(data["upstreams"], 1)
+            ]}
+        return data
+
+    @model_validator(mode="after")
+    def _unique_upstream_names(self) -> Settings:
+        names = [u.name for u in self.upstreams]
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"upstream names must be unique: {', '.join(twice)} used more than once")
+        return self
 
     @property
     def upstream_list(self) -> list[UpstreamSettings]:

@@ -88,3 +88,15 @@ def test_a_profile_can_turn_thinking_off(tmp_path: Path) -> None:
     cfg.write_text('[models.profiles."my-gateway-model"]\nthinking = false\nmax_tokens = 512\n')
     settings = load_settings(str(cfg), env={})
     assert settings.resolve_model("my-gateway-model") == ("my-gateway-model", ModelProfile(512, False, thinking=False))
+
+
+def test_unnamed_upstreams_get_names_of_their_own() -> None:
+    settings = Settings.model_validate({"upstreams": [{"base_url": "http://a"}, {"base_url": "http://b", "name": "b"},
+                                                      {"base_url": "http://c"}]})
+    assert [u.name for u in settings.upstream_list] == ["upstream-1", "b", "upstream-3"]
+
+
+def test_two_upstreams_of_one_name_are_refused() -> None:
+    with pytest.raises(ValidationError, match="upstream names must be unique: x used more than once"):
+        Settings.model_validate({"upstreams": [{"base_url": "http://a", "name": "x"},
+                                               {"base_url": "http://b", "name": "x"}]})

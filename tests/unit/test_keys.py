@@ -19,6 +19,7 @@ from translator.gateway.keys import (
     keys_command,
     new_key,
     presented_key,
+    presented_keys,
 )
 
 ALICE_KEY = "sk-tr-alice-secret"
@@ -298,3 +299,20 @@ def test_hash_reads_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, err = run_keys(["hash", "-"])
     assert (code, out) == (2, "")
     assert "no key given" in err
+
+
+def test_both_auth_headers_are_candidates_in_order() -> None:
+    both = {"x-api-key": "sk-ant-api03-left-in-env", "Authorization": "Bearer " + ALICE_KEY}
+    assert presented_keys(both) == ["sk-ant-api03-left-in-env", ALICE_KEY]
+    assert presented_keys({"authorization": "bearer  k "}) == ["k"]
+    assert presented_keys({"x-api-key": " ", "Authorization": "Basic abc"}) == []
+
+
+def test_a_key_in_either_header_authenticates(ring: KeyRing) -> None:
+    both = presented_keys({"x-api-key": "sk-ant-api03-left-in-env", "Authorization": "Bearer " + ALICE_KEY})
+    key = ring.authenticate(both)
+    assert key is not None and key.name == "alice"
+    with pytest.raises(AuthenticationFailed, match="invalid API key"):
+        ring.authenticate(["nope", "also-nope"])
+    with pytest.raises(AuthenticationFailed, match="missing API key"):
+        ring.authenticate([])

@@ -44,20 +44,29 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key a client sent: ``x-api-key`` (Claude SDKs) first, else ``Authorization: Bearer`` (OpenAI SDKs).
+def presented_keys(headers: Mapping[str, str]) -> list[str]:
+    """The keys a client sent: ``x-api-key`` (Claude SDKs), then ``Authorization: Bearer`` (OpenAI SDKs).
+    Both count: Claude Code with ``ANTHROPIC_API_KEY`` left set and the proxy's key as
+    ``ANTHROPIC_AUTH_TOKEN`` sends the two at once.
 
     Header names and the ``Bearer`` scheme are matched case-insensitively, so a plain ``dict`` works as well as
     aiohttp's case-insensitive headers. Blank values count as absent.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
+    found = []
     api_key = lowered.get("x-api-key", "").strip()
     if api_key:
-        return api_key
+        found.append(api_key)
     scheme, _, credentials = lowered.get("authorization", "").strip().partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return None
+        found.append(credentials.strip())
+    return found
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The first of ``presented_keys``."""
+    keys = presented_keys(headers)
+    return keys[0] if keys else None
 
 
 @dataclass(frozen=True)
@@ -121,20 +130,27 @@ class KeyRing:
     def keys(self) -> tuple[ClientKey, ...]:
         return self._keys
 
-    def authenticate(self, presented: str | None) -> ClientKey | None:
-        """The key's identity, None when the proxy is open; ``AuthenticationFailed`` when missing or unknown."""
+    def authenticate(self, presented: str | Sequence[str] | None) -> ClientKey | None:
+        """The key's identity, None when the proxy is open; ``AuthenticationFailed`` when missing or unknown.
+        Several presented keys (both auth headers): the first that is one of ours."""
         if self.is_open:
             return None
-        if not presented:
+        candidates = [presented] if isinstance(presented, str) else list(presented or [])
+        candidates = [c for c in candidates if c]
+        if not candidates:
             raise AuthenticationFailed("missing API key: send it as 'x-api-key' or 'Authorization: Bearer <key>'")
-        candidate = _digest(presented)
+        for candidate in candidates:
+            found = self._match(_digest(candidate))
+            if found is not None:
+                return found
+        raise AuthenticationFailed("invalid API key")
+
+    def _match(self, candidate: bytes) -> ClientKey | None:
         found: ClientKey | None = None
         for key, expected in zip(self._keys, self._digests, strict=True):
             # compare_digest runs for every key: no early exit, so timing does not reveal which one matched.
             if hmac.compare_digest(candidate, expected) and found is None:
                 found = key
-        if found is None:
-            raise AuthenticationFailed("invalid API key")
         return found
 
     def authorize(self, key: ClientKey | None, model: str) -> None:
