@@ -10,9 +10,12 @@ import multiprocessing
 import os
 import signal
 import sys
+import tomllib
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from translator.config import Settings, load_settings
 from translator.gateway.keys import keys_command
@@ -35,16 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--demo", action="store_true", help="use the built-in offline demo upstream (no key needed)")
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     args = parser.parse_args(argv)
-    settings = load_settings(
-        args.config, overrides={"server.host": args.host, "server.port": args.port, "demo": args.demo or None}
-    )
+    try:
+        settings = load_settings(
+            args.config, overrides={"server.host": args.host, "server.port": args.port, "demo": args.demo or None}
+        )
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as err:  # a config mistake, not a crash
+        print(f"translator: cannot load the settings: {err}", file=sys.stderr)
+        return 2
     configure_logging(settings.server.log_level)
     refusal = open_access_refusal(settings)
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
-    upstream = "built-in demo upstream" if settings.demo else settings.upstream.base_url
+    upstream = "built-in demo upstream" if settings.demo else ", ".join(u.base_url for u in settings.upstream_list)
     log.info("starting", host=settings.server.host, port=settings.server.port, upstream=upstream, workers=args.workers)
+    for warning in config_warnings(settings, os.environ):
+        log.warning(warning)
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"translator listening on http://{settings.server.host}:{settings.server.port} -> {upstream}",
         file=sys.stderr,
@@ -70,6 +80,18 @@ def open_access_refusal(settings: Settings) -> str | None:
             "server.allow_open_access = true."
         )
     return None
+
+
+def config_warnings(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    """Settings that start fine but are probably not what was meant."""
+    warnings = []
+    if settings.upstreams and (env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_BASE_URL")):
+        warnings.append("ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL set up [upstream], which [[upstreams]] replaces: "
+                        "they are not used")
+    if settings.keys and not settings.demo and not any(u.api_key for u in settings.upstream_list):
+        warnings.append("client keys are configured but no upstream has an api_key: our keys are never forwarded, "
+                        "so requests reach the upstream without credentials")
+    return warnings
 
 
 def _run(settings: Settings, *, reuse_port: bool) -> None:

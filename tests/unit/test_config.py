@@ -100,3 +100,37 @@ def test_two_upstreams_of_one_name_are_refused() -> None:
     with pytest.raises(ValidationError, match="upstream names must be unique: x used more than once"):
         Settings.model_validate({"upstreams": [{"base_url": "http://a", "name": "x"},
                                                {"base_url": "http://b", "name": "x"}]})
+
+
+def test_a_bad_config_is_a_message_and_exit_2_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from translator.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nprot = 1\n")
+    assert main(["serve", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("translator: cannot load the settings: 1 validation error for Settings\nserver.prot")
+    assert "Traceback" not in err
+    assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "No such file or directory" in capsys.readouterr().err
+    cfg.write_text("[server\n")
+    assert main(["serve", "--config", str(cfg)]) == 2
+
+
+def test_config_warnings_for_settings_that_start_but_mislead() -> None:
+    from translator.cli import config_warnings
+
+    keys = [{"name": "a", "hash": "sha256:" + "0" * 64}]
+    several = Settings.model_validate({"upstreams": [{"base_url": "http://a", "api_key": "k"}]})
+    assert config_warnings(several, {"ANTHROPIC_API_KEY": "sk-ant"}) == [
+        "ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL set up [upstream], which [[upstreams]] replaces: they are not used"
+    ]
+    keyless = Settings.model_validate({"keys": keys})
+    assert config_warnings(keyless, {}) == [
+        "client keys are configured but no upstream has an api_key: our keys are never forwarded, so requests "
+        "reach the upstream without credentials"
+    ]
+    assert config_warnings(Settings.model_validate({"keys": keys, "upstream": {"api_key": "k"}}), {}) == []
+    assert config_warnings(Settings(), {"ANTHROPIC_API_KEY": "sk-ant"}) == []
