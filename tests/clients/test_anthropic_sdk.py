@@ -265,6 +265,7 @@ async def test_models_list_and_retrieve(
     one = await run(client, client.models.retrieve, model_id="sonnet")
     assert (one.id, one.display_name) == ("sonnet", "sonnet (alias of claude-sonnet-4-5-20250929)")
     fake_upstream.json(UPSTREAM_MODELS)
+    fake_upstream.json({"type": "error", "error": {"type": "not_found_error", "message": "model: x"}}, status=404)
     with pytest.raises(anthropic.NotFoundError) as info:
         await run(client, client.models.retrieve, model_id="claude-sonet-4-5")
     assert info.value.body == {"type": "error", "error": {"type": "not_found_error",

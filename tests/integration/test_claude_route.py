@@ -504,8 +504,13 @@ async def test_get_model_in_both_shapes(
     assert (resp.status, await resp.json()) == (200, openai)
 
 
+UPSTREAM_NOT_FOUND = {"type": "error", "error": {"type": "not_found_error", "message": "model: claude-sonet-4-5"}}
+
+
 async def test_get_unknown_model_is_404_in_both_shapes(proxy: TestClient, fake_upstream: FakeUpstream) -> None:
-    fake_upstream.default = _json_reply(UPSTREAM_MODELS)
+    for _ in range(2):  # the list, then the upstream's own lookup by id, which does not know it either
+        fake_upstream.json(UPSTREAM_MODELS)
+        fake_upstream.json(UPSTREAM_NOT_FOUND, status=404)
     resp = await proxy.get("/v1/models/claude-sonet-4-5", headers=VERSION)
     assert resp.status == 404
     assert await resp.json() == {"type": "error", "error": {"type": "not_found_error",
@@ -515,6 +520,19 @@ async def test_get_unknown_model_is_404_in_both_shapes(proxy: TestClient, fake_u
     assert await resp.json() == {"error": {"message": "model 'claude-sonet-4-5' not found",
                                            "type": "invalid_request_error", "param": "model",
                                            "code": "model_not_found"}}
+
+
+async def test_get_model_asks_the_upstream_for_an_id_it_does_not_list(
+    proxy: TestClient, fake_upstream: FakeUpstream
+) -> None:
+    # Anthropic answers /v1/models/claude-sonnet-4-5 (an alias of its own) with the dated model it lists.
+    dated = UPSTREAM_MODELS["data"][0]
+    fake_upstream.json(UPSTREAM_MODELS)
+    fake_upstream.json(dated)
+    resp = await proxy.get("/v1/models/claude-sonnet-4-5", headers=VERSION)
+    assert (resp.status, await resp.json()) == (200, dated)
+    assert [(r.path, r.query) for r in fake_upstream.requests] == [
+        ("/v1/models", "limit=1000"), ("/v1/models/claude-sonnet-4-5", "")]
 
 
 async def test_models_upstream_error_in_caller_shape(proxy: TestClient, fake_upstream: FakeUpstream) -> None:

@@ -12,10 +12,11 @@ import asyncio
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
-from translator.errors import InvalidRequest, TranslatorError, UpstreamProtocolError
+from translator.errors import InvalidRequest, TranslatorError, UpstreamProtocolError, UpstreamStatusError
 from translator.server.gate import authenticate
 from translator.server.keys import POOL, SETTINGS
 from translator.server.middleware import FORWARD_KEY, is_claude_shape
@@ -37,12 +38,36 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def get_model(request: web.Request) -> web.Response:
     wanted = request.match_info["model_id"]
-    for model in await _models(request):
-        if model["id"] == wanted:
-            return web.json_response(model if is_claude_shape(request) else _openai_model(model))
-    err = InvalidRequest(f"model {wanted!r} not found", param="model", code="model_not_found")
-    err.status, err.claude_type = 404, "not_found_error"
-    raise err
+    found = next((m for m in await _models(request) if m["id"] == wanted), None)
+    if found is None:
+        # Not listed under that id: the upstream may know it by another name (Anthropic's own aliases, such
+        # as claude-sonnet-4-5 for the dated id it lists), so ask it.
+        found = await _fetched(request, wanted)
+    if found is None:
+        err = InvalidRequest(f"model {wanted!r} not found", param="model", code="model_not_found")
+        err.status, err.claude_type = 404, "not_found_error"
+        raise err
+    return web.json_response(found if is_claude_shape(request) else _openai_model(found))
+
+
+async def _fetched(request: web.Request, wanted: str) -> dict[str, Any] | None:
+    """``GET /v1/models/{id}`` from the first upstream serving that name that knows it; None if none does."""
+    for upstream in request.app[POOL].upstreams:
+        if not upstream.serves(wanted):
+            continue
+        headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"),
+                                   forward_key=request.get(FORWARD_KEY, True))
+        try:
+            async with upstream.request("GET", f"/v1/models/{quote(wanted, safe='')}", headers) as resp:
+                model = await resp.json()
+        except UpstreamStatusError as err:
+            if err.status == 404:
+                continue
+            raise
+        if isinstance(model, dict) and isinstance(model.get("id"), str):
+            return model
+        raise UpstreamProtocolError("upstream answered /v1/models/{id} without a model")
+    return None
 
 
 async def _models(request: web.Request) -> list[dict[str, Any]]:
