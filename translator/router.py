@@ -16,7 +16,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from translator.config import RoutingSettings
@@ -121,6 +121,8 @@ class UpstreamPool:
             err = InvalidRequest(f"no upstream serves model {model!r}", param="model", code="model_not_found")
             err.status, err.claude_type = 404, "not_found_error"
             raise err
+        if len(serving) == 1:  # the usual set-up: one candidate, healthy or cooling down, nothing to order
+            return serving[:]
         healthy = [u for u in serving if self.healthy(u)]
         cooling = sorted((u for u in serving if not self.healthy(u)), key=lambda u: self._health[u.name].out_until)
         ordered = self._weighted_order(healthy)
@@ -163,7 +165,7 @@ class UpstreamPool:
             ):
                 break
             try:
-                stack, response = await self._attempt(
+                response = await self._attempt(
                     upstream, method, path, body, client_headers, stream=stream, version=version,
                     forward_key=forward_key,
                 )
@@ -179,7 +181,7 @@ class UpstreamPool:
                 continue
             self._on_attempt(upstream.name, "ok")
             self.succeeded(upstream)
-            async with stack:  # from here on, whatever happens closes or releases the response
+            with response:  # from here on, whatever happens closes or releases the response
                 if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
                     await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
                 yield Attempted(upstream, response, attempt + 1)
@@ -198,18 +200,17 @@ class UpstreamPool:
         stream: bool,
         version: str | None,
         forward_key: bool,
-    ) -> tuple[AsyncExitStack, UpstreamResponse]:
+    ) -> UpstreamResponse:
         """One call, read far enough to know it worked: a stream to its first content event, a body whole.
         On any failure the response is closed before the error goes on."""
-        stack = AsyncExitStack()
+        headers = upstream.headers(client_headers, version=version, forward_key=forward_key)
+        response = await upstream.open(method, path, headers, body)
         try:
-            headers = upstream.headers(client_headers, version=version, forward_key=forward_key)
-            response = await stack.enter_async_context(upstream.request(method, path, headers, body))
             await (response.prime() if stream and response.is_stream else response.body())
-        except BaseException as exc:
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            response.close()
             raise
-        return stack, response
+        return response
 
     async def _wait_before(
         self, upstream: Upstream, same: bool, last: TranslatorError, attempt: int, deadline: float

@@ -39,7 +39,21 @@ class UpstreamResponse:
         self._idle_timeout = idle_timeout
         self._last_event = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by chunks(), before any touch()
         self._idled = False
+
+    def __enter__(self) -> UpstreamResponse:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self._resp.release()
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Not read to the end (an error, or the client went away): drop the connection."""
+        self._resp.close()
 
     @property
     def is_stream(self) -> bool:
@@ -84,10 +98,10 @@ class UpstreamResponse:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The stream's bytes as they arrive. The reader calls ``touch()`` whenever an event completes; if
         none does for ``stream_idle_timeout`` seconds the upstream is dropped and UpstreamTimeout raised."""
+        loop = self._loop = asyncio.get_running_loop()
         prefix, self._prefix = self._prefix, []
-        for data in prefix:
-            yield data
-        loop = asyncio.get_running_loop()
+        if prefix:  # what prime() read, in one piece: the reader converts and writes it in one go
+            yield b"".join(prefix)
         self._last_event = loop.time()
         self._idle_timer = loop.call_at(self._last_event + self._idle_timeout, self._check_idle)
         try:
@@ -105,10 +119,10 @@ class UpstreamResponse:
 
     def touch(self) -> None:
         """An event completed: the idle clock starts again (checked lazily by the timer, so this is cheap)."""
-        self._last_event = asyncio.get_running_loop().time()
+        self._last_event = self._loop.time()  # (kept by chunks(): on 3.11 get_running_loop() makes a getpid() syscall)
 
     def _check_idle(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         due = self._last_event + self._idle_timeout
         if loop.time() >= due:
             self._idled = True
@@ -179,10 +193,12 @@ class Upstream:
             out["Authorization"] = client["Authorization"]
         return out
 
-    @asynccontextmanager
-    async def request(
+    async def open(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
-    ) -> AsyncIterator[UpstreamResponse]:
+    ) -> UpstreamResponse:
+        """Send the request; an error status is raised, a 2xx answer returned open. The caller ends it:
+        ``with response:`` releases the connection, or closes it on an exception (the router's hot path
+        holds no context manager of its own)."""
         hdrs = dict(headers)
         if body is not None:
             hdrs["Content-Type"] = "application/json"
@@ -195,15 +211,20 @@ class Upstream:
                 timeout=self.timeout,
                 allow_redirects=False,  # a redirect would resend the key (x-api-key) and the prompt elsewhere
             )
-        try:
-            if resp.status >= 400:
+        if resp.status >= 400:
+            try:
                 raise await status_error(resp)
-            yield UpstreamResponse(resp, self.settings.stream_idle_timeout)
-        except BaseException:
-            resp.close()  # not read to the end (an error, or the client went away): drop the connection
-            raise
-        else:
-            resp.release()
+            finally:
+                resp.close()
+        return UpstreamResponse(resp, self.settings.stream_idle_timeout)
+
+    @asynccontextmanager
+    async def request(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> AsyncIterator[UpstreamResponse]:
+        """``open()`` as a context manager."""
+        with await self.open(method, path, headers, body) as response:
+            yield response
 
 
 async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:

@@ -50,6 +50,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._model = _CappedLabel(max_models)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._per_request: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             "translator_requests_total", "Requests answered", ["route", "model", "upstream", "status"], registry=r
@@ -79,10 +80,23 @@ class Metrics:
         self, route: str, model: str, upstream: str, status: int, latency_s: float, ttft_s: float | None
     ) -> None:
         """One finished request; ``ttft_s`` only when a first token was streamed."""
-        self._child(self.requests, route, self._model(model), upstream, str(status)).inc()
-        self._child(self.duration, route).observe(latency_s)
-        if ttft_s is not None:
+        requests, duration = self._request_children(route, self._model(model), upstream, status)
+        requests.inc()
+        duration.observe(latency_s)
+        if ttft_s is not None:  # (its series appears only once a route streamed)
             self._child(self.ttft, route).observe(ttft_s)
+
+    def _request_children(self, route: str, model: str, upstream: str, status: int) -> tuple[Any, Any]:
+        """The request counter and duration series of a request, found with one lookup (labels are bounded:
+        model capped, upstreams from the config, statuses few)."""
+        key = (route, model, upstream, status)
+        children = self._per_request.get(key)
+        if children is None:
+            children = self._per_request[key] = (
+                self._child(self.requests, route, model, upstream, str(status)),
+                self._child(self.duration, route),
+            )
+        return children
 
     def add_tokens(self, route: str, model: str, kind: str, n: int) -> None:
         """Count ``n`` tokens of one kind: input, output, cache_read, or cache_creation."""

@@ -140,41 +140,44 @@ async def _relay_events(request: web.Request, source: UpstreamResponse, resp: we
 
 
 async def _relay_watched(source: UpstreamResponse, resp: web.StreamResponse, watch: _StreamWatch) -> web.StreamResponse:
-    pending = bytearray()  # the start of an event whose closing blank line has not arrived yet
     try:
-        async for data in source.chunks():
-            searched = max(0, len(pending) - 3)
-            pending += data
-            cut = _events_end(pending, searched)
-            if cut:
-                source.touch()
-                done = bytes(pending[:cut])
-                del pending[:cut]
-                watch.feed(done)
-                if watch.complete:  # message_stop (or error) ends the stream: nothing after it goes out
-                    await resp.write(done[: _end_of_last_event(done)])
-                    break
-                await resp.write(done)
-        if pending and not watch.complete:
-            # The upstream's last event lacks its blank line. Read it as ended: a message_stop there
-            # completes the stream, and the bytes go out as sent.
-            watch.feed(bytes(pending) + b"\n\n")
-            if watch.complete:
-                await resp.write(bytes(pending))
+        end = await _relay_until_end(source, resp, watch)
     except TranslatorError as err:
         watch.failed = True
-        await resp.write(
-            encode_event("error", {"type": "error", "error": {"type": err.claude_type, "message": err.message}})
-        )
+        end = encode_event("error", {"type": "error", "error": {"type": err.claude_type, "message": err.message}})
     else:
         if not watch.complete:
             # What is pending (if anything) is a cut event: dropped, or our error would merge into it.
             message = "upstream stream ended before message_stop"
-            await resp.write(
-                encode_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
-            )
-    await resp.write_eof()
+            end = encode_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
+    # The stream's last bytes and the final chunk frame in one send, not two: each send wakes the client.
+    await resp.write_eof(end)
     return resp
+
+
+async def _relay_until_end(source: UpstreamResponse, resp: web.StreamResponse, watch: _StreamWatch) -> bytes:
+    """Relay the stream event by event up to its end; the bytes of the event that completed it (through
+    message_stop or error) are returned unwritten, for the caller to send with the response's end."""
+    pending = bytearray()  # the start of an event whose closing blank line has not arrived yet
+    async for data in source.chunks():
+        searched = max(0, len(pending) - 3)
+        pending += data
+        cut = _events_end(pending, searched)
+        if cut:
+            source.touch()
+            done = bytes(pending[:cut])
+            del pending[:cut]
+            watch.feed(done)
+            if watch.complete:  # message_stop (or error) ends the stream: nothing after it goes out
+                return done[: _end_of_last_event(done)]
+            await resp.write(done)
+    if pending and not watch.complete:
+        # The upstream's last event lacks its blank line. Read it as ended: a message_stop there
+        # completes the stream, and the bytes go out as sent.
+        watch.feed(bytes(pending) + b"\n\n")
+        if watch.complete:
+            return bytes(pending)
+    return b""
 
 
 _EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")

@@ -7,8 +7,6 @@ used. Keys are never logged: the log line carries the key's name.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
@@ -29,23 +27,31 @@ def authenticate(request: web.Request) -> Any:
     return key
 
 
-@asynccontextmanager
-async def admitted(request: web.Request, asked: str, model: str) -> AsyncIterator[None]:
-    ring = request.app[KEYRING]
-    key = authenticate(request)
-    if key is not None and not key.allows(asked):
-        ring.authorize(key, model)  # the name asked, or the upstream id it resolves to, may be allowed
-    if key is None or not key.has_limits:
-        yield
-        return
-    limiter = request.app[LIMITER]
-    try:
-        lease = await limiter.acquire(key)
-    except RateLimitExceeded as err:
-        request.app[METRICS].rate_limited(err.key_name, err.limit)
-        raise
-    request[EXTRA_HEADERS] = limiter.headers(lease)
-    try:
-        yield
-    finally:
-        await limiter.release(lease, tokens_used(request[LOG].get("usage")))  # tokens_used never raises
+class admitted:  # lower case: used like contextlib's context managers (a class: cheaper, once per request)
+    """Authenticate and authorize on entry, and hold a rate-limit lease (if the key has limits) until exit,
+    released with the tokens the request used."""
+
+    __slots__ = ("_asked", "_lease", "_model", "_request")
+
+    def __init__(self, request: web.Request, asked: str, model: str) -> None:
+        self._request, self._asked, self._model = request, asked, model
+        self._lease: Any = None
+
+    async def __aenter__(self) -> None:
+        request = self._request
+        key = authenticate(request)
+        if key is not None and not key.allows(self._asked):
+            request.app[KEYRING].authorize(key, self._model)  # the name asked, or the upstream id it resolves to
+        if key is None or not key.has_limits:
+            return
+        limiter = request.app[LIMITER]
+        try:
+            self._lease = await limiter.acquire(key)
+        except RateLimitExceeded as err:
+            request.app[METRICS].rate_limited(err.key_name, err.limit)
+            raise
+        request[EXTRA_HEADERS] = limiter.headers(self._lease)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._lease is not None:  # tokens_used never raises
+            await self._request.app[LIMITER].release(self._lease, tokens_used(self._request[LOG].get("usage")))

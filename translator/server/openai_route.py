@@ -36,7 +36,7 @@ from translator.server.gate import admitted
 from translator.server.images import inline_images
 from translator.server.keys import IMAGE_SESSION, POOL, RESOLVE, SETTINGS
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
-from translator.sse import DONE, SSEDecoder, SSEEvent, encode_data
+from translator.sse import DONE, SSEDecoder, SSEEvent, encode_data, join_data
 from translator.upstream import UpstreamResponse
 
 MESSAGES = "/v1/messages"
@@ -153,16 +153,18 @@ async def _stream(
         try:
             async with farewell_on_shutdown(request, resp, _SHUTDOWN_CHUNK):
                 if conv.n == 1:
-                    clean = await _pump(sources[0].response, converters[0], resp.write)
+                    clean, end = await _pump(sources[0].response, converters[0], resp.write)
                 else:
-                    clean = await _pump_all([s.response for s in sources], converters, resp)
+                    clean, end = await _pump_all([s.response for s in sources], converters, resp), b""
         finally:  # also when cancelled: what was generated counts against the key's limits
             request[LOG]["usage"] = _summed_usage(converters)
         if clean and conv.include_usage and conv.n > 1:
-            await resp.write(encode_data(_usage_chunk(stream_id, created, call.model, converters)))
+            end += encode_data(_usage_chunk(stream_id, created, call.model, converters))
         if clean:
-            await resp.write(DONE)
-        await resp.write_eof()
+            end += DONE
+        # The stream's last chunks, [DONE] and the final chunk frame in one send, not three: each send wakes
+        # the client up again.
+        await resp.write_eof(end)
         return resp
 
 
@@ -202,8 +204,9 @@ def _usage_chunk(stream_id: str | None, created: int, model: str, converters: li
     }
 
 
-async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -> bool:
-    """Convert one upstream stream onto the client. False if it ended in an error chunk.
+async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -> tuple[bool, bytes]:
+    """Convert one upstream stream onto the client. Returns whether it ended cleanly (not in an error
+    chunk), and its last bytes, left unwritten: the caller sends them with the end of the response.
 
     Everything one upstream read brings is converted and written at once: one write per read, not per
     event, which halves the CPU of a busy stream (each write is a send and a chunk frame)."""
@@ -214,41 +217,37 @@ async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -
             if events:
                 source.touch()
                 out, last = _convert(events, conv)
+                if conv.done:
+                    return last is None or "error" not in last, out
                 if out:
                     await write(out)
-                if conv.done:
-                    return last is None or "error" not in last
         # A last event missing only its blank line still counts (real Claude streams end that way); a
         # fragment cut mid-line then fails as JSON, reported as a broken stream.
         out, last = _convert(decoder.feed(b"\n\n"), conv)
-        if out:
-            await write(out)
         if conv.done:
-            return last is None or "error" not in last
-        tail = conv.finish()
+            return last is None or "error" not in last, out
     except TranslatorError as err:
         conv.done = True
-        tail = [openai_error_body(err)]
-    await write(b"".join([encode_data(c) for c in tail]))
-    return False
+        return False, encode_data(openai_error_body(err))
+    return False, out + b"".join([encode_data(c) for c in conv.finish()])
 
 
 def _convert(events: list[SSEEvent], conv: StreamConverter) -> tuple[bytes, Chunk | None]:
     """The SSE bytes for these events' chunks, and the last chunk (None if there was none)."""
-    out: list[bytes] = []
+    out: list[bytes] = []  # each chunk's JSON
     last = None
     try:
         for event in events:
-            for chunk in conv.feed(_event_json(event)):
-                out.append(encode_data(chunk))
+            for chunk in conv.feed(_event_json(event.data)):
+                out.append(orjson.dumps(chunk))
                 last = chunk
             if conv.done:
                 break
     except TranslatorError as err:  # a broken event: what came before it still goes out, then the error
         conv.done = True
         last = openai_error_body(err)
-        out.append(encode_data(last))
-    return b"".join(out), last
+        out.append(orjson.dumps(last))
+    return join_data(out), last
 
 
 class _ChoiceFailed(Exception):
@@ -269,7 +268,10 @@ async def _pump_all(
 
     async def one(source: UpstreamResponse, conv: StreamConverter) -> None:
         nonlocal stopped
-        if not await _pump(source, conv, write):
+        clean, end = await _pump(source, conv, write)
+        if end:
+            await write(end)
+        if not clean:
             stopped = True
             raise _ChoiceFailed  # one choice failed: the client's stream ends there, the others stop
 
@@ -285,11 +287,11 @@ async def _pump_all(
     return not failed
 
 
-def _event_json(event: SSEEvent) -> dict[str, Any]:
+def _event_json(data: bytes) -> dict[str, Any]:
     try:
-        data = event.json()
-    except ValueError as e:
-        raise StreamProtocolError(f"upstream stream event is not JSON: {event.data[:100]!r}") from e
-    if not isinstance(data, dict):
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise StreamProtocolError(f"upstream stream event is not JSON: {data[:100]!r}") from e
+    if not isinstance(payload, dict):
         raise StreamProtocolError("upstream stream event is not a JSON object")
-    return data
+    return payload
