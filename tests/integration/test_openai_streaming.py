@@ -199,9 +199,6 @@ async def test_include_usage_error_chunk_has_no_usage(proxy, fake_upstream: Fake
                                    "code": "overloaded"}}
 
 
-# Remove the marker with the openai_route.py change that builds each converter with
-# ``include_usage=conv.include_usage, usage_chunk=conv.n == 1`` (strict: it then fails as XPASS, as a reminder).
-@pytest.mark.xfail(strict=True, reason="openai_route.py still builds n > 1 converters without include_usage")
 async def test_include_usage_n2_gives_null_usage_on_every_choice_chunk(proxy, fake_upstream: FakeUpstream) -> None:
     """n > 1: each choice's chunks carry ``"usage": null`` too; one usage chunk, the two summed, comes last."""
     for text in ("a", "b"):

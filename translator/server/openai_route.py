@@ -146,7 +146,8 @@ async def _stream(
                 index=i,
                 json_tool=conv.json_tool,
                 stream_id=stream_id,
-                include_usage=conv.include_usage and conv.n == 1,
+                include_usage=conv.include_usage,
+                usage_chunk=conv.n == 1,  # n > 1: one usage chunk, the choices' summed, written below
             )
             for i in range(conv.n)
         ]
