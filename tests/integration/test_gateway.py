@@ -52,6 +52,24 @@ async def test_401_in_each_routes_shape(gateway, fake_upstream: FakeUpstream, he
     assert fake_upstream.requests == []
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens"])
+async def test_401_comes_before_the_body_is_read(gateway, fake_upstream: FakeUpstream, path: str) -> None:
+    # A caller without a key gets no validation feedback, and costs no parsing (as Anthropic answers).
+    for body in (b"notjson", b'{"model": "claude-x"}'):
+        resp = await gateway.post(path, data=body, headers={"Content-Type": "application/json"})
+        assert resp.status == 401
+        assert "authentication_error" in await resp.text()
+    assert fake_upstream.requests == []
+
+
+async def test_a_key_in_either_auth_header_is_ours(gateway, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.json(MESSAGE)
+    headers = {"x-api-key": "sk-ant-api03-left-in-the-environment", "Authorization": f"Bearer {ALICE}"}
+    resp = await gateway.post("/v1/messages", json=CLAUDE, headers=headers)
+    assert resp.status == 200
+    assert fake_upstream.last.headers["x-api-key"] == "sk-upstream-secret"
+
+
 async def test_403_when_the_key_may_not_use_the_model(gateway, fake_upstream: FakeUpstream) -> None:
     resp = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "claude-x"},
                               headers={"Authorization": f"Bearer {BOB}"})
@@ -140,7 +158,8 @@ async def test_metrics_count_requests_tokens_and_refusals(gateway, fake_upstream
     assert (await gateway.get("/metrics")).status == 401  # key names and traffic are not for anyone
     text = await (await gateway.get("/metrics", headers={"x-api-key": ALICE})).text()
     assert 'translator_requests_total{model="claude-x",route="openai",status="200",upstream="default"} 1.0' in text
-    assert 'translator_requests_total{model="claude-x",route="openai",status="401",upstream=""} 1.0' in text
+    # a 401 is answered before the body is read: its metrics name no model
+    assert 'translator_requests_total{model="",route="openai",status="401",upstream=""} 1.0' in text
     assert 'translator_tokens_total{kind="input",model="claude-x",route="openai"} 3.0' in text
     assert 'translator_tokens_total{kind="output",model="claude-x",route="openai"} 2.0' in text
     assert 'translator_upstream_healthy{upstream="default"} 1.0' in text

@@ -18,7 +18,6 @@ from translator.gateway.keys import (
     hash_key,
     keys_command,
     new_key,
-    presented_key,
     presented_keys,
 )
 
@@ -75,13 +74,13 @@ def test_hash_key_is_sha256_hex_with_prefix() -> None:
     ],
 )
 def test_presented_key(headers: dict[str, str], expected: str | None) -> None:
-    assert presented_key(headers) == expected
+    assert (presented_keys(headers) or [None])[0] == expected
 
 
 def test_presented_key_reads_aiohttp_headers() -> None:
     from multidict import CIMultiDict, CIMultiDictProxy
 
-    assert presented_key(CIMultiDictProxy(CIMultiDict({"AUTHORIZATION": "Bearer k3"}))) == "k3"
+    assert presented_keys(CIMultiDictProxy(CIMultiDict({"AUTHORIZATION": "Bearer k3"}))) == ["k3"]
 
 
 # ---- ClientKey --------------------------------------------------------------------------------------------------

@@ -63,12 +63,6 @@ def presented_keys(headers: Mapping[str, str]) -> list[str]:
     return found
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The first of ``presented_keys``."""
-    keys = presented_keys(headers)
-    return keys[0] if keys else None
-
-
 @dataclass(frozen=True)
 class ClientKey:
     """One configured client key, as the rest of the gateway sees it (the hash, never the key)."""

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
 from translator.server.common import farewell_on_shutdown, read_json_object, require_model
-from translator.server.gate import admitted
+from translator.server.gate import admitted, authenticate
 from translator.server.keys import POOL, RESOLVE
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
 from translator.sse import SSEDecoder, encode_event
@@ -39,13 +39,15 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
 
 async def _handle(request: web.Request, path: str, *, counting: bool) -> web.StreamResponse:
+    request[LOG]["route"] = "claude"
+    key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
     body, raw = await read_json_object(request)
     asked = require_model(body)
     model, raw = _validated(request, body, raw, asked, need_max_tokens=not counting)
     streamed = not counting and body.get("stream") is True
     metadata = body.get("metadata")
     session = session_key(request, metadata.get("user_id") if isinstance(metadata, dict) else None)
-    async with admitted(request, asked, model):
+    async with admitted(request, key, asked, model):
         return await _relay(request, path, raw, model=model, session=session, streamed=streamed)
 
 

@@ -1,8 +1,9 @@
 """Admission for the API routes: client key (401), model permission (403), per-key rate limits (429).
 
-``admitted(request, model)`` wraps a request's work: it authenticates and authorizes before anything is
-sent upstream, holds a rate-limit lease for the duration, and releases it with the tokens the request
-used. Keys are never logged: the log line carries the key's name.
+A route calls ``authenticate(request)`` first, before it reads the body (a caller without a key learns
+nothing and costs no parsing), then wraps its work in ``admitted(request, key, asked, model)``, which
+authorizes the model before anything is sent upstream, holds a rate-limit lease for the duration, and
+releases it with the tokens the request used. Keys are never logged: the log line carries the key's name.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from typing import Any
 
 from aiohttp import web
 
-from translator.gateway.keys import presented_key
+from translator.gateway.keys import ClientKey, presented_keys
 from translator.gateway.ratelimit import RateLimitExceeded
 from translator.server.keys import KEYRING, LIMITER, METRICS
 from translator.server.middleware import EXTRA_HEADERS, FORWARD_KEY, LOG
 from translator.server.tokens import tokens_used
 
 
-def authenticate(request: web.Request) -> Any:
+def authenticate(request: web.Request) -> ClientKey | None:
+    """The caller's key (None when the proxy is open); 401 when missing or not one of ours."""
     ring = request.app[KEYRING]
-    key = ring.authenticate(presented_key(request.headers))
+    key = ring.authenticate(presented_keys(request.headers))
     request[FORWARD_KEY] = ring.is_open  # our own client keys never go upstream
     if key is not None:
         request[LOG]["key"] = key.name
@@ -28,18 +30,17 @@ def authenticate(request: web.Request) -> Any:
 
 
 class admitted:  # lower case: used like contextlib's context managers (a class: cheaper, once per request)
-    """Authenticate and authorize on entry, and hold a rate-limit lease (if the key has limits) until exit,
+    """Authorize the authenticated key on entry, and hold a rate-limit lease (if the key has limits) until exit,
     released with the tokens the request used."""
 
-    __slots__ = ("_asked", "_lease", "_model", "_request")
+    __slots__ = ("_asked", "_key", "_lease", "_model", "_request")
 
-    def __init__(self, request: web.Request, asked: str, model: str) -> None:
-        self._request, self._asked, self._model = request, asked, model
+    def __init__(self, request: web.Request, key: ClientKey | None, asked: str, model: str) -> None:
+        self._request, self._key, self._asked, self._model = request, key, asked, model
         self._lease: Any = None
 
     async def __aenter__(self) -> None:
-        request = self._request
-        key = authenticate(request)
+        request, key = self._request, self._key
         if key is not None and not key.allows(self._asked):
             request.app[KEYRING].authorize(key, self._model)  # the name asked, or the upstream id it resolves to
         if key is None or not key.has_limits:

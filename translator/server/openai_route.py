@@ -32,7 +32,7 @@ from translator.convert.stream import Chunk
 from translator.errors import TranslatorError, UpstreamUnavailable
 from translator.router import Attempted
 from translator.server.common import farewell_on_shutdown, header_text, read_json_object, require_model
-from translator.server.gate import admitted
+from translator.server.gate import admitted, authenticate
 from translator.server.images import inline_images
 from translator.server.keys import IMAGE_SESSION, POOL, RESOLVE, SETTINGS
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
@@ -45,11 +45,13 @@ Write = Callable[[bytes], Awaitable[None]]
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
+    request[LOG]["route"] = "openai"
+    key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
     req, _ = await read_json_object(request)
     asked = require_model(req)
     model, profile = request.app[RESOLVE](asked)
     request[LOG].update(route="openai", model=asked, upstream_model=model)
-    async with admitted(request, asked, model):  # keys and limits before any work (or fetch) for the caller
+    async with admitted(request, key, asked, model):  # keys and limits before any work (or fetch) for the caller
         conv = convert_request(req, model=model, profile=profile, strict=settings.server.strict)
         session = session_key(request, req.get("user"))
         del req  # a large body (images) is not held twice: the converted copy is all we need now
