@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from translator.config import RoutingSettings
 from translator.errors import (
@@ -46,7 +47,6 @@ class Attempted:
 
     upstream: Upstream
     response: UpstreamResponse
-    attempts: int
 
 
 def retryable(err: TranslatorError) -> bool:
@@ -152,18 +152,23 @@ class UpstreamPool:
         session: str | None = None,
         version: str | None = None,
         forward_key: bool = True,
+        trace: dict[str, Any] | None = None,
     ) -> AsyncIterator[Attempted]:
+        """``trace`` (the request's log fields) gets the upstream and attempt count of every attempt, so a
+        request that failed over and ran out still says where it went and how often."""
         preferred = await self.sticky.get(session) if self.sticky is not None and session else None
         plan = self.plan(model, preferred)
         deadline = self._clock() + self.settings.max_retry_seconds
         last: TranslatorError | None = None
-        previous: Upstream | None = None
+        failed_here: set[str] = set()  # upstreams this request already failed on: backed off before a retry
         for attempt in range(self.settings.max_attempts):
             upstream = plan[attempt % len(plan)]
             if last is not None and not await self._wait_before(
-                upstream, upstream is previous, last, attempt, deadline
+                upstream, upstream.name in failed_here, last, attempt, deadline
             ):
                 break
+            if trace is not None:
+                trace["upstream"], trace["attempts"] = upstream.name, attempt + 1
             try:
                 response = await self._attempt(
                     upstream, method, path, body, client_headers, stream=stream, version=version,
@@ -177,14 +182,15 @@ class UpstreamPool:
                 if not (forward_key and not upstream.settings.api_key and getattr(err, "status", 0) == 429):
                     # (a 429 to a client's own key is that client's limit, not the upstream's health)
                     self.failed(upstream, err)
-                last, previous = err, upstream
+                last = err
+                failed_here.add(upstream.name)
                 continue
             self._on_attempt(upstream.name, "ok")
             self.succeeded(upstream)
             with response:  # from here on, whatever happens closes or releases the response
                 if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
                     await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
-                yield Attempted(upstream, response, attempt + 1)
+                yield Attempted(upstream, response)
             return
         assert last is not None
         raise last
@@ -215,8 +221,8 @@ class UpstreamPool:
     async def _wait_before(
         self, upstream: Upstream, same: bool, last: TranslatorError, attempt: int, deadline: float
     ) -> bool:
-        """Before another attempt: wait out the next upstream's cool-down, or, when it is the one that just
-        failed, its Retry-After or an exponential backoff. False if that would pass the retry deadline."""
+        """Before another attempt: wait out the next upstream's cool-down, or, when this request already failed
+        on it, the last Retry-After or an exponential backoff. False if that would pass the retry deadline."""
         now = self._clock()
         wait = max(0.0, self._health[upstream.name].out_until - now)
         if same and wait == 0.0:

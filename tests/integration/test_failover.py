@@ -4,6 +4,7 @@ stickiness by conversation."""
 from __future__ import annotations
 
 import socket
+import time
 
 import orjson
 import pytest
@@ -228,3 +229,25 @@ async def test_models_are_listed_from_every_upstream_and_a_failing_one_is_left_o
     body = await (await proxy.get("/v1/models", headers={"anthropic-version": "2023-06-01"})).json()
     assert [m["id"] for m in body["data"]] == ["claude-a", "claude-shared", "claude-b"]  # "other": b does not serve it
     assert (body["first_id"], body["last_id"]) == ("claude-a", "claude-b")
+
+
+async def test_a_request_that_ran_out_of_attempts_logs_where_it_went(aiohttp_client, fakes, server_log) -> None:
+    import orjson
+
+    a, b = await fakes(2)
+    for fake in (a, b):
+        for _ in range(2):
+            fake.json({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, status=529)
+    proxy = await _proxy(aiohttp_client, _ordered(_url(a), _url(b)),
+                         routing={"max_attempts": 3, "max_retry_seconds": 5})
+    started = time.monotonic()
+    resp = await proxy.post("/v1/chat/completions", json=CHAT)
+    assert resp.status == 503  # 529 as OpenAI clients know it
+    # u0, u1, then u0 again: not at once, but after a backoff (0.25 s doubled for the third attempt)
+    assert time.monotonic() - started >= 0.5
+    assert [len(a.requests), len(b.requests)] == [2, 1]
+    lines = [orjson.loads(x) for x in server_log().splitlines() if x.startswith("{")]
+    line = next(x for x in lines if x.get("event") == "request")
+    assert (line["upstream"], line["attempts"], line["status"]) == ("u0", 3, 503)
+    metrics = await (await proxy.get("/metrics")).text()
+    assert 'translator_requests_total{model="claude-x",route="openai",status="503",upstream="u0"} 1.0' in metrics

@@ -85,8 +85,8 @@ async def _relay(
         session=session,
         version=request.headers.get("anthropic-version"),
         forward_key=request.get(FORWARD_KEY, True),
+        trace=request[LOG],
     ) as done:
-        request[LOG].update(upstream=done.upstream.name, attempts=done.attempts)
         source = done.response
         if streamed and source.is_stream:
             request[LOG]["ttft_ms"] = round((time.perf_counter() - request[STARTED]) * 1000, 2)

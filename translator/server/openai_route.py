@@ -93,6 +93,7 @@ class _Call:
             stream=stream,
             session=self.session,
             forward_key=self.request.get(FORWARD_KEY, True),
+            trace=self.request[LOG],
         )
 
 
@@ -108,7 +109,6 @@ def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
 async def _complete_all(call: _Call, n: int) -> list[dict[str, Any]]:
     async def one() -> dict[str, Any]:
         async with call.open(stream=False) as done:
-            call.request[LOG].update(upstream=done.upstream.name, attempts=done.attempts)
             message = await done.response.json()
         if not isinstance(message, dict):
             raise StreamProtocolError("upstream answered with JSON that is not a message object")
@@ -133,11 +133,7 @@ async def _stream(
         sources = await _open_all(stack, call, conv.n)
         if not all(s.response.is_stream for s in sources):
             raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
-        request[LOG].update(
-            upstream=sources[0].upstream.name,
-            attempts=sources[0].attempts,
-            ttft_ms=round((time.perf_counter() - request[STARTED]) * 1000, 2),
-        )
+        request[LOG]["ttft_ms"] = round((time.perf_counter() - request[STARTED]) * 1000, 2)
         resp = web.StreamResponse(headers={**_STREAM_HEADERS, **headers})
         await resp.prepare(request)
         stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
