@@ -51,9 +51,11 @@ class FakeUpstream:
     def json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self.replies.append(Reply(status, orjson.dumps(payload), headers=headers or {}))
 
-    def sse(self, data: bytes, *, chunk_size: int | None = None, delay: float = 0.0) -> None:
+    def sse(
+        self, data: bytes, *, chunk_size: int | None = None, delay: float = 0.0, headers: dict[str, str] | None = None
+    ) -> None:
         chunks = [data] if chunk_size is None else [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
-        self.replies.append(Reply(200, b"", "text/event-stream", chunks=chunks, delay=delay))
+        self.replies.append(Reply(200, b"", "text/event-stream", headers=headers or {}, chunks=chunks, delay=delay))
 
     def events(self, events: Iterable[dict[str, Any]], **kw: Any) -> None:
         self.sse(b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in events), **kw)

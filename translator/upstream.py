@@ -187,8 +187,8 @@ class Upstream:
             pass
         elif "x-api-key" in client:
             out["x-api-key"] = client["x-api-key"]
-        elif client.get("Authorization", "").startswith("Bearer sk-ant-api"):
-            out["x-api-key"] = client["Authorization"][7:]  # an Anthropic API key sent the OpenAI way
+        elif _anthropic_key_as_bearer(client.get("Authorization", "")):
+            out["x-api-key"] = client["Authorization"].partition(" ")[2].strip()  # an Anthropic key sent the OpenAI way
         elif "Authorization" in client:
             out["Authorization"] = client["Authorization"]
         return out
@@ -225,6 +225,11 @@ class Upstream:
         """``open()`` as a context manager."""
         with await self.open(method, path, headers, body) as response:
             yield response
+
+
+def _anthropic_key_as_bearer(authorization: str) -> bool:
+    scheme, _, token = authorization.partition(" ")
+    return scheme.lower() == "bearer" and token.strip().startswith("sk-ant-api")
 
 
 async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:

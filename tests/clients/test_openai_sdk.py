@@ -76,11 +76,13 @@ async def connect(flavour: str) -> AsyncIterator[Callable[[TestClient], Client]]
 
 async def test_create(make_proxy: MakeProxy, fake_upstream: FakeUpstream, connect: Any) -> None:
     client = connect(await make_proxy())
-    fake_upstream.raw(200, fixture("claude_response_text__vercel-ai.json"), "application/json")
+    fake_upstream.raw(200, fixture("claude_response_text__vercel-ai.json"), "application/json",
+                      headers={"request-id": "req_011CUpHello"})
     completion = await run(client, client.chat.completions.create, model="claude-sonnet-4-5", temperature=0.5,
                            messages=[{"role": "system", "content": "Be friendly."},
                                      {"role": "user", "content": "Hello, how are you?"}])
     assert completion.id == "chatcmpl-msg_01VdEjxAP5ahtHKrrRdNBteQ"
+    assert completion._request_id == "req_011CUpHello"  # the upstream's, for its support
     assert completion.object == "chat.completion"
     assert completion.model == "claude-sonnet-4-5-20250929"
     assert len(completion.choices) == 1

@@ -302,7 +302,7 @@ async def test_upstream_error_status_and_body_are_passed_on(
     assert resp.headers["Content-Type"] == "application/json"
     assert await resp.json() == body
     assert resp.headers.get("Retry-After") == headers.get("retry-after")
-    assert resp.headers.get("x-upstream-request-id") == headers.get("request-id")
+    assert resp.headers.get("request-id") == headers.get("request-id")  # where the anthropic SDK reads it
     assert len(fake_upstream.requests) == 1
 
 

@@ -448,6 +448,7 @@ async def test_recorded_n2_stream(make_proxy: MakeProxy, fake_upstream: FakeUpst
         ({}, {"x-api-key": "sk-client"}, {"x-api-key": "sk-client"}),
         ({}, {"x-api-key": "sk-a", "Authorization": "Bearer sk-b"}, {"x-api-key": "sk-a"}),
         ({}, {"Authorization": "Bearer sk-ant-api03-xyz"}, {"x-api-key": "sk-ant-api03-xyz"}),
+        ({}, {"Authorization": "bearer  sk-ant-api03-xyz"}, {"x-api-key": "sk-ant-api03-xyz"}),
         ({"api_key": "k"}, {"Authorization": "Bearer sk-client"}, {"x-api-key": "k"}),
         ({"api_key": "k"}, {"x-api-key": "sk-client"}, {"x-api-key": "k"}),
         ({"api_key": "k", "auth": "bearer"}, {"x-api-key": "sk-client"}, {"authorization": "Bearer k"}),
@@ -458,7 +459,7 @@ async def test_recorded_n2_stream(make_proxy: MakeProxy, fake_upstream: FakeUpst
     ],
     ids=[
         "no keys", "client bearer forwarded", "client x-api-key forwarded", "client x-api-key preferred",
-        "anthropic key sent as bearer goes as x-api-key",
+        "anthropic key sent as bearer goes as x-api-key", "the scheme in any case",
         "configured key replaces client bearer", "configured key replaces client x-api-key",
         "configured bearer replaces client x-api-key", "configured bearer replaces client bearer",
         "anthropic-beta passed on", "configured anthropic-version", "other client headers not passed on",
@@ -664,7 +665,7 @@ async def test_upstream_429_keeps_retry_after(direct: TestClient, fake_upstream:
     assert resp.status == 429
     assert resp.content_type == "application/json"
     assert resp.headers["Retry-After"] == "17"
-    assert resp.headers["x-upstream-request-id"] == "req_011"
+    assert resp.headers["x-request-id"] == "req_011"  # where the openai SDKs read it
     assert await resp.json() == openai_error(
         "Number of requests has exceeded your rate limit", "rate_limit_error", code="rate_limit_exceeded")
 

@@ -214,3 +214,14 @@ async def test_include_usage_n2_gives_null_usage_on_every_choice_chunk(proxy, fa
         "prompt_tokens_details": {"cached_tokens": 14, "cache_write_tokens": 40},
         "cache_read_input_tokens": 14, "cache_creation_input_tokens": 40}}
     assert {c["id"] for c in choice_chunks} == {usage_chunk["id"]}
+
+
+async def test_the_upstream_request_id_reaches_the_client_as_x_request_id(proxy, fake_upstream: FakeUpstream) -> None:
+    stop = [{"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
+            {"type": "message_stop"}]
+    fake_upstream.sse(_sse(START, TEXT_START, _delta("hi"), *stop), headers={"request-id": "req_011Stream"})
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    assert resp.status == 200
+    assert resp.headers["x-request-id"] == "req_011Stream"
+    assert (await resp.read()).endswith(b"data: [DONE]\n\n")

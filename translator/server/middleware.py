@@ -59,6 +59,10 @@ def is_claude_shape(request: web.Request) -> bool:
     return path.startswith("/v1/models") and "anthropic-version" in request.headers
 
 
+# The upstream's request id, as each shape's SDK reads it (anthropic: request-id; openai: x-request-id).
+REQUEST_ID_HEADER = {True: "request-id", False: "x-request-id"}
+
+
 def error_response(request: web.Request, err: TranslatorError) -> web.Response:
     headers: dict[str, str] = {}
     if isinstance(err, ProxyOverloaded):
@@ -69,8 +73,8 @@ def error_response(request: web.Request, err: TranslatorError) -> web.Response:
     if isinstance(err, UpstreamStatusError):
         if err.retry_after:
             headers["Retry-After"] = err.retry_after
-        if err.request_id:
-            headers["x-upstream-request-id"] = err.request_id
+        if err.request_id:  # the upstream's id (what its support asks for), under the name each SDK reads
+            headers[REQUEST_ID_HEADER[is_claude_shape(request)]] = err.request_id
     if is_claude_shape(request):
         status, body = err.status, claude_error_body(err)
     else:

@@ -68,7 +68,7 @@ async def _answer(request: web.Request, call: _Call, conv: ConvertedRequest) -> 
     created = int(time.time())
     if conv.stream:
         return await _stream(request, call, conv, created, headers)
-    messages = await _complete_all(call, conv.n)
+    messages = await _complete_all(call, conv.n, headers)
     completion = convert_responses(messages, created=created, model=call.model, json_tool=conv.json_tool)
     request[LOG]["usage"] = completion["usage"]
     return web.Response(body=orjson.dumps(completion), content_type="application/json", headers=headers)
@@ -97,6 +97,14 @@ class _Call:
         )
 
 
+def _pass_request_id(source: UpstreamResponse, headers: dict[str, str]) -> None:
+    """The upstream's request id as ``x-request-id``, where the openai SDKs read it (``_request_id``);
+    with n > 1, the first choice's."""
+    request_id = source.headers.get("request-id")
+    if request_id:
+        headers.setdefault("x-request-id", request_id)
+
+
 def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
     headers = {}
     if conv.ignored:
@@ -106,10 +114,11 @@ def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
     return headers
 
 
-async def _complete_all(call: _Call, n: int) -> list[dict[str, Any]]:
+async def _complete_all(call: _Call, n: int, headers: dict[str, str]) -> list[dict[str, Any]]:
     async def one() -> dict[str, Any]:
         async with call.open(stream=False) as done:
             message = await done.response.json()
+            _pass_request_id(done.response, headers)
         if not isinstance(message, dict):
             raise StreamProtocolError("upstream answered with JSON that is not a message object")
         return message
@@ -134,6 +143,7 @@ async def _stream(
         if not all(s.response.is_stream for s in sources):
             raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
         request[LOG]["ttft_ms"] = round((time.perf_counter() - request[STARTED]) * 1000, 2)
+        _pass_request_id(sources[0].response, headers)
         resp = web.StreamResponse(headers={**_STREAM_HEADERS, **headers})
         await resp.prepare(request)
         stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
