@@ -7,7 +7,8 @@
   event ahead of a stream's first content) move the request to the next candidate, honouring
   ``Retry-After``, within ``routing.max_attempts`` and ``routing.max_retry_seconds``.
 - An upstream that fails ``failures_before_cooldown`` times in a row (or says Retry-After) is taken out for
-  a cool-down; after it, the next request probes it, and one success puts it back.
+  a cool-down; after it, the next request probes it (alone: concurrent requests keep away until the probe
+  answers), and one success puts it back.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 BACKOFF = 0.25  # seconds before retrying the same upstream, doubled each time
 
 
+PROBE_CLAIM = 10.0  # seconds the one request probing an upstream back from a cool-down has it to itself
+
+
 @dataclass
 class _Health:
     failures: int = 0
-    out_until: float = 0.0
+    out_until: float = 0.0  # cooling down until then; past it (and not 0), back on probation
+    probe_until: float = 0.0  # a request is probing it until then: the others still treat it as cooling
 
 
 @dataclass
@@ -88,13 +93,16 @@ class UpstreamPool:
     # --- health ---
 
     def healthy(self, upstream: Upstream) -> bool:
-        return self._health[upstream.name].out_until <= self._clock()
+        health, now = self._health[upstream.name], self._clock()
+        if not health.out_until:
+            return True
+        return health.out_until <= now and health.probe_until <= now  # back, and nobody probing it yet
 
     def succeeded(self, upstream: Upstream) -> None:
         health = self._health[upstream.name]
         if health.failures or health.out_until:
             self._on_health(upstream.name, True)
-        health.failures, health.out_until = 0, 0.0
+        health.failures, health.out_until, health.probe_until = 0, 0.0, 0.0
 
     def failed(self, upstream: Upstream, err: TranslatorError) -> None:
         health = self._health[upstream.name]
@@ -105,6 +113,7 @@ class UpstreamPool:
             pause = max(pause or 0.0, self.settings.cooldown_seconds)
         if pause:
             health.out_until = max(health.out_until, now + pause)
+            health.probe_until = 0.0  # after this cool-down, the next request may probe it again
             self._on_health(upstream.name, False)
 
     # --- choice ---
@@ -130,7 +139,19 @@ class UpstreamPool:
         if sticky is not None:
             ordered.remove(sticky)
             ordered.insert(0, sticky)
+        self._claim_probes(ordered)
         return ordered + cooling
+
+    def _claim_probes(self, ordered: list[Upstream]) -> None:
+        """An upstream just back from a cool-down is probed by one request, not by every request in flight
+        at that moment: this plan claims those it will try before its first fully healthy upstream, and
+        the others treat them as cooling until the probe has answered (or PROBE_CLAIM has passed)."""
+        now = self._clock()
+        for upstream in ordered:
+            health = self._health[upstream.name]
+            if not health.out_until:
+                break
+            health.probe_until = now + PROBE_CLAIM
 
     def _weighted_order(self, upstreams: list[Upstream]) -> list[Upstream]:
         # Efraimidis-Spirakis: sort by u^(1/w), a weighted shuffle in one pass.
