@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import gc
 import multiprocessing
 import os
@@ -94,7 +95,25 @@ def config_warnings(settings: Settings, env: Mapping[str, str]) -> list[str]:
     return warnings
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+BIG_BLOCK = 128 * 1024
+
+
+def return_big_blocks_to_the_os() -> bool:
+    """Keep glibc's mmap threshold fixed at 128 KiB. By default it rises after a big block is freed, so the
+    next big request bodies (images, long histories) come from the heap, whose memory stays in RSS; with
+    a fixed threshold every big block is its own mapping, returned when freed. True if applied (glibc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # another C library (musl): nothing to do
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, BIG_BLOCK))
+
+
 def _run(settings: Settings, *, reuse_port: bool) -> None:
+    return_big_blocks_to_the_os()
     with contextlib.suppress(ImportError):
         import uvloop
 

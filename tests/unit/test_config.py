@@ -134,3 +134,12 @@ def test_config_warnings_for_settings_that_start_but_mislead() -> None:
     ]
     assert config_warnings(Settings.model_validate({"keys": keys, "upstream": {"api_key": "k"}}), {}) == []
     assert config_warnings(Settings(), {"ANTHROPIC_API_KEY": "sk-ant"}) == []
+
+
+def test_big_blocks_go_back_to_the_os_on_glibc() -> None:
+    import platform
+
+    from translator.cli import return_big_blocks_to_the_os
+
+    applied = return_big_blocks_to_the_os()
+    assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

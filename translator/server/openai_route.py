@@ -47,7 +47,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     request[LOG]["route"] = "openai"
     key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
-    req, _ = await read_json_object(request)
+    req = (await read_json_object(request))[0]  # the raw bytes are not kept: a 10 MB body is held once
     asked = require_model(req)
     model, profile = request.app[RESOLVE](asked)
     request[LOG].update(route="openai", model=asked, upstream_model=model)
