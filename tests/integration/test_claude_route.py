@@ -195,6 +195,29 @@ async def test_alias_rewrites_only_the_model(make_proxy: MakeProxy, fake_upstrea
     assert fake_upstream.last.json == {"model": "claude-x", "messages": []}
 
 
+async def test_alias_splices_the_model_into_the_clients_bytes(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream
+) -> None:
+    proxy = await make_proxy(models={"aliases": {"my-alias": "claude-x"}})
+    raw = (b'{"max_tokens": 10,\n "model" :  "my-alias", "messages": [{"role": "user", "content": "hi"}],'
+           b' "big": 123456789012345678901234567890, "f": 1.50, "metadata": {"model": "other"}}')
+    fake_upstream.json(MESSAGE)
+    resp = await proxy.post("/v1/messages", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+    assert fake_upstream.last.raw == raw.replace(b'"model" :  "my-alias"', b'"model":"claude-x"')
+
+
+async def test_alias_named_twice_in_the_body_is_reencoded(make_proxy: MakeProxy, fake_upstream: FakeUpstream) -> None:
+    # The same "model": "my-alias" inside a tool input too: which one is the request's is not a byte question.
+    proxy = await make_proxy(models={"aliases": {"my-alias": "claude-x"}})
+    call = {"type": "tool_use", "id": "t1", "name": "f", "input": {"model": "my-alias"}}
+    turn = {"role": "assistant", "content": [call]}
+    body = {"model": "my-alias", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}, turn]}
+    fake_upstream.json(MESSAGE)
+    assert (await proxy.post("/v1/messages", json=body)).status == 200
+    assert fake_upstream.last.json == {**body, "model": "claude-x"}
+
+
 async def test_unaliased_model_is_not_reencoded(make_proxy: MakeProxy, fake_upstream: FakeUpstream) -> None:
     proxy = await make_proxy(models={"aliases": {"my-alias": "claude-x"}})
     raw = b'{"model":"claude-y",  "max_tokens":1,"messages":[]}'

@@ -65,7 +65,18 @@ def _validated(
     request[LOG].update(route="claude", model=asked, upstream_model=model, stream=body.get("stream") is True)
     if model == asked:
         return model, raw
-    return model, orjson.dumps({**body, "model": model})
+    return model, with_model(raw, body, asked, model)
+
+
+def with_model(raw: bytes, body: dict[str, Any], asked: str, model: str) -> bytes:
+    """The client's bytes with only the model's value replaced, when it can be found unambiguously (one
+    ``"model": "<asked>"`` in the whole body, as JSON encodes it); else the body re-encoded. Splicing keeps
+    everything else exactly as sent: number spellings, integers past 64 bits, key order, duplicates."""
+    matches = list(re.finditer(rb'"model"\s*:\s*' + re.escape(orjson.dumps(asked)), raw))
+    if len(matches) == 1:
+        start, end = matches[0].span()
+        return raw[:start] + b'"model":' + orjson.dumps(model) + raw[end:]
+    return orjson.dumps({**body, "model": model})
 
 
 async def _relay(
