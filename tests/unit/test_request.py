@@ -627,6 +627,31 @@ CASES += [
     ),
 ]
 
+PREFILL_WITH_THINKING = [HI, {"role": "assistant", "content": "So,", "thinking_blocks": [SIGNED]}]
+CASES += [
+    (
+        "thinking off: a final assistant prefill loses its thinking blocks (Claude refuses them there)",
+        {"messages": PREFILL_WITH_THINKING},
+        NATIVE,
+        done(claude(messages=[HI_TURN, {"role": "assistant", "content": [{"type": "text", "text": "So,"}]}]),
+             adjustments=["thinking blocks dropped from the final assistant message: thinking is off"]),
+    ),
+    (
+        "thinking on: the prefill keeps them",
+        {"messages": PREFILL_WITH_THINKING, "thinking": {"type": "enabled", "budget_tokens": 1024},
+         "max_tokens": 4000},
+        NATIVE,
+        done(claude(max_tokens=4000, thinking={"type": "enabled", "budget_tokens": 1024},
+                    messages=[HI_TURN, {"role": "assistant", "content": [SIGNED, {"type": "text", "text": "So,"}]}])),
+    ),
+    (
+        "thinking off: a final assistant turn of thinking alone goes",
+        {"messages": [HI, {"role": "assistant", "content": None, "thinking_blocks": [SIGNED]}]},
+        NATIVE,
+        done(claude(), adjustments=["thinking blocks dropped from the final assistant message: thinking is off"]),
+    ),
+]
+
 
 @pytest.mark.parametrize(("req", "profile", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_convert_request(req: JSONObject, profile: ModelProfile, expected: ConvertedRequest) -> None:

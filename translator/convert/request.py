@@ -67,6 +67,7 @@ def convert_request(
     _tools(req, profile, out)
     _response_format(req, profile, out)
     _thinking(req, out, profile)
+    _prefill_thinking(out)
     _one_sampler(out)
     _stream(req, out)
     _n(req, out)
@@ -81,6 +82,23 @@ def _trim_prefill(messages: list[dict[str, Any]], out: ConvertedRequest) -> None
     if last["role"] == "assistant" and block.get("type") == "text" and block["text"] != block["text"].rstrip():
         block["text"] = block["text"].rstrip()  # never empty: whitespace-only text was dropped already
         out.adjustments.append("trailing whitespace trimmed from the final assistant message (a prefill)")
+
+
+def _prefill_thinking(out: ConvertedRequest) -> None:
+    """With thinking off, Claude refuses thinking blocks in a final assistant message (a prefill); they
+    go, and the prefill's text stays. (Earlier turns may keep theirs: Claude ignores those.)"""
+    if out.body.get("thinking", {}).get("type") in ("enabled", "adaptive"):
+        return
+    last = out.body["messages"][-1]
+    kept = [b for b in last["content"] if b.get("type") not in ("thinking", "redacted_thinking")]
+    if last["role"] == "assistant" and len(kept) < len(last["content"]):
+        out.adjustments.append("thinking blocks dropped from the final assistant message: thinking is off")
+        if kept:
+            last["content"] = kept
+        elif len(out.body["messages"]) > 1:
+            out.body["messages"].pop()
+        else:
+            raise InvalidRequest("'messages' holds no user or assistant content", param="messages")
 
 
 def _user(req: dict[str, Any], out: ConvertedRequest) -> None:
