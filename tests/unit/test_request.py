@@ -652,6 +652,17 @@ CASES += [
     ),
 ]
 
+CASES += [
+    (
+        "thinking off in a tool loop on an adaptive model: the effort level still applies",
+        {"reasoning_effort": "high", "messages": TOOL_LOOP},
+        ADAPTIVE,
+        done(claude(messages=TOOL_LOOP_TURNS, output_config={"effort": "high"}), adjustments=[
+            "thinking off for this request: the last assistant tool calls came back without their "
+            "thinking_blocks, which Claude requires with thinking on"]),
+    ),
+]
+
 
 @pytest.mark.parametrize(("req", "profile", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_convert_request(req: JSONObject, profile: ModelProfile, expected: ConvertedRequest) -> None:

@@ -344,12 +344,14 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
             "thinking off for this request: the last assistant tool calls came back without their "
             "thinking_blocks, which Claude requires with thinking on"
         )
+        _effort_alone(out, profile, effort)
         return
     if on and out.json_tool is not None:
         out.adjustments.append(
             "thinking off for this request: response_format needs its JSON tool forced, which thinking "
             "forbids (the model has no native structured output)"
         )
+        _effort_alone(out, profile, effort)
         return
     if thinking is None:
         assert effort is not None
@@ -361,6 +363,12 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
     out.body["thinking"] = thinking
     if on:
         _thinking_constraints(out)
+
+
+def _effort_alone(out: ConvertedRequest, profile: ModelProfile, effort: str | None) -> None:
+    """Thinking had to stay off: on an adaptive model the effort level still applies on its own."""
+    if effort is not None and profile.thinking_mode == "adaptive":
+        out.body["output_config"] = {**out.body.get("output_config", {}), "effort": REASONING_EFFORT[effort]}
 
 
 def _effort_thinking(
