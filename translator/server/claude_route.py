@@ -173,17 +173,21 @@ async def _relay_until_end(source: UpstreamResponse, resp: web.StreamResponse, w
     message_stop or error) are returned unwritten, for the caller to send with the response's end."""
     pending = bytearray()  # the start of an event whose closing blank line has not arrived yet
     async for data in source.chunks():
-        searched = max(0, len(pending) - 3)
-        pending += data
-        cut = _events_end(pending, searched)
-        if cut:
-            source.touch()
+        if not pending and data.endswith(b"\n\n"):
+            done = data  # the usual read: whole events, nothing held back (no copies)
+        else:
+            searched = max(0, len(pending) - 3)
+            pending += data
+            cut = _events_end(pending, searched)
+            if not cut:
+                continue
             done = bytes(pending[:cut])
             del pending[:cut]
-            watch.feed(done)
-            if watch.complete:  # message_stop (or error) ends the stream: nothing after it goes out
-                return done[: _end_of_last_event(done)]
-            await resp.write(done)
+        source.touch()
+        watch.feed(done)
+        if watch.complete:  # message_stop (or error) ends the stream: nothing after it goes out
+            return done[: _end_of_last_event(done)]
+        await resp.write(done)
     if pending and not watch.complete:
         # The upstream's last event lacks its blank line. Read it as ended: a message_stop there
         # completes the stream, and the bytes go out as sent.
