@@ -11,12 +11,10 @@ import multiprocessing
 import os
 import signal
 import sys
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from translator.config import Settings, load_settings
 from translator.gateway.keys import keys_command
@@ -43,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(
             args.config, overrides={"server.host": args.host, "server.port": args.port, "demo": args.demo or None}
         )
-    except (OSError, tomllib.TOMLDecodeError, ValidationError) as err:  # a config mistake, not a crash
+    except (OSError, ValueError) as err:  # a config mistake (TOML, UTF-8, validation, shape), not a crash
         print(f"translator: cannot load the settings: {err}", file=sys.stderr)
         return 2
     configure_logging(settings.server.log_level)
@@ -89,9 +87,10 @@ def config_warnings(settings: Settings, env: Mapping[str, str]) -> list[str]:
     if settings.upstreams and (env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_BASE_URL")):
         warnings.append("ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL set up [upstream], which [[upstreams]] replaces: "
                         "they are not used")
-    if settings.keys and not settings.demo and not any(u.api_key for u in settings.upstream_list):
-        warnings.append("client keys are configured but no upstream has an api_key: our keys are never forwarded, "
-                        "so requests reach the upstream without credentials")
+    keyless = [u.name for u in settings.upstream_list if not u.api_key]
+    if settings.keys and not settings.demo and keyless:
+        warnings.append(f"client keys are configured but upstream {', '.join(keyless)} has no api_key: our keys are "
+                        "never forwarded, so requests reach it without credentials")
     return warnings
 
 

@@ -7,6 +7,7 @@ or the file after that.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 import tomllib
 from pathlib import Path
@@ -122,6 +123,8 @@ BUILTIN_PROFILES: dict[str, ProfileSettings] = {
     "claude-3-*": _profile(4096, False, False, "budget", 4096),
     "claude-sonnet-4-0*": _profile(8192, False, True, "budget", 64000),
     "claude-sonnet-4-2*": _profile(8192, False, True, "budget", 64000),  # claude-sonnet-4-20250514
+    "claude-sonnet-4@*": _profile(8192, False, True, "budget", 64000),  # Vertex AI: claude-sonnet-4@20250514
+    "claude-opus-4@*": _profile(8192, False, True, "budget", 32000),
     "claude-opus-4-0*": _profile(8192, False, True, "budget", 32000),
     "claude-opus-4-2*": _profile(8192, False, True, "budget", 32000),  # claude-opus-4-20250514
     "claude-opus-4-1*": _profile(8192, True, True, "budget", 32000),
@@ -157,9 +160,11 @@ class Settings(_Frozen):
         """Each of several upstreams needs its own name: health, cool-downs, stickiness and metrics are kept
         by name. Unnamed ones are called upstream-1, upstream-2, ... in file order."""
         if isinstance(data, dict) and isinstance(data.get("upstreams"), list):
+            listed = data["upstreams"]
+            taken = {u["name"] for u in listed if isinstance(u, dict) and isinstance(u.get("name"), str)}
+            fresh = (name for i in itertools.count(1) if (name := f"upstream-{i}") not in taken)
             data = {**data, "upstreams": [
-                {"name": f"upstream-{i}", **u} if isinstance(u, dict) and "name" not in u else u
-                for i, u in enumerate(data["upstreams"], 1)
+                {"name": next(fresh), **u} if isinstance(u, dict) and "name" not in u else u for u in listed
             ]}
         return data
 
@@ -202,14 +207,22 @@ def load_settings(
 ) -> Settings:
     env = dict(os.environ) if env is None else env
     path = path or env.get("TRANSLATOR_CONFIG")
-    data: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
+    data: dict[str, Any] = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path else {}
     for var, (section, key) in _ENV.items():
         if env.get(var):
-            data.setdefault(section, {})[key] = env[var]
+            _table(data, section)[key] = env[var]
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
         section, _, key = dotted.rpartition(".")
-        target = data.setdefault(section, {}) if section else data
+        target = _table(data, section) if section else data
         target[key] = value
     return Settings.model_validate(data)
+
+
+def _table(data: dict[str, Any], section: str) -> dict[str, Any]:
+    """The ``[section]`` table, made if absent; a section that is not a table is the config's mistake."""
+    table = data.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"'{section}' must be a table ([{section}]), not {type(table).__name__}")
+    return table

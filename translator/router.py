@@ -132,8 +132,10 @@ class UpstreamPool:
             raise err
         if len(serving) == 1:  # the usual set-up: one candidate, healthy or cooling down, nothing to order
             return serving[:]
-        healthy = [u for u in serving if self.healthy(u)]
-        cooling = sorted((u for u in serving if not self.healthy(u)), key=lambda u: self._health[u.name].out_until)
+        up = [self.healthy(u) for u in serving]  # once each: two clock reads could put one in neither list
+        healthy = [u for u, ok in zip(serving, up, strict=True) if ok]
+        cooling = sorted((u for u, ok in zip(serving, up, strict=True) if not ok),
+                         key=lambda u: self._health[u.name].out_until)
         ordered = self._weighted_order(healthy)
         sticky = next((u for u in ordered if u.name == preferred), None)
         if sticky is not None:

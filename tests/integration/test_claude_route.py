@@ -200,7 +200,7 @@ async def test_alias_splices_the_model_into_the_clients_bytes(
 ) -> None:
     proxy = await make_proxy(models={"aliases": {"my-alias": "claude-x"}})
     raw = (b'{"max_tokens": 10,\n "model" :  "my-alias", "messages": [{"role": "user", "content": "hi"}],'
-           b' "big": 123456789012345678901234567890, "f": 1.50, "metadata": {"model": "other"}}')
+           b' "big": 123456789012345678901234567890, "f": 1.50}')
     fake_upstream.json(MESSAGE)
     resp = await proxy.post("/v1/messages", data=raw, headers={"Content-Type": "application/json"})
     assert resp.status == 200
@@ -215,6 +215,12 @@ async def test_alias_named_twice_in_the_body_is_reencoded(make_proxy: MakeProxy,
     body = {"model": "my-alias", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}, turn]}
     fake_upstream.json(MESSAGE)
     assert (await proxy.post("/v1/messages", json=body)).status == 200
+    assert fake_upstream.last.json == {**body, "model": "claude-x"}
+    # The top-level name spelt with an escape, the nested one plainly: still the top one that changes.
+    raw = orjson.dumps(body).replace(b'{"model":"my-alias"', b'{"model":"my-\\u0061lias"', 1)
+    assert raw.startswith(b'{"model":"my-\\u0061lias"')
+    fake_upstream.json(MESSAGE)
+    assert (await proxy.post("/v1/messages", data=raw, headers={"Content-Type": "application/json"})).status == 200
     assert fake_upstream.last.json == {**body, "model": "claude-x"}
 
 

@@ -69,6 +69,7 @@ def test_model_aliases_and_profiles(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("model", "mode", "structured", "output"), [
     ("claude-sonnet-4-20250514", "budget", False, 64000),
     ("claude-opus-4-0", "budget", False, 32000),
+    ("claude-sonnet-4@20250514", "budget", False, 64000),  # Vertex AI's spelling
     ("claude-sonnet-4-5-20250929", "budget", True, 64000),  # not caught by a broader pattern below it
     ("claude-opus-4-5", "budget", True, 64000),
     ("claude-sonnet-4-6", "adaptive", True, 128000),
@@ -93,7 +94,10 @@ def test_a_profile_can_turn_thinking_off(tmp_path: Path) -> None:
 def test_unnamed_upstreams_get_names_of_their_own() -> None:
     settings = Settings.model_validate({"upstreams": [{"base_url": "http://a"}, {"base_url": "http://b", "name": "b"},
                                                       {"base_url": "http://c"}]})
-    assert [u.name for u in settings.upstream_list] == ["upstream-1", "b", "upstream-3"]
+    assert [u.name for u in settings.upstream_list] == ["upstream-1", "b", "upstream-2"]
+    clash = Settings.model_validate({"upstreams": [{"base_url": "http://a", "name": "upstream-1"},
+                                                   {"base_url": "http://b"}]})
+    assert [u.name for u in clash.upstream_list] == ["upstream-1", "upstream-2"]  # a name given is never reused
 
 
 def test_two_upstreams_of_one_name_are_refused() -> None:
@@ -117,6 +121,12 @@ def test_a_bad_config_is_a_message_and_exit_2_not_a_traceback(
     assert "No such file or directory" in capsys.readouterr().err
     cfg.write_text("[server\n")
     assert main(["serve", "--config", str(cfg)]) == 2
+    capsys.readouterr()
+    cfg.write_text("server = 5\n")  # a key where a table belongs, which --port would write into
+    assert main(["serve", "--config", str(cfg), "--port", "9"]) == 2
+    assert "'server' must be a table ([server]), not int" in capsys.readouterr().err
+    cfg.write_bytes(b"[server]\nhost = '\xff'\n")  # not UTF-8
+    assert main(["serve", "--config", str(cfg)]) == 2
 
 
 def test_config_warnings_for_settings_that_start_but_mislead() -> None:
@@ -129,9 +139,12 @@ def test_config_warnings_for_settings_that_start_but_mislead() -> None:
     ]
     keyless = Settings.model_validate({"keys": keys})
     assert config_warnings(keyless, {}) == [
-        "client keys are configured but no upstream has an api_key: our keys are never forwarded, so requests "
-        "reach the upstream without credentials"
+        "client keys are configured but upstream default has no api_key: our keys are never forwarded, so "
+        "requests reach it without credentials"
     ]
+    partly = Settings.model_validate({"keys": keys, "upstreams": [{"base_url": "http://a", "api_key": "k"},
+                                                                  {"base_url": "http://b"}]})
+    assert config_warnings(partly, {})[0].startswith("client keys are configured but upstream upstream-2 has no")
     assert config_warnings(Settings.model_validate({"keys": keys, "upstream": {"api_key": "k"}}), {}) == []
     assert config_warnings(Settings(), {"ANTHROPIC_API_KEY": "sk-ant"}) == []
 

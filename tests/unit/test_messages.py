@@ -334,6 +334,22 @@ CASES += [
     ),
 ]
 
+CASES += [
+    (
+        "two ids that rewrite alike stay apart, and never take an id another call already has",
+        [HI, {"role": "assistant", "tool_calls": [call("call.1", "f", "{}"), call("call:1", "f", "{}"),
+                                                  call("call_1", "f", "{}")]},
+         {"role": "tool", "tool_call_id": "call:1", "content": "b"},
+         {"role": "tool", "tool_call_id": "call.1", "content": "a"},
+         {"role": "tool", "tool_call_id": "call_1", "content": "c"}],
+        [],
+        [user(text("Hi")),
+         assistant(tool_use("call_1_2", "f", {}), tool_use("call_1_3", "f", {}), tool_use("call_1", "f", {})),
+         {"role": "user", "content": [tool_result("call_1_3", "b"), tool_result("call_1_2", "a"),
+                                      tool_result("call_1", "c")]}],
+    ),
+]
+
 
 @pytest.mark.parametrize(("messages", "system", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_convert_messages(messages: list[JSONObject], system: list[JSONObject], expected: list[JSONObject]) -> None:

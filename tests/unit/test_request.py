@@ -663,6 +663,16 @@ CASES += [
     ),
 ]
 
+CASES += [
+    (
+        "a thinking budget at the model's output limit is lowered under it",
+        {"thinking": {"type": "enabled", "budget_tokens": 32000}},
+        OPUS41,
+        done(claude(max_tokens=32000, thinking={"type": "enabled", "budget_tokens": 31999}),
+             adjustments=["thinking.budget_tokens 32000 lowered to 31999, under the output limit"]),
+    ),
+]
+
 
 @pytest.mark.parametrize(("req", "profile", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_convert_request(req: JSONObject, profile: ModelProfile, expected: ConvertedRequest) -> None:

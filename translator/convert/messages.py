@@ -40,6 +40,7 @@ def convert_messages(messages: Any) -> tuple[list[Block], list[Message]]:
         _append(turns, claude_role, blocks)
     if not turns:  # Claude needs one message at least; only system text (or only empty turns) is not one
         raise InvalidRequest("'messages' holds no user or assistant content", param="messages")
+    _claude_ids(turns)
     return system, turns
 
 
@@ -102,7 +103,7 @@ def _tool_use(call: Any, where: str) -> Block:
         raise InvalidRequest(f"{where}.id must be a non-empty string", param=f"{where}.id")
     return {
         "type": "tool_use",
-        "id": claude_id(call["id"]),
+        "id": call["id"],
         "name": fn["name"],
         "input": _arguments(fn.get("arguments"), f"{where}.function.arguments"),
     }
@@ -123,7 +124,7 @@ def _arguments(raw: Any, param: str) -> dict[str, Any]:
 
 
 def _tool_result(call_id: str, content: Any, where: str) -> Block:
-    block: Block = {"type": "tool_result", "tool_use_id": claude_id(call_id)}
+    block: Block = {"type": "tool_result", "tool_use_id": call_id}
     if isinstance(content, str) or content is None:
         if content and content.strip():
             block["content"] = content
@@ -135,12 +136,30 @@ def _tool_result(call_id: str, content: Any, where: str) -> Block:
 
 
 _ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_CLAUDE_ID = re.compile(r"[a-zA-Z0-9_-]+")
 
 
-def claude_id(call_id: str) -> str:
-    """Claude's tool ids match ``^[a-zA-Z0-9_-]+$``; ids another provider made (``functions.get:0``) are
-    rewritten the same way in the call and in its result, so the pair still matches."""
-    return _ID_CHARS.sub("_", call_id)
+def _claude_ids(turns: list[Message]) -> None:
+    """Claude's tool ids match ``^[a-zA-Z0-9_-]+$``. Ids another provider made (``functions.get:0``) are
+    rewritten, the same way in a call and in its result, and never onto an id another call has."""
+    pairs = [(b, "id" if b["type"] == "tool_use" else "tool_use_id") for turn in turns for b in turn["content"]
+             if b.get("type") in ("tool_use", "tool_result")]
+    originals = dict.fromkeys(block[key] for block, key in pairs)
+    if all(_CLAUDE_ID.fullmatch(i) for i in originals):
+        return  # the usual case
+    taken = {i for i in originals if _CLAUDE_ID.fullmatch(i)}
+    renamed: dict[str, str] = {}
+    for original in originals:
+        if original in taken:
+            continue
+        base = new = _ID_CHARS.sub("_", original)
+        suffix = 2
+        while new in taken:
+            new, suffix = f"{base}_{suffix}", suffix + 1
+        taken.add(new)
+        renamed[original] = new
+    for block, key in pairs:
+        block[key] = renamed.get(block[key], block[key])
 
 
 def _thinking_blocks(value: Any, where: str) -> list[Block]:

@@ -360,6 +360,10 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
             return
     elif (budget := _budget(thinking)) is not None and not _explicit_max_tokens(req):
         _grow_max_tokens(out, profile, budget)  # our default max_tokens must leave room above the budget
+        room = out.body["max_tokens"] - 1
+        if budget > room >= MIN_THINKING_BUDGET:  # the model's output limit left too little room
+            thinking = {**thinking, "budget_tokens": room}
+            out.adjustments.append(f"thinking.budget_tokens {budget} lowered to {room}, under the output limit")
     out.body["thinking"] = thinking
     if on:
         _thinking_constraints(out)

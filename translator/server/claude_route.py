@@ -70,10 +70,11 @@ def _validated(
 
 def with_model(raw: bytes, body: dict[str, Any], asked: str, model: str) -> bytes:
     """The client's bytes with only the model's value replaced, when it can be found unambiguously (one
-    ``"model": "<asked>"`` in the whole body, as JSON encodes it); else the body re-encoded. Splicing keeps
-    everything else exactly as sent: number spellings, integers past 64 bits, key order, duplicates."""
+    ``"model"`` key in the whole body, holding ``"<asked>"`` as orjson encodes it); else the body
+    re-encoded. Splicing keeps everything else exactly as sent: number spellings, integers past 64 bits,
+    key order, duplicates."""
     matches = list(re.finditer(rb'"model"\s*:\s*' + re.escape(orjson.dumps(asked)), raw))
-    if len(matches) == 1:
+    if len(matches) == 1 and len(re.findall(rb'"model"\s*:', raw)) == 1:  # the only "model" key: the top
         start, end = matches[0].span()
         return raw[:start] + b'"model":' + orjson.dumps(model) + raw[end:]
     return orjson.dumps({**body, "model": model})
