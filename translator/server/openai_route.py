@@ -99,7 +99,7 @@ class _Call:
 
 def _pass_request_id(source: UpstreamResponse, headers: dict[str, str]) -> None:
     """The upstream's request id as ``x-request-id``, where the openai SDKs read it (``_request_id``);
-    with n > 1, the first choice's."""
+    with n > 1, that of the choice whose answer came first."""
     request_id = source.headers.get("request-id")
     if request_id:
         headers.setdefault("x-request-id", request_id)
