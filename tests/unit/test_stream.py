@@ -1113,3 +1113,68 @@ def test_usage_chunk_alone_adds_nothing_without_include_usage() -> None:
     assert run(TEXT_EVENTS, usage_chunk=True) == run(TEXT_EVENTS)
     assert run(TEXT_EVENTS, usage_chunk=False) == run(TEXT_EVENTS)
     assert not any("usage" in c for c in run(TEXT_EVENTS, usage_chunk=True))
+
+
+# --- the text-delta fast path ------------------------------------------------------------------------------
+
+
+def _fast_and_slow(path: Path, **options: Any) -> tuple[list[Any], list[Any], int]:
+    """Every recording through ``feed`` alone, and through ``feed_text_delta`` first (as the route does)."""
+    decoder = SSEDecoder()
+    events = decoder.feed(path.read_bytes()) + decoder.feed(b"\n\n")
+    slow, fast = StreamConverter(created=1, model="m", **options), StreamConverter(created=1, model="m", **options)
+    slow_out: list[Any] = []
+    fast_out: list[Any] = []
+    taken = 0
+    for event in events:
+        if slow.done:
+            break
+        slow_out += slow.feed(orjson.loads(event.data))
+        text = fast.feed_text_delta(event.data) if event.event == "content_block_delta" else None
+        if text is not None:
+            taken += 1
+            fast_out.append(orjson.loads(text))
+        else:
+            fast_out += fast.feed(orjson.loads(event.data))
+    return slow_out, fast_out, taken
+
+
+@pytest.mark.parametrize("options", [{}, {"include_usage": True}, {"index": 2, "stream_id": "chatcmpl-x"}],
+                         ids=["plain", "usage", "choice 2"])
+@pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
+def test_the_text_fast_path_gives_the_same_chunks_as_feed(path: Path, options: dict[str, Any]) -> None:
+    slow, fast, _ = _fast_and_slow(path, **options)
+    assert fast == slow  # annotations too: their character offsets count the fast path's text
+
+
+def test_the_fast_path_takes_the_text_deltas_of_real_streams() -> None:
+    # the padded recordings (spaces before the closing brace) included
+    for name in ("claude_stream_text_after_two_tool_results__llm-anthropic.sse",
+                 "claude_stream_thinking_web_search_citations__pydantic-ai.sse"):
+        _, _, taken = _fast_and_slow(STREAMS / name)
+        assert taken == (STREAMS / name).read_bytes().count(b'"type":"text_delta"') > 2, name
+
+
+@pytest.mark.parametrize("data", [
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},"extra":1}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"a"}}',
+    b'{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"a"}}',  # no such block
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\\ud800"}}',  # lone surrogate
+    b'{"type":"content_block_delta", "index":0,"delta":{"type":"text_delta","text":"a"}}',  # other spacing
+])
+def test_anything_but_a_plain_text_delta_is_left_to_feed(data: bytes) -> None:
+    conv = StreamConverter(created=1, model="m")
+    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
+    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    assert conv.feed_text_delta(data) is None
+
+
+def test_the_fast_path_waits_for_message_start_and_stops_at_the_end() -> None:
+    delta = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}'
+    conv = StreamConverter(created=1, model="m")
+    assert conv.feed_text_delta(delta) is None
+    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
+    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    assert orjson.loads(conv.feed_text_delta(delta) or b"")["choices"][0]["delta"] == {"content": "a"}
+    conv.feed({"type": "message_stop"})
+    assert conv.feed_text_delta(delta) is None

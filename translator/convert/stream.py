@@ -15,6 +15,7 @@ the route can write each as soon as its event arrives; ``finish()`` closes the s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,8 @@ class StreamConverter:
         self._tools = 0
         self._chars = 0
         self._claude_usage: dict[str, Any] = {}
+        self._text_head = b""  # a text chunk's JSON up to its content string (set by message_start)
+        self._text_tail = b""  # and after it
         self.finish_reason: str | None = None
         self.done = False
 
@@ -94,6 +97,25 @@ class StreamConverter:
             # the upstream broke the protocol; say so, never crash the stream.
             raise StreamProtocolError(f"malformed {kind!r} event from upstream: {type(e).__name__}") from e
 
+    def feed_text_delta(self, data: bytes) -> bytes | None:
+        """The hot path of a stream, most of whose events are text deltas: a ``content_block_delta`` event's
+        JSON (as the upstream sent it) -> that chunk's JSON, with the text's JSON string copied across as it
+        came, and no event object built or encoded. None when ``feed`` must take the event instead (any
+        other shape, a block that is not text, before message_start, a string that is not valid JSON)."""
+        match = _TEXT_DELTA.fullmatch(data)
+        if match is None or not self._text_head or self.done:
+            return None
+        state = self._blocks.get(int(match[1]))
+        if state is None or state.kind != "text":
+            return None
+        text_json = match[2]
+        try:
+            text = orjson.loads(text_json)
+        except orjson.JSONDecodeError:
+            return None
+        self._chars += len(text)  # annotation indexes count characters of the content
+        return self._text_head + text_json + self._text_tail
+
     def finish(self) -> list[Chunk]:
         """The upstream stream ended. Without ``message_stop`` it was cut short: say so, never 'stop'."""
         if self.done:
@@ -112,6 +134,8 @@ class StreamConverter:
             "created": self._created,
             "model": msg.get("model") or self._model,
         }
+        self._text_head, _, self._text_tail = orjson.dumps(self._chunk({"content": ""})).partition(_EMPTY_CONTENT)
+        self._text_head += b'"content":'
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, event: dict[str, Any]) -> list[Chunk]:
@@ -237,6 +261,13 @@ class StreamConverter:
             chunk["usage"] = None  # the spec: "All other chunks will also include a usage field, but with a null value"
         return chunk
 
+
+# A text delta as Claude writes it (optional padding before the closing brace, as some gateways add):
+# the block index and the text's JSON string, escapes and all.
+_TEXT_DELTA = re.compile(
+    rb'\{"type":"content_block_delta","index":(\d+),"delta":\{"type":"text_delta","text":("(?:[^"\\]|\\.)*")\}\s*\}\s*'
+)
+_EMPTY_CONTENT = b'"content":""'
 
 _BLOCK_KINDS = {"text": "text", "tool_use": "tool", "thinking": "thinking", "redacted_thinking": "redacted"}
 

@@ -247,6 +247,10 @@ def _convert(events: list[SSEEvent], conv: StreamConverter) -> tuple[bytes, Chun
     last = None
     try:
         for event in events:
+            if event.event == "content_block_delta" and (text := conv.feed_text_delta(event.data)) is not None:
+                out.append(text)  # the common event, converted without building (or encoding) objects
+                last = _TEXT_CHUNK
+                continue
             for chunk in conv.feed(_event_json(event.data)):
                 out.append(orjson.dumps(chunk))
                 last = chunk
@@ -257,6 +261,9 @@ def _convert(events: list[SSEEvent], conv: StreamConverter) -> tuple[bytes, Chun
         last = openai_error_body(err)
         out.append(orjson.dumps(last))
     return join_data(out), last
+
+
+_TEXT_CHUNK: Chunk = {}  # stands for a text chunk written by the fast path: not an error
 
 
 class _ChoiceFailed(Exception):
