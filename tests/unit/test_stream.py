@@ -1119,7 +1119,7 @@ def test_usage_chunk_alone_adds_nothing_without_include_usage() -> None:
 
 
 def _fast_and_slow(path: Path, **options: Any) -> tuple[list[Any], list[Any], int]:
-    """Every recording through ``feed`` alone, and through ``feed_text_delta`` first (as the route does)."""
+    """Every recording through ``feed`` alone, and through ``feed_delta`` first (as the route does)."""
     decoder = SSEDecoder()
     events = decoder.feed(path.read_bytes()) + decoder.feed(b"\n\n")
     slow, fast = StreamConverter(created=1, model="m", **options), StreamConverter(created=1, model="m", **options)
@@ -1130,7 +1130,7 @@ def _fast_and_slow(path: Path, **options: Any) -> tuple[list[Any], list[Any], in
         if slow.done:
             break
         slow_out += slow.feed(orjson.loads(event.data))
-        text = fast.feed_text_delta(event.data) if event.event == "content_block_delta" else None
+        text = fast.feed_delta(event.data) if event.event == "content_block_delta" else None
         if text is not None:
             taken += 1
             fast_out.append(orjson.loads(text))
@@ -1139,20 +1139,26 @@ def _fast_and_slow(path: Path, **options: Any) -> tuple[list[Any], list[Any], in
     return slow_out, fast_out, taken
 
 
-@pytest.mark.parametrize("options", [{}, {"include_usage": True}, {"index": 2, "stream_id": "chatcmpl-x"}],
-                         ids=["plain", "usage", "choice 2"])
+@pytest.mark.parametrize("options", [{}, {"include_usage": True}, {"index": 2, "stream_id": "chatcmpl-x"},
+                                     {"json_tool": "get_weather"}],
+                         ids=["plain", "usage", "choice 2", "json tool"])
 @pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
 def test_the_text_fast_path_gives_the_same_chunks_as_feed(path: Path, options: dict[str, Any]) -> None:
     slow, fast, _ = _fast_and_slow(path, **options)
     assert fast == slow  # annotations too: their character offsets count the fast path's text
 
 
-def test_the_fast_path_takes_the_text_deltas_of_real_streams() -> None:
+def test_the_fast_path_takes_the_text_and_argument_deltas_of_real_streams() -> None:
     # the padded recordings (spaces before the closing brace) included
     for name in ("claude_stream_text_after_two_tool_results__llm-anthropic.sse",
                  "claude_stream_thinking_web_search_citations__pydantic-ai.sse"):
         _, _, taken = _fast_and_slow(STREAMS / name)
         assert taken == (STREAMS / name).read_bytes().count(b'"type":"text_delta"') > 2, name
+    name = "claude_stream_text_then_two_tool_use_with_args__openllmetry.sse"
+    data = (STREAMS / name).read_bytes()
+    _, _, taken = _fast_and_slow(STREAMS / name)
+    fragments = data.count(b'"type":"input_json_delta"') - data.count(b'"partial_json":""')
+    assert taken == data.count(b'"type":"text_delta"') + fragments and fragments > 5
 
 
 @pytest.mark.parametrize("data", [
@@ -1166,15 +1172,15 @@ def test_anything_but_a_plain_text_delta_is_left_to_feed(data: bytes) -> None:
     conv = StreamConverter(created=1, model="m")
     conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
     conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-    assert conv.feed_text_delta(data) is None
+    assert conv.feed_delta(data) is None
 
 
 def test_the_fast_path_waits_for_message_start_and_stops_at_the_end() -> None:
     delta = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}'
     conv = StreamConverter(created=1, model="m")
-    assert conv.feed_text_delta(delta) is None
+    assert conv.feed_delta(delta) is None
     conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
     conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-    assert orjson.loads(conv.feed_text_delta(delta) or b"")["choices"][0]["delta"] == {"content": "a"}
+    assert orjson.loads(conv.feed_delta(delta) or b"")["choices"][0]["delta"] == {"content": "a"}
     conv.feed({"type": "message_stop"})
-    assert conv.feed_text_delta(delta) is None
+    assert conv.feed_delta(delta) is None

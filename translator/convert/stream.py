@@ -43,6 +43,8 @@ class _Block:
     has_input: bool = False  # a tool or json block got a non-empty input_json_delta
     start: int = 0  # a text block's first character in the content
     citations: list[Any] = field(default_factory=list)
+    head: bytes = b""  # a tool block's argument chunk, JSON, up to the fragment's string
+    tail: bytes = b""  # and after it
 
 
 class StreamConverter:
@@ -97,24 +99,30 @@ class StreamConverter:
             # the upstream broke the protocol; say so, never crash the stream.
             raise StreamProtocolError(f"malformed {kind!r} event from upstream: {type(e).__name__}") from e
 
-    def feed_text_delta(self, data: bytes) -> bytes | None:
-        """The hot path of a stream, most of whose events are text deltas: a ``content_block_delta`` event's
-        JSON (as the upstream sent it) -> that chunk's JSON, with the text's JSON string copied across as it
-        came, and no event object built or encoded. None when ``feed`` must take the event instead (any
-        other shape, a block that is not text, before message_start, a string that is not valid JSON)."""
-        match = _TEXT_DELTA.fullmatch(data)
+    def feed_delta(self, data: bytes) -> bytes | None:
+        """The hot path of a stream, most of whose events are text or tool-argument deltas: a
+        ``content_block_delta`` event's JSON (as the upstream sent it) -> that chunk's JSON, with the
+        delta's JSON string copied across as it came, and no event object built or encoded. None when
+        ``feed`` must take the event instead (any other shape, a block of another kind, an empty argument
+        fragment, before message_start, a string that is not valid JSON)."""
+        match = _FAST_DELTA.fullmatch(data)
         if match is None or not self._text_head or self.done:
             return None
         state = self._blocks.get(int(match[1]))
-        if state is None or state.kind != "text":
+        text, raw = match[2] is not None, match[3]
+        if state is None or state.kind not in (("text",) if text else ("tool", "json")) or raw == b'""':
             return None
-        text_json = match[2]
         try:
-            text = orjson.loads(text_json)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
-        self._chars += len(text)  # annotation indexes count characters of the content
-        return self._text_head + text_json + self._text_tail
+        if state.kind == "tool":  # an argument fragment of a client tool call
+            state.has_input = True
+            return state.head + raw + state.tail
+        if state.kind == "json":  # the forced JSON tool's input is the answer's content
+            state.has_input = True
+        self._chars += len(value)  # annotation indexes count characters of the content
+        return self._text_head + raw + self._text_tail
 
     def finish(self) -> list[Chunk]:
         """The upstream stream ended. Without ``message_stop`` it was cut short: say so, never 'stop'."""
@@ -155,6 +163,9 @@ class StreamConverter:
                 "type": "function",
                 "function": {"name": block.get("name"), "arguments": ""},
             }
+            fragment = self._chunk({"tool_calls": [{"index": state.tool_index, "function": {"arguments": ""}}]})
+            state.head, _, state.tail = orjson.dumps(fragment).partition(_EMPTY_ARGUMENTS)
+            state.head += b'"arguments":'
             return [self._chunk({"tool_calls": [call]})]
         if state.kind == "text":
             state.start = self._chars
@@ -264,10 +275,13 @@ class StreamConverter:
 
 # A text delta as Claude writes it (optional padding before the closing brace, as some gateways add):
 # the block index and the text's JSON string, escapes and all.
-_TEXT_DELTA = re.compile(
-    rb'\{"type":"content_block_delta","index":(\d+),"delta":\{"type":"text_delta","text":("(?:[^"\\]|\\.)*")\}\s*\}\s*'
+_FAST_DELTA = re.compile(
+    rb'\{"type":"content_block_delta","index":(\d+),"delta":\{'
+    rb'(?:"type":"text_delta","(text)"|"type":"input_json_delta","partial_json"):'
+    rb'("(?:[^"\\]|\\.)*")\}\s*\}\s*'
 )
 _EMPTY_CONTENT = b'"content":""'
+_EMPTY_ARGUMENTS = b'"arguments":""'
 
 _BLOCK_KINDS = {"text": "text", "tool_use": "tool", "thinking": "thinking", "redacted_thinking": "redacted"}
 

@@ -247,7 +247,7 @@ def _convert(events: list[SSEEvent], conv: StreamConverter) -> tuple[bytes, Chun
     last = None
     try:
         for event in events:
-            if event.event == "content_block_delta" and (text := conv.feed_text_delta(event.data)) is not None:
+            if event.event == "content_block_delta" and (text := conv.feed_delta(event.data)) is not None:
                 out.append(text)  # the common event, converted without building (or encoding) objects
                 last = _TEXT_CHUNK
                 continue
