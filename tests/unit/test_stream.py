@@ -1175,6 +1175,22 @@ def test_anything_but_a_plain_text_delta_is_left_to_feed(data: bytes) -> None:
     assert conv.feed_delta(data) is None
 
 
+def test_a_big_delta_goes_through_feed_and_escapes_are_matched() -> None:
+    from translator.convert.stream import FAST_DELTA_MAX
+
+    conv = StreamConverter(created=1, model="m")
+    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
+    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+
+    def delta(text: str) -> bytes:
+        return orjson.dumps({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
+
+    assert conv.feed_delta(delta("x" * (FAST_DELTA_MAX + 1))) is None  # feed parses it (orjson: fast at any size)
+    escaped = 'a "b" \\ \n \u2028 é ' * 500
+    chunk = conv.feed_delta(delta(escaped))
+    assert chunk is not None and orjson.loads(chunk)["choices"][0]["delta"] == {"content": escaped}
+
+
 def test_the_fast_path_waits_for_message_start_and_stops_at_the_end() -> None:
     delta = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}'
     conv = StreamConverter(created=1, model="m")
