@@ -339,19 +339,10 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
     if thinking is None and effort in (None, "none"):
         return
     on = thinking is None or thinking.get("type") in ("enabled", "adaptive")
-    if on and _tool_turn_without_thinking(out.body["messages"]):
-        out.adjustments.append(
-            "thinking off for this request: the last assistant tool calls came back without their "
-            "thinking_blocks, which Claude requires with thinking on"
-        )
-        _effort_alone(out, profile, effort)
-        return
-    if on and out.json_tool is not None:
-        out.adjustments.append(
-            "thinking off for this request: response_format needs its JSON tool forced, which thinking "
-            "forbids (the model has no native structured output)"
-        )
-        _effort_alone(out, profile, effort)
+    if on and (why := _why_thinking_must_stay_off(out)):
+        out.adjustments.append(f"thinking off for this request: {why}")
+        if effort is not None and profile.thinking_mode == "adaptive":
+            _set_effort(out, effort)  # on an adaptive model the effort level still applies on its own
         return
     if thinking is None:
         assert effort is not None
@@ -359,20 +350,40 @@ def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile)
         if thinking is None:
             return
     elif (budget := _budget(thinking)) is not None and not _explicit_max_tokens(req):
-        _grow_max_tokens(out, profile, budget)  # our default max_tokens must leave room above the budget
-        room = out.body["max_tokens"] - 1
-        if budget > room >= MIN_THINKING_BUDGET:  # the model's output limit left too little room
-            thinking = {**thinking, "budget_tokens": room}
-            out.adjustments.append(f"thinking.budget_tokens {budget} lowered to {room}, under the output limit")
+        thinking = _room_for_budget(out, profile, thinking, budget)
     out.body["thinking"] = thinking
     if on:
         _thinking_constraints(out)
 
 
-def _effort_alone(out: ConvertedRequest, profile: ModelProfile, effort: str | None) -> None:
-    """Thinking had to stay off: on an adaptive model the effort level still applies on its own."""
-    if effort is not None and profile.thinking_mode == "adaptive":
-        out.body["output_config"] = {**out.body.get("output_config", {}), "effort": REASONING_EFFORT[effort]}
+def _room_for_budget(
+    out: ConvertedRequest, profile: ModelProfile, thinking: dict[str, Any], budget: int
+) -> dict[str, Any]:
+    """A client's thinking budget with our default max_tokens: that grows by the budget, and where the
+    model's output limit leaves too little room, the budget is lowered under it (a copy: the client's
+    object is not changed)."""
+    _grow_max_tokens(out, profile, budget)
+    room = out.body["max_tokens"] - 1
+    if budget > room >= MIN_THINKING_BUDGET:
+        out.adjustments.append(f"thinking.budget_tokens {budget} lowered to {room}, under the output limit")
+        return {**thinking, "budget_tokens": room}
+    return thinking
+
+
+def _why_thinking_must_stay_off(out: ConvertedRequest) -> str | None:
+    """What in the converted request rules thinking out (Claude would answer 400 with it), if anything."""
+    if _tool_turn_without_thinking(out.body["messages"]):
+        return ("the last assistant tool calls came back without their thinking_blocks, which Claude "
+                "requires with thinking on")
+    if out.json_tool is not None:
+        return ("response_format needs its JSON tool forced, which thinking forbids (the model has no native "
+                "structured output)")
+    return None
+
+
+def _set_effort(out: ConvertedRequest, effort: str) -> None:
+    """output_config.effort, beside a format response_format may have put there."""
+    out.body["output_config"] = {**out.body.get("output_config", {}), "effort": REASONING_EFFORT[effort]}
 
 
 def _effort_thinking(
@@ -385,7 +396,7 @@ def _effort_thinking(
     if profile.thinking_mode == "adaptive":
         if not _explicit_max_tokens(req):
             _grow_max_tokens(out, profile, budget)
-        out.body["output_config"] = {**out.body.get("output_config", {}), "effort": REASONING_EFFORT[effort]}
+        _set_effort(out, effort)
         return {"type": "adaptive"}
     fitted = _fit_budget(req, out, profile, budget)
     return None if fitted is None else {"type": "enabled", "budget_tokens": fitted}

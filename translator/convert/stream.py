@@ -144,8 +144,7 @@ class StreamConverter:
             "created": self._created,
             "model": msg.get("model") or self._model,
         }
-        self._text_head, _, self._text_tail = orjson.dumps(self._chunk({"content": ""})).partition(_EMPTY_CONTENT)
-        self._text_head += b'"content":'
+        self._text_head, self._text_tail = self._template({"content": ""}, b"content")
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, event: dict[str, Any]) -> list[Chunk]:
@@ -165,9 +164,9 @@ class StreamConverter:
                 "type": "function",
                 "function": {"name": block.get("name"), "arguments": ""},
             }
-            fragment = self._chunk({"tool_calls": [{"index": state.tool_index, "function": {"arguments": ""}}]})
-            state.head, _, state.tail = orjson.dumps(fragment).partition(_EMPTY_ARGUMENTS)
-            state.head += b'"arguments":'
+            state.head, state.tail = self._template(
+                {"tool_calls": [{"index": state.tool_index, "function": {"arguments": ""}}]}, b"arguments"
+            )
             return [self._chunk({"tool_calls": [call]})]
         if state.kind == "text":
             state.start = self._chars
@@ -264,6 +263,14 @@ class StreamConverter:
             )
         return state
 
+    def _template(self, delta: dict[str, Any], key: bytes) -> tuple[bytes, bytes]:
+        """A chunk's JSON around ``delta``'s empty ``key`` string, for ``feed_delta`` to put the delta's own
+        JSON string between: the same bytes orjson would write for the whole chunk. (No string before it
+        can hold ``"key":""``: a quote inside a JSON string is escaped.)"""
+        marker = b'"' + key + b'":'
+        head, _, tail = orjson.dumps(self._chunk(delta)).partition(marker + b'""')
+        return head + marker, tail
+
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
         assert self._base is not None
         chunk: Chunk = {
@@ -286,8 +293,6 @@ _FAST_DELTA = re.compile(
 # Bigger events go through feed: for them a regex costs more than orjson's parse, and it would hold the
 # event loop (and every other stream) while it runs. Real deltas are a few words.
 FAST_DELTA_MAX = 16 * 1024
-_EMPTY_CONTENT = b'"content":""'
-_EMPTY_ARGUMENTS = b'"arguments":""'
 
 _BLOCK_KINDS = {"text": "text", "tool_use": "tool", "thinking": "thinking", "redacted_thinking": "redacted"}
 
