@@ -62,7 +62,7 @@ def _validated(
     if need_max_tokens and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
         raise InvalidRequest("max_tokens: field required, an integer", param="max_tokens")
     model, _ = request.app[RESOLVE](asked)
-    request[LOG].update(route="claude", model=asked, upstream_model=model, stream=body.get("stream") is True)
+    request[LOG].update(model=asked, upstream_model=model, stream=body.get("stream") is True)
     if model == asked:
         return model, raw
     return model, with_model(raw, body, asked, model)
@@ -247,7 +247,7 @@ class _StreamWatch:
     def feed(self, data: bytes) -> None:
         """``data`` ends at an event boundary, so a chunk with none of the events we read can be skipped
         whole (most chunks: content deltas)."""
-        if b"message_" not in data and b"error" not in data:
+        if not any(marker in data for marker in _WATCHED):
             return
         for event in self._decoder.feed(data, only=_WATCHED):
             self._event(event.event, event.data)

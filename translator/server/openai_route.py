@@ -50,7 +50,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = (await read_json_object(request))[0]  # the raw bytes are not kept: a 10 MB body is held once
     asked = require_model(req)
     model, profile = request.app[RESOLVE](asked)
-    request[LOG].update(route="openai", model=asked, upstream_model=model)
+    request[LOG].update(model=asked, upstream_model=model)
     async with admitted(request, key, asked, model):  # keys and limits before any work (or fetch) for the caller
         conv = convert_request(req, model=model, profile=profile, strict=settings.server.strict)
         session = session_key(request, req.get("user"))
