@@ -7,6 +7,7 @@ headers the client gets back; then auth, ``n`` > 1 (plain and streamed), and the
 from __future__ import annotations
 
 import base64
+import hashlib
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -294,6 +295,52 @@ MAPPING += [
             "type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}})]},
         "messages[].name; messages[].content[].image_url.detail",
         None,
+    ),
+]
+
+SONNET46 = "claude-sonnet-4-6"  # built-in profile: adaptive thinking, output limit 128000
+OPUS41 = "claude-opus-4-1"  # built-in profile: budget thinking, output limit 32000
+MAPPING += [
+    (
+        "reasoning_effort on an adaptive model: thinking adaptive and output_config.effort",
+        {"model": SONNET46, "messages": [hi()], "reasoning_effort": "xhigh"},
+        {"model": SONNET46, "max_tokens": 8192 + 32768, "messages": [turn("user", text("Hi"))],
+         "thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}},
+        None, None,
+    ),
+    (
+        "max_tokens above the model's output limit lowered to it, reported",
+        {"model": OPUS41, "messages": [hi()], "max_completion_tokens": 64000},
+        {"model": OPUS41, "max_tokens": 32000, "messages": [turn("user", text("Hi"))]},
+        None, "max_completion_tokens 64000 lowered to 32000, the model's output limit",
+    ),
+    (
+        "whitespace-only text dropped; a final prefill loses its trailing whitespace, reported",
+        {"model": SONNET, "messages": [{"role": "system", "content": " "}, hi(), {"role": "user", "content": "\n"},
+                                       {"role": "assistant", "content": "Sure, "}]},
+        {"model": SONNET, "max_tokens": 8192, "messages": [turn("user", text("Hi")),
+                                                           turn("assistant", text("Sure,"))]},
+        None, "trailing whitespace trimmed from the final assistant message (a prefill)",
+    ),
+    (
+        "another provider's tool ids rewritten alike in the call and its result",
+        {"model": SONNET, "messages": [hi(), {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "functions.get_weather:0", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "cold"}]},
+        {"model": SONNET, "max_tokens": 8192, "messages": [
+            turn("user", text("Hi")),
+            turn("assistant", {"type": "tool_use", "id": "functions_get_weather_0", "name": "get_weather",
+                               "input": {}}),
+            turn("user", {"type": "tool_result", "tool_use_id": "functions_get_weather_0", "content": "cold"})]},
+        None, None,
+    ),
+    (
+        "a user id over 256 characters goes as its SHA-256, reported",
+        {"model": SONNET, "messages": [hi()], "user": "u" * 300},
+        {"model": SONNET, "max_tokens": 8192, "messages": [turn("user", text("Hi"))],
+         "metadata": {"user_id": hashlib.sha256(b"u" * 300).hexdigest()}},
+        None, "user longer than 256 characters sent as its SHA-256 hex digest",
     ),
 ]
 

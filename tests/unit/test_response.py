@@ -239,42 +239,30 @@ def test_exact_cache_read_and_write() -> None:
     )
 
 
-def test_usage_of_a_cache_read_and_write() -> None:
-    """Written out: cached_tokens = the cache read, cache_write_tokens = the cache creation (both counted in
-    prompt_tokens), the two Claude counts alongside."""
-    assert convert("claude_response_cache_read_and_write__pydantic-ai.json")["usage"] == {
-        "prompt_tokens": 1532,
-        "completion_tokens": 33,
-        "total_tokens": 1565,
+@pytest.mark.parametrize(("name", "expected"), [
+    # cached_tokens = the cache read, cache_write_tokens = the cache creation (both counted in prompt_tokens),
+    # the two Claude counts alongside
+    ("claude_response_cache_read_and_write__pydantic-ai.json", {
+        "prompt_tokens": 1532, "completion_tokens": 33, "total_tokens": 1565,
         "prompt_tokens_details": {"cached_tokens": 1111, "cache_write_tokens": 418},
-        "cache_read_input_tokens": 1111,
-        "cache_creation_input_tokens": 418,
-    }
-
-
-def test_usage_of_a_1h_cache_write() -> None:
-    """A 1-hour-TTL cache write (usage.cache_creation.ephemeral_1h_input_tokens) is in
-    cache_creation_input_tokens too: 17 input + 2056 written."""
-    assert convert("claude_response_cache_write_1h_ttl__dd-trace-py.json")["usage"] == {
-        "prompt_tokens": 2073,
-        "completion_tokens": 100,
-        "total_tokens": 2173,
+        "cache_read_input_tokens": 1111, "cache_creation_input_tokens": 418,
+    }),
+    # a 1-hour-TTL cache write (usage.cache_creation.ephemeral_1h_input_tokens) is in
+    # cache_creation_input_tokens too: 17 input + 2056 written
+    ("claude_response_cache_write_1h_ttl__dd-trace-py.json", {
+        "prompt_tokens": 2073, "completion_tokens": 100, "total_tokens": 2173,
         "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 2056},
-        "cache_read_input_tokens": 0,
-        "cache_creation_input_tokens": 2056,
-    }
-
-
-def test_usage_without_cache_fields_has_zero_cache_details() -> None:
-    """The old usage shape (no cache fields): both details are 0, not missing."""
-    assert convert("claude_response_max_tokens__dd-trace-py.json")["usage"] == {
-        "prompt_tokens": 22,
-        "completion_tokens": 15,
-        "total_tokens": 37,
+        "cache_read_input_tokens": 0, "cache_creation_input_tokens": 2056,
+    }),
+    # the old usage shape (no cache fields): both details are 0, not missing
+    ("claude_response_max_tokens__dd-trace-py.json", {
+        "prompt_tokens": 22, "completion_tokens": 15, "total_tokens": 37,
         "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "cache_read_input_tokens": 0,
-        "cache_creation_input_tokens": 0,
-    }
+        "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+    }),
+], ids=["cache read and write", "1h cache write", "no cache fields"])
+def test_usage_written_out(name: str, expected: dict[str, Any]) -> None:
+    assert convert(name)["usage"] == expected
 
 
 def test_exact_max_tokens() -> None:

@@ -642,32 +642,24 @@ def test_json_tool_leaves_other_tools_alone() -> None:
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"  # get_weather must still run
 
 
-def test_usage_with_cache_read() -> None:
-    chunks = convert("claude_stream_cache_read__dd-trace-py.sse")
-    assert chunks[-1]["choices"] == []
+@pytest.mark.parametrize(("name", "expected"), [
     # message_start: input 11, cache_read 1031, cache_creation 0; message_delta: output 100
-    assert chunks[-1]["usage"] == {
-        "prompt_tokens": 1042,
-        "completion_tokens": 100,
-        "total_tokens": 1142,
+    ("claude_stream_cache_read__dd-trace-py.sse", {
+        "prompt_tokens": 1042, "completion_tokens": 100, "total_tokens": 1142,
         "prompt_tokens_details": {"cached_tokens": 1031, "cache_write_tokens": 0},
-        "cache_read_input_tokens": 1031,
-        "cache_creation_input_tokens": 0,
-    }
-
-
-def test_usage_with_cache_write() -> None:
-    chunks = convert("claude_stream_cache_write__dd-trace-py.sse")
-    assert chunks[-1]["choices"] == []
+        "cache_read_input_tokens": 1031, "cache_creation_input_tokens": 0,
+    }),
     # message_start: input 18, cache_read 0, cache_creation 1031; message_delta: output 100
-    assert chunks[-1]["usage"] == {
-        "prompt_tokens": 1049,
-        "completion_tokens": 100,
-        "total_tokens": 1149,
+    ("claude_stream_cache_write__dd-trace-py.sse", {
+        "prompt_tokens": 1049, "completion_tokens": 100, "total_tokens": 1149,
         "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 1031},
-        "cache_read_input_tokens": 0,
-        "cache_creation_input_tokens": 1031,
-    }
+        "cache_read_input_tokens": 0, "cache_creation_input_tokens": 1031,
+    }),
+], ids=["cache read", "cache write"])
+def test_usage_with_cache_tokens(name: str, expected: dict[str, Any]) -> None:
+    chunks = convert(name)
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == expected
 
 
 # --- stream_options.include_usage: "usage": null on every other chunk ---
