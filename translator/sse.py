@@ -46,13 +46,31 @@ class SSEDecoder:
         event it looks for, leaves the rest unparsed; the decoder's buffer is updated at once)."""
         return (e for block in self._blocks(chunk) if (e := _event(block)) is not None)
 
+    def feed_region(self, chunk: bytes) -> bytes:
+        """``feed``'s events as the bytes they came in, for a reader that scans many at once: every event
+        ``chunk`` completes, in one piece (LF line ends, through the last blank line; b"" if none). Cut
+        at blank lines (``events_in``), the piece gives ``feed``'s events."""
+        buf, tail = self._joined(chunk)
+        end = buf.rfind(b"\n\n") + 2
+        if end < 2:
+            self._buf = buf + tail
+            return b""
+        self._buf = buf[end:] + tail
+        return buf[:end]
+
     def _blocks(self, chunk: bytes) -> list[bytes]:
         """The complete events' bytes (LF line ends), the incomplete rest kept for the next feed."""
+        buf, tail = self._joined(chunk)
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop() + tail
+        return blocks
+
+    def _joined(self, chunk: bytes) -> tuple[bytes, bytes]:
+        """What is buffered and ``chunk``, with LF line ends and no BOM, and a trailing CR held back."""
         buf = self._buf + chunk if self._buf else chunk
         if self._start:
             if _BOM.startswith(buf):  # empty, or a BOM (or the start of one) split off: wait for more
-                self._buf = buf
-                return []
+                return b"", buf
             self._start = False
             buf = buf.removeprefix(_BOM)  # the stream's UTF-8 decode strips one leading BOM
         tail = b""
@@ -60,9 +78,7 @@ class SSEDecoder:
             if buf.endswith(b"\r"):  # maybe the first half of a CRLF: decide on the next feed
                 buf, tail = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        blocks = buf.split(b"\n\n")
-        self._buf = blocks.pop() + tail
-        return blocks
+        return buf, tail
 
     def flush(self) -> list[SSEEvent]:
         """End of stream. A CR held back by ``feed`` ends its line after all; an event not followed by a
@@ -73,6 +89,12 @@ class SSEDecoder:
         blocks = (rest[:-1] + b"\n").replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n\n")
         blocks.pop()
         return [e for block in blocks if (e := _event(block)) is not None]
+
+
+def events_in(region: bytes) -> list[SSEEvent]:
+    """The events of whole blocks of an SSE stream (what ``SSEDecoder.feed_region`` returns, or a part of
+    it cut at an event's start)."""
+    return [e for block in region.split(b"\n\n") if (e := _event(block)) is not None]
 
 
 def _event(block: bytes) -> SSEEvent | None:

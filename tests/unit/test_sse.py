@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from translator.sse import SSEDecoder, SSEEvent, encode_data, encode_event
+from translator.sse import SSEDecoder, SSEEvent, encode_data, encode_event, events_in
 
 STREAMS = Path(__file__).parent.parent / "fixtures" / "claude" / "streams"
 SSE_FILES = sorted(STREAMS.glob("*.sse"))
@@ -226,3 +226,31 @@ def test_feed_lazily_gives_the_same_events_and_keeps_the_buffer_when_stopped_ear
     assert next(iter(stopped.feed_lazily(half))) == decode([data])[0]
     rest = stopped.feed(data[len(data) // 2 :]) + stopped.flush()
     assert rest == decode([data])[len(SSEDecoder().feed(half)) :]
+
+
+def decode_regions(parts: Iterable[bytes]) -> list[SSEEvent]:
+    decoder = SSEDecoder()
+    regions = [decoder.feed_region(part) for part in parts]
+    assert all(r.endswith(b"\n\n") for r in regions if r)  # whole events only, each region cut at a blank line
+    return [e for region in regions for e in events_in(region)] + decoder.flush()
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("path", SSE_FILES, ids=lambda p: p.name)
+def test_feed_region_gives_feeds_events_as_their_bytes(path: Path, eol: bytes) -> None:
+    data = path.read_bytes().replace(b"\n", eol)
+    rng = random.Random(path.name + repr(eol))
+    for parts in ([data], *(split_at(data, random_cuts(rng, data)) for _ in range(3))):
+        assert decode_regions(parts) == decode(parts)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [b"data: 1\n\n\n\ndata: 2\n\n", b"\xef\xbb\xbfdata: bom\n\n", b"data: 1\n\n\n", b"\n\n\ndata: 1\n\n",
+     b"data: 1\r\n\r\ndata: 2\r\rdata: 3\n\n", b"data: last\r\r", b"data: a\ndata:\ndata: b\n\nevent: x\n\n"],
+)
+def test_feed_region_at_every_split(stream: bytes) -> None:
+    expected = decode([stream])
+    for i in range(len(stream) + 1):
+        assert decode_regions([stream[:i], stream[i:]]) == expected, i
+    assert decode_regions(stream[i : i + 1] for i in range(len(stream))) == expected

@@ -1192,3 +1192,103 @@ def test_the_fast_path_waits_for_message_start_and_stops_at_the_end() -> None:
     assert orjson.loads(conv.feed_delta(delta) or b"")["choices"][0]["delta"] == {"content": "a"}
     conv.feed({"type": "message_stop"})
     assert conv.feed_delta(delta) is None
+
+
+# --- runs of deltas (feed_run, as the route reads a stream) ------------------------------------------------
+
+
+def _route_chunks(data: bytes, pieces: int | None, **options: Any) -> tuple[list[Any], StreamConverter]:
+    """A recording as the OpenAI route converts it: read in pieces of ``pieces`` bytes (None: at once), each
+    read's whole events converted together (runs of deltas by feed_run)."""
+    from translator.server.openai_route import _convert
+
+    conv, decoder = StreamConverter(created=1, model="m", **options), SSEDecoder()
+    reads = [data] if pieces is None else [data[i : i + pieces] for i in range(0, len(data), pieces)]
+    out = b""
+    for read in [*reads, b"\n\n"]:
+        if conv.done:
+            break
+        out += _convert(decoder.feed_region(read), conv)[0]
+    assert out.endswith(b"\n\n") or not out
+    return [orjson.loads(line.removeprefix(b"data: ")) for line in out.split(b"\n\n") if line], conv
+
+
+@pytest.mark.parametrize("pieces", [None, 1, 7, 100], ids=["whole", "bytewise", "7 bytes", "100 bytes"])
+@pytest.mark.parametrize("options", [{}, {"include_usage": True}, {"json_tool": "get_weather"}],
+                         ids=["plain", "usage", "json tool"])
+@pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
+def test_runs_of_deltas_convert_as_feed_converts_each_event(
+    path: Path, options: dict[str, Any], pieces: int | None
+) -> None:
+    slow, _, _ = _fast_and_slow(path, **options)
+    fast, _ = _route_chunks(path.read_bytes(), pieces, **options)
+    assert fast == slow  # annotations too: their character offsets count the run's text
+
+
+def _text_stream(*middle: bytes) -> bytes:
+    head = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"m","usage":{}}}\n\n'
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+            b'"content_block":{"type":"text","text":""}}\n\n')
+    return head + b"".join(middle) + b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+
+def _delta(text: bytes, index: int = 0, pad: bytes = b"") -> bytes:
+    return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+            b'"delta":{"type":"text_delta","text":%s}%s}\n\n' % (index, text, pad))
+
+
+def _contents(chunks: list[Any]) -> list[Any]:
+    return [c["choices"][0]["delta"].get("content") for c in chunks if c.get("choices")]
+
+
+def test_a_run_is_taken_in_one_call_up_to_the_first_other_event() -> None:
+    conv = StreamConverter(created=1, model="m")
+    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
+    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    ping = b'event: ping\ndata: {"type":"ping"}\n\n'
+    region = _delta(b'"a"') + _delta(b'"\\u00e9\\n"', pad=b"  ") + _delta(b'"c"') + ping + _delta(b'"d"')
+    run = conv.feed_run(region, 0)
+    assert run is not None and run[0] == region.index(ping)
+    assert [orjson.loads(x[6:])["choices"][0]["delta"] for x in run[1].split(b"\n\n")[:-1]] == [
+        {"content": "a"}, {"content": "é\n"}, {"content": "c"}]
+    assert conv._chars == 4  # characters, as feed counts them
+    assert conv.feed_run(region, run[0]) is None  # the ping is the caller's to feed
+
+
+@pytest.mark.parametrize("bad", [b'"\\ud800"', b'"\\x"', b'"a\x01b"', b'"\xff"'],
+                         ids=["lone surrogate", "bad escape", "control character", "not UTF-8"])
+def test_a_run_with_a_string_that_is_not_json_is_left_to_feed_which_reports_it(bad: bytes) -> None:
+    chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), _delta(bad), _delta(b'"never"')), None)
+    assert _contents(chunks) == ["", "ok"]  # what came before it still goes out, then the error
+    assert chunks[-1]["error"]["type"] == "server_error"
+    assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ") and conv.done
+
+
+def test_a_delta_line_inside_another_event_is_not_an_event_of_its_own() -> None:
+    # One block with an id line first: SSE reads it as one event (the id ignored); so does the route.
+    inner = b"id: 7\n" + _delta(b'"x"')
+    chunks, _ = _route_chunks(_text_stream(_delta(b'"a"'), inner, _delta(b'"b"')), None)
+    assert _contents(chunks) == ["", "a", "x", "b"]
+    # And a data line before it makes the event's data two lines: not JSON, reported as a broken stream.
+    chunks, _ = _route_chunks(_text_stream(_delta(b'"a"'), b"data: 1\n" + _delta(b'"x"')), None)
+    assert _contents(chunks) == ["", "a"]
+    assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ")
+
+
+def test_a_run_of_argument_fragments_skips_the_empty_ones() -> None:
+    conv = StreamConverter(created=1, model="m")
+    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
+    conv.feed({"type": "content_block_start", "index": 1,
+               "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}})
+
+    def fragment(raw: bytes) -> bytes:
+        return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,'
+                b'"delta":{"type":"input_json_delta","partial_json":%s}}\n\n' % raw)
+
+    region = fragment(b'""') + fragment(b'"{\\"a\\":"') + fragment(b'""') + fragment(b'"1}"')
+    run = conv.feed_run(region, 0)
+    assert run is not None and run[0] == len(region)
+    calls = [orjson.loads(x[6:])["choices"][0]["delta"]["tool_calls"] for x in run[1].split(b"\n\n")[:-1]]
+    assert calls == [[{"index": 0, "function": {"arguments": '{"a":'}}],
+                     [{"index": 0, "function": {"arguments": "1}"}}]]
+    assert conv.feed_run(fragment(b'""'), 0) == (len(fragment(b'""')), b"")  # nothing to send, but taken

@@ -36,7 +36,7 @@ from translator.server.gate import admitted, authenticate
 from translator.server.images import inline_images
 from translator.server.keys import IMAGE_SESSION, POOL, RESOLVE, SETTINGS
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
-from translator.sse import DONE, SSEDecoder, SSEEvent, encode_data, join_data
+from translator.sse import DONE, SSEDecoder, SSEEvent, encode_data, events_in
 from translator.upstream import UpstreamResponse
 
 MESSAGES = "/v1/messages"
@@ -222,17 +222,17 @@ async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -
     decoder = SSEDecoder()
     try:
         async for data in source.chunks():
-            events = decoder.feed(data)
-            if events:
+            region = decoder.feed_region(data)
+            if region:
                 source.touch()
-                out, last = _convert(events, conv)
+                out, last = _convert(region, conv)
                 if conv.done:
                     return last is None or "error" not in last, out
                 if out:
                     await write(out)
         # A last event missing only its blank line still counts (real Claude streams end that way); a
         # fragment cut mid-line then fails as JSON, reported as a broken stream.
-        out, last = _convert(decoder.feed(b"\n\n"), conv)
+        out, last = _convert(decoder.feed_region(b"\n\n"), conv)
         if conv.done:
             return last is None or "error" not in last, out
     except TranslatorError as err:
@@ -241,26 +241,61 @@ async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -
     return False, out + b"".join([encode_data(c) for c in conv.finish()])
 
 
-def _convert(events: list[SSEEvent], conv: StreamConverter) -> tuple[bytes, Chunk | None]:
-    """The SSE bytes for these events' chunks, and the last chunk (None if there was none)."""
-    out: list[bytes] = []  # each chunk's JSON
+_DELTA_EVENT = b"event: content_block_delta\n"
+
+
+def _convert(region: bytes, conv: StreamConverter) -> tuple[bytes, Chunk | None]:
+    """The SSE bytes of the chunks these whole events give, and the last chunk (None if there was none).
+    Runs of text or argument deltas go through ``feed_run`` in one piece each; the events between them,
+    one by one."""
+    out: list[bytes] = []  # the chunks' SSE lines
     last = None
+    pos, size = 0, len(region)
     try:
-        for event in events:
-            if event.event == "content_block_delta" and (text := conv.feed_delta(event.data)) is not None:
-                out.append(text)  # the common event, converted without building (or encoding) objects
-                last = _TEXT_CHUNK
-                continue
-            for chunk in conv.feed(_event_json(event.data)):
-                out.append(orjson.dumps(chunk))
-                last = chunk
-            if conv.done:
-                break
+        while pos < size and not conv.done:  # pos: where an event (or blank lines) starts
+            start = region.find(_DELTA_EVENT, pos)
+            if start < 0:
+                start = size
+            elif start > pos and region[start - 2 : start] != b"\n\n":  # a line inside another event
+                start = _event_end(region, start)
+            if start == pos:
+                run = conv.feed_run(region, pos)
+                if run is not None:
+                    pos, chunks = run
+                    if chunks:
+                        out.append(chunks)
+                        last = _TEXT_CHUNK
+                    continue
+                start = _event_end(region, pos)  # an event the run path leaves to the others
+            chunk = _convert_events(events_in(region[pos:start]), conv, out)
+            last = last if chunk is None else chunk
+            pos = start
     except TranslatorError as err:  # a broken event: what came before it still goes out, then the error
         conv.done = True
         last = openai_error_body(err)
-        out.append(orjson.dumps(last))
-    return join_data(out), last
+        out.append(encode_data(last))
+    return b"".join(out), last
+
+
+def _event_end(region: bytes, start: int) -> int:
+    end = region.find(b"\n\n", start)
+    return len(region) if end < 0 else end + 2
+
+
+def _convert_events(events: list[SSEEvent], conv: StreamConverter, out: list[bytes]) -> Chunk | None:
+    """Each event's chunks' SSE lines onto ``out``; the last chunk (None if there was none)."""
+    last = None
+    for event in events:
+        if event.event == "content_block_delta" and (text := conv.feed_delta(event.data)) is not None:
+            out.append(b"data: " + text + b"\n\n")  # converted without building (or encoding) objects
+            last = _TEXT_CHUNK
+            continue
+        for chunk in conv.feed(_event_json(event.data)):
+            out.append(encode_data(chunk))
+            last = chunk
+        if conv.done:
+            break
+    return last
 
 
 _TEXT_CHUNK: Chunk = {}  # stands for a text chunk written by the fast path: not an error
