@@ -20,7 +20,7 @@ from translator.convert import claude_error_body, openai_error_body, openai_stat
 from translator.convert.tables import CLAUDE_ERROR_STATUS
 from translator.errors import ProxyOverloaded, RateLimited, TranslatorError, UpstreamStatusError
 from translator.gateway.metrics import Metrics
-from translator.log import log
+from translator.log import log, log_request
 from translator.server.keys import CLOSING, INFLIGHT, METRICS, SETTINGS
 from translator.server.tokens import token_kinds
 
@@ -113,7 +113,7 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
         latency = time.perf_counter() - started
         fields["status"] = status
         fields["latency_ms"] = round(latency * 1000, 2)
-        log.info("request", **fields)
+        log_request(fields)
         if "route" in fields:
             record_metrics(request.app[METRICS], fields, latency)
 
