@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -118,3 +120,17 @@ def test_each_app_has_its_own_registry() -> None:
     from prometheus_client import REGISTRY
 
     assert REGISTRY.get_sample_value("translator_rate_limited_total", {"key": "ci", "limit": "requests"}) is None
+
+
+def test_buckets_hold_values_up_to_their_bound_and_series_carry_created(metrics: Metrics) -> None:
+    for seconds in (0.5, 0.5000001, 600.0, 601.0):
+        metrics.observe_request("chat", "m", "u", 200, seconds, None)
+    buckets = {le: value(metrics, "translator_request_duration_seconds_bucket", route="chat", le=le)
+               for le in ("0.25", "0.5", "1.0", "600.0", "+Inf")}
+    assert buckets == {"0.25": 0, "0.5": 1, "1.0": 2, "600.0": 3, "+Inf": 4}  # le: less than or equal
+    assert value(metrics, "translator_request_duration_seconds_sum", route="chat") == pytest.approx(1202.0000001)
+    for name, labels in [("translator_request_duration_seconds_created", {"route": "chat"}),
+                         ("translator_requests_created", {"route": "chat", "model": "m", "upstream": "u",
+                                                          "status": "200"})]:
+        created = value(metrics, name, **labels)
+        assert created is not None and abs(created - time.time()) < 60
