@@ -36,7 +36,7 @@ from translator.server.keys import (
     RESOLVE,
     SETTINGS,
 )
-from translator.server.middleware import add_extra_headers, answer_errors, log_requests
+from translator.server.middleware import add_extra_headers, handle_requests
 from translator.upstream import Upstream
 
 
@@ -67,7 +67,7 @@ def runner_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[log_requests, answer_errors], client_max_size=settings.server.max_body_bytes)
+    app = web.Application(middlewares=[handle_requests], client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
     app[KEYRING] = KeyRing(settings.keys)
     app[METRICS] = Metrics()

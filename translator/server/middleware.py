@@ -94,15 +94,16 @@ def http_error(exc: web.HTTPException) -> TranslatorError:
 
 
 @web.middleware
-async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The outer layer: one log line and the metrics of every request, however it ended."""
+async def handle_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one layer around every request: its log line and metrics however it ended, the in-flight
+    bound, and every error answered once, in the caller's API shape."""
     started = time.perf_counter()
     fields: dict[str, Any] = {"request_id": os.urandom(8).hex(), "method": request.method, "path": request.path}
     request[LOG] = fields
     request[STARTED] = started
-    status = 500  # an exception that escapes the error layer: a bug, logged there with its traceback
+    status = 500  # an exception that escapes the error handling: a bug, logged there with its traceback
     try:
-        response = await handler(request)
+        response = await _answered(request, handler)
         status = response.status
         return response
     except (asyncio.CancelledError, ConnectionResetError):
@@ -118,9 +119,7 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
             record_metrics(request.app[METRICS], fields, latency)
 
 
-@web.middleware
-async def answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The inner layer: the in-flight bound, and every error answered once, in the caller's API shape."""
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     task = None
     try:
         task = _admitted(request)
