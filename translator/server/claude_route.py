@@ -246,10 +246,13 @@ class _StreamWatch:
 
     def feed(self, data: bytes) -> None:
         """``data`` ends at an event boundary, so a chunk with none of the events we read can be skipped
-        whole (most chunks: content deltas)."""
-        if not any(marker in data for marker in _WATCHED):
+        whole (most chunks: content deltas), and in the others the events before the first mention of one
+        are not looked at (the deltas before a stream's last events)."""
+        mentions = [i for marker in _WATCHED if (i := data.find(marker)) >= 0]
+        if not mentions:
             return
-        for event in self._decoder.feed(data, only=_WATCHED):
+        start = data.rfind(b"\n\n", 0, min(mentions)) + 2  # the end of a blank line: an event starts there
+        for event in self._decoder.feed(data[start:] if start > 1 else data, only=_WATCHED):
             self._event(event.event, event.data)
 
     def _event(self, name: str | None, data: bytes) -> None:
