@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +51,26 @@ class Attempted:
 
     upstream: Upstream
     response: UpstreamResponse
+
+
+class _Forwarded:
+    """``UpstreamPool.forward``'s context manager: a class, not a generator-based one (entered once per
+    request, it then costs a fraction)."""
+
+    __slots__ = ("_opening", "_response")
+
+    def __init__(self, opening: Coroutine[Any, Any, Attempted]) -> None:
+        self._opening = opening
+        self._response: UpstreamResponse | None = None
+
+    async def __aenter__(self) -> Attempted:
+        done = await self._opening
+        self._response = done.response
+        return done
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self._response is not None:  # released after a clean exit, closed after an exception
+            self._response.__exit__(exc_type, exc, tb)
 
 
 def retryable(err: TranslatorError) -> bool:
@@ -162,8 +181,7 @@ class UpstreamPool:
 
     # --- sending ---
 
-    @asynccontextmanager
-    async def forward(
+    def forward(
         self,
         method: str,
         path: str,
@@ -176,9 +194,29 @@ class UpstreamPool:
         version: str | None = None,
         forward_key: bool = True,
         trace: dict[str, Any] | None = None,
-    ) -> AsyncIterator[Attempted]:
-        """``trace`` (the request's log fields) gets the upstream and attempt count of every attempt, so a
+    ) -> _Forwarded:
+        """``async with pool.forward(...) as done:`` the request sent, failing over as the module says;
+        ``done.response`` is open inside the block, released after it (closed if it raised).
+
+        ``trace`` (the request's log fields) gets the upstream and attempt count of every attempt, so a
         request that failed over and ran out still says where it went and how often."""
+        return _Forwarded(
+            self._open(method, path, body, client_headers, model, stream, session, version, forward_key, trace)
+        )
+
+    async def _open(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        client_headers: Mapping[str, str],
+        model: str,
+        stream: bool,
+        session: str | None,
+        version: str | None,
+        forward_key: bool,
+        trace: dict[str, Any] | None,
+    ) -> Attempted:
         preferred = await self.sticky.get(session) if self.sticky is not None and session else None
         plan = self.plan(model, preferred)
         deadline = self._clock() + self.settings.max_retry_seconds
@@ -210,11 +248,13 @@ class UpstreamPool:
                 continue
             self._on_attempt(upstream.name, "ok")
             self.succeeded(upstream)
-            with response:  # from here on, whatever happens closes or releases the response
-                if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
+            if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
+                try:
                     await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
-                yield Attempted(upstream, response)
-            return
+                except BaseException:
+                    response.close()
+                    raise
+            return Attempted(upstream, response)
         assert last is not None
         raise last
 

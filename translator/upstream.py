@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from multidict import CIMultiDict, MultiMapping
+from multidict import MultiMapping
 
 from translator.config import UpstreamSettings
 from translator.convert.tables import CLAUDE_ERROR_STATUS
@@ -168,10 +168,10 @@ class Upstream:
 
     def headers(
         self, client: Mapping[str, str], *, version: str | None = None, forward_key: bool = True
-    ) -> CIMultiDict[str]:
+    ) -> dict[str, str]:
         """Upstream auth is ours when configured; otherwise the client's own key goes through
         (unless it is one of our own client keys: ``forward_key=False``)."""
-        out: CIMultiDict[str] = CIMultiDict()
+        out: dict[str, str] = {}
         out["anthropic-version"] = version or self.settings.anthropic_version
         for name in _FORWARDED:
             if name in client:  # a header sent several times is one comma-separated list (RFC 9110 5.3)
@@ -199,15 +199,14 @@ class Upstream:
         """Send the request; an error status is raised, a 2xx answer returned open. The caller ends it:
         ``with response:`` releases the connection, or closes it on an exception (the router's hot path
         holds no context manager of its own)."""
-        hdrs = dict(headers)
         if body is not None:
-            hdrs["Content-Type"] = "application/json"
+            headers = {**headers, "Content-Type": "application/json"}
         with map_errors():
             resp = await self.session.request(
                 method,
                 self.base_url + path,
                 data=body,
-                headers=hdrs,
+                headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,  # a redirect would resend the key (x-api-key) and the prompt elsewhere
             )

@@ -22,8 +22,10 @@ from translator.server.tokens import tokens_used
 def authenticate(request: web.Request) -> ClientKey | None:
     """The caller's key (None when the proxy is open); 401 when missing or not one of ours."""
     ring = request.app[KEYRING]
-    key = ring.authenticate(presented_keys(request.headers))
     request[FORWARD_KEY] = ring.is_open  # our own client keys never go upstream
+    if ring.is_open:
+        return None
+    key = ring.authenticate(presented_keys(request.headers))
     if key is not None:
         request[LOG]["key"] = key.name
     return key
