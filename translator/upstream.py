@@ -39,13 +39,15 @@ class UpstreamResponse:
         self._idle_timeout = idle_timeout
         self._last_event = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop  # set by chunks(), before any touch()
+        self._loop: asyncio.AbstractEventLoop  # set by read(), before any touch()
         self._idled = False
 
     def __enter__(self) -> UpstreamResponse:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         if exc is None:
             self._resp.release()
         else:
@@ -53,6 +55,8 @@ class UpstreamResponse:
 
     def close(self) -> None:
         """Not read to the end (an error, or the client went away): drop the connection."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         self._resp.close()
 
     @property
@@ -75,7 +79,7 @@ class UpstreamResponse:
     async def prime(self) -> None:
         """Read a stream up to its first content event, so that the request can still be retried
         elsewhere when the upstream fails before that (an ``error`` event first, a reset, a stall).
-        What was read is replayed by ``chunks()``."""
+        What was read is replayed by ``read()``."""
         decoder = SSEDecoder()
         with map_errors():
             async for data in self._resp.content.iter_any():
@@ -95,31 +99,34 @@ class UpstreamResponse:
                 return True
         return False
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The stream's bytes as they arrive. The reader calls ``touch()`` whenever an event completes; if
-        none does for ``stream_idle_timeout`` seconds the upstream is dropped and UpstreamTimeout raised."""
-        loop = self._loop = asyncio.get_running_loop()
-        prefix, self._prefix = self._prefix, []
-        if prefix:  # what prime() read, in one piece: the reader converts and writes it in one go
-            yield b"".join(prefix)
-        self._last_event = loop.time()
-        self._idle_timer = loop.call_at(self._last_event + self._idle_timeout, self._check_idle)
+    async def read(self) -> bytes:
+        """The stream's next bytes as they arrive (first, what ``prime()`` read, in one piece); b"" at its end.
+        The reader calls ``touch()`` whenever an event completes; if none does for ``stream_idle_timeout``
+        seconds the upstream is dropped and UpstreamTimeout raised. (A method, not an async generator:
+        called for every read of every stream, it costs a fraction of one.)"""
+        if self._idle_timer is None:  # the first read: the idle clock starts
+            loop = self._loop = asyncio.get_running_loop()
+            self._last_event = loop.time()
+            self._idle_timer = loop.call_at(self._last_event + self._idle_timeout, self._check_idle)
+        if self._prefix:
+            prefix, self._prefix = self._prefix, []
+            return b"".join(prefix)
         try:
             with map_errors():
-                async for data in self._resp.content.iter_any():
-                    yield data
+                data = await self._resp.content.readany()
         except UpstreamUnavailable as e:
             if self._idled:
                 raise self._idle_error() from e
             raise
-        finally:
+        if not data:
             self._idle_timer.cancel()
-        if self._idled:
-            raise self._idle_error()
+            if self._idled:
+                raise self._idle_error()
+        return data
 
     def touch(self) -> None:
         """An event completed: the idle clock starts again (checked lazily by the timer, so this is cheap)."""
-        self._last_event = self._loop.time()  # (kept by chunks(): on 3.11 get_running_loop() makes a getpid() syscall)
+        self._last_event = self._loop.time()  # (kept by read(): on 3.11 get_running_loop() makes a getpid() syscall)
 
     def _check_idle(self) -> None:
         loop = self._loop

@@ -173,7 +173,7 @@ async def _relay_until_end(source: UpstreamResponse, resp: web.StreamResponse, w
     """Relay the stream event by event up to its end; the bytes of the event that completed it (through
     message_stop or error) are returned unwritten, for the caller to send with the response's end."""
     pending = bytearray()  # the start of an event whose closing blank line has not arrived yet
-    async for data in source.chunks():
+    while data := await source.read():
         if not pending and data.endswith(b"\n\n"):
             done = data  # the usual read: whole events, nothing held back (no copies)
         else:

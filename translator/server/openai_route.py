@@ -221,7 +221,7 @@ async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -
     event, which halves the CPU of a busy stream (each write is a send and a chunk frame)."""
     decoder = SSEDecoder()
     try:
-        async for data in source.chunks():
+        while data := await source.read():
             region = decoder.feed_region(data)
             if region:
                 source.touch()
