@@ -136,50 +136,62 @@ async def _complete_all(call: _Call, n: int, headers: dict[str, str]) -> list[di
 async def _stream(
     request: web.Request, call: _Call, conv: ConvertedRequest, created: int, headers: dict[str, str]
 ) -> web.StreamResponse:
+    # Every upstream stream is opened (up to its first content event) before answering, so that an upstream
+    # failure can still be retried elsewhere, or answered with a proper error status.
+    if conv.n == 1:  # the common case: no exit stack, no task per request
+        async with call.open(stream=True) as source:
+            return await _stream_opened(request, call, conv, created, headers, [source])
     async with AsyncExitStack() as stack:
-        # Open every upstream stream (up to its first content event) before answering, so that an upstream
-        # failure can still be retried elsewhere, or answered with a proper error status.
-        sources = await _open_all(stack, call, conv.n)
-        if not all(s.response.is_stream for s in sources):
-            raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
-        request[LOG]["ttft_ms"] = round((time.perf_counter() - request[STARTED]) * 1000, 2)
-        _pass_request_id(sources[0].response, headers)
-        resp = web.StreamResponse(headers={**_STREAM_HEADERS, **headers})
-        await resp.prepare(request)
-        stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
-        converters = [
-            StreamConverter(
-                created=created,
-                model=call.model,
-                index=i,
-                json_tool=conv.json_tool,
-                stream_id=stream_id,
-                include_usage=conv.include_usage,
-                usage_chunk=conv.n == 1,  # n > 1: one usage chunk, the choices' summed, written below
-            )
-            for i in range(conv.n)
-        ]
-        try:
-            async with farewell_on_shutdown(request, resp, _SHUTDOWN_CHUNK):
-                if conv.n == 1:
-                    clean, end = await _pump(sources[0].response, converters[0], resp.write)
-                else:
-                    clean, end = await _pump_all([s.response for s in sources], converters, resp), b""
-        finally:  # also when cancelled: what was generated counts against the key's limits
-            request[LOG]["usage"] = _summed_usage(converters)
-        if clean and conv.include_usage and conv.n > 1:
-            end += encode_data(_usage_chunk(stream_id, created, call.model, converters))
-        if clean:
-            end += DONE
-        # The stream's last chunks, [DONE] and the final chunk frame in one send, not three: each send wakes
-        # the client up again.
-        await resp.write_eof(end)
-        return resp
+        return await _stream_opened(request, call, conv, created, headers, await _open_all(stack, call, conv.n))
+
+
+async def _stream_opened(
+    request: web.Request,
+    call: _Call,
+    conv: ConvertedRequest,
+    created: int,
+    headers: dict[str, str],
+    sources: list[Attempted],
+) -> web.StreamResponse:
+    if not all(s.response.is_stream for s in sources):
+        raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
+    request[LOG]["ttft_ms"] = round((time.perf_counter() - request[STARTED]) * 1000, 2)
+    _pass_request_id(sources[0].response, headers)
+    resp = web.StreamResponse(headers={**_STREAM_HEADERS, **headers})
+    await resp.prepare(request)
+    stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
+    converters = [
+        StreamConverter(
+            created=created,
+            model=call.model,
+            index=i,
+            json_tool=conv.json_tool,
+            stream_id=stream_id,
+            include_usage=conv.include_usage,
+            usage_chunk=conv.n == 1,  # n > 1: one usage chunk, the choices' summed, written below
+        )
+        for i in range(conv.n)
+    ]
+    try:
+        async with farewell_on_shutdown(request, resp, _SHUTDOWN_CHUNK):
+            if conv.n == 1:
+                clean, end = await _pump(sources[0].response, converters[0], resp.write)
+            else:
+                clean, end = await _pump_all([s.response for s in sources], converters, resp), b""
+    finally:  # also when cancelled: what was generated counts against the key's limits
+        request[LOG]["usage"] = _summed_usage(converters)
+    if clean and conv.include_usage and conv.n > 1:
+        end += encode_data(_usage_chunk(stream_id, created, call.model, converters))
+    if clean:
+        end += DONE
+    # The stream's last chunks, [DONE] and the final chunk frame in one send, not three: each send wakes
+    # the client up again.
+    await resp.write_eof(end)
+    return resp
 
 
 async def _open_all(stack: AsyncExitStack, call: _Call, n: int) -> list[Attempted]:
-    if n == 1:  # the common case: no task per request
-        return [await stack.enter_async_context(call.open(stream=True))]
+    """n > 1: the n upstream streams, opened at once."""
     try:
         async with asyncio.TaskGroup() as group:
             opening = [group.create_task(stack.enter_async_context(call.open(stream=True))) for _ in range(n)]
