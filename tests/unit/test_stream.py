@@ -1292,3 +1292,9 @@ def test_a_run_of_argument_fragments_skips_the_empty_ones() -> None:
     assert calls == [[{"index": 0, "function": {"arguments": '{"a":'}}],
                      [{"index": 0, "function": {"arguments": "1}"}}]]
     assert conv.feed_run(fragment(b'""'), 0) == (len(fragment(b'""')), b"")  # nothing to send, but taken
+
+
+def test_pings_are_skipped_by_their_name_unread() -> None:
+    ping = b"event: ping\ndata: {not json\n\n"
+    chunks, conv = _route_chunks(_text_stream(ping, _delta(b'"a"'), ping, ping, _delta(b'"b"')), None)
+    assert _contents(chunks) == ["", "a", "b"] and conv.done and not any("error" in c for c in chunks)

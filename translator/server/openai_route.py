@@ -298,6 +298,8 @@ def _convert_events(events: list[SSEEvent], conv: StreamConverter, out: list[byt
     """Each event's chunks' SSE lines onto ``out``; the last chunk (None if there was none)."""
     last = None
     for event in events:
+        if event.event == "ping":  # a keep-alive, skipped unread (by its name, as the Anthropic SDKs skip it)
+            continue
         if event.event == "content_block_delta" and (text := conv.feed_delta(event.data)) is not None:
             out.append(b"data: " + text + b"\n\n")  # converted without building (or encoding) objects
             last = _TEXT_CHUNK
