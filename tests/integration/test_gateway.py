@@ -241,3 +241,30 @@ async def test_odd_usage_from_the_upstream_breaks_nothing(make_proxy, fake_upstr
     for _ in range(2):  # the lease of the first is released: the second is not refused
         resp = await proxy.post("/v1/messages", json=CLAUDE, headers={"x-api-key": CAROL})
         assert resp.status == 200
+
+
+STREAM = [
+    {"type": "message_start", "message": {**MESSAGE, "content": [], "stop_reason": None}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}},
+    {"type": "message_stop"},
+]
+
+
+@pytest.mark.parametrize(("path", "body"), [("/v1/chat/completions", CHAT), ("/v1/messages", CLAUDE)],
+                         ids=["openai", "claude"])
+async def test_rate_limit_headers_come_with_streams_and_with_errors(gateway, fake_upstream: FakeUpstream, path: str,
+                                                                   body: dict) -> None:
+    auth = {"x-api-key": ALICE}
+    fake_upstream.events(STREAM)
+    streamed = await gateway.post(path, json={**body, "stream": True}, headers=auth)
+    assert streamed.status == 200 and streamed.content_type == "text/event-stream"
+    assert (streamed.headers["x-ratelimit-limit-requests"], streamed.headers["x-ratelimit-remaining-requests"]) == (
+        "2", "1")
+    await streamed.read()
+    fake_upstream.json({"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}, status=400)
+    failed = await gateway.post(path, json=body, headers=auth)
+    assert failed.status == 400
+    assert failed.headers["x-ratelimit-remaining-requests"] == "0"

@@ -36,7 +36,7 @@ from translator.server.keys import (
     RESOLVE,
     SETTINGS,
 )
-from translator.server.middleware import add_extra_headers, handle_requests
+from translator.server.middleware import handle_requests
 from translator.upstream import Upstream
 
 
@@ -74,7 +74,6 @@ def create_app(settings: Settings) -> web.Application:
     app[DRAINING] = asyncio.Event()
     app[CLOSING] = asyncio.Event()
     app[INFLIGHT] = set()
-    app.on_response_prepare.append(add_extra_headers)
     resolve: Callable[[str], tuple[str, ModelProfile]] = functools.lru_cache(maxsize=4096)(settings.resolve_model)
     app[RESOLVE] = resolve
     app[models_route.CACHE] = {}

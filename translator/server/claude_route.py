@@ -23,7 +23,7 @@ from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailab
 from translator.server.common import farewell_on_shutdown, read_json_object, require_model
 from translator.server.gate import admitted, authenticate
 from translator.server.keys import POOL, RESOLVE
-from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
+from translator.server.middleware import FORWARD_KEY, LOG, STARTED, prepare_stream, session_key
 from translator.sse import SSEDecoder, encode_event
 from translator.upstream import UpstreamResponse
 
@@ -131,7 +131,7 @@ def _check_message(request: web.Request, data: bytes) -> None:
 
 async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.StreamResponse:
     resp = web.StreamResponse(headers={**_STREAM_HEADERS, **_passed_headers(source)})
-    await resp.prepare(request)
+    await prepare_stream(request, resp)
     async with farewell_on_shutdown(request, resp, _SHUTDOWN_EVENT):
         return await _relay_events(request, source, resp)
 

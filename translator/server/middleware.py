@@ -27,18 +27,19 @@ from translator.server.tokens import token_kinds
 LOG = web.RequestKey("log", dict)  # fields the handler adds to the request's log line
 STARTED = web.RequestKey("started", float)  # time.perf_counter() when the request came in
 FORWARD_KEY = web.RequestKey("forward_key", bool)  # may the client's own key go upstream?
-EXTRA_HEADERS = web.RequestKey("extra_headers", dict)  # added to the response when it is prepared
-
-
+EXTRA_HEADERS = web.RequestKey("extra_headers", dict)  # added to the response, whatever it is
 PREPARED = web.RequestKey("prepared", bool)  # the response's head went out: no other answer is possible
 
 
-async def add_extra_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: works for streamed responses too, whose headers go out early."""
-    request[PREPARED] = True
+async def prepare_stream(request: web.Request, response: web.StreamResponse) -> None:
+    """A streamed answer's head goes out, with the request's extra headers (its rate limits); from here
+    on an error ends the stream, as no other answer is possible. (Any other response gets the extra
+    headers when its handler returns.)"""
     extra = request.get(EXTRA_HEADERS)
     if extra:
         response.headers.update(extra)
+    request[PREPARED] = True
+    await response.prepare(request)
 
 
 def session_key(request: web.Request, from_body: object) -> str | None:
@@ -123,31 +124,35 @@ async def _answered(request: web.Request, handler: Handler) -> web.StreamRespons
     task = None
     try:
         task = _admitted(request)
-        return await handler(request)
+        response = await handler(request)
     except TranslatorError as err:
         request[LOG]["error"] = err.claude_type
-        return error_response(request, err)
+        response = error_response(request, err)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(request, http_error(exc))
+        response = error_response(request, http_error(exc))
     except ConnectionResetError:
         raise
     except Exception:
         log.exception("unhandled error", **request[LOG])
         if request.get(PREPARED):
             raise  # a stream is under way: writing a new response into it would garble it; the connection closes
-        return error_response(request, TranslatorError("internal error in the proxy"))
+        response = error_response(request, TranslatorError("internal error in the proxy"))
     except asyncio.CancelledError:
         if not (request.app[CLOSING].is_set() and not request.get(PREPARED)):
             raise
         # Shutdown's grace period ran out before this request could answer: say so (clients retry a 503)
         # rather than cutting the connection.
         request[LOG]["error"] = "shutdown"
-        return error_response(request, ProxyOverloaded("the proxy is shutting down; retry the request"))
+        response = error_response(request, ProxyOverloaded("the proxy is shutting down; retry the request"))
     finally:
         if task is not None:
             request.app[INFLIGHT].discard(task)
+    extra = request.get(EXTRA_HEADERS)
+    if extra and not response.prepared:  # (a stream's went out with its head: prepare_stream)
+        response.headers.update(extra)
+    return response
 
 
 def _admitted(request: web.Request) -> asyncio.Task[Any] | None:

@@ -35,7 +35,7 @@ from translator.server.common import farewell_on_shutdown, header_text, read_jso
 from translator.server.gate import admitted, authenticate
 from translator.server.images import inline_images
 from translator.server.keys import IMAGE_SESSION, POOL, RESOLVE, SETTINGS
-from translator.server.middleware import FORWARD_KEY, LOG, STARTED, session_key
+from translator.server.middleware import FORWARD_KEY, LOG, STARTED, prepare_stream, session_key
 from translator.sse import DONE, SSEDecoder, SSEEvent, encode_data, events_in
 from translator.upstream import UpstreamResponse
 
@@ -158,7 +158,7 @@ async def _stream_opened(
     request[LOG]["ttft_ms"] = round((time.perf_counter() - request[STARTED]) * 1000, 2)
     _pass_request_id(sources[0].response, headers)
     resp = web.StreamResponse(headers={**_STREAM_HEADERS, **headers})
-    await resp.prepare(request)
+    await prepare_stream(request, resp)
     stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
     converters = [
         StreamConverter(
