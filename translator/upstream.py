@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -59,8 +60,8 @@ class UpstreamResponse:
             self._idle_timer.cancel()
         self._resp.close()
 
-    @property
-    def is_stream(self) -> bool:
+    @functools.cached_property
+    def is_stream(self) -> bool:  # (aiohttp parses the header at every read of content_type)
         return self._resp.content_type == "text/event-stream"
 
     async def body(self) -> bytes:

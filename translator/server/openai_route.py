@@ -115,22 +115,23 @@ def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
 
 
 async def _complete_all(call: _Call, n: int, headers: dict[str, str]) -> list[dict[str, Any]]:
-    async def one() -> dict[str, Any]:
-        async with call.open(stream=False) as done:
-            message = await done.response.json()
-            _pass_request_id(done.response, headers)
-        if not isinstance(message, dict):
-            raise StreamProtocolError("upstream answered with JSON that is not a message object")
-        return message
-
     if n == 1:
-        return [await one()]
+        return [await _complete(call, headers)]
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one()) for _ in range(n)]
+            tasks = [group.create_task(_complete(call, headers)) for _ in range(n)]
     except* TranslatorError as eg:
         raise eg.exceptions[0] from None
     return [t.result() for t in tasks]
+
+
+async def _complete(call: _Call, headers: dict[str, str]) -> dict[str, Any]:
+    async with call.open(stream=False) as done:
+        message = await done.response.json()
+        _pass_request_id(done.response, headers)
+    if not isinstance(message, dict):
+        raise StreamProtocolError("upstream answered with JSON that is not a message object")
+    return message
 
 
 async def _stream(
