@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from translator.convert import convert_response, convert_responses
+from translator.convert import convert_response, convert_responses, openai_usage
 from translator.convert.tables import FINISH_REASON
 
 RESPONSES = Path(__file__).parent.parent / "fixtures" / "claude" / "responses"
@@ -644,3 +644,17 @@ def test_empty_content_and_missing_fields() -> None:
 def test_empty_text_block_gives_empty_content() -> None:
     msg = {**load("claude_response_text__vercel-ai.json"), "content": [{"type": "text", "text": ""}]}
     assert convert_response(msg, created=CREATED, model=MODEL)["choices"][0]["message"]["content"] == ""
+
+
+@pytest.mark.parametrize("odd", [2**64 - 1, 2**53 + 1, 1e300, 5.0, "5", True, -3, None])
+def test_a_token_count_that_is_not_a_plausible_integer_counts_as_0(odd: Any) -> None:
+    usage = openai_usage({"input_tokens": odd, "cache_read_input_tokens": odd, "output_tokens": 4,
+                          "output_tokens_details": {"thinking_tokens": odd}})
+    assert usage["prompt_tokens"] == 0 and usage["completion_tokens"] == 4 and usage["total_tokens"] == 4
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 0, "cache_write_tokens": 0}
+    orjson.dumps(usage)  # (a count past 64 bits would not encode: the route's answer would be a 500)
+
+
+def test_real_counts_are_kept() -> None:
+    usage = openai_usage({"input_tokens": 2**53, "cache_creation_input_tokens": 7, "output_tokens": 1})
+    assert (usage["prompt_tokens"], usage["cache_creation_input_tokens"]) == (2**53 + 7, 7)

@@ -11,13 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 _PROMPT_DETAILS = ("cached_tokens", "cache_write_tokens")
+_MAX_COUNT = 2**53  # far above any real count: sums of a few (n <= 8 choices) stay inside orjson's 64 bits
+
+
+def _count(value: Any) -> int:
+    """A token count as the upstream reported it; anything but a non-negative integer up to ``_MAX_COUNT``
+    (a string, a float, a huge number) counts as 0, as in ``translator.server.tokens``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_COUNT else 0
 
 
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    inp = int(usage.get("input_tokens") or 0)
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    write = int(usage.get("cache_creation_input_tokens") or 0)
-    out = int(usage.get("output_tokens") or 0)
+    inp = _count(usage.get("input_tokens"))
+    read = _count(usage.get("cache_read_input_tokens"))
+    write = _count(usage.get("cache_creation_input_tokens"))
+    out = _count(usage.get("output_tokens"))
     prompt = inp + read + write
     result: dict[str, Any] = {
         "prompt_tokens": prompt,
@@ -30,7 +37,7 @@ def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
     details = usage.get("output_tokens_details")
     if isinstance(details, dict) and isinstance(details.get("thinking_tokens"), int):
         # Claude's thinking tokens are part of output_tokens, as OpenAI's reasoning tokens are of completion.
-        result["completion_tokens_details"] = {"reasoning_tokens": details["thinking_tokens"]}
+        result["completion_tokens_details"] = {"reasoning_tokens": _count(details["thinking_tokens"])}
     return result
 
 
