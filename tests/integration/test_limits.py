@@ -4,6 +4,7 @@ oversized headers; each answered in the caller's API shape."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -74,3 +75,17 @@ async def test_header_size_is_bounded_by_the_setting(make_proxy, fake_upstream, 
                         "content": [], "stop_reason": "end_turn", "usage": {}})
     resp = await proxy.post("/v1/messages", json=CLAUDE, headers={"x-big": "x" * size})
     assert resp.status == status
+
+
+async def test_a_chunked_body_over_the_limit_is_413_too(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(server={"max_body_bytes": 2048})
+    raw = orjson.dumps({**CLAUDE, "messages": [{"role": "user", "content": "x" * 4096}]})
+
+    async def body() -> AsyncIterator[bytes]:  # no Content-Length: the size is only known once read
+        yield raw
+
+    for path in ("/v1/chat/completions", "/v1/messages"):
+        resp = await proxy.post(path, data=body(), headers={"Content-Type": "application/json"})
+        assert resp.status == 413
+        assert "request_too_large" in (await resp.text())
+    assert fake_upstream.requests == []
