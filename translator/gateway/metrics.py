@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -152,10 +152,16 @@ class Metrics:
 
     def add_tokens(self, route: str, model: str, kind: str, n: int) -> None:
         """Count ``n`` tokens of one kind: input, output, cache_read, or cache_creation."""
-        if kind not in TOKEN_KINDS:
-            raise ValueError(f"unknown token kind {kind!r}; expected one of {sorted(TOKEN_KINDS)}")
-        if n > 0:
-            self._tokens.inc((route, self._model(model), kind), n)
+        self.add_usage(route, model, {kind: n})
+
+    def add_usage(self, route: str, model: str, counts: Mapping[str, int]) -> None:
+        """``add_tokens`` for several kinds at once (a request's usage)."""
+        model = self._model(model)
+        for kind, n in counts.items():
+            if kind not in TOKEN_KINDS:
+                raise ValueError(f"unknown token kind {kind!r}; expected one of {sorted(TOKEN_KINDS)}")
+            if n > 0:
+                self._tokens.inc((route, model, kind), n)
 
     def set_upstream_health(self, upstream: str, healthy: bool) -> None:
         self.upstream_healthy.labels(upstream).set(1 if healthy else 0)

@@ -176,6 +176,4 @@ def record_metrics(metrics: Metrics, fields: dict[str, Any], latency: float) -> 
     metrics.observe_request(
         route, model, fields.get("upstream", ""), fields["status"], latency, ttft / 1000 if ttft is not None else None
     )
-    for kind, n in token_kinds(fields.get("usage")).items():
-        if n:
-            metrics.add_tokens(route, model, kind, n)
+    metrics.add_usage(route, model, token_kinds(fields.get("usage")))
