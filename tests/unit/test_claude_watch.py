@@ -31,12 +31,13 @@ def expected(data: bytes) -> tuple[dict[str, Any], Any, bool]:
     return usage, stop, any(e.event == "message_stop" for e in events)
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["", "bom"])
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])
 @pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
-def test_the_watch_reads_usage_and_stop_reason_whatever_the_reads(path: Path, eol: bytes) -> None:
+def test_the_watch_reads_usage_and_stop_reason_whatever_the_reads(path: Path, eol: bytes, bom: bytes) -> None:
     data = path.read_bytes().rstrip(b"\n") + b"\n\n"
     sep = eol + eol
-    events = data.replace(b"\n", eol).split(sep)[:-1]
+    events = (bom + data.replace(b"\n", eol)).split(sep)[:-1]
     rng = random.Random(path.name)
     for _ in range(5):
         cuts = sorted(rng.sample(range(1, len(events)), rng.randint(0, len(events) - 1)))

@@ -24,7 +24,7 @@ from translator.server.common import farewell_on_shutdown, read_json_object, req
 from translator.server.gate import admitted, authenticate
 from translator.server.keys import POOL, RESOLVE
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, prepare_stream, session_key
-from translator.sse import SSEDecoder, encode_event
+from translator.sse import SSEDecoder, encode_event, events_in
 from translator.upstream import UpstreamResponse
 
 _STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -230,6 +230,7 @@ def _end_of_last_event(done: bytes) -> int:
 
 
 _WATCHED = (b"message_", b"error")  # the events the watch reads: message_start/delta/stop, error
+_BOM = b"\xef\xbb\xbf"
 
 
 class _StreamWatch:
@@ -237,7 +238,8 @@ class _StreamWatch:
     Only the few event types it needs are parsed; the rest are counted by name alone."""
 
     def __init__(self) -> None:
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder()  # for streams with CR line ends
+        self._first = True
         self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
         self.error: str | None = None
@@ -245,15 +247,25 @@ class _StreamWatch:
         self.failed = False
 
     def feed(self, data: bytes) -> None:
-        """``data`` ends at an event boundary, so a chunk with none of the events we read can be skipped
-        whole (most chunks: content deltas), and in the others the events before the first mention of one
-        are not looked at (the deltas before a stream's last events)."""
-        mentions = [i for marker in _WATCHED if (i := data.find(marker)) >= 0]
-        if not mentions:
+        """``data`` ends at an event boundary, so only the events holding a mention of the ones read need be
+        cut out and parsed: a chunk with none (most chunks: content deltas) is skipped whole, and the deltas
+        around a stream's first and last events are not looked at."""
+        if self._first:
+            self._first = False
+            data = data.removeprefix(_BOM)  # (a stream's first event is whole in its first chunk)
+        if b"\r" in data:  # CR line ends: the decoder reads them
+            for event in self._decoder.feed(data, only=_WATCHED):
+                self._event(event.event, event.data)
             return
-        start = data.rfind(b"\n\n", 0, min(mentions)) + 2  # the end of a blank line: an event starts there
-        for event in self._decoder.feed(data[start:] if start > 1 else data, only=_WATCHED):
-            self._event(event.event, event.data)
+        pos = 0
+        while (mention := min((i for m in _WATCHED if (i := data.find(m, pos)) >= 0), default=-1)) >= 0:
+            cut = data.rfind(b"\n\n", pos, mention)
+            start = pos if cut < 0 else cut + 2  # the event holding the mention starts after a blank line
+            end = data.find(b"\n\n", mention)
+            end = len(data) if end < 0 else end + 2
+            for event in events_in(data[start:end]):
+                self._event(event.event, event.data)
+            pos = end
 
     def _event(self, name: str | None, data: bytes) -> None:
         if name in ("message_stop", "error"):
