@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from functools import partial
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 import structlog
@@ -23,7 +23,7 @@ def _render(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> A
     that order and with the same output, as one processor: a line is written per request, and four
     processor calls (the stamper's own wrapper, a traceback check per line) cost more than the work."""
     event_dict = structlog.processors.add_log_level(logger, method_name, event_dict)
-    event_dict["timestamp"] = datetime.datetime.now(tz=_UTC).isoformat().replace("+00:00", "Z")
+    event_dict["timestamp"] = _now()
     if "exc_info" in event_dict:  # only then has dict_tracebacks anything to do
         event_dict = _tracebacks(logger, method_name, event_dict)
     return _json(logger, method_name, event_dict)
@@ -60,9 +60,14 @@ def log_request(fields: dict[str, Any]) -> None:
 
 
 def _write_request_line(out: BinaryIO, fields: dict[str, Any]) -> None:
-    # As structlog builds it: the context (none), the fields, then "event"; then the processor's keys.
-    out.write(_render(None, "info", {**fields, "event": "request"}) + b"\n")
+    # As structlog builds it: the context (none), the fields, then "event"; then what _render adds.
+    line = {**fields, "event": "request", "level": "info", "timestamp": _now()}
+    out.write(cast(bytes, _json(None, "info", line)) + b"\n")  # (orjson's bytes)
     out.flush()
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=_UTC).isoformat().replace("+00:00", "Z")
 
 
 def _drop(fields: dict[str, Any]) -> None:

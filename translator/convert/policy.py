@@ -90,7 +90,7 @@ def screen(body: dict[str, Any], *, strict: bool) -> list[str]:
     for name, rule in REJECTED_VALUES.items():
         if name in body:
             rule(name, body[name])
-    ignored = [(k, k) for k in sorted(body) if k not in MAPPED] + _nested_ignored(body)
+    ignored = [(k, k) for k in sorted(body.keys() - MAPPED)] + _nested_ignored(body)
     if strict and ignored:
         name, param = ignored[0]
         raise InvalidRequest(

@@ -62,17 +62,30 @@ def convert_request(
     out.body["messages"] = messages
     _trim_prefill(messages, out)
     _max_tokens(req, profile, out)
-    _sampling(req, out)
-    _stop(req, out)
-    _tools(req, profile, out)
-    _response_format(req, profile, out)
-    _thinking(req, out, profile)
+    # (each step below reads only the fields named in its guard: a request without them skips it)
+    if not _SAMPLING_FIELDS.isdisjoint(req):
+        _sampling(req, out)
+    if "stop" in req:
+        _stop(req, out)
+    if not _TOOL_FIELDS.isdisjoint(req):
+        _tools(req, profile, out)
+    if "response_format" in req:
+        _response_format(req, profile, out)
+    if "thinking" in req or "reasoning_effort" in req:
+        _thinking(req, out, profile)
     _prefill_thinking(out)
     _one_sampler(out)
     _stream(req, out)
-    _n(req, out)
-    _user(req, out)
+    if "n" in req:
+        _n(req, out)
+    if "user" in req:
+        _user(req, out)
     return out
+
+
+_SAMPLING_FIELDS = frozenset({"temperature", "top_p", "top_k"})
+_TOOL_FIELDS = frozenset({"tools", "functions", "web_search_options", "tool_choice", "function_call",
+                          "parallel_tool_calls"})
 
 
 def _trim_prefill(messages: list[dict[str, Any]], out: ConvertedRequest) -> None:
