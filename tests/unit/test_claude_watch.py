@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from translator.server.claude_route import _StreamWatch
+from translator.server.claude_route import _end_of_last_event, _StreamWatch
 from translator.sse import SSEDecoder
 
 STREAMS = Path(__file__).parent.parent / "fixtures" / "claude" / "streams"
@@ -45,6 +45,9 @@ def test_the_watch_reads_usage_and_stop_reason_whatever_the_reads(path: Path, eo
         watch = _StreamWatch()
         for read in reads:
             watch.feed(read)
+            if watch.complete:  # where the relay cuts the stream: found by the watch, or searched for (CR)
+                assert watch.ended_at == (None if eol == b"\r\n" else _end_of_last_event(read))
+                break
         usage, stop, complete = expected(data)
         assert (watch.usage, watch.stop_reason, watch.complete) == (usage, stop, complete)
         assert usage and stop is not None

@@ -132,8 +132,25 @@ def _check_message(request: web.Request, data: bytes) -> None:
 async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.StreamResponse:
     resp = web.StreamResponse(headers={**_STREAM_HEADERS, **_passed_headers(source)})
     await prepare_stream(request, resp)
+    watch = _StreamWatch()
     async with farewell_on_shutdown(request, resp, _SHUTDOWN_EVENT):
-        return await _relay_events(request, source, resp)
+        try:
+            try:
+                end = await _relay_until_end(source, resp, watch)
+            except TranslatorError as err:
+                watch.failed = True
+                error = {"type": err.claude_type, "message": err.message}
+                end = encode_event("error", {"type": "error", "error": error})
+            else:
+                if not watch.complete:
+                    # What is pending (if anything) is a cut event: dropped, or our error would merge into it.
+                    error = {"type": "api_error", "message": "upstream stream ended before message_stop"}
+                    end = encode_event("error", {"type": "error", "error": error})
+        finally:  # also when cancelled: what was generated counts against the key's limits
+            request[LOG].update(usage=watch.usage, stop_reason=watch.stop_reason, stream_error=watch.error)
+        # The stream's last bytes and the final chunk frame in one send, not two: each send wakes the client.
+        await resp.write_eof(end)
+        return resp
 
 
 _SHUTDOWN_EVENT = encode_event(
@@ -143,30 +160,6 @@ _SHUTDOWN_EVENT = encode_event(
         "error": {"type": "overloaded_error", "message": "the proxy is shutting down; retry the request"},
     },
 )
-
-
-async def _relay_events(request: web.Request, source: UpstreamResponse, resp: web.StreamResponse) -> web.StreamResponse:
-    watch = _StreamWatch()
-    try:
-        return await _relay_watched(source, resp, watch)
-    finally:  # also when cancelled: what was generated counts against the key's limits
-        request[LOG].update(usage=watch.usage, stop_reason=watch.stop_reason, stream_error=watch.error)
-
-
-async def _relay_watched(source: UpstreamResponse, resp: web.StreamResponse, watch: _StreamWatch) -> web.StreamResponse:
-    try:
-        end = await _relay_until_end(source, resp, watch)
-    except TranslatorError as err:
-        watch.failed = True
-        end = encode_event("error", {"type": "error", "error": {"type": err.claude_type, "message": err.message}})
-    else:
-        if not watch.complete:
-            # What is pending (if anything) is a cut event: dropped, or our error would merge into it.
-            message = "upstream stream ended before message_stop"
-            end = encode_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
-    # The stream's last bytes and the final chunk frame in one send, not two: each send wakes the client.
-    await resp.write_eof(end)
-    return resp
 
 
 async def _relay_until_end(source: UpstreamResponse, resp: web.StreamResponse, watch: _StreamWatch) -> bytes:
@@ -187,7 +180,7 @@ async def _relay_until_end(source: UpstreamResponse, resp: web.StreamResponse, w
         source.touch()
         watch.feed(done)
         if watch.complete:  # message_stop (or error) ends the stream: nothing after it goes out
-            return done[: _end_of_last_event(done)]
+            return done[: watch.ended_at if watch.ended_at is not None else _end_of_last_event(done)]
         await resp.write(done)
     if pending and not watch.complete:
         # The upstream's last event lacks its blank line. Read it as ended: a message_stop there
@@ -244,15 +237,18 @@ class _StreamWatch:
         self.stop_reason: str | None = None
         self.error: str | None = None
         self.complete = False
+        self.ended_at: int | None = None  # where, in the chunk that completed the stream, its last event ends
         self.failed = False
 
     def feed(self, data: bytes) -> None:
         """``data`` ends at an event boundary, so only the events holding a mention of the ones read need be
         cut out and parsed: a chunk with none (most chunks: content deltas) is skipped whole, and the deltas
         around a stream's first and last events are not looked at."""
+        bom = 0
         if self._first:
             self._first = False
-            data = data.removeprefix(_BOM)  # (a stream's first event is whole in its first chunk)
+            if data.startswith(_BOM):  # (a stream's first event is whole in its first chunk)
+                data, bom = data[len(_BOM) :], len(_BOM)
         if b"\r" in data:  # CR line ends: the decoder reads them
             for event in self._decoder.feed(data, only=_WATCHED):
                 self._event(event.event, event.data)
@@ -265,6 +261,9 @@ class _StreamWatch:
             end = len(data) if end < 0 else end + 2
             for event in events_in(data[start:end]):
                 self._event(event.event, event.data)
+            if self.complete:
+                self.ended_at = bom + end  # (in the chunk as it came)
+                return
             pos = end
 
     def _event(self, name: str | None, data: bytes) -> None:
