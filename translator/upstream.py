@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import functools
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,6 +41,7 @@ class UpstreamResponse:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop  # set by read(), before any touch()
         self._idled = False
+        self._is_stream: bool | None = None
 
     def __enter__(self) -> UpstreamResponse:
         return self
@@ -60,9 +60,11 @@ class UpstreamResponse:
             self._idle_timer.cancel()
         self._resp.close()
 
-    @functools.cached_property
-    def is_stream(self) -> bool:  # (aiohttp parses the header at every read of content_type)
-        return self._resp.content_type == "text/event-stream"
+    @property
+    def is_stream(self) -> bool:
+        if self._is_stream is None:  # (aiohttp parses the header at every read of content_type)
+            self._is_stream = self._resp.content_type == "text/event-stream"
+        return self._is_stream
 
     async def body(self) -> bytes:
         if self._body is None:

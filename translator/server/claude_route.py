@@ -96,7 +96,7 @@ async def _relay(
         stream=streamed,
         session=session,
         version=request.headers.get("anthropic-version"),
-        forward_key=request.get(FORWARD_KEY, True),
+        forward_key=request[FORWARD_KEY],  # (set by authenticate)
         trace=request[LOG],
     ) as done:
         source = done.response

@@ -92,7 +92,7 @@ class _Call:
             model=self.model,
             stream=stream,
             session=self.session,
-            forward_key=self.request.get(FORWARD_KEY, True),
+            forward_key=self.request[FORWARD_KEY],  # (set by authenticate)
             trace=self.request[LOG],
         )
 
