@@ -97,14 +97,35 @@ def http_error(exc: web.HTTPException) -> TranslatorError:
 @web.middleware
 async def handle_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one layer around every request: its log line and metrics however it ended, the in-flight
-    bound, and every error answered once, in the caller's API shape."""
+    bound, and every error answered once, in the caller's API shape. (One coroutine: every await of a
+    request resumes through each layer around it.)"""
     started = time.perf_counter()
     fields: dict[str, Any] = {"request_id": os.urandom(8).hex(), "method": request.method, "path": request.path}
     request[LOG] = fields
     request[STARTED] = started
     status = 500  # an exception that escapes the error handling: a bug, logged there with its traceback
+    task = None
     try:
-        response = await _answered(request, handler)
+        try:
+            task = _admitted(request)
+            response = await handler(request)
+        except asyncio.CancelledError:
+            if not (request.app[CLOSING].is_set() and not request.get(PREPARED)):
+                raise
+            # Shutdown's grace period ran out before this request could answer: say so (clients retry a
+            # 503) rather than cutting the connection.
+            fields["error"] = "shutdown"
+            response = error_response(request, ProxyOverloaded("the proxy is shutting down; retry the request"))
+        except ConnectionResetError:
+            raise
+        except Exception as exc:
+            response = _error_answer(request, exc)
+        finally:
+            if task is not None:
+                request.app[INFLIGHT].discard(task)
+        extra = request.get(EXTRA_HEADERS)
+        if extra and not response.prepared:  # (a stream's went out with its head: prepare_stream)
+            response.headers.update(extra)
         status = response.status
         return response
     except (asyncio.CancelledError, ConnectionResetError):
@@ -120,39 +141,19 @@ async def handle_requests(request: web.Request, handler: Handler) -> web.StreamR
             record_metrics(request.app[METRICS], fields, latency)
 
 
-async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
-    task = None
-    try:
-        task = _admitted(request)
-        response = await handler(request)
-    except TranslatorError as err:
-        request[LOG]["error"] = err.claude_type
-        response = error_response(request, err)
-    except web.HTTPException as exc:
+def _error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """A handler's exception as the answer, in the caller's shape; raised again when none can be given."""
+    if isinstance(exc, TranslatorError):
+        request[LOG]["error"] = exc.claude_type
+        return error_response(request, exc)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
-        response = error_response(request, http_error(exc))
-    except ConnectionResetError:
-        raise
-    except Exception:
-        log.exception("unhandled error", **request[LOG])
-        if request.get(PREPARED):
-            raise  # a stream is under way: writing a new response into it would garble it; the connection closes
-        response = error_response(request, TranslatorError("internal error in the proxy"))
-    except asyncio.CancelledError:
-        if not (request.app[CLOSING].is_set() and not request.get(PREPARED)):
-            raise
-        # Shutdown's grace period ran out before this request could answer: say so (clients retry a 503)
-        # rather than cutting the connection.
-        request[LOG]["error"] = "shutdown"
-        response = error_response(request, ProxyOverloaded("the proxy is shutting down; retry the request"))
-    finally:
-        if task is not None:
-            request.app[INFLIGHT].discard(task)
-    extra = request.get(EXTRA_HEADERS)
-    if extra and not response.prepared:  # (a stream's went out with its head: prepare_stream)
-        response.headers.update(extra)
-    return response
+            raise exc
+        return error_response(request, http_error(exc))
+    log.exception("unhandled error", **request[LOG])
+    if request.get(PREPARED):
+        raise exc  # a stream is under way: writing a new response into it would garble it; the connection closes
+    return error_response(request, TranslatorError("internal error in the proxy"))
 
 
 def _admitted(request: web.Request) -> asyncio.Task[Any] | None:
