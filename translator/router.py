@@ -54,23 +54,22 @@ class Attempted:
 
 
 class _Forwarded:
-    """``UpstreamPool.forward``'s context manager: a class, not a generator-based one (entered once per
-    request, it then costs a fraction)."""
+    """``UpstreamPool.forward``'s context manager: entering it awaits the pool's attempts directly (no
+    coroutine of its own in between: every await of a request resumes through each layer)."""
 
-    __slots__ = ("_opening", "_response")
+    __slots__ = ("opening", "response")
 
-    def __init__(self, opening: Coroutine[Any, Any, Attempted]) -> None:
-        self._opening = opening
-        self._response: UpstreamResponse | None = None
+    def __init__(self) -> None:
+        self.opening: Coroutine[Any, Any, Attempted] | None = None
+        self.response: UpstreamResponse | None = None  # set by the pool once an attempt succeeded
 
-    async def __aenter__(self) -> Attempted:
-        done = await self._opening
-        self._response = done.response
-        return done
+    def __aenter__(self) -> Coroutine[Any, Any, Attempted]:
+        assert self.opening is not None
+        return self.opening
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if self._response is not None:  # released after a clean exit, closed after an exception
-            self._response.__exit__(exc_type, exc, tb)
+        if self.response is not None:  # released after a clean exit, closed after an exception
+            self.response.__exit__(exc_type, exc, tb)
 
 
 def retryable(err: TranslatorError) -> bool:
@@ -200,12 +199,15 @@ class UpstreamPool:
 
         ``trace`` (the request's log fields) gets the upstream and attempt count of every attempt, so a
         request that failed over and ran out still says where it went and how often."""
-        return _Forwarded(
-            self._open(method, path, body, client_headers, model, stream, session, version, forward_key, trace)
+        forwarded = _Forwarded()
+        forwarded.opening = self._open(
+            forwarded, method, path, body, client_headers, model, stream, session, version, forward_key, trace
         )
+        return forwarded
 
     async def _open(
         self,
+        forwarded: _Forwarded,
         method: str,
         path: str,
         body: bytes | None,
@@ -230,11 +232,14 @@ class UpstreamPool:
                 break
             if trace is not None:
                 trace["upstream"], trace["attempts"] = upstream.name, attempt + 1
-            try:
-                response = await self._attempt(
-                    upstream, method, path, body, client_headers, stream=stream, version=version,
-                    forward_key=forward_key,
-                )
+            try:  # one call, read far enough to know it worked: a stream to its first content event, a body whole
+                headers = upstream.headers(client_headers, version=version, forward_key=forward_key)
+                response = await upstream.open(method, path, headers, body)
+                try:
+                    await (response.prime() if stream and response.is_stream else response.body())
+                except BaseException:
+                    response.close()  # on any failure, before the error goes on
+                    raise
             except TranslatorError as err:
                 if not retryable(err):
                     self._on_attempt(upstream.name, "error")
@@ -254,32 +259,10 @@ class UpstreamPool:
                 except BaseException:
                     response.close()
                     raise
+            forwarded.response = response
             return Attempted(upstream, response)
         assert last is not None
         raise last
-
-    async def _attempt(
-        self,
-        upstream: Upstream,
-        method: str,
-        path: str,
-        body: bytes | None,
-        client_headers: Mapping[str, str],
-        *,
-        stream: bool,
-        version: str | None,
-        forward_key: bool,
-    ) -> UpstreamResponse:
-        """One call, read far enough to know it worked: a stream to its first content event, a body whole.
-        On any failure the response is closed before the error goes on."""
-        headers = upstream.headers(client_headers, version=version, forward_key=forward_key)
-        response = await upstream.open(method, path, headers, body)
-        try:
-            await (response.prime() if stream and response.is_stream else response.body())
-        except BaseException:
-            response.close()
-            raise
-        return response
 
     async def _wait_before(
         self, upstream: Upstream, same: bool, last: TranslatorError, attempt: int, deadline: float

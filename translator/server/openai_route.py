@@ -60,18 +60,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         request[LOG].update(stream=conv.stream, n=conv.n)
         call = _Call(request, orjson.dumps(conv.body), model, session)
         conv.body.clear()
-        return await _answer(request, call, conv)
-
-
-async def _answer(request: web.Request, call: _Call, conv: ConvertedRequest) -> web.StreamResponse:
-    headers = _policy_headers(conv)
-    created = int(time.time())
-    if conv.stream:
-        return await _stream(request, call, conv, created, headers)
-    messages = await _complete_all(call, conv.n, headers)
-    completion = convert_responses(messages, created=created, model=call.model, json_tool=conv.json_tool)
-    request[LOG]["usage"] = completion["usage"]
-    return web.Response(body=orjson.dumps(completion), content_type="application/json", headers=headers)
+        # (answered here, not in a helper coroutine: every await of the request resumes through each layer)
+        headers = _policy_headers(conv)
+        created = int(time.time())
+        if conv.stream:
+            return await _stream(request, call, conv, created, headers)
+        messages = [await _complete(call, headers)] if conv.n == 1 else await _complete_all(call, conv.n, headers)
+        completion = convert_responses(messages, created=created, model=model, json_tool=conv.json_tool)
+        request[LOG]["usage"] = completion["usage"]
+        return web.Response(body=orjson.dumps(completion), content_type="application/json", headers=headers)
 
 
 @dataclass(slots=True)
@@ -115,8 +112,7 @@ def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
 
 
 async def _complete_all(call: _Call, n: int, headers: dict[str, str]) -> list[dict[str, Any]]:
-    if n == 1:
-        return [await _complete(call, headers)]
+    """n > 1: the n answers, asked for at once."""
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(_complete(call, headers)) for _ in range(n)]
