@@ -72,3 +72,18 @@ def test_unconfigured_the_line_goes_through_structlog(monkeypatch: pytest.Monkey
     monkeypatch.setattr(translator.log, "log", type("L", (), {"info": lambda self, e, **kw: seen.append((e, kw))})())
     log_request(dict(FIELDS))
     assert seen == [("request", FIELDS)]
+
+
+def test_timestamps_are_written_as_isoformat_writes_them() -> None:
+    import datetime
+    import re
+
+    from translator.log import _now
+
+    for _ in range(3):
+        before = datetime.datetime.now(tz=datetime.UTC)
+        stamp = _now()
+        after = datetime.datetime.now(tz=datetime.UTC)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp)
+        parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        assert before - datetime.timedelta(milliseconds=1) <= parsed <= after + datetime.timedelta(milliseconds=1)
