@@ -87,11 +87,16 @@ REJECTED_VALUES: Final[dict[str, Callable[[str, Any], None]]] = {
 
 def screen(body: dict[str, Any], *, strict: bool) -> list[str]:
     """Raise for rejected values; return the ignored fields present (sorted), or raise in strict mode."""
-    for name, rule in REJECTED_VALUES.items():
-        if name in body:
-            rule(name, body[name])
-    ignored = [(k, k) for k in sorted(body.keys() - MAPPED)] + _nested_ignored(body)
-    if strict and ignored:
+    if not _REJECTABLE.isdisjoint(body):
+        for name, rule in REJECTED_VALUES.items():
+            if name in body:
+                rule(name, body[name])
+    extra = body.keys() - MAPPED
+    ignored = [(k, k) for k in sorted(extra)] if extra else []
+    ignored += _nested_ignored(body)
+    if not ignored:
+        return []
+    if strict:
         name, param = ignored[0]
         raise InvalidRequest(
             f"'{param}' has no Claude equivalent and this proxy runs in strict mode",
@@ -99,6 +104,9 @@ def screen(body: dict[str, Any], *, strict: bool) -> list[str]:
             code="unsupported_parameter",
         )
     return list(dict.fromkeys(name for name, _ in ignored))
+
+
+_REJECTABLE = frozenset(REJECTED_VALUES)
 
 
 def _nested_ignored(body: dict[str, Any]) -> list[tuple[str, str]]:
