@@ -87,6 +87,8 @@ class UpstreamResponse:
         with map_errors():
             async for data in self._resp.content.iter_any():
                 self._prefix.append(data)
+                if len(self._prefix) == 1 and _plainly_started(data):
+                    return
                 if self._started(decoder.feed_lazily(data)):  # parsed only up to the first content event
                     return
         # The stream ended before any content. A last event missing only its blank line still counts.
@@ -148,6 +150,27 @@ class UpstreamResponse:
 
 
 _STARTED = frozenset({"content_block_start", "content_block_delta", "message_delta", "message_stop"})
+_STARTED_LINES = tuple(b"event: %s\ndata: " % name.encode() for name in sorted(_STARTED))
+
+
+def _plainly_started(data: bytes) -> bool:
+    """Whether a stream's first read holds, in the shape Claude writes, a content event with no error
+    event before it: then it has started, as reading it event by event would find, without that reading.
+    False when unsure (other line ends, a BOM, an error line, no such event): the events are then read."""
+    if data.startswith((b"\r", b"\xef")) or b"\r" in data:
+        return False
+    first = min((i for line in _STARTED_LINES if (i := _line_start(data, line)) >= 0), default=-1)
+    if first < 0 or data.find(b"\n\n", first) < 0:  # (and whole: its blank line came too)
+        return False
+    return not 0 <= _line_start(data, b"event: error", first) < first
+
+
+def _line_start(data: bytes, line: bytes, end: int | None = None) -> int:
+    """Where ``line`` first starts a line of ``data`` (before ``end``), or -1."""
+    if data.startswith(line):
+        return 0
+    i = data.find(b"\n" + line, 0, end)
+    return i + 1 if i >= 0 else -1
 
 
 def stream_error(event: SSEEvent) -> UpstreamStatusError:
