@@ -128,6 +128,19 @@ async def test_a_byte_drip_does_not_defeat_the_idle_timeout(make_proxy, fake_ups
     assert orjson.loads(lines[-1])["error"]["type"] == "timeout_error"
 
 
+async def test_comments_and_blank_lines_are_not_events_for_the_idle_timeout(make_proxy, fake_upstream) -> None:
+    # A gateway stuck but sending keep-alive comments holds no request (and no slot) past the idle timeout.
+    proxy = await make_proxy(upstream={"stream_idle_timeout": 0.3})
+    head = _sse(START, TEXT_START)
+    fake_upstream.sse(head, chunk_size=len(head), delay=0)
+    fake_upstream.replies[-1].chunks = [head] + [b": keep-alive\n\n", b"\n\n", b"id: 7\nretry: 10\n\n"] * 10
+    fake_upstream.replies[-1].delay = 0.05
+    resp = await proxy.post("/v1/chat/completions", json=REQUEST)
+    lines = _data_lines(await resp.read())
+    assert orjson.loads(lines[-1])["error"] == {
+        "message": "upstream stream sent no event for 0.3 s", "type": "timeout_error", "param": None, "code": "timeout"}
+
+
 async def test_claude_route_stall_between_events_ends_in_an_error_event(make_proxy, fake_upstream) -> None:
     proxy = await make_proxy(upstream={"stream_idle_timeout": 0.3})
     head = _sse(START, TEXT_START, _delta("Hel"))

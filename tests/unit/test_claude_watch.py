@@ -32,7 +32,7 @@ def expected(data: bytes) -> tuple[dict[str, Any], Any, bool]:
 
 
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["", "bom"])
-@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
 @pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
 def test_the_watch_reads_usage_and_stop_reason_whatever_the_reads(path: Path, eol: bytes, bom: bytes) -> None:
     data = path.read_bytes().rstrip(b"\n") + b"\n\n"
@@ -46,7 +46,9 @@ def test_the_watch_reads_usage_and_stop_reason_whatever_the_reads(path: Path, eo
         for read in reads:
             watch.feed(read)
             if watch.complete:  # where the relay cuts the stream: found by the watch, or searched for (CR)
-                assert watch.ended_at == (None if eol == b"\r\n" else _end_of_last_event(read))
+                assert watch.ended_at == (None if eol != b"\n" else _end_of_last_event(read))
+                cut = read[: _end_of_last_event(read)]
+                assert cut.endswith(sep) and SSEDecoder().feed(cut + b"\n\n")[-1].event == "message_stop"
                 break
         usage, stop, complete = expected(data)
         assert (watch.usage, watch.stop_reason, watch.complete) == (usage, stop, complete)

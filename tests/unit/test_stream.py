@@ -1298,3 +1298,37 @@ def test_pings_are_skipped_by_their_name_unread() -> None:
     ping = b"event: ping\ndata: {not json\n\n"
     chunks, conv = _route_chunks(_text_stream(ping, _delta(b'"a"'), ping, ping, _delta(b'"b"')), None)
     assert _contents(chunks) == ["", "a", "b"] and conv.done and not any("error" in c for c in chunks)
+
+
+def _opened() -> StreamConverter:
+    conv = StreamConverter(created=1, model="m")
+    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
+    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    return conv
+
+
+def test_a_run_ends_before_a_string_that_is_not_json_and_feed_reports_it() -> None:
+    conv = _opened()
+    good = b"".join(_delta(b'"w%d "' % i) for i in range(50))
+    region = good + _delta(b'"bad\\x"') + _delta(b'"after"')
+    run = conv.feed_run(region, 0)
+    assert run is not None and run[0] == len(good)  # the good ones, in one call; the bad one is not retried
+    assert run[1].count(b"data: ") == 50
+    assert conv.feed_run(region, len(good)) is None  # left to feed, which reports it
+
+
+def test_a_run_reaches_over_16_kib_at_most_and_a_bigger_event_is_left_to_feed() -> None:
+    from translator.convert.stream import FAST_DELTA_MAX
+
+    conv = _opened()
+    small = b"".join(_delta(b'"%s"' % (b"x" * 100)) for _ in range(400))  # ~66 KB of events
+    pos, taken = 0, 0
+    while pos < len(small):
+        run = conv.feed_run(small, pos)
+        assert run is not None and 0 < run[0] - pos <= FAST_DELTA_MAX
+        pos, taken = run[0], taken + run[1].count(b"data: ")
+    assert taken == 400
+    big = _delta(b'"%s"' % (b"y" * FAST_DELTA_MAX))
+    assert conv.feed_run(big, 0) is None
+    chunks, _ = _route_chunks(_text_stream(big, _delta(b'"z"')), None)
+    assert _contents(chunks) == ["", "y" * FAST_DELTA_MAX, "z"]

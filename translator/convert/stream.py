@@ -136,7 +136,9 @@ class StreamConverter:
         feeds it as usual.
 
         The run is matched, its strings taken out and all of them checked (escapes, UTF-8) and measured
-        by one parse as a JSON array: C code, one call each per run, not per event."""
+        by one parse as a JSON array: C code, one call each per run, not per event. A run reaches over at
+        most ``FAST_DELTA_MAX`` bytes (a bigger event is not scanned here at all: ``feed`` parses it), and
+        ends before a string that is not JSON (which ``feed`` then reports)."""
         head = _RUN_HEAD.match(region, start)
         if head is None or not self._text_head or self.done:
             return None
@@ -145,14 +147,19 @@ class StreamConverter:
         if state is None or state.kind not in (("text",) if text else ("tool", "json")):
             return None
         run, one = _run_patterns(index, text)
-        match = run.match(region, start)
+        match = run.match(region, start, start + FAST_DELTA_MAX)
         if match is None:
             return None
-        raws = one.findall(region, start, match.end())
+        end = match.end()
+        raws = one.findall(region, start, end)
         try:
             values = orjson.loads(b"[" + b",".join(raws) + b"]")
         except orjson.JSONDecodeError:
-            return None
+            good = _valid_prefix(one, region, start, end)  # (the rare path: one parse per event)
+            if good is None:
+                return None
+            end, raws = good
+            values = orjson.loads(b"[" + b",".join(raws) + b"]")
         if state.kind != "tool":
             self._chars += sum(map(len, values))  # annotation indexes count characters of the content
         if not text:
@@ -162,7 +169,7 @@ class StreamConverter:
         head_bytes, tail_bytes = (
             (state.head, state.tail) if state.kind == "tool" else (self._text_head, self._text_tail)
         )
-        return match.end(), b"".join([b"data: " + head_bytes + raw + tail_bytes + b"\n\n" for raw in raws])
+        return end, b"".join([b"data: " + head_bytes + raw + tail_bytes + b"\n\n" for raw in raws])
 
     def finish(self) -> list[Chunk]:
         """The upstream stream ended. Without ``message_stop`` it was cut short: say so, never 'stop'."""
@@ -344,6 +351,21 @@ def _run_patterns(index: int, text: bool) -> tuple[re.Pattern[bytes], re.Pattern
     kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
     run = re.compile(b"(?:" + _RUN_EVENT % (index, kind, key, b"?:") + b")+")
     return run, re.compile(_RUN_EVENT % (index, kind, key, b""))
+
+
+def _valid_prefix(one: re.Pattern[bytes], region: bytes, start: int, end: int) -> tuple[int, list[bytes]] | None:
+    """The events of a run before its first string that is not JSON: where they end, and their strings
+    (None if the first is not)."""
+    raws: list[bytes] = []
+    stop = start
+    for event in one.finditer(region, start, end):
+        try:
+            orjson.loads(event[1])
+        except orjson.JSONDecodeError:
+            break
+        raws.append(event[1])
+        stop = event.end()
+    return (stop, raws) if raws else None
 
 
 # Bigger events go through feed: for them a regex costs more than orjson's parse, and it would hold the

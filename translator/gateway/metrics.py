@@ -133,13 +133,13 @@ class Metrics:
         self._rate_limited = _Counter(
             "translator_rate_limited_total", "Requests refused by a key's own limits", ("key", "limit")
         )
-        self.registry.register(
-            _Collector([self._requests, self._duration, self._ttft, self._tokens, self._attempts, self._rate_limited])
-        )
+        # (registered in this order, the families are exposed in it, as they were as prometheus_client metrics)
+        self.registry.register(_Collector([self._requests, self._duration, self._ttft, self._tokens]))
         self.upstream_healthy = Gauge(
             "translator_upstream_healthy", "1 while the upstream is considered healthy, else 0", ["upstream"],
             registry=self.registry,
         )
+        self.registry.register(_Collector([self._attempts, self._rate_limited]))
 
     def observe_request(
         self, route: str, model: str, upstream: str, status: int, latency_s: float, ttft_s: float | None

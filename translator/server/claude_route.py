@@ -250,7 +250,8 @@ class _StreamWatch:
             if data.startswith(_BOM):  # (a stream's first event is whole in its first chunk)
                 data, bom = data[len(_BOM) :], len(_BOM)
         if b"\r" in data:  # CR line ends: the decoder reads them
-            for event in self._decoder.feed(data, only=_WATCHED):
+            # (data ends at an event's end: a CR the decoder holds back, as maybe half a CRLF, ends a line)
+            for event in self._decoder.feed(data, only=_WATCHED) + self._decoder.feed(b"\n", only=_WATCHED):
                 self._event(event.event, event.data)
             return
         pos = 0

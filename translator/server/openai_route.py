@@ -233,15 +233,16 @@ async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -
         while data := await source.read():
             region = decoder.feed_region(data)
             if region:
-                source.touch()
-                out, last = _convert(region, conv)
+                out, last, seen = _convert(region, conv)
+                if seen:  # an event came (not only comments or blank lines): the idle clock starts again
+                    source.touch()
                 if conv.done:
                     return last is None or "error" not in last, out
                 if out:
                     await write(out)
         # A last event missing only its blank line still counts (real Claude streams end that way); a
         # fragment cut mid-line then fails as JSON, reported as a broken stream.
-        out, last = _convert(decoder.feed_region(b"\n\n"), conv)
+        out, last, _ = _convert(decoder.feed_region(b"\n\n"), conv)
         if conv.done:
             return last is None or "error" not in last, out
     except TranslatorError as err:
@@ -253,12 +254,13 @@ async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -
 _DELTA_EVENT = b"event: content_block_delta\n"
 
 
-def _convert(region: bytes, conv: StreamConverter) -> tuple[bytes, Chunk | None]:
-    """The SSE bytes of the chunks these whole events give, and the last chunk (None if there was none).
-    Runs of text or argument deltas go through ``feed_run`` in one piece each; the events between them,
-    one by one."""
+def _convert(region: bytes, conv: StreamConverter) -> tuple[bytes, Chunk | None, bool]:
+    """The SSE bytes of the chunks these whole events give, the last chunk (None if there was none), and
+    whether there was any event at all. Runs of text or argument deltas go through ``feed_run`` in one
+    piece each; the events between them, one by one."""
     out: list[bytes] = []  # the chunks' SSE lines
     last = None
+    seen = False
     pos, size = 0, len(region)
     try:
         while pos < size and not conv.done:  # pos: where an event (or blank lines) starts
@@ -270,20 +272,23 @@ def _convert(region: bytes, conv: StreamConverter) -> tuple[bytes, Chunk | None]
             if start == pos:
                 run = conv.feed_run(region, pos)
                 if run is not None:
+                    seen = True
                     pos, chunks = run
                     if chunks:
                         out.append(chunks)
                         last = _TEXT_CHUNK
                     continue
                 start = _event_end(region, pos)  # an event the run path leaves to the others
-            chunk = _convert_events(events_in(region[pos:start]), conv, out)
+            events = events_in(region[pos:start])
+            seen = seen or bool(events)
+            chunk = _convert_events(events, conv, out)
             last = last if chunk is None else chunk
             pos = start
     except TranslatorError as err:  # a broken event: what came before it still goes out, then the error
         conv.done = True
         last = openai_error_body(err)
         out.append(encode_data(last))
-    return b"".join(out), last
+    return b"".join(out), last, seen
 
 
 def _event_end(region: bytes, start: int) -> int:
