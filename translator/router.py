@@ -55,17 +55,17 @@ class Attempted:
 
 class _Forwarded:
     """``UpstreamPool.forward``'s context manager: entering it awaits the pool's attempts directly (no
-    coroutine of its own in between: every await of a request resumes through each layer)."""
+    coroutine of its own in between: every await of a request resumes through each layer). The attempts'
+    coroutine is made on entry, so a manager never entered leaves none behind un-awaited."""
 
-    __slots__ = ("opening", "response")
+    __slots__ = ("args", "pool", "response")
 
-    def __init__(self) -> None:
-        self.opening: Coroutine[Any, Any, Attempted] | None = None
+    def __init__(self, pool: UpstreamPool, args: tuple[Any, ...]) -> None:
+        self.pool, self.args = pool, args
         self.response: UpstreamResponse | None = None  # set by the pool once an attempt succeeded
 
     def __aenter__(self) -> Coroutine[Any, Any, Attempted]:
-        assert self.opening is not None
-        return self.opening
+        return self.pool._open(self, *self.args)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if self.response is not None:  # released after a clean exit, closed after an exception
@@ -199,11 +199,9 @@ class UpstreamPool:
 
         ``trace`` (the request's log fields) gets the upstream and attempt count of every attempt, so a
         request that failed over and ran out still says where it went and how often."""
-        forwarded = _Forwarded()
-        forwarded.opening = self._open(
-            forwarded, method, path, body, client_headers, model, stream, session, version, forward_key, trace
+        return _Forwarded(
+            self, (method, path, body, client_headers, model, stream, session, version, forward_key, trace)
         )
-        return forwarded
 
     async def _open(
         self,
