@@ -143,11 +143,6 @@ def encode_data(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def join_data(payloads: list[bytes]) -> bytes:
-    """``data:`` events for payloads already JSON-encoded, in one join (not two concatenations each)."""
-    return b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n" if payloads else b""
-
-
 def encode_event(name: str, payload: Any) -> bytes:
     """One named event with a JSON payload, as Claude streams are written."""
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"

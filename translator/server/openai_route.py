@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -40,6 +40,7 @@ from translator.sse import DONE, SSEDecoder, SSEEvent, encode_data, events_in
 from translator.upstream import UpstreamResponse
 
 MESSAGES = "/v1/messages"
+_T = TypeVar("_T")
 Write = Callable[[bytes], Awaitable[None]]
 
 
@@ -113,9 +114,14 @@ def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
 
 async def _complete_all(call: _Call, n: int, headers: dict[str, str]) -> list[dict[str, Any]]:
     """n > 1: the n answers, asked for at once."""
+    return await _at_once([_complete(call, headers) for _ in range(n)])
+
+
+async def _at_once(calls: list[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """The n > 1 choices' calls, run together; the first error of ours is the request's (not a group)."""
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_complete(call, headers)) for _ in range(n)]
+            tasks = [group.create_task(c) for c in calls]
     except* TranslatorError as eg:
         raise eg.exceptions[0] from None
     return [t.result() for t in tasks]
@@ -189,12 +195,7 @@ async def _stream_opened(
 
 async def _open_all(stack: AsyncExitStack, call: _Call, n: int) -> list[Attempted]:
     """n > 1: the n upstream streams, opened at once."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            opening = [group.create_task(stack.enter_async_context(call.open(stream=True))) for _ in range(n)]
-    except* TranslatorError as eg:
-        raise eg.exceptions[0] from None
-    return [t.result() for t in opening]
+    return await _at_once([stack.enter_async_context(call.open(stream=True)) for _ in range(n)])
 
 
 _SHUTDOWN_CHUNK = encode_data(
