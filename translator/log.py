@@ -68,11 +68,9 @@ def _write_request_line(out: BinaryIO, fields: dict[str, Any]) -> None:
 def _now() -> str:
     """The time as TimeStamper(fmt="iso", utc=True) writes it (``2026-12-01T10:40:25.788433Z``; no fraction
     at a whole second, as isoformat), its date and time of day formatted once a second, not per line."""
-    now = time.time()
-    second = int(now)
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)  # (integers: no float rounding)
     if second != _stamped[0]:
         _stamped[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    micros = int((now - second) * 1_000_000)
     return f"{_stamped[1]}.{micros:06d}Z" if micros else f"{_stamped[1]}Z"
 
 

@@ -87,3 +87,16 @@ def test_timestamps_are_written_as_isoformat_writes_them() -> None:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp)
         parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         assert before - datetime.timedelta(milliseconds=1) <= parsed <= after + datetime.timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize("ns", [1796123579_000000000, 1796123579_500000000, 1796123579_000001999,
+                                1796123580_250000000, 1796123580_999999999])
+def test_a_timestamp_is_isoformat_to_the_microsecond_with_none_at_a_whole_second(
+    monkeypatch: pytest.MonkeyPatch, ns: int
+) -> None:
+    import datetime
+
+    monkeypatch.setattr(translator.log.time, "time_ns", lambda: ns)
+    second, micros = divmod(ns // 1000, 1_000_000)
+    at = datetime.datetime.fromtimestamp(second, tz=datetime.UTC).replace(microsecond=micros)
+    assert translator.log._now() == at.isoformat().replace("+00:00", "Z")
