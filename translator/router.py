@@ -239,13 +239,7 @@ class UpstreamPool:
                     response.close()  # on any failure, before the error goes on
                     raise
             except TranslatorError as err:
-                if not retryable(err):
-                    self._on_attempt(upstream.name, "error")
-                    raise
-                self._on_attempt(upstream.name, "retryable_error")
-                if not (forward_key and not upstream.settings.api_key and getattr(err, "status", 0) == 429):
-                    # (a 429 to a client's own key is that client's limit, not the upstream's health)
-                    self.failed(upstream, err)
+                self._attempt_failed(upstream, err, forward_key=forward_key)  # raises unless retryable
                 last = err
                 failed_here.add(upstream.name)
                 continue
@@ -261,6 +255,16 @@ class UpstreamPool:
             return Attempted(upstream, response)
         assert last is not None
         raise last
+
+    def _attempt_failed(self, upstream: Upstream, err: TranslatorError, *, forward_key: bool) -> None:
+        """Count a failed attempt; raise ``err`` again unless another attempt may follow."""
+        if not retryable(err):
+            self._on_attempt(upstream.name, "error")
+            raise err
+        self._on_attempt(upstream.name, "retryable_error")
+        if not (forward_key and not upstream.settings.api_key and getattr(err, "status", 0) == 429):
+            # (a 429 to a client's own key is that client's limit, not the upstream's health)
+            self.failed(upstream, err)
 
     async def _wait_before(
         self, upstream: Upstream, same: bool, last: TranslatorError, attempt: int, deadline: float
