@@ -22,6 +22,7 @@ class Recorded:
     query: str
     headers: dict[str, str]
     raw: bytes
+    peer: tuple[str, int] | None = None  # the connection it came on (the proxy's end of it)
 
     @property
     def json(self) -> Any:
@@ -36,6 +37,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     chunks: list[bytes] | None = None  # streamed bodies: written one by one
     delay: float = 0.0  # between chunks
+    end: asyncio.Event | None = None  # a stream's body ends (its last chunk frame) only once this is set
 
 
 class FakeUpstream:
@@ -52,10 +54,18 @@ class FakeUpstream:
         self.replies.append(Reply(status, orjson.dumps(payload), headers=headers or {}))
 
     def sse(
-        self, data: bytes, *, chunk_size: int | None = None, delay: float = 0.0, headers: dict[str, str] | None = None
+        self,
+        data: bytes,
+        *,
+        chunk_size: int | None = None,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+        end: asyncio.Event | None = None,
     ) -> None:
         chunks = [data] if chunk_size is None else [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
-        self.replies.append(Reply(200, b"", "text/event-stream", headers=headers or {}, chunks=chunks, delay=delay))
+        self.replies.append(
+            Reply(200, b"", "text/event-stream", headers=headers or {}, chunks=chunks, delay=delay, end=end)
+        )
 
     def events(self, events: Iterable[dict[str, Any]], **kw: Any) -> None:
         self.sse(b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in events), **kw)
@@ -74,7 +84,10 @@ class FakeUpstream:
         for name in ("x-api-key", "Authorization"):
             if request.headers.get(name):
                 SECRETS_SEEN.add(request.headers[name].removeprefix("Bearer "))
-        self.requests.append(Recorded(request.method, request.path, request.query_string, dict(request.headers), raw))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.requests.append(
+            Recorded(request.method, request.path, request.query_string, dict(request.headers), raw, peer)
+        )
         reply = self.replies.pop(0) if self.replies else self.default
         if reply is None:
             return web.json_response(
@@ -91,6 +104,8 @@ class FakeUpstream:
                 if i and reply.delay:
                     await asyncio.sleep(reply.delay)  # between chunks, not after the last
                 await resp.write(chunk)
+            if reply.end is not None:
+                await reply.end.wait()
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled += 1
             raise

@@ -25,6 +25,8 @@ from translator.sse import SSEDecoder, SSEEvent
 _STATUS_ERROR_TYPE = {status: kind for kind, status in CLAUDE_ERROR_STATUS.items()}
 _FORWARDED = ("anthropic-beta",)
 MAX_ERROR_BODY = 64 * 1024
+FINISH_TIMEOUT = 1.0  # how long an ended stream's connection waits for its body's end to be kept
+MAX_TRAILING = 64 * 1024  # what an ended stream may still send, unread, before its connection is closed
 
 
 class UpstreamResponse:
@@ -128,6 +130,24 @@ class UpstreamResponse:
             if self._idled:
                 raise self._idle_error()
         return data
+
+    async def finish(self) -> None:
+        """The stream has ended (message_stop): read the rest of its body, normally just the last chunk
+        of the chunked encoding, if it has not come with the stream's last event. The connection then goes
+        back to the pool when released; with the body unfinished aiohttp closes it, and the next request
+        pays a new connection (and, to a real upstream, a new TLS handshake). If the end takes longer than
+        ``FINISH_TIMEOUT`` or more than ``MAX_TRAILING`` bytes come first, the connection is closed as
+        before. Called once the client has its answer in full, so the wait is never the client's."""
+        content = self._resp.content
+        if content.is_eof():  # the usual case: the end came with the last event
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        left = MAX_TRAILING
+        with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):  # released unfinished: closed
+            async with asyncio.timeout(FINISH_TIMEOUT):
+                while left >= 0 and (data := await content.readany()):
+                    left -= len(data)
 
     def touch(self) -> None:
         """An event completed: the idle clock starts again (checked lazily by the timer, so this is cheap)."""

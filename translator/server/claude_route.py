@@ -150,7 +150,9 @@ async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.S
             request[LOG].update(usage=watch.usage, stop_reason=watch.stop_reason, stream_error=watch.error)
         # The stream's last bytes and the final chunk frame in one send, not two: each send wakes the client.
         await resp.write_eof(end)
-        return resp
+    if watch.complete and not watch.failed and watch.error is None:  # ended in message_stop: keep the connection
+        await source.finish()
+    return resp
 
 
 _SHUTDOWN_EVENT = encode_event(

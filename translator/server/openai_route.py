@@ -190,6 +190,9 @@ async def _stream_opened(
     # The stream's last chunks, [DONE] and the final chunk frame in one send, not three: each send wakes
     # the client up again.
     await resp.write_eof(end)
+    if clean:  # the upstream streams ended as they should: their connections are kept for reuse
+        for source in sources:
+            await source.response.finish()
     return resp
 
 

@@ -1,0 +1,118 @@
+"""Upstream connections are kept across streamed requests, on both routes.
+
+A stream is over for the client at ``message_stop``; the upstream's body ends a moment later (the chunked
+encoding's last chunk, often in a packet of its own). The proxy answers the client first, then reads that
+end, so that the connection goes back to the pool: closing it would cost the next request a new connection
+and, to a real upstream, a new TLS handshake. An upstream that does not end its body soon, or keeps on
+sending after ``message_stop``, has its connection closed instead."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.fakes import FakeUpstream
+from translator import upstream
+
+START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                              "model": "claude-x", "content": [], "stop_reason": None,
+                                              "usage": {"input_tokens": 3, "output_tokens": 1}}}
+TEXT_START = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+DELTA = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+BLOCK_STOP = {"type": "content_block_stop", "index": 0}
+MESSAGE_DELTA = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                 "usage": {"output_tokens": 2}}
+STOP = {"type": "message_stop"}
+STREAM = b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e))
+                  for e in (START, TEXT_START, DELTA, BLOCK_STOP, MESSAGE_DELTA, STOP))
+
+ROUTES = {
+    "openai": ("/v1/chat/completions",
+               {"model": "claude-x", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+               b"data: [DONE]\n\n"),
+    "claude": ("/v1/messages",
+               {"model": "claude-x", "max_tokens": 9, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+               b"event: message_stop\n"),
+}
+
+
+async def _streamed(proxy: TestClient, route: str) -> bytes:
+    path, body, ending = ROUTES[route]
+    async with asyncio.timeout(5):
+        resp = await proxy.post(path, json=body)
+        assert resp.status == 200
+        answer = await resp.read()  # the whole answer, its last chunk frame included
+    assert ending in answer and b"error" not in answer
+    return answer
+
+
+async def _handled(server_log: Callable[[], str], count: int) -> None:
+    """Until the proxy has logged ``count`` requests: its handlers have returned (connections released)."""
+    async with asyncio.timeout(5):
+        while sum(orjson.loads(x).get("event") == "request" for x in server_log().splitlines()) < count:
+            await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_the_client_has_its_answer_before_the_upstream_body_ends_and_the_connection_is_kept(
+    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str], route: str
+) -> None:
+    end = asyncio.Event()
+    fake_upstream.sse(STREAM, end=end)
+    await _streamed(proxy, route)  # answered in full while the upstream still holds its body's end
+    end.set()
+    await _handled(server_log, 1)
+    fake_upstream.sse(STREAM)
+    await _streamed(proxy, route)
+    first, second = fake_upstream.requests
+    assert first.peer == second.peer  # one connection, reused
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_an_upstream_that_never_ends_its_body_has_its_connection_closed(
+    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str], route: str,
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(upstream, "FINISH_TIMEOUT", 0.05)
+    fake_upstream.sse(STREAM, end=asyncio.Event())  # never set
+    await _streamed(proxy, route)
+    await _handled(server_log, 1)  # after FINISH_TIMEOUT, not never
+    fake_upstream.sse(STREAM)
+    await _streamed(proxy, route)
+    first, second = fake_upstream.requests
+    assert first.peer != second.peer
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_an_upstream_that_goes_on_after_message_stop_has_its_connection_closed(
+    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str], route: str,
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(upstream, "MAX_TRAILING", 100)
+    end = asyncio.Event()
+    trailing = b": keep-alive\n\n" * 20  # 300 bytes after message_stop, none of them sent on
+    fake_upstream.sse(STREAM + trailing, chunk_size=len(STREAM), end=end)
+    answer = await _streamed(proxy, route)
+    assert b"keep-alive" not in answer
+    await _handled(server_log, 1)  # without waiting for the body's end
+    end.set()
+    fake_upstream.sse(STREAM)
+    await _streamed(proxy, route)
+    first, second = fake_upstream.requests
+    assert first.peer != second.peer
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_stream_whose_end_came_with_its_last_event_keeps_its_connection(
+    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str], route: str
+) -> None:
+    for count in (1, 2, 3):
+        fake_upstream.sse(STREAM)
+        await _streamed(proxy, route)
+        await _handled(server_log, count)
+    assert len({r.peer for r in fake_upstream.requests}) == 1
