@@ -6,7 +6,10 @@
   is one fixed Claude message (JSON). With it, a Claude SSE stream of N ``text_delta`` events, where
   N = the body's ``max_tokens`` (clamped to 1..100000): the proxy forwards ``max_tokens`` unchanged on
   both of its routes, so the client chooses N without any extra header. Each event goes out in its own
-  write (``--events-per-write`` groups them), with no pause between them.
+  write (``--events-per-write`` groups them), with no pause between them: one chunk of the chunked
+  encoding, framed in advance and written straight to the transport (aiohttp's own write path cost this
+  process 4x the CPU at concurrency 64, where it shares a CPU with the load generator and became the
+  bottleneck of every target; the bytes on the wire are the same).
 - the same, but model ``bench-slow`` (streamed): a held stream. It sends ``message_start``, then a
   ``ping`` every ``--ping-interval`` seconds until ``POST /bench/release`` (or ``--max-hold`` seconds),
   then one delta and the end of the message.
@@ -102,25 +105,28 @@ class FakeUpstream:
             return web.Response(body=MESSAGE, content_type="application/json", headers={"request-id": "req_bench"})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "request-id": "req_bench"})
         await resp.prepare(request)
-        await resp.write(HEAD)
         if body.get("model") == SLOW_MODEL:
+            await resp.write(HEAD)
             await self._hold(resp)
-            deltas = 1
             await resp.write(DELTA)
+            await resp.write(tail(1))
         else:
             deltas = _clamp(body.get("max_tokens"))
-            await self._deltas_out(resp, deltas)
-        await resp.write(self._tail(deltas))
+            await self._stream_out(resp, request, deltas)
         await resp.write_eof()
         return resp
 
-    async def _deltas_out(self, resp: web.StreamResponse, deltas: int) -> None:
+    async def _stream_out(self, resp: web.StreamResponse, request: web.Request, deltas: int) -> None:
+        transport = request.transport
+        writer = resp._payload_writer  # (aiohttp's own flow control: StreamResponse.drain is deprecated)
+        if transport is None or writer is None:
+            return  # the client has gone
         full, rest = divmod(deltas, self.group)
-        piece = self._piece(self.group)
-        for _ in range(full):
-            await resp.write(piece)
-        if rest:
-            await resp.write(self._piece(rest))
+        pieces = [FRAMED_HEAD, *[self._piece(self.group)] * full, *([self._piece(rest)] if rest else [])]
+        for piece in [*pieces, self._tail(deltas)]:
+            transport.write(piece)
+            if transport.get_write_buffer_size() > HIGH_WATER:
+                await writer.drain()
 
     async def _hold(self, resp: web.StreamResponse) -> None:
         self.held += 1
@@ -137,16 +143,27 @@ class FakeUpstream:
             self.held -= 1
 
     def _piece(self, count: int) -> bytes:
+        """``count`` deltas as one chunk of the chunked encoding."""
         piece = self._deltas.get(count)
         if piece is None:
-            piece = self._deltas[count] = DELTA * count
+            piece = self._deltas[count] = framed(DELTA * count)
         return piece
 
     def _tail(self, deltas: int) -> bytes:
+        """The stream's last events as one chunk."""
         data = self._tails.get(deltas)
         if data is None:
-            data = self._tails[deltas] = tail(deltas)
+            data = self._tails[deltas] = framed(tail(deltas))
         return data
+
+
+def framed(data: bytes) -> bytes:
+    """``data`` as one chunk of the chunked transfer encoding, as aiohttp frames each write."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+FRAMED_HEAD = framed(HEAD)
+HIGH_WATER = 64 * 1024  # written but not yet sent: past this, wait until the reader has caught up
 
 
 def _clamp(value: object) -> int:
