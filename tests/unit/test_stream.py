@@ -1307,9 +1307,21 @@ def _opened() -> StreamConverter:
     return conv
 
 
-def test_a_run_ends_before_a_string_that_is_not_json_and_feed_reports_it() -> None:
+@pytest.mark.parametrize("text", [True, False], ids=["text", "arguments"])
+def test_an_event_head_is_what_the_run_pattern_matches_before_the_string(text: bool) -> None:
+    from translator.convert.stream import _RUN_EVENT_HEAD, _run_patterns
+
+    run, one, head_size = _run_patterns(3, text)
+    kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
+    event = _RUN_EVENT_HEAD % (3, kind, key) + b'"x"}}\n\n'
+    assert len(_RUN_EVENT_HEAD % (3, kind, key)) == head_size
+    assert run.fullmatch(event * 2) and one.fullmatch(event)[1] == b'"x"'  # type: ignore[index]
+
+
+@pytest.mark.parametrize("pad", [b"", b" \t"], ids=["plain", "padded"])  # padded: its strings cut by a regex
+def test_a_run_ends_before_a_string_that_is_not_json_and_feed_reports_it(pad: bytes) -> None:
     conv = _opened()
-    good = b"".join(_delta(b'"w%d "' % i) for i in range(50))
+    good = b"".join(_delta(b'"w%d "' % i, pad=pad if i == 7 else b"") for i in range(50))
     region = good + _delta(b'"bad\\x"') + _delta(b'"after"')
     run = conv.feed_run(region, 0)
     assert run is not None and run[0] == len(good)  # the good ones, in one call; the bad one is not retried

@@ -146,20 +146,26 @@ class StreamConverter:
         state = self._blocks.get(index)
         if state is None or state.kind not in (("text",) if text else ("tool", "json")):
             return None
-        run, one = _run_patterns(index, text)
+        run, one, head_size = _run_patterns(index, text)
         match = run.match(region, start, start + FAST_DELTA_MAX)
         if match is None:
             return None
         end = match.end()
-        raws = one.findall(region, start, end)
+        # The events' strings: cut out between each one's head and its closing braces (each event is the
+        # run pattern's, so only padding before the braces can be in the way; then a regex cuts them).
+        raws = [event[head_size:-2] for event in region[start:end].split(b"\n\n")[:-1]]
         try:
             values = orjson.loads(b"[" + b",".join(raws) + b"]")
         except orjson.JSONDecodeError:
-            good = _valid_prefix(one, region, start, end)  # (the rare path: one parse per event)
-            if good is None:
-                return None
-            end, raws = good
-            values = orjson.loads(b"[" + b",".join(raws) + b"]")
+            raws = one.findall(region, start, end)
+            try:
+                values = orjson.loads(b"[" + b",".join(raws) + b"]")
+            except orjson.JSONDecodeError:
+                good = _valid_prefix(one, region, start, end)  # (the rare path: one parse per event)
+                if good is None:
+                    return None
+                end, raws = good
+                values = orjson.loads(b"[" + b",".join(raws) + b"]")
         if state.kind != "tool":
             self._chars += sum(map(len, values))  # annotation indexes count characters of the content
         if not text:
@@ -169,7 +175,10 @@ class StreamConverter:
         head_bytes, tail_bytes = (
             (state.head, state.tail) if state.kind == "tool" else (self._text_head, self._text_tail)
         )
-        return end, b"".join([b"data: " + head_bytes + raw + tail_bytes + b"\n\n" for raw in raws])
+        if not raws:
+            return end, b""
+        chunk_head, chunk_tail = b"data: " + head_bytes, tail_bytes + b"\n\n"
+        return end, chunk_head + (chunk_tail + chunk_head).join(raws) + chunk_tail
 
     def finish(self) -> list[Chunk]:
         """The upstream stream ended. Without ``message_stop`` it was cut short: say so, never 'stop'."""
@@ -345,12 +354,18 @@ _RUN_EVENT = (
     rb'"type":"%s","%s":(%s"[^"\\]*(?:\\.[^"\\]*)*")\}[ \t]*\}[ \t]*\n\n'
 )
 
+_RUN_EVENT_HEAD = (  # the same event up to its string, as plain bytes
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":'
+)
+
 
 @functools.lru_cache(maxsize=64)  # block indexes are small numbers; the cache is bounded all the same
-def _run_patterns(index: int, text: bool) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+def _run_patterns(index: int, text: bool) -> tuple[re.Pattern[bytes], re.Pattern[bytes], int]:
+    """The run's pattern, one event's, and the size of an event's head (up to its string)."""
     kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
     run = re.compile(b"(?:" + _RUN_EVENT % (index, kind, key, b"?:") + b")+")
-    return run, re.compile(_RUN_EVENT % (index, kind, key, b""))
+    head = _RUN_EVENT_HEAD % (index, kind, key)
+    return run, re.compile(_RUN_EVENT % (index, kind, key, b"")), len(head)
 
 
 def _valid_prefix(one: re.Pattern[bytes], region: bytes, start: int, end: int) -> tuple[int, list[bytes]] | None:
