@@ -25,6 +25,7 @@ from translator.sse import SSEDecoder, SSEEvent
 _STATUS_ERROR_TYPE = {status: kind for kind, status in CLAUDE_ERROR_STATUS.items()}
 _FORWARDED = ("anthropic-beta",)
 MAX_ERROR_BODY = 64 * 1024
+ERROR_BODY_TIMEOUT = 2.0  # how long an error status's body may take to arrive after its head
 FINISH_TIMEOUT = 1.0  # how long an ended stream's connection waits for its body's end to be kept
 MAX_TRAILING = 64 * 1024  # what an ended stream may still send, unread, before its connection is closed
 
@@ -259,7 +260,7 @@ class Upstream:
             try:
                 raise await status_error(resp)
             finally:
-                resp.close()
+                resp.release()  # read to its end: the connection is kept (else aiohttp closes it)
         return UpstreamResponse(resp, self.settings.stream_idle_timeout)
 
     @asynccontextmanager
@@ -279,8 +280,11 @@ def _anthropic_key_as_bearer(authorization: str) -> bool:
 async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
     retry_after = resp.headers.get("retry-after")
     request_id = resp.headers.get("request-id")
-    with map_errors():
-        raw = await resp.content.read(MAX_ERROR_BODY)
+    raw = b""  # read to its end (one read may hold only part of it), within bounds; what came is what there is
+    with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(ERROR_BODY_TIMEOUT):
+            while len(raw) < MAX_ERROR_BODY and (data := await resp.content.read(MAX_ERROR_BODY - len(raw))):
+                raw += data
     body: Any = None
     with contextlib.suppress(orjson.JSONDecodeError):
         body = orjson.loads(raw)

@@ -4,7 +4,8 @@ A stream is over for the client at ``message_stop``; the upstream's body ends a 
 encoding's last chunk, often in a packet of its own). The proxy answers the client first, then reads that
 end, so that the connection goes back to the pool: closing it would cost the next request a new connection
 and, to a real upstream, a new TLS handshake. An upstream that does not end its body soon, or keeps on
-sending after ``message_stop``, has its connection closed instead."""
+sending after ``message_stop``, has its connection closed instead. Error answers are read to their end
+too (within bounds): their message reaches the client whole, and the retry reuses the connection."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeUpstream, Reply
 from translator import upstream
 
 START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
@@ -116,3 +117,53 @@ async def test_a_stream_whose_end_came_with_its_last_event_keeps_its_connection(
         await _streamed(proxy, route)
         await _handled(server_log, count)
     assert len({r.peer for r in fake_upstream.requests}) == 1
+
+
+# --- error answers: read to their end, so that the message is whole and the connection kept ---
+
+RATE_LIMITED = {"type": "error", "error": {"type": "rate_limit_error", "message": "Number of request tokens "
+                                            "has exceeded your per-minute rate limit " + "x" * 200}}
+ONE_ATTEMPT = {"routing": {"max_attempts": 1}}
+
+
+def _error_reply(payload: dict[str, Any], status: int, *, delay: float) -> Reply:
+    raw = orjson.dumps(payload)
+    return Reply(status, b"", "application/json", chunks=[raw[:40], raw[40:]], delay=delay)
+
+
+async def test_an_error_body_in_two_reads_reaches_the_client_whole(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(**ONE_ATTEMPT)
+    fake_upstream.replies.append(_error_reply(RATE_LIMITED, 429, delay=0.05))
+    resp = await proxy.post("/v1/messages", json=ROUTES["claude"][1] | {"stream": False})
+    assert resp.status == 429
+    assert await resp.json() == RATE_LIMITED
+    fake_upstream.replies.append(_error_reply(RATE_LIMITED, 429, delay=0.05))
+    resp = await proxy.post("/v1/chat/completions", json=ROUTES["openai"][1] | {"stream": False})
+    assert resp.status == 429
+    assert (await resp.json())["error"]["message"] == RATE_LIMITED["error"]["message"]
+
+
+async def test_an_error_body_that_stalls_is_answered_with_what_came(
+    make_proxy, fake_upstream: FakeUpstream, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(upstream, "ERROR_BODY_TIMEOUT", 0.05)
+    proxy = await make_proxy(**ONE_ATTEMPT)
+    fake_upstream.replies.append(_error_reply(RATE_LIMITED, 529, delay=5))
+    async with asyncio.timeout(2):
+        resp = await proxy.post("/v1/messages", json=ROUTES["claude"][1] | {"stream": False})
+        assert resp.status == 529
+        error = (await resp.json())["error"]
+    assert error["type"] == "overloaded_error"
+    assert error["message"].startswith('upstream answered HTTP 529 (application/json): {"type":"error"')
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_the_connection_of_an_error_answer_is_kept_for_the_retry(
+    proxy: TestClient, fake_upstream: FakeUpstream, route: str
+) -> None:
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded " + "x" * 100}}
+    fake_upstream.replies.append(_error_reply(overloaded, 529, delay=0.05))  # its body in two reads
+    fake_upstream.sse(STREAM)
+    await _streamed(proxy, route)  # retried after the 529, on the same connection
+    first, second = fake_upstream.requests
+    assert first.peer == second.peer
