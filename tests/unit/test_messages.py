@@ -336,6 +336,18 @@ CASES += [
 
 CASES += [
     (
+        "an id holding a space or a line end is rewritten too (the ids are checked all at once, joined by spaces)",
+        [HI, {"role": "assistant", "tool_calls": [call("call 1", "f", "{}"), call("ok_2", "f", "{}"),
+                                                  call("end\n", "f", "{}")]},
+         {"role": "tool", "tool_call_id": "call 1", "content": "a"},
+         {"role": "tool", "tool_call_id": "ok_2", "content": "b"},
+         {"role": "tool", "tool_call_id": "end\n", "content": "c"}],
+        [],
+        [user(text("Hi")),
+         assistant(tool_use("call_1", "f", {}), tool_use("ok_2", "f", {}), tool_use("end_", "f", {})),
+         {"role": "user", "content": [tool_result("call_1", "a"), tool_result("ok_2", "b"), tool_result("end_", "c")]}],
+    ),
+    (
         "two ids that rewrite alike stay apart, and never take an id another call already has",
         [HI, {"role": "assistant", "tool_calls": [call("call.1", "f", "{}"), call("call:1", "f", "{}"),
                                                   call("call_1", "f", "{}")]},

@@ -137,16 +137,19 @@ def _tool_result(call_id: str, content: Any, where: str) -> Block:
 
 _ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 _CLAUDE_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_CLAUDE_IDS = re.compile(r"[a-zA-Z0-9_-]+(?: [a-zA-Z0-9_-]+)*")  # ids joined by spaces
+_TOOL_ID_KEYS = {"tool_use": "id", "tool_result": "tool_use_id"}  # where each tool block holds its id
 
 
 def _claude_ids(turns: list[Message]) -> None:
     """Claude's tool ids match ``^[a-zA-Z0-9_-]+$``. Ids another provider made (``functions.get:0``) are
     rewritten, the same way in a call and in its result, and never onto an id another call has."""
-    pairs = [(b, "id" if b["type"] == "tool_use" else "tool_use_id") for turn in turns for b in turn["content"]
-             if b.get("type") in ("tool_use", "tool_result")]
-    originals = dict.fromkeys(block[key] for block, key in pairs)
-    if all(_CLAUDE_ID.fullmatch(i) for i in originals):
-        return  # the usual case
+    ids = [b[_TOOL_ID_KEYS[b["type"]]] for turn in turns for b in turn["content"] if b["type"] in _TOOL_ID_KEYS]
+    joined = " ".join(ids)  # (a space is not in the alphabet: an id holding one is caught by the count)
+    if not ids or (joined.count(" ") == len(ids) - 1 and _CLAUDE_IDS.fullmatch(joined)):
+        return  # the usual case: checked by one match for the whole conversation, not one per id
+    pairs = [(b, _TOOL_ID_KEYS[b["type"]]) for turn in turns for b in turn["content"] if b["type"] in _TOOL_ID_KEYS]
+    originals = dict.fromkeys(ids)
     taken = {i for i in originals if _CLAUDE_ID.fullmatch(i)}
     renamed: dict[str, str] = {}
     for original in originals:

@@ -117,15 +117,19 @@ def _nested_ignored(body: dict[str, Any]) -> list[tuple[str, str]]:
     for i, msg in enumerate(messages if isinstance(messages, list) else []):
         if not isinstance(msg, dict):
             continue
-        if msg.get("name") is not None and msg.get("role") != "function":  # a function result's name pairs it
+        # (membership first: most messages have none of these, and a long history is checked message by message)
+        if "name" in msg and msg["name"] is not None and msg.get("role") != "function":  # (it pairs a result)
             found.append(("messages[].name", f"messages[{i}].name"))
-        if msg.get("reasoning_content") and msg.get("role") == "assistant":  # unsigned: Claude cannot take it
-            found.append(("messages[].reasoning_content", f"messages[{i}].reasoning_content"))
+        if "reasoning_content" in msg and msg["reasoning_content"] and msg.get("role") == "assistant":
+            found.append(("messages[].reasoning_content", f"messages[{i}].reasoning_content"))  # unsigned: refused
         parts = msg.get("content")
-        for j, part in enumerate(parts if isinstance(parts, list) else []):
-            image = part.get("image_url") if isinstance(part, dict) else None
-            if isinstance(image, dict) and image.get("detail") not in (None, "auto"):
-                found.append(("messages[].content[].image_url.detail", f"messages[{i}].content[{j}].image_url.detail"))
+        if isinstance(parts, list):
+            for j, part in enumerate(parts):
+                image = part.get("image_url") if isinstance(part, dict) else None
+                if isinstance(image, dict) and image.get("detail") not in (None, "auto"):
+                    found.append(
+                        ("messages[].content[].image_url.detail", f"messages[{i}].content[{j}].image_url.detail")
+                    )
     options = body.get("web_search_options")
     if isinstance(options, dict) and options.get("search_context_size") is not None:
         found.append(("web_search_options.search_context_size", "web_search_options.search_context_size"))
