@@ -33,8 +33,12 @@ MAX_TRAILING = 64 * 1024  # what an ended stream may still send, unread, before 
 class UpstreamResponse:
     """A successful (2xx) upstream answer, read as JSON, as raw bytes, or as SSE events."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle_timeout: float = 120.0) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, idle_timeout: float = 120.0, drains: set[asyncio.Task[None]] | None = None
+    ) -> None:
         self._resp = resp
+        self._drains = drains if drains is not None else set()  # the upstream's: cancelled when it closes
+        self._draining = False
         self.status = resp.status
         self.headers = resp.headers
         self._body: bytes | None = None
@@ -50,6 +54,8 @@ class UpstreamResponse:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self._draining:
+            return  # finish()'s task reads the body's end, then releases or closes the connection
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         if exc is None:
@@ -132,23 +138,33 @@ class UpstreamResponse:
                 raise self._idle_error()
         return data
 
-    async def finish(self) -> None:
-        """The stream has ended (message_stop): read the rest of its body, normally just the last chunk
-        of the chunked encoding, if it has not come with the stream's last event. The connection then goes
-        back to the pool when released; with the body unfinished aiohttp closes it, and the next request
-        pays a new connection (and, to a real upstream, a new TLS handshake). If the end takes longer than
-        ``FINISH_TIMEOUT`` or more than ``MAX_TRAILING`` bytes come first, the connection is closed as
-        before. Called once the client has its answer in full, so the wait is never the client's."""
-        content = self._resp.content
-        if content.is_eof():  # the usual case: the end came with the last event
-            return
+    def finish(self) -> None:
+        """The stream has ended (message_stop) and the client has its answer: the connection goes back to the
+        pool, once the rest of its body (normally just the chunked encoding's last chunk) has come. With the
+        body unfinished aiohttp closes it, and the next request pays a new connection (and, to a real
+        upstream, a new TLS handshake). When that end has not come yet, a task of its own waits for it, so
+        the handler returns at once (the client's next request on its connection waits for no upstream,
+        and a client that leaves now has not cancelled a finished request); the task releases the
+        connection, or closes it if the end takes over ``FINISH_TIMEOUT`` or ``MAX_TRAILING`` bytes come
+        first. The upstream's ``close()`` cancels such tasks."""
         if self._idle_timer is not None:
-            self._idle_timer.cancel()
+            self._idle_timer.cancel()  # (the stream has ended: no idle check now, which would close it)
+        if self._idled or self._resp.content.is_eof():  # the usual case: the end came with the last event
+            return
+        self._draining = True
+        task = asyncio.get_running_loop().create_task(self._drain())
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    async def _drain(self) -> None:
         left = MAX_TRAILING
-        with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):  # released unfinished: closed
-            async with asyncio.timeout(FINISH_TIMEOUT):
-                while left >= 0 and (data := await content.readany()):
-                    left -= len(data)
+        try:
+            with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
+                async with asyncio.timeout(FINISH_TIMEOUT):
+                    while left >= 0 and (data := await self._resp.content.readany()):
+                        left -= len(data)
+        finally:  # also when cancelled
+            self._resp.release()  # kept if the body has ended, else closed
 
     def touch(self) -> None:
         """An event completed: the idle clock starts again (checked lazily by the timer, so this is cheap)."""
@@ -208,6 +224,14 @@ class Upstream:
         self.timeout = aiohttp.ClientTimeout(
             total=settings.total_timeout, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
+        self.drains: set[asyncio.Task[None]] = set()  # streams whose body's end is still awaited (finish())
+
+    async def close(self) -> None:
+        """Stop waiting for any stream's end (at shutdown, before the session closes)."""
+        drains = list(self.drains)
+        for task in drains:
+            task.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)
 
     def serves(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.settings.models)
@@ -261,7 +285,7 @@ class Upstream:
                 raise await status_error(resp)
             finally:
                 resp.release()  # read to its end: the connection is kept (else aiohttp closes it)
-        return UpstreamResponse(resp, self.settings.stream_idle_timeout)
+        return UpstreamResponse(resp, self.settings.stream_idle_timeout, self.drains)
 
     @asynccontextmanager
     async def request(

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes import FakeUpstream, Reply
 from translator import upstream
+from translator.server.keys import POOL
 
 START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
                                               "model": "claude-x", "content": [], "stop_reason": None,
@@ -53,9 +54,20 @@ async def _streamed(proxy: TestClient, route: str) -> bytes:
 
 
 async def _handled(server_log: Callable[[], str], count: int) -> None:
-    """Until the proxy has logged ``count`` requests: its handlers have returned (connections released)."""
+    """Until the proxy has logged ``count`` requests: its handlers have returned."""
     async with asyncio.timeout(5):
         while sum(orjson.loads(x).get("event") == "request" for x in server_log().splitlines()) < count:
+            await asyncio.sleep(0.005)
+
+
+def _draining(proxy: TestClient) -> set[asyncio.Task[None]]:
+    """The tasks still waiting for a stream's body to end (the connections not yet released or closed)."""
+    return proxy.server.app[POOL].upstreams[0].drains
+
+
+async def _drained(proxy: TestClient) -> None:
+    async with asyncio.timeout(5):
+        while _draining(proxy):
             await asyncio.sleep(0.005)
 
 
@@ -66,8 +78,10 @@ async def test_the_client_has_its_answer_before_the_upstream_body_ends_and_the_c
     end = asyncio.Event()
     fake_upstream.sse(STREAM, end=end)
     await _streamed(proxy, route)  # answered in full while the upstream still holds its body's end
+    await _handled(server_log, 1)  # and the handler is done: a task waits for the end
+    assert len(_draining(proxy)) == 1
     end.set()
-    await _handled(server_log, 1)
+    await _drained(proxy)
     fake_upstream.sse(STREAM)
     await _streamed(proxy, route)
     first, second = fake_upstream.requests
@@ -82,7 +96,7 @@ async def test_an_upstream_that_never_ends_its_body_has_its_connection_closed(
     monkeypatch.setattr(upstream, "FINISH_TIMEOUT", 0.05)
     fake_upstream.sse(STREAM, end=asyncio.Event())  # never set
     await _streamed(proxy, route)
-    await _handled(server_log, 1)  # after FINISH_TIMEOUT, not never
+    await _drained(proxy)  # after FINISH_TIMEOUT, not never
     fake_upstream.sse(STREAM)
     await _streamed(proxy, route)
     first, second = fake_upstream.requests
@@ -100,7 +114,7 @@ async def test_an_upstream_that_goes_on_after_message_stop_has_its_connection_cl
     fake_upstream.sse(STREAM + trailing, chunk_size=len(STREAM), end=end)
     answer = await _streamed(proxy, route)
     assert b"keep-alive" not in answer
-    await _handled(server_log, 1)  # without waiting for the body's end
+    await _drained(proxy)  # without waiting for the body's end
     end.set()
     fake_upstream.sse(STREAM)
     await _streamed(proxy, route)
@@ -167,3 +181,64 @@ async def test_the_connection_of_an_error_answer_is_kept_for_the_retry(
     await _streamed(proxy, route)  # retried after the 529, on the same connection
     first, second = fake_upstream.requests
     assert first.peer == second.peer
+
+
+# --- the wait for a body's end is nobody's: not the client's, not the handler's ---
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_the_clients_next_request_does_not_wait_for_the_upstream_bodys_end(
+    proxy: TestClient, fake_upstream: FakeUpstream, route: str, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(upstream, "FINISH_TIMEOUT", 30)
+    end = asyncio.Event()
+    fake_upstream.sse(STREAM, end=end)
+    await _streamed(proxy, route)
+    fake_upstream.sse(STREAM)
+    await _streamed(proxy, route)  # on the same client connection, within _streamed's 5 s, while the end is held
+    assert len(_draining(proxy)) == 1
+    end.set()
+    await _drained(proxy)
+
+
+async def test_a_client_that_leaves_once_answered_leaves_a_finished_request(
+    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str]
+) -> None:
+    end = asyncio.Event()
+    fake_upstream.sse(STREAM, end=end)
+    path, body, _ = ROUTES["openai"]
+    resp = await proxy.post(path, json=body)
+    assert (await resp.read()).endswith(b"data: [DONE]\n\n")
+    resp.close()  # the client's connection too
+    await _handled(server_log, 1)
+    (line,) = [x for x in map(orjson.loads, server_log().splitlines()) if x.get("event") == "request"]
+    assert line["status"] == 200 and "cancelled" not in line
+    end.set()
+    await _drained(proxy)
+
+
+async def test_n_choices_are_answered_at_once_and_their_ends_awaited_together(
+    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str], monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(upstream, "FINISH_TIMEOUT", 30)
+    ends = [asyncio.Event(), asyncio.Event()]
+    for end in ends:
+        fake_upstream.sse(STREAM, end=end)
+    path, body, _ = ROUTES["openai"]
+    async with asyncio.timeout(5):
+        resp = await proxy.post(path, json=body | {"n": 2})
+        assert (await resp.read()).endswith(b"data: [DONE]\n\n")
+        await _handled(server_log, 1)
+    assert len(_draining(proxy)) == 2
+    for end in ends:
+        end.set()
+    await _drained(proxy)
+
+
+async def test_shutdown_stops_the_waits_for_a_bodys_end(proxy: TestClient, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.sse(STREAM, end=asyncio.Event())  # never set
+    await _streamed(proxy, "claude")
+    (task,) = _draining(proxy)
+    async with asyncio.timeout(5):
+        await proxy.close()  # the app's cleanup
+    assert task.cancelled() and not _draining(proxy)

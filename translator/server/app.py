@@ -125,6 +125,8 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
             await app[IMAGE_SESSION].close()
         await app[LIMITER].close()
         await sticky.close()
+        for upstream in upstreams:
+            await upstream.close()
         await session.close()
         if demo is not None:
             await demo.cleanup()

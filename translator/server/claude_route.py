@@ -151,7 +151,7 @@ async def _relay_stream(request: web.Request, source: UpstreamResponse) -> web.S
         # The stream's last bytes and the final chunk frame in one send, not two: each send wakes the client.
         await resp.write_eof(end)
     if watch.complete and not watch.failed and watch.error is None:  # ended in message_stop: keep the connection
-        await source.finish()
+        source.finish()
     return resp
 
 

@@ -192,7 +192,7 @@ async def _stream_opened(
     await resp.write_eof(end)
     if clean:  # the upstream streams ended as they should: their connections are kept for reuse
         for source in sources:
-            await source.response.finish()
+            source.response.finish()
     return resp
 
 
