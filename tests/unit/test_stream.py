@@ -1264,6 +1264,13 @@ def test_a_run_with_a_string_that_is_not_json_is_left_to_feed_which_reports_it(b
     assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ") and conv.done
 
 
+def test_a_raw_blank_line_inside_a_string_is_reported_not_split_into_two_events() -> None:
+    # JSON forbids a raw line feed in a string; cut at its blank line, the halves would join as valid JSON
+    chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), _delta(b'"abcd\n\n' + b"x" * 120 + b'yz"')), None)
+    assert _contents(chunks) == ["", "ok"] and conv._chars == 2
+    assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ") and conv.done
+
+
 def test_a_delta_line_inside_another_event_is_not_an_event_of_its_own() -> None:
     # One block with an id line first: SSE reads it as one event (the id ignored); so does the route.
     inner = b"id: 7\n" + _delta(b'"x"')

@@ -151,21 +151,21 @@ class StreamConverter:
         if match is None:
             return None
         end = match.end()
-        # The events' strings: cut out between each one's head and its closing braces (each event is the
-        # run pattern's, so only padding before the braces can be in the way; then a regex cuts them).
-        raws = [event[head_size:-2] for event in region[start:end].split(b"\n\n")[:-1]]
-        try:
-            values = orjson.loads(b"[" + b",".join(raws) + b"]")
-        except orjson.JSONDecodeError:
+        # The events' strings: cut out between each one's head and its closing braces. Each event is the
+        # run pattern's, with 3 line feeds; padding before the braces, or a raw line feed in a string (which
+        # JSON forbids, and which the split would cut at), sends the run to the regex instead.
+        events = region[start:end].split(b"\n\n")[:-1]
+        raws = [event[head_size:-2] for event in events]
+        values = _strings(raws) if region.count(b"\n", start, end) == 3 * len(events) else None
+        if values is None:
             raws = one.findall(region, start, end)
-            try:
-                values = orjson.loads(b"[" + b",".join(raws) + b"]")
-            except orjson.JSONDecodeError:
-                good = _valid_prefix(one, region, start, end)  # (the rare path: one parse per event)
-                if good is None:
-                    return None
-                end, raws = good
-                values = orjson.loads(b"[" + b",".join(raws) + b"]")
+            values = _strings(raws)
+        if values is None:
+            good = _valid_prefix(one, region, start, end)  # (the rare path: one parse per event)
+            if good is None:
+                return None
+            end, raws = good
+            values = orjson.loads(b"[" + b",".join(raws) + b"]")
         if state.kind != "tool":
             self._chars += sum(map(len, values))  # annotation indexes count characters of the content
         if not text:
@@ -366,6 +366,14 @@ def _run_patterns(index: int, text: bool) -> tuple[re.Pattern[bytes], re.Pattern
     run = re.compile(b"(?:" + _RUN_EVENT % (index, kind, key, b"?:") + b")+")
     head = _RUN_EVENT_HEAD % (index, kind, key)
     return run, re.compile(_RUN_EVENT % (index, kind, key, b"")), len(head)
+
+
+def _strings(raws: list[bytes]) -> list[str] | None:
+    """JSON strings, parsed (checked and measured) as one array; None if any is not one."""
+    try:
+        return orjson.loads(b"[" + b",".join(raws) + b"]")  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _valid_prefix(one: re.Pattern[bytes], region: bytes, start: int, end: int) -> tuple[int, list[bytes]] | None:
