@@ -24,7 +24,7 @@ import contextlib
 
 import orjson
 import uvloop
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from bench.fleet import die_with_parent, pin_self
 
@@ -121,6 +121,10 @@ class FakeUpstream:
         writer = resp._payload_writer  # (aiohttp's own flow control: StreamResponse.drain is deprecated)
         if transport is None or writer is None:
             return  # the client has gone
+        if request.version < HttpVersion11:  # not chunked: aiohttp's own writes
+            for piece in [HEAD, *[DELTA] * deltas, tail(deltas)]:
+                await resp.write(piece)
+            return
         full, rest = divmod(deltas, self.group)
         pieces = [FRAMED_HEAD, *[self._piece(self.group)] * full, *([self._piece(rest)] if rest else [])]
         for piece in [*pieces, self._tail(deltas)]:

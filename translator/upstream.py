@@ -197,9 +197,12 @@ def _plainly_started(data: bytes) -> bool:
     no content block): the events are then read. (Found by bytes searches, not a regex: this runs for
     every stream, on a read that often holds all of it.)"""
     first = data.find(_BLOCK_START_LINE)
-    if first < 0 or data.find(b"\n\n", first + 1) < 0 or data.startswith(b"\xef") or b"\r" in data:
-        return False  # (the event is whole only once its blank line has come too)
-    return not (data.startswith(b"event: error") or data.find(b"\nevent: error", 0, first) >= 0)
+    if first < 0 or data.startswith(b"\xef") or b"\r" in data:
+        return False
+    end = data.find(b"\n\n", first + 1)
+    # Whole (its blank line has come too), no error before it (in any spelling: "error" anywhere is unsure),
+    # and no later event line of its own to rename it.
+    return end >= 0 and data.find(b"error", 0, first) < 0 and data.find(b"\nevent", first + 1, end) < 0
 
 
 def stream_error(event: SSEEvent) -> UpstreamStatusError:

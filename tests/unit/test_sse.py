@@ -270,7 +270,10 @@ def test_a_first_read_plainly_started_agrees_with_reading_its_events() -> None:
     error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n'
     start = b'event: content_block_start\ndata: {"type":"content_block_start","index":0}\n\n'
     reads += [error + start, start + error, start[:-1], b"\xef\xbb\xbf" + start, start.replace(b"\n", b"\r\n"),
-              b"event:content_block_start\ndata: {}\n\n", b": comment\n" + start, b"id: 1\n" + start]
+              b"event:content_block_start\ndata: {}\n\n", b": comment\n" + start, b"id: 1\n" + start,
+              error.replace(b"event: ", b"event:") + start,  # the other spelling of an event line
+              b": c\n" + start[:-1] + b"event: error\n\n",  # a second event line renames it: an error event
+              b": c\n" + start[:-1] + b"event:error\n\n"]
     plainly = 0
     for data in reads:
         if _plainly_started(data):  # only ever where reading the events says so too
