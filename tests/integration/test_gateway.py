@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import orjson
 import pytest
 
 from tests.conftest import CLIENT_KEYS
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeUpstream, Reply
 from translator.gateway.keys import hash_key
 
 ALICE = "sk-tr-alice-0123456789abcdef"
@@ -175,6 +176,15 @@ async def test_the_log_names_the_key_and_never_shows_it(gateway, fake_upstream, 
     assert request["usage"]["prompt_tokens"] == 3
     assert ALICE not in server_log()
     assert "sk-upstream-secret" not in server_log()
+
+
+async def test_each_request_has_an_id_of_its_own_in_the_log(proxy, fake_upstream, server_log) -> None:
+    fake_upstream.default = Reply(200, orjson.dumps(MESSAGE))
+    for _ in range(20):
+        await proxy.post("/v1/chat/completions", json=CHAT)
+    ids = [x["request_id"] for x in map(orjson.loads, server_log().splitlines()) if x.get("event") == "request"]
+    assert len(ids) == len(set(ids)) == 20
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
 
 
 async def test_limits_are_shared_by_replicas_through_redis(aiohttp_client, fake_upstream, redis_url) -> None:

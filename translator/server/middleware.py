@@ -8,7 +8,7 @@ traceback; an unexpected exception is logged and answered 500 in the right shape
 from __future__ import annotations
 
 import asyncio
-import os
+import random
 import time
 from typing import Any
 
@@ -94,13 +94,18 @@ def http_error(exc: web.HTTPException) -> TranslatorError:
     return err
 
 
+_getrandbits = random.getrandbits
+
+
 @web.middleware
 async def handle_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one layer around every request: its log line and metrics however it ended, the in-flight
     bound, and every error answered once, in the caller's API shape. (One coroutine: every await of a
     request resumes through each layer around it.)"""
     started = time.perf_counter()
-    fields: dict[str, Any] = {"request_id": os.urandom(8).hex(), "method": request.method, "path": request.path}
+    # The log's id for the request (not a secret: random's generator, no system call per request; the
+    # random module reseeds it in a forked worker)
+    fields: dict[str, Any] = {"request_id": f"{_getrandbits(64):016x}", "method": request.method, "path": request.path}
     request[LOG] = fields
     request[STARTED] = started
     status = 500  # an exception that escapes the error handling: a bug, logged there with its traceback
