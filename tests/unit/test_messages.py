@@ -521,9 +521,48 @@ ERRORS: list[tuple[str, Any, str, str]] = [
 ]
 
 
+# Errors deep in a message, each named in full (their paths are put together on the way out): the param,
+# and the message's whole text.
+PLACED: list[tuple[str, Any, str, str]] = [
+    ("second call's arguments", [HI, {"role": "assistant", "tool_calls": [
+        {"id": "a", "function": {"name": "f", "arguments": "{}"}},
+        {"id": "b", "function": {"name": "g", "arguments": "[1]"}}]}],
+     "messages[1].tool_calls[1].function.arguments",
+     "messages[1].tool_calls[1].function.arguments must be a JSON object"),
+    ("legacy call's arguments", [HI, {"role": "assistant", "function_call": {"name": "f", "arguments": "{"}}],
+     "messages[1].function_call.function.arguments",
+     "messages[1].function_call.function.arguments is not valid JSON: "),
+    ("function result without a call", [{"role": "function", "name": "f", "content": "x"}],
+     "messages[0].name", "messages[0]: a function message for 'f' follows no function_call of that name"),
+    ("second part's image type", [{"role": "user", "content": [
+        {"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AA"}}]}],
+     "messages[0].content[1].image_url.url",
+     "messages[0].content[1]: image type 'image/tiff' is not supported (jpeg, png, gif, webp)"),
+    ("text file not base64", [{"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "data:text/plain;base64,@@", "filename": "a.txt"}}]}],
+     "messages[0].content[0].file.file_data", "messages[0].content[0]: text file data is not base64 UTF-8"),
+    ("system part not text", [{"role": "system", "content": [{"type": "image_url"}]}, HI],
+     "messages[0].content[0]", "messages[0].content[0] must be a text part with a string 'text'"),
+    ("tool result part", [HI, {"role": "tool", "tool_call_id": "c", "content": [{"type": "input_audio"}]}],
+     "messages[1].content[0].input_audio", "messages[1].content[0]: audio input is not supported by Claude models"),
+    ("developer content", [HI, {"role": "developer", "content": 3}],
+     "messages[1].content", "messages[1].content must be a string or an array of content parts"),
+]
+
+
 @pytest.mark.parametrize(("messages", "param", "phrase"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
 def test_invalid_messages_are_400_naming_the_param(messages: Any, param: str, phrase: str) -> None:
     with pytest.raises(InvalidRequest) as err:
         convert_messages(messages)
     assert (err.value.status, err.value.param) == (400, param)
     assert phrase in err.value.message
+    if param.startswith("messages["):
+        assert err.value.message.startswith(param.partition(".")[0])  # the message's place comes first
+
+
+@pytest.mark.parametrize(("messages", "param", "text"), [e[1:] for e in PLACED], ids=[e[0] for e in PLACED])
+def test_an_error_deep_in_a_message_names_its_place_in_full(messages: Any, param: str, text: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        convert_messages(messages)
+    assert (err.value.status, err.value.param, str(err.value)) == (400, param, err.value.message)
+    assert err.value.message.startswith(text)

@@ -9,6 +9,7 @@ Empty and whitespace-only text is dropped: Claude refuses a text block without n
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from translator.errors import InvalidRequest
@@ -26,7 +27,7 @@ def text_blocks(content: Any, where: str) -> list[Block]:
     """Content that may only hold text (system, developer, assistant turns)."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
-    return [b for i, part in enumerate(_parts(content, where)) if (b := _text_part(part, f"{where}[{i}]"))]
+    return _blocks(_parts(content, where), _text_part, where)
 
 
 def content_blocks(content: Any, where: str) -> list[Block]:
@@ -35,12 +36,30 @@ def content_blocks(content: Any, where: str) -> list[Block]:
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
+    return _blocks(_parts(content, where), _part, where)
+
+
+def _blocks(parts: list[dict[str, Any]], build: Callable[[dict[str, Any]], Block | None], where: str) -> list[Block]:
+    """Each part's block (None: the part carries nothing). A part's errors name their place relative to it
+    (".type ..."), and get the part's own on the way out: no path string is built for parts that are fine."""
     blocks = []
-    for i, part in enumerate(_parts(content, where)):
-        block = _part(part, f"{where}[{i}]")
+    for i, part in enumerate(parts):
+        try:
+            block = build(part)
+        except InvalidRequest as err:
+            raise placed(err, f"{where}[{i}]") from err.__cause__
         if block is not None:
             blocks.append(block)
     return blocks
+
+
+def placed(err: InvalidRequest, where: str) -> InvalidRequest:
+    """An error that names its place relative to ``where`` -> the same error, naming it in full."""
+    err.message = where + err.message
+    err.args = (err.message,)
+    if err.param is not None:
+        err.param = where + err.param
+    return err
 
 
 def _parts(content: Any, where: str) -> list[dict[str, Any]]:
@@ -49,12 +68,15 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
     return content
 
 
-def _part(part: dict[str, Any], where: str) -> Block | None:
+# A part's builders; their errors name their place relative to the part (see _blocks).
+
+
+def _part(part: dict[str, Any]) -> Block | None:
     kind = part.get("type")
     builder = _PART_BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
-        raise InvalidRequest(f"{where}: content part type {kind!r} is not supported", param=f"{where}.type")
-    block = builder(part, where)
+        raise InvalidRequest(f": content part type {kind!r} is not supported", param=".type")
+    block = builder(part)
     if block is not None:
         for key in _PASSED_KEYS:
             if key in part:
@@ -62,11 +84,11 @@ def _part(part: dict[str, Any], where: str) -> Block | None:
     return block
 
 
-def _text_part(part: dict[str, Any], where: str) -> Block | None:
+def _text_part(part: dict[str, Any]) -> Block | None:
     # An assistant's earlier refusal part is text to the model.
     text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
     if part.get("type") not in ("text", "refusal") or not isinstance(text, str):
-        raise InvalidRequest(f"{where} must be a text part with a string 'text'", param=where)
+        raise InvalidRequest(" must be a text part with a string 'text'", param="")
     if not text.strip():
         return None  # Claude rejects empty and whitespace-only text blocks; such a part carries nothing
     block: Block = {"type": "text", "text": text}
@@ -76,62 +98,58 @@ def _text_part(part: dict[str, Any], where: str) -> Block | None:
     return block
 
 
-def _image_part(part: dict[str, Any], where: str) -> Block:
+def _image_part(part: dict[str, Any]) -> Block:
     spec = part.get("image_url")
     url = spec.get("url") if isinstance(spec, dict) else spec
     if not isinstance(url, str):
-        raise InvalidRequest(f"{where}.image_url.url must be a string", param=f"{where}.image_url.url")
+        raise InvalidRequest(".image_url.url must be a string", param=".image_url.url")
     if url.startswith("data:"):
-        media_type, data = parse_data_url(url, f"{where}.image_url.url")
+        media_type, data = parse_data_url(url, ".image_url.url")
         if media_type not in IMAGE_TYPES:
             raise InvalidRequest(
-                f"{where}: image type {media_type!r} is not supported (jpeg, png, gif, webp)",
-                param=f"{where}.image_url.url",
+                f": image type {media_type!r} is not supported (jpeg, png, gif, webp)", param=".image_url.url"
             )
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequest(f"{where}: image URL must be a data: or http(s) URL", param=f"{where}.image_url.url")
+    raise InvalidRequest(": image URL must be a data: or http(s) URL", param=".image_url.url")
 
 
-def _file_part(part: dict[str, Any], where: str) -> Block:
+def _file_part(part: dict[str, Any]) -> Block:
     spec = part.get("file")
     if not isinstance(spec, dict):
-        raise InvalidRequest(f"{where}.file must be an object", param=f"{where}.file")
+        raise InvalidRequest(".file must be an object", param=".file")
     if "file_data" not in spec:
         raise InvalidRequest(
-            f"{where}: only inline file_data is supported (a Claude upstream cannot resolve an OpenAI file_id)",
-            param=f"{where}.file.file_id",
+            ": only inline file_data is supported (a Claude upstream cannot resolve an OpenAI file_id)",
+            param=".file.file_id",
         )
     data = spec["file_data"]
     if not isinstance(data, str):
-        raise InvalidRequest(f"{where}.file.file_data must be a string", param=f"{where}.file.file_data")
+        raise InvalidRequest(".file.file_data must be a string", param=".file.file_data")
     if data.startswith("data:"):
-        media_type, payload = parse_data_url(data, f"{where}.file.file_data")
+        media_type, payload = parse_data_url(data, ".file.file_data")
     else:  # bare base64: the filename is the only hint of its type
         name = str(spec.get("filename") or "")
         media_type = "text/plain" if name.lower().endswith(".txt") else "application/pdf"
         payload = data
     if media_type not in DOCUMENT_TYPES:
         raise InvalidRequest(
-            f"{where}: file type {media_type!r} is not supported (application/pdf, text/plain)",
-            param=f"{where}.file.file_data",
+            f": file type {media_type!r} is not supported (application/pdf, text/plain)", param=".file.file_data"
         )
     block: Block = {
         "type": "document",
         "source": {"type": "base64", "media_type": media_type, "data": payload},
     }
     if media_type == "text/plain":
-        block["source"] = {"type": "text", "media_type": media_type, "data": _b64_text(payload, where)}
+        block["source"] = {"type": "text", "media_type": media_type, "data": _b64_text(payload)}
     if spec.get("filename"):
         block["title"] = spec["filename"]
     return block
 
 
-def _audio_part(part: dict[str, Any], where: str) -> Block:
-    raise InvalidRequest(
-        f"{where}: audio input is not supported by Claude models", param=f"{where}.input_audio"
-    )
+def _audio_part(part: dict[str, Any]) -> Block:
+    raise InvalidRequest(": audio input is not supported by Claude models", param=".input_audio")
 
 
 _PART_BUILDERS = {
@@ -152,10 +170,8 @@ def parse_data_url(url: str, param: str) -> tuple[str, str]:
     return MEDIA_TYPE_ALIASES.get(media_type, media_type), data
 
 
-def _b64_text(payload: str, where: str) -> str:
+def _b64_text(payload: str) -> str:
     try:
         return base64.b64decode(payload, validate=True).decode("utf-8")
     except ValueError as e:  # binascii.Error, non-ASCII input and UnicodeDecodeError all are ValueErrors
-        raise InvalidRequest(
-            f"{where}: text file data is not base64 UTF-8", param=f"{where}.file.file_data"
-        ) from e
+        raise InvalidRequest(": text file data is not base64 UTF-8", param=".file.file_data") from e

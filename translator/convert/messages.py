@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from translator.convert.content import Block, content_blocks, text_blocks
+from translator.convert.content import Block, content_blocks, placed, text_blocks
 from translator.errors import InvalidRequest
 
 Message = dict[str, Any]
@@ -25,18 +25,22 @@ def convert_messages(messages: Any) -> tuple[list[Block], list[Message]]:
     system: list[Block] = []
     turns: list[Message] = []
     legacy_ids = _LegacyCallIds()
+    # A message's errors name their place relative to it (".content[0] ..."), and get its own on the way
+    # out: a long history builds no path strings unless one of its messages is wrong.
     for i, msg in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise InvalidRequest(f"{where} must be an object", param=where)
-        role = msg.get("role")
-        if role in ("system", "developer"):
-            system.extend(text_blocks(msg.get("content"), f"{where}.content"))
-            continue
-        builder = _TURN_BUILDERS.get(role) if isinstance(role, str) else None
-        if builder is None:
-            raise InvalidRequest(f"{where}.role {role!r} is not a known role", param=f"{where}.role")
-        claude_role, blocks = builder(msg, where, legacy_ids)
+        try:
+            if not isinstance(msg, dict):
+                raise InvalidRequest(" must be an object", param="")
+            role = msg.get("role")
+            if role in ("system", "developer"):
+                system.extend(text_blocks(msg.get("content"), ".content"))
+                continue
+            builder = _TURN_BUILDERS.get(role) if isinstance(role, str) else None
+            if builder is None:
+                raise InvalidRequest(f".role {role!r} is not a known role", param=".role")
+            claude_role, blocks = builder(msg, legacy_ids)
+        except InvalidRequest as err:
+            raise placed(err, f"messages[{i}]") from err.__cause__
         _append(turns, claude_role, blocks)
     if not turns:  # Claude needs one message at least; only system text (or only empty turns) is not one
         raise InvalidRequest("'messages' holds no user or assistant content", param="messages")
@@ -56,56 +60,64 @@ def _append(turns: list[Message], role: str, blocks: list[Block]) -> None:
         turns.append({"role": role, "content": blocks})
 
 
-def _user(msg: Message, where: str, _ids: _LegacyCallIds) -> tuple[str, list[Block]]:
-    return "user", content_blocks(msg.get("content"), f"{where}.content")
+# The builders of a turn; their errors name their place relative to the message (see convert_messages).
 
 
-def _assistant(msg: Message, where: str, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
-    blocks = _thinking_blocks(msg.get("thinking_blocks"), where)
+def _user(msg: Message, _ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+    return "user", content_blocks(msg.get("content"), ".content")
+
+
+def _assistant(msg: Message, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+    blocks = _thinking_blocks(msg.get("thinking_blocks"))
     content = msg.get("content")
     if content is not None:  # text and refusal parts only, as in OpenAI; Claude takes no images here
-        blocks += text_blocks(content, f"{where}.content")
+        blocks += text_blocks(content, ".content")
     calls = msg.get("tool_calls") or []
     if not isinstance(calls, list):
-        raise InvalidRequest(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
+        raise InvalidRequest(".tool_calls must be an array", param=".tool_calls")
     for j, call in enumerate(calls):
-        blocks.append(_tool_use(call, f"{where}.tool_calls[{j}]"))
+        try:
+            blocks.append(_tool_use(call))
+        except InvalidRequest as err:
+            raise placed(err, f".tool_calls[{j}]") from err.__cause__
     legacy = msg.get("function_call")
     if isinstance(legacy, dict):
         call = {"id": ids.open(str(legacy.get("name"))), "function": legacy}
-        blocks.append(_tool_use(call, f"{where}.function_call"))
+        try:
+            blocks.append(_tool_use(call))
+        except InvalidRequest as err:
+            raise placed(err, ".function_call") from err.__cause__
     return "assistant", blocks
 
 
-def _tool(msg: Message, where: str, _ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+def _tool(msg: Message, _ids: _LegacyCallIds) -> tuple[str, list[Block]]:
     call_id = msg.get("tool_call_id")
     if not isinstance(call_id, str) or not call_id:
-        raise InvalidRequest(
-            f"{where}.tool_call_id must be a non-empty string", param=f"{where}.tool_call_id"
-        )
-    return "user", [_tool_result(call_id, msg.get("content"), where)]
+        raise InvalidRequest(".tool_call_id must be a non-empty string", param=".tool_call_id")
+    return "user", [_tool_result(call_id, msg.get("content"))]
 
 
-def _function(msg: Message, where: str, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+def _function(msg: Message, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
     """The legacy ``function`` role answers the latest open ``function_call`` of the same name."""
     name = str(msg.get("name"))
-    return "user", [_tool_result(ids.close(name, where), msg.get("content"), where)]
+    return "user", [_tool_result(ids.close(name), msg.get("content"))]
 
 
 _TURN_BUILDERS = {"user": _user, "assistant": _assistant, "tool": _tool, "function": _function}
 
 
-def _tool_use(call: Any, where: str) -> Block:
+def _tool_use(call: Any) -> Block:
+    """A tool call (its errors name their place relative to it)."""
     fn = call.get("function") if isinstance(call, dict) else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        raise InvalidRequest(f"{where}.function.name must be a string", param=f"{where}.function.name")
+        raise InvalidRequest(".function.name must be a string", param=".function.name")
     if not isinstance(call.get("id"), str) or not call["id"]:
-        raise InvalidRequest(f"{where}.id must be a non-empty string", param=f"{where}.id")
+        raise InvalidRequest(".id must be a non-empty string", param=".id")
     return {
         "type": "tool_use",
         "id": call["id"],
         "name": fn["name"],
-        "input": _arguments(fn.get("arguments"), f"{where}.function.arguments"),
+        "input": _arguments(fn.get("arguments"), ".function.arguments"),
     }
 
 
@@ -123,13 +135,13 @@ def _arguments(raw: Any, param: str) -> dict[str, Any]:
     return value
 
 
-def _tool_result(call_id: str, content: Any, where: str) -> Block:
+def _tool_result(call_id: str, content: Any) -> Block:
     block: Block = {"type": "tool_result", "tool_use_id": call_id}
     if isinstance(content, str) or content is None:
         if content and content.strip():
             block["content"] = content
         return block
-    parts = content_blocks(content, f"{where}.content")
+    parts = content_blocks(content, ".content")
     if parts:
         block["content"] = parts
     return block
@@ -165,7 +177,7 @@ def _claude_ids(turns: list[Message]) -> None:
         block[key] = renamed.get(block[key], block[key])
 
 
-def _thinking_blocks(value: Any, where: str) -> list[Block]:
+def _thinking_blocks(value: Any) -> list[Block]:
     """Signed thinking goes back exactly as Claude sent it, or the signature check fails."""
     if value is None:
         return []
@@ -173,8 +185,7 @@ def _thinking_blocks(value: Any, where: str) -> list[Block]:
         isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking") for b in value
     ):
         raise InvalidRequest(
-            f"{where}.thinking_blocks must be an array of thinking or redacted_thinking blocks",
-            param=f"{where}.thinking_blocks",
+            ".thinking_blocks must be an array of thinking or redacted_thinking blocks", param=".thinking_blocks"
         )
     return [dict(b) for b in value]
 
@@ -192,11 +203,10 @@ class _LegacyCallIds:
         self._open.setdefault(name, []).append(call_id)
         return call_id
 
-    def close(self, name: str, where: str) -> str:
+    def close(self, name: str) -> str:
         pending = self._open.get(name)
         if not pending:
             raise InvalidRequest(
-                f"{where}: a function message for {name!r} follows no function_call of that name",
-                param=f"{where}.name",
+                f": a function message for {name!r} follows no function_call of that name", param=".name"
             )
         return pending.pop(0)
