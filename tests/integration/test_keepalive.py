@@ -60,6 +60,14 @@ async def _handled(server_log: Callable[[], str], count: int) -> None:
             await asyncio.sleep(0.005)
 
 
+async def _next_on_the_same_connection(proxy: TestClient, fake_upstream: FakeUpstream, route: str) -> bool:
+    """Another stream; whether the upstream saw it come on the connection of the one before."""
+    fake_upstream.sse(STREAM)
+    await _streamed(proxy, route)
+    first, second = fake_upstream.requests[-2:]
+    return first.peer == second.peer
+
+
 def _draining(proxy: TestClient) -> set[asyncio.Task[None]]:
     """The tasks still waiting for a stream's body to end (the connections not yet released or closed)."""
     return proxy.server.app[POOL].upstreams[0].drains
@@ -82,31 +90,23 @@ async def test_the_client_has_its_answer_before_the_upstream_body_ends_and_the_c
     assert len(_draining(proxy)) == 1
     end.set()
     await _drained(proxy)
-    fake_upstream.sse(STREAM)
-    await _streamed(proxy, route)
-    first, second = fake_upstream.requests
-    assert first.peer == second.peer  # one connection, reused
+    assert await _next_on_the_same_connection(proxy, fake_upstream, route)  # one connection, reused
 
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_an_upstream_that_never_ends_its_body_has_its_connection_closed(
-    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str], route: str,
-    monkeypatch: Any,
+    proxy: TestClient, fake_upstream: FakeUpstream, route: str, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(upstream, "FINISH_TIMEOUT", 0.05)
     fake_upstream.sse(STREAM, end=asyncio.Event())  # never set
     await _streamed(proxy, route)
     await _drained(proxy)  # after FINISH_TIMEOUT, not never
-    fake_upstream.sse(STREAM)
-    await _streamed(proxy, route)
-    first, second = fake_upstream.requests
-    assert first.peer != second.peer
+    assert not await _next_on_the_same_connection(proxy, fake_upstream, route)
 
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_an_upstream_that_goes_on_after_message_stop_has_its_connection_closed(
-    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str], route: str,
-    monkeypatch: Any,
+    proxy: TestClient, fake_upstream: FakeUpstream, route: str, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(upstream, "MAX_TRAILING", 100)
     end = asyncio.Event()
@@ -116,10 +116,7 @@ async def test_an_upstream_that_goes_on_after_message_stop_has_its_connection_cl
     assert b"keep-alive" not in answer
     await _drained(proxy)  # without waiting for the body's end
     end.set()
-    fake_upstream.sse(STREAM)
-    await _streamed(proxy, route)
-    first, second = fake_upstream.requests
-    assert first.peer != second.peer
+    assert not await _next_on_the_same_connection(proxy, fake_upstream, route)
 
 
 @pytest.mark.parametrize("route", ROUTES)
