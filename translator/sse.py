@@ -39,12 +39,12 @@ class SSEDecoder:
         blocks = self._blocks(chunk)
         if only:
             blocks = [block for block in blocks if any(s in block for s in only)]
-        return [e for block in blocks if (e := _event(block)) is not None] if blocks else []
+        return [e for block in blocks if (e := event_in(block)) is not None] if blocks else []
 
     def feed_lazily(self, chunk: bytes) -> Iterator[SSEEvent]:
         """``feed``, parsing each event only when the caller gets to it (one that stops early, at the
         event it looks for, leaves the rest unparsed; the decoder's buffer is updated at once)."""
-        return (e for block in self._blocks(chunk) if (e := _event(block)) is not None)
+        return (e for block in self._blocks(chunk) if (e := event_in(block)) is not None)
 
     def feed_region(self, chunk: bytes) -> bytes:
         """``feed``'s events as the bytes they came in, for a reader that scans many at once: every event
@@ -88,16 +88,16 @@ class SSEDecoder:
             return []
         blocks = (rest[:-1] + b"\n").replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n\n")
         blocks.pop()
-        return [e for block in blocks if (e := _event(block)) is not None]
+        return [e for block in blocks if (e := event_in(block)) is not None]
 
 
 def events_in(region: bytes) -> list[SSEEvent]:
     """The events of whole blocks of an SSE stream (what ``SSEDecoder.feed_region`` returns, or a part of
     it cut at an event's start)."""
-    return [e for block in region.split(b"\n\n") if (e := _event(block)) is not None]
+    return [e for block in region.split(b"\n\n") if (e := event_in(block)) is not None]
 
 
-def _event(block: bytes) -> SSEEvent | None:
+def event_in(block: bytes) -> SSEEvent | None:
     """One event's lines (no blank line among them but leading ones) -> the event, or None without data."""
     if block[:7] == b"event: ":  # the shape Claude sends: "event: <name>\ndata: <json>" (the hot path)
         head, _, rest = block.partition(b"\n")

@@ -24,7 +24,7 @@ from translator.server.common import farewell_on_shutdown, read_json_object, req
 from translator.server.gate import admitted, authenticate
 from translator.server.keys import POOL, RESOLVE
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, prepare_stream, session_key
-from translator.sse import SSEDecoder, encode_event, events_in
+from translator.sse import SSEDecoder, encode_event, event_in
 from translator.upstream import UpstreamResponse
 
 _STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -257,13 +257,14 @@ class _StreamWatch:
                 self._event(event.event, event.data)
             return
         pos = 0
-        while (mention := min((i for m in _WATCHED if (i := data.find(m, pos)) >= 0), default=-1)) >= 0:
+        while (mention := _first_mention(data, pos)) >= 0:
             cut = data.rfind(b"\n\n", pos, mention)
             start = pos if cut < 0 else cut + 2  # the event holding the mention starts after a blank line
             end = data.find(b"\n\n", mention)
+            found = event_in(data[start:] if end < 0 else data[start:end])  # (one event: no blank line in it)
             end = len(data) if end < 0 else end + 2
-            for event in events_in(data[start:end]):
-                self._event(event.event, event.data)
+            if found is not None:
+                self._event(found.event, found.data)
             if self.complete:
                 self.ended_at = bom + end  # (in the chunk as it came)
                 return
@@ -286,6 +287,13 @@ class _StreamWatch:
             self.stop_reason = _obj(_obj(payload).get("delta")).get("stop_reason")
         else:
             self.error = _obj(_obj(payload).get("error")).get("type")
+
+
+def _first_mention(data: bytes, pos: int) -> int:
+    """Where the first of ``_WATCHED`` occurs in ``data`` from ``pos`` (-1: neither)."""
+    message = data.find(b"message_", pos)
+    error = data.find(b"error", pos) if message < 0 else data.find(b"error", pos, message)
+    return error if error >= 0 else message
 
 
 def _obj(value: Any) -> dict[str, Any]:
