@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="translator proxy benchmark")
     parser.add_argument("--quick", action="store_true", help="a small smoke-test run (about a minute)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4, --quick 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 12, --quick 1)")
     parser.add_argument("--budget", type=float,
                         help="seconds: no round starts that would end later (default 540, --quick 90)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")

@@ -205,7 +205,7 @@ def plan(*, quick: bool, rounds: int | None = None, budget: float | None = None)
     )
     return Plan(
         quick=quick,
-        rounds=rounds or (1 if quick else 6),
+        rounds=rounds or (1 if quick else 12),
         budget_s=budget or (90.0 if quick else 540.0),
         scenarios=scenarios,
         big_body_bytes=10 * 1024 * 1024,
