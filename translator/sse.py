@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: a stream may start with one
 
 
 class SSEEvent(NamedTuple):
@@ -69,10 +69,10 @@ class SSEDecoder:
         """What is buffered and ``chunk``, with LF line ends and no BOM, and a trailing CR held back."""
         buf = self._buf + chunk if self._buf else chunk
         if self._start:
-            if _BOM.startswith(buf):  # empty, or a BOM (or the start of one) split off: wait for more
+            if BOM.startswith(buf):  # empty, or a BOM (or the start of one) split off: wait for more
                 return b"", buf
             self._start = False
-            buf = buf.removeprefix(_BOM)  # the stream's UTF-8 decode strips one leading BOM
+            buf = buf.removeprefix(BOM)  # the stream's UTF-8 decode strips one leading BOM
         tail = b""
         if b"\r" in buf:
             if buf.endswith(b"\r"):  # maybe the first half of a CRLF: decide on the next feed

@@ -24,7 +24,7 @@ from translator.server.common import farewell_on_shutdown, read_json_object, req
 from translator.server.gate import admitted, authenticate
 from translator.server.keys import POOL, RESOLVE
 from translator.server.middleware import FORWARD_KEY, LOG, STARTED, prepare_stream, session_key
-from translator.sse import SSEDecoder, encode_event, event_in
+from translator.sse import BOM, SSEDecoder, encode_event, event_in
 from translator.upstream import UpstreamResponse
 
 _STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -224,8 +224,7 @@ def _end_of_last_event(done: bytes) -> int:
     return len(done)
 
 
-_WATCHED = (b"message_", b"error")  # the events the watch reads: message_start/delta/stop, error
-_BOM = b"\xef\xbb\xbf"
+_MESSAGE, _ERROR = _WATCHED = (b"message_", b"error")  # the events the watch reads: message_*, error
 
 
 class _StreamWatch:
@@ -249,8 +248,8 @@ class _StreamWatch:
         bom = 0
         if self._first:
             self._first = False
-            if data.startswith(_BOM):  # (a stream's first event is whole in its first chunk)
-                data, bom = data[len(_BOM) :], len(_BOM)
+            if data.startswith(BOM):  # (a stream's first event is whole in its first chunk)
+                data, bom = data[len(BOM) :], len(BOM)
         if b"\r" in data:  # CR line ends: the decoder reads them
             # (data ends at an event's end: a CR the decoder holds back, as maybe half a CRLF, ends a line)
             for event in self._decoder.feed(data, only=_WATCHED) + self._decoder.feed(b"\n", only=_WATCHED):
@@ -291,8 +290,8 @@ class _StreamWatch:
 
 def _first_mention(data: bytes, pos: int) -> int:
     """Where the first of ``_WATCHED`` occurs in ``data`` from ``pos`` (-1: neither)."""
-    message = data.find(b"message_", pos)
-    error = data.find(b"error", pos) if message < 0 else data.find(b"error", pos, message)
+    message = data.find(_MESSAGE, pos)
+    error = data.find(_ERROR, pos) if message < 0 else data.find(_ERROR, pos, message)
     return error if error >= 0 else message
 
 
