@@ -1318,11 +1318,48 @@ def _opened() -> StreamConverter:
 def test_an_event_head_is_what_the_run_pattern_matches_before_the_string(text: bool) -> None:
     from translator.convert.stream import _RUN_EVENT_HEAD, _run_patterns
 
-    run, one, head_size = _run_patterns(3, text)
+    run, one, head, starts = _run_patterns(3, text)
     kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
     event = _RUN_EVENT_HEAD % (3, kind, key) + b'"x"}}\n\n'
-    assert len(_RUN_EVENT_HEAD % (3, kind, key)) == head_size
+    assert _RUN_EVENT_HEAD % (3, kind, key) == head and starts(event) and not starts(event[1:])
     assert run.fullmatch(event * 2) and one.fullmatch(event)[1] == b'"x"'  # type: ignore[index]
+
+
+# Strings that the cut between two events would misread if it trusted the bytes: each must be one whole
+# JSON string, with no line end, no unescaped quote and no escaped closing quote in it.
+@pytest.mark.parametrize(("bad", "then"), [
+    (b'"c\\"', b'","e"'),  # an escaped closing quote: the next event's bytes would close the string
+    (b'"a","b"', b'"c"'),  # two strings in one event (not JSON): with the next, as many strings as events
+    (b'"a"b"', b'"c"'),  # an unescaped quote inside
+    (b'"a', b'"c"'),  # no closing quote at all
+    (b'1', b'"c"'),  # not a string
+], ids=["escaped quote", "two strings", "inner quote", "unclosed", "number"])
+def test_a_run_is_never_cut_apart_at_bytes_inside_a_string(bad: bytes, then: bytes) -> None:
+    chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), _delta(b'"ok2"'), _delta(bad), _delta(then)), None)
+    assert _contents(chunks) == ["", "ok", "ok2"]  # what came before it, then the error: never a guess
+    assert chunks[-1]["error"]["type"] == "server_error" and conv.done
+
+
+def test_a_run_takes_braces_quotes_and_escapes_inside_its_strings_as_text() -> None:
+    texts = [b'"}}"', b'"\\\\"', b'"\\"}}\\\\n\\\\n"', b'"event: content_block_delta"', b'""', b'"\\u00e9"']
+    region = b"".join(_delta(t) for t in texts)
+    conv = _opened()
+    run = conv.feed_run(region, 0)
+    assert run is not None and run[0] == len(region)
+    assert [orjson.loads(x[6:])["choices"][0]["delta"]["content"] for x in run[1].split(b"\n\n")[:-1]] == [
+        orjson.loads(t) for t in texts]
+    assert conv._chars == sum(len(orjson.loads(t)) for t in texts)
+
+
+def test_a_run_ends_at_a_delta_of_another_block() -> None:
+    conv = _opened()
+    conv.feed({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}})
+    first = _delta(b'"a"') + _delta(b'"b"')
+    region = first + _delta(b'"c"', index=1) + _delta(b'"d"', index=1) + _delta(b'"e"')
+    run = conv.feed_run(region, 0)
+    assert run is not None and run[0] == len(first) and run[1].count(b"data: ") == 2
+    run = conv.feed_run(region, run[0])
+    assert run is not None and run[0] == len(region) - len(_delta(b'"e"')) and run[1].count(b"data: ") == 2
 
 
 @pytest.mark.parametrize("pad", [b"", b" \t"], ids=["plain", "padded"])  # padded: its strings cut by a regex

@@ -16,7 +16,10 @@ the route can write each as soon as its event arrives; ``finish()`` closes the s
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,33 +142,19 @@ class StreamConverter:
         by one parse as a JSON array: C code, one call each per run, not per event. A run reaches over at
         most ``FAST_DELTA_MAX`` bytes (a bigger event is not scanned here at all: ``feed`` parses it), and
         ends before a string that is not JSON (which ``feed`` then reports)."""
-        head = _RUN_HEAD.match(region, start)
-        if head is None or not self._text_head or self.done:
+        first = _ONE_DELTA.match(region, start, start + FAST_DELTA_MAX)
+        if first is None or not self._text_head or self.done:
             return None
-        index, text = int(head[1]), head[2] == b"text_delta"
+        index, text = int(first[1]), first[2] is not None
         state = self._blocks.get(index)
         if state is None or state.kind not in (("text",) if text else ("tool", "json")):
             return None
-        run, one, head_size = _run_patterns(index, text)
-        match = run.match(region, start, start + FAST_DELTA_MAX)
-        if match is None:
+        if not region.startswith(_DELTA_LINES, first.end()):  # one event alone, as a slow stream brings them
+            return self._one_delta(state, first)
+        run = _run(region, start, index, text)
+        if run is None:
             return None
-        end = match.end()
-        # The events' strings: cut out between each one's head and its closing braces. Each event is the
-        # run pattern's, with 3 line feeds; padding before the braces, or a raw line feed in a string (which
-        # JSON forbids, and which the split would cut at), sends the run to the regex instead.
-        events = region[start:end].split(b"\n\n")[:-1]
-        raws = [event[head_size:-2] for event in events]
-        values = _strings(raws) if region.count(b"\n", start, end) == 3 * len(events) else None
-        if values is None:
-            raws = one.findall(region, start, end)
-            values = _strings(raws)
-        if values is None:
-            good = _valid_prefix(one, region, start, end)  # (the rare path: one parse per event)
-            if good is None:
-                return None
-            end, raws = good
-            values = orjson.loads(b"[" + b",".join(raws) + b"]")
+        end, raws, values = run
         if state.kind != "tool":
             self._chars += sum(map(len, values))  # annotation indexes count characters of the content
         if not text:
@@ -179,6 +168,23 @@ class StreamConverter:
             return end, b""
         chunk_head, chunk_tail = b"data: " + head_bytes, tail_bytes + b"\n\n"
         return end, chunk_head + (chunk_tail + chunk_head).join(raws) + chunk_tail
+
+    def _one_delta(self, state: _Block, event: re.Match[bytes]) -> tuple[int, bytes] | None:
+        """``feed_run`` for a run of one event: the same, without cutting and joining."""
+        raw = event[3]
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if state.kind != "tool":
+            self._chars += len(value)
+        if state.kind == "text":
+            return event.end(), b"data: " + self._text_head + raw + self._text_tail + b"\n\n"
+        if raw == b'""':  # an empty argument fragment is no chunk (as in feed)
+            return event.end(), b""
+        state.has_input = True
+        head, tail = (state.head, state.tail) if state.kind == "tool" else (self._text_head, self._text_tail)
+        return event.end(), b"data: " + head + raw + tail + b"\n\n"
 
     def finish(self) -> list[Chunk]:
         """The upstream stream ended. Without ``message_stop`` it was cut short: say so, never 'stop'."""
@@ -345,10 +351,11 @@ _FAST_DELTA = re.compile(
 # A run of delta events in the SSE bytes, as Claude writes them (optional padding before the closing braces,
 # as some gateways add): the head of the first (its block index and delta type); per block and type, a run
 # of them, and one (its string: the only group).
-_RUN_HEAD = re.compile(
+_ONE_DELTA = re.compile(  # any one of them: its block index, "text" for a text delta, and its string
     rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(\d+),"delta":\{'
-    rb'"type":"(text_delta|input_json_delta)","'
+    rb'"type":"(?:text_delta","(text)|input_json_delta","partial_json)":("[^"\\]*(?:\\.[^"\\]*)*")\}[ \t]*\}[ \t]*\n\n'
 )
+_DELTA_LINES = b"event: content_block_delta\ndata: "
 _RUN_EVENT = (
     rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":%d,"delta":\{'
     rb'"type":"%s","%s":(%s"[^"\\]*(?:\\.[^"\\]*)*")\}[ \t]*\}[ \t]*\n\n'
@@ -357,15 +364,64 @@ _RUN_EVENT = (
 _RUN_EVENT_HEAD = (  # the same event up to its string, as plain bytes
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":'
 )
+_RUN_TAIL = b"}}\n\n"  # and after it
+_STRING = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'  # one JSON string, as the run pattern's but with no line end
+_STRING_LINES = re.compile(_STRING + rb"(?:\n" + _STRING + rb")*")
+_CUT_EVENTS = 64
+
+
+def _run(region: bytes, start: int, index: int, text: bool) -> tuple[int, list[bytes], list[str]] | None:
+    """The run at ``start``: where it ends, its strings as they came, and their values. Cut out by bytes
+    searches where every event is exactly as Claude writes them; the regex reads any other run (padding
+    before the braces, a string that is not JSON, another event inside it)."""
+    run, one, head, starts = _run_patterns(index, text)
+    cut = _cut_run(region, start, head, starts)
+    if cut is not None and (values := _strings(cut[1])) is not None:
+        return cut[0], cut[1], values
+    match = run.match(region, start, start + FAST_DELTA_MAX)
+    if match is None:
+        return None
+    end = match.end()
+    raws = one.findall(region, start, end)
+    values = _strings(raws)
+    if values is None:
+        good = _valid_prefix(one, region, start, end)  # (the rare path: one parse per event)
+        if good is None:
+            return None
+        end, raws = good
+        values = orjson.loads(b"[" + b",".join(raws) + b"]")
+    return end, raws, values
+
+
+def _cut_run(region: bytes, start: int, head: bytes, starts: Callable[[bytes], bool]) -> tuple[int, list[bytes]] | None:
+    """A run of events that are each exactly ``head``, one JSON string and ``_RUN_TAIL``: where it ends and
+    its strings, or None. One split at the tails cuts it, up to the first piece that does not start with
+    the head (``starts``); a string holding a line end or an unescaped quote (which no JSON string does)
+    fails the one match over them all. (At most ``_CUT_EVENTS`` events a call: a run broken up by other
+    events is not split far past its end each time; a longer run is taken in more calls.)"""
+    pieces = region[start : start + FAST_DELTA_MAX].split(_RUN_TAIL, _CUT_EVENTS)
+    pieces.pop()  # what follows the last tail: no whole event
+    events = list(itertools.takewhile(starts, pieces))
+    if not events:
+        return None
+    size = len(head)
+    strings = [event[size:] for event in events]
+    # (a line feed joins them: inside a well-formed string there is none, so each is matched on its own)
+    if _STRING_LINES.fullmatch(b"\n".join(strings)) is None:
+        return None
+    return start + sum(map(len, events)) + len(events) * len(_RUN_TAIL), strings
 
 
 @functools.lru_cache(maxsize=64)  # block indexes are small numbers; the cache is bounded all the same
-def _run_patterns(index: int, text: bool) -> tuple[re.Pattern[bytes], re.Pattern[bytes], int]:
-    """The run's pattern, one event's, and the size of an event's head (up to its string)."""
+def _run_patterns(
+    index: int, text: bool
+) -> tuple[re.Pattern[bytes], re.Pattern[bytes], bytes, Callable[[bytes], bool]]:
+    """The run's pattern, one event's, an event's head (up to its string), and a test for bytes that
+    start with it."""
     kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
     run = re.compile(b"(?:" + _RUN_EVENT % (index, kind, key, b"?:") + b")+")
     head = _RUN_EVENT_HEAD % (index, kind, key)
-    return run, re.compile(_RUN_EVENT % (index, kind, key, b"")), len(head)
+    return run, re.compile(_RUN_EVENT % (index, kind, key, b"")), head, operator.methodcaller("startswith", head)
 
 
 def _strings(raws: list[bytes]) -> list[str] | None:
