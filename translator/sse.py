@@ -74,7 +74,7 @@ class SSEDecoder:
             self._start = False
             buf = buf.removeprefix(BOM)  # the stream's UTF-8 decode strips one leading BOM
         tail = b""
-        if b"\r" in buf:
+        if buf.find(b"\r") >= 0:  # (find, not in: on 3.11 ``in`` first raises and clears a TypeError)
             if buf.endswith(b"\r"):  # maybe the first half of a CRLF: decide on the next feed
                 buf, tail = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -94,14 +94,14 @@ class SSEDecoder:
 def events_in(region: bytes) -> list[SSEEvent]:
     """The events of whole blocks of an SSE stream (what ``SSEDecoder.feed_region`` returns, or a part of
     it cut at an event's start)."""
-    return [e for block in region.split(b"\n\n") if (e := event_in(block)) is not None]
+    return [e for block in region.split(b"\n\n") if block and (e := event_in(block)) is not None]
 
 
 def event_in(block: bytes) -> SSEEvent | None:
     """One event's lines (no blank line among them but leading ones) -> the event, or None without data."""
     if block[:7] == b"event: ":  # the shape Claude sends: "event: <name>\ndata: <json>" (the hot path)
         head, _, rest = block.partition(b"\n")
-        if rest[:6] == b"data: " and b"\n" not in rest:  # (no newline at all: rest is empty)
+        if rest[:6] == b"data: " and rest.find(b"\n") < 0:  # (no newline at all: rest is empty)
             name = _HEADS.get(head)
             if name is None:
                 name = _name(head[7:])

@@ -197,7 +197,7 @@ def _plainly_started(data: bytes) -> bool:
     no content block): the events are then read. (Found by bytes searches, not a regex: this runs for
     every stream, on a read that often holds all of it.)"""
     first = data.find(_BLOCK_START_LINE)
-    if first < 0 or data.startswith(b"\xef") or b"\r" in data:
+    if first < 0 or data.startswith(b"\xef") or data.find(b"\r") >= 0:
         return False
     end = data.find(b"\n\n", first + 1)
     # Whole (its blank line has come too), no error before it (in any spelling: "error" anywhere is unsure),

@@ -374,8 +374,8 @@ def _run(region: bytes, start: int, index: int, text: bool) -> tuple[int, list[b
     """The run at ``start``: where it ends, its strings as they came, and their values. Cut out by bytes
     searches where every event is exactly as Claude writes them; the regex reads any other run (padding
     before the braces, a string that is not JSON, another event inside it)."""
-    run, one, head, starts = _run_patterns(index, text)
-    cut = _cut_run(region, start, head, starts)
+    run, one, starts, string_of = _run_patterns(index, text)
+    cut = _cut_run(region, start, starts, string_of)
     if cut is not None and (values := _strings(cut[1])) is not None:
         return cut[0], cut[1], values
     match = run.match(region, start, start + FAST_DELTA_MAX)
@@ -393,19 +393,21 @@ def _run(region: bytes, start: int, index: int, text: bool) -> tuple[int, list[b
     return end, raws, values
 
 
-def _cut_run(region: bytes, start: int, head: bytes, starts: Callable[[bytes], bool]) -> tuple[int, list[bytes]] | None:
-    """A run of events that are each exactly ``head``, one JSON string and ``_RUN_TAIL``: where it ends and
+def _cut_run(
+    region: bytes, start: int, starts: Callable[[bytes], bool], string_of: Callable[[bytes], bytes]
+) -> tuple[int, list[bytes]] | None:
+    """A run of events that are each exactly a head, one JSON string and ``_RUN_TAIL``: where it ends and
     its strings, or None. One split at the tails cuts it, up to the first piece that does not start with
-    the head (``starts``); a string holding a line end or an unescaped quote (which no JSON string does)
-    fails the one match over them all. (At most ``_CUT_EVENTS`` events a call: a run broken up by other
-    events is not split far past its end each time; a longer run is taken in more calls.)"""
+    the head (``starts``), and the head is cut off each (``string_of``); a string holding a line end or an
+    unescaped quote (which no JSON string does) fails the one match over them all. (At most
+    ``_CUT_EVENTS`` events a call: a run broken up by other events is not split far past its end each
+    time; a longer run is taken in more calls.)"""
     pieces = region[start : start + FAST_DELTA_MAX].split(_RUN_TAIL, _CUT_EVENTS)
     pieces.pop()  # what follows the last tail: no whole event
     events = list(itertools.takewhile(starts, pieces))
     if not events:
         return None
-    size = len(head)
-    strings = [event[size:] for event in events]
+    strings = list(map(string_of, events))
     # (a line feed joins them: inside a well-formed string there is none, so each is matched on its own)
     if _STRING_LINES.fullmatch(b"\n".join(strings)) is None:
         return None
@@ -415,13 +417,14 @@ def _cut_run(region: bytes, start: int, head: bytes, starts: Callable[[bytes], b
 @functools.lru_cache(maxsize=64)  # block indexes are small numbers; the cache is bounded all the same
 def _run_patterns(
     index: int, text: bool
-) -> tuple[re.Pattern[bytes], re.Pattern[bytes], bytes, Callable[[bytes], bool]]:
-    """The run's pattern, one event's, an event's head (up to its string), and a test for bytes that
-    start with it."""
+) -> tuple[re.Pattern[bytes], re.Pattern[bytes], Callable[[bytes], bool], Callable[[bytes], bytes]]:
+    """The run's pattern, one event's, and for an event's head (up to its string): a test for bytes that
+    start with it, and what follows it. (Both C callables: ``_cut_run`` maps them over the events.)"""
     kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
     run = re.compile(b"(?:" + _RUN_EVENT % (index, kind, key, b"?:") + b")+")
     head = _RUN_EVENT_HEAD % (index, kind, key)
-    return run, re.compile(_RUN_EVENT % (index, kind, key, b"")), head, operator.methodcaller("startswith", head)
+    one = re.compile(_RUN_EVENT % (index, kind, key, b""))
+    return run, one, operator.methodcaller("startswith", head), operator.itemgetter(slice(len(head), None))
 
 
 def _strings(raws: list[bytes]) -> list[str] | None:

@@ -250,7 +250,7 @@ class _StreamWatch:
             self._first = False
             if data.startswith(BOM):  # (a stream's first event is whole in its first chunk)
                 data, bom = data[len(BOM) :], len(BOM)
-        if b"\r" in data:  # CR line ends: the decoder reads them
+        if data.find(b"\r") >= 0:  # CR line ends: the decoder reads them
             # (data ends at an event's end: a CR the decoder holds back, as maybe half a CRLF, ends a line)
             for event in self._decoder.feed(data, only=_WATCHED) + self._decoder.feed(b"\n", only=_WATCHED):
                 self._event(event.event, event.data)
