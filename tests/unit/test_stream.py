@@ -1318,10 +1318,11 @@ def _opened() -> StreamConverter:
 def test_an_event_head_is_what_the_run_pattern_matches_before_the_string(text: bool) -> None:
     from translator.convert.stream import _RUN_EVENT_HEAD, _run_patterns
 
-    run, one, starts, string_of = _run_patterns(3, text)
+    run, one, head, starts, string_of = _run_patterns(3, text)
     kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
     event = _RUN_EVENT_HEAD % (3, kind, key) + b'"x"}}\n\n'
-    assert starts(event) and not starts(event[1:]) and string_of(event) == b'"x"}}\n\n'
+    assert event.startswith(head) and head.endswith(b':"') and starts(event) and not starts(event[1:])
+    assert string_of(event) == b'x"}}\n\n'
     assert run.fullmatch(event * 2) and one.fullmatch(event)[1] == b'"x"'  # type: ignore[index]
 
 
@@ -1334,8 +1335,9 @@ def test_an_event_head_is_what_the_run_pattern_matches_before_the_string(text: b
     (b'"a', b'"c"'),  # no closing quote at all
     (b'1', b'"c"'),  # not a string
 ], ids=["escaped quote", "two strings", "inner quote", "unclosed", "number"])
-def test_a_run_is_never_cut_apart_at_bytes_inside_a_string(bad: bytes, then: bytes) -> None:
-    chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), _delta(b'"ok2"'), _delta(bad), _delta(then)), None)
+@pytest.mark.parametrize("pieces", [None, 1], ids=["a run", "one event a read"])
+def test_a_run_is_never_cut_apart_at_bytes_inside_a_string(bad: bytes, then: bytes, pieces: int | None) -> None:
+    chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), _delta(b'"ok2"'), _delta(bad), _delta(then)), pieces)
     assert _contents(chunks) == ["", "ok", "ok2"]  # what came before it, then the error: never a guess
     assert chunks[-1]["error"]["type"] == "server_error" and conv.done
 

@@ -80,6 +80,7 @@ class StreamConverter:
         self._claude_usage: dict[str, Any] = {}
         self._text_head = b""  # a text chunk's JSON up to its content string (set by message_start)
         self._text_tail = b""  # and after it
+        self._last_heads: _Heads | None = None  # feed_run's last block
         self.finish_reason: str | None = None
         self.done = False
 
@@ -138,53 +139,32 @@ class StreamConverter:
         None when the event at ``start`` is not one this path takes (as ``feed_delta``): the caller
         feeds it as usual.
 
-        The run is matched, its strings taken out and all of them checked (escapes, UTF-8) and measured
-        by one parse as a JSON array: C code, one call each per run, not per event. A run reaches over at
-        most ``FAST_DELTA_MAX`` bytes (a bigger event is not scanned here at all: ``feed`` parses it), and
-        ends before a string that is not JSON (which ``feed`` then reports)."""
-        first = _ONE_DELTA.match(region, start, start + FAST_DELTA_MAX)
-        if first is None or not self._text_head or self.done:
+        The run is cut out, its strings checked (escapes, UTF-8) and measured by one parse as a JSON
+        array: C code, one call each per run, not per event. A run reaches over at most ``FAST_DELTA_MAX``
+        bytes (a bigger event is not scanned here at all: ``feed`` parses it), and ends before a string
+        that is not JSON (which ``feed`` then reports)."""
+        if not self._text_head or self.done:
             return None
-        index, text = int(first[1]), first[2] is not None
+        run = _cut_run(region, start, self._last_heads) or _matched_run(region, start)
+        if run is None:
+            return None
+        index, text, end, strings, values = run
+        if self._last_heads is None or self._last_heads[0] != index or self._last_heads[1] != text:
+            self._last_heads = (index, text, *_run_patterns(index, text)[2:])
         state = self._blocks.get(index)
         if state is None or state.kind not in (("text",) if text else ("tool", "json")):
             return None
-        if not region.startswith(_DELTA_LINES, first.end()):  # one event alone, as a slow stream brings them
-            return self._one_delta(state, first)
-        run = _run(region, start, index, text)
-        if run is None:
-            return None
-        end, raws, values = run
         if state.kind != "tool":
             self._chars += sum(map(len, values))  # annotation indexes count characters of the content
         if not text:
-            if b'""' in raws:  # an empty argument fragment is no chunk (as in feed)
-                raws = [raw for raw in raws if raw != b'""']
-            state.has_input = state.has_input or bool(raws)
-        head_bytes, tail_bytes = (
-            (state.head, state.tail) if state.kind == "tool" else (self._text_head, self._text_tail)
-        )
-        if not raws:
+            if b"" in strings:  # an empty argument fragment is no chunk (as in feed)
+                strings = [string for string in strings if string]
+            state.has_input = state.has_input or bool(strings)
+        if not strings:
             return end, b""
-        chunk_head, chunk_tail = b"data: " + head_bytes, tail_bytes + b"\n\n"
-        return end, chunk_head + (chunk_tail + chunk_head).join(raws) + chunk_tail
-
-    def _one_delta(self, state: _Block, event: re.Match[bytes]) -> tuple[int, bytes] | None:
-        """``feed_run`` for a run of one event: the same, without cutting and joining."""
-        raw = event[3]
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        if state.kind != "tool":
-            self._chars += len(value)
-        if state.kind == "text":
-            return event.end(), b"data: " + self._text_head + raw + self._text_tail + b"\n\n"
-        if raw == b'""':  # an empty argument fragment is no chunk (as in feed)
-            return event.end(), b""
-        state.has_input = True
         head, tail = (state.head, state.tail) if state.kind == "tool" else (self._text_head, self._text_tail)
-        return event.end(), b"data: " + head + raw + tail + b"\n\n"
+        chunk_head, chunk_tail = b'data: ' + head + b'"', b'"' + tail + b"\n\n"  # (the strings' own quotes)
+        return end, chunk_head + (chunk_tail + chunk_head).join(strings) + chunk_tail
 
     def finish(self) -> list[Chunk]:
         """The upstream stream ended. Without ``message_stop`` it was cut short: say so, never 'stop'."""
@@ -355,7 +335,6 @@ _ONE_DELTA = re.compile(  # any one of them: its block index, "text" for a text 
     rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(\d+),"delta":\{'
     rb'"type":"(?:text_delta","(text)|input_json_delta","partial_json)":("[^"\\]*(?:\\.[^"\\]*)*")\}[ \t]*\}[ \t]*\n\n'
 )
-_DELTA_LINES = b"event: content_block_delta\ndata: "
 _RUN_EVENT = (
     rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":%d,"delta":\{'
     rb'"type":"%s","%s":(%s"[^"\\]*(?:\\.[^"\\]*)*")\}[ \t]*\}[ \t]*\n\n'
@@ -364,23 +343,79 @@ _RUN_EVENT = (
 _RUN_EVENT_HEAD = (  # the same event up to its string, as plain bytes
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":'
 )
-_RUN_TAIL = b"}}\n\n"  # and after it
-_STRING = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'  # one JSON string, as the run pattern's but with no line end
-_STRING_LINES = re.compile(_STRING + rb"(?:\n" + _STRING + rb")*")
+_QUOTED_TAIL = b'"}}\n\n'  # and from its closing quote on
+_DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'  # then the index,
+_TEXT_KEY = b'"delta":{"type":"text_delta","text":"'  # and a comma before either
+_ARGUMENTS_KEY = b'"delta":{"type":"input_json_delta","partial_json":"'
 _CUT_EVENTS = 64
 
 
-def _run(region: bytes, start: int, index: int, text: bool) -> tuple[int, list[bytes], list[str]] | None:
-    """The run at ``start``: where it ends, its strings as they came, and their values. Cut out by bytes
-    searches where every event is exactly as Claude writes them; the regex reads any other run (padding
-    before the braces, a string that is not JSON, another event inside it)."""
-    run, one, starts, string_of = _run_patterns(index, text)
-    cut = _cut_run(region, start, starts, string_of)
-    if cut is not None and (values := _strings(cut[1])) is not None:
-        return cut[0], cut[1], values
-    match = run.match(region, start, start + FAST_DELTA_MAX)
-    if match is None:
+# A run: (block index, text or not, where it ends, its strings without their quotes, their values).
+_Run = tuple[int, bool, int, list[bytes], list[str]]
+# A block's delta events: (block index, text or not, head, a test for it, what follows it).
+_Heads = tuple[int, bool, bytes, Callable[[bytes], bool], Callable[[bytes], bytes]]
+
+
+def _cut_run(region: bytes, start: int, last: _Heads | None) -> _Run | None:
+    """The run at ``start`` where every event in it is exactly as Claude writes them (a head, one JSON
+    string, ``_QUOTED_TAIL``), found by bytes searches alone; else None, and the regex reads it. ``last``:
+    the block and heads of the last run, tried first (one stream's deltas are mostly one block's).
+
+    Each string is checked by one parse of them all: joined as ``["s1",<LF>"s2",...]``, the line feeds lie
+    outside the strings (inside one a raw line feed is no JSON), so the array holds exactly as many as
+    there are events only where each string ends at its event's own closing quote."""
+    if last is not None and region.startswith(last[2], start):  # the block of the last run goes on
+        index, text, head, starts, string_of = last
+    else:
+        at = start + len(_DELTA_HEAD)
+        comma = region.find(b",", at, at + 12)
+        if comma <= at or not region.startswith(_DELTA_HEAD, start):
+            return None
+        digits = region[at:comma]
+        text = region.startswith(_TEXT_KEY, comma + 1)
+        if not digits.isdigit() or not (text or region.startswith(_ARGUMENTS_KEY, comma + 1)):
+            return None
+        index = int(digits)
+        head, starts, string_of = _run_patterns(index, text)[2:]
+        if not region.startswith(head, start):  # (the head says "0" where the event says "00")
+            return None
+    limit = start + FAST_DELTA_MAX
+    first = region.find(_QUOTED_TAIL, start + len(head), limit)
+    if first < 0:
         return None
+    end = first + len(_QUOTED_TAIL)
+    if not region.startswith(head, end):  # one event alone, as a slow stream brings them
+        raw = region[start + len(head) - 1 : end - len(_QUOTED_TAIL) + 1]  # (with its quotes)
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return (index, text, end, [raw[1:-1]], [value]) if type(value) is str else None
+    pieces = region[start:limit].split(_QUOTED_TAIL, _CUT_EVENTS)
+    pieces.pop()  # what follows the last tail: no whole event
+    strings = list(map(string_of, pieces))
+    body = head + (_QUOTED_TAIL + head).join(strings) + _QUOTED_TAIL
+    if not region.startswith(body, start):  # a piece that is not such an event: the run ends before it
+        pieces = list(itertools.takewhile(starts, pieces))
+        strings = list(map(string_of, pieces))
+        body = head + (_QUOTED_TAIL + head).join(strings) + _QUOTED_TAIL
+    try:
+        values = orjson.loads(b'["' + b'",\n"'.join(strings) + b'"]')
+    except orjson.JSONDecodeError:
+        return None
+    return (index, text, start + len(body), strings, values) if len(values) == len(strings) else None
+
+
+def _matched_run(region: bytes, start: int) -> _Run | None:
+    """``_cut_run`` for any other run, by regex: padding before the braces, a string that is not JSON
+    (the run then ends before it)."""
+    first = _ONE_DELTA.match(region, start, start + FAST_DELTA_MAX)
+    if first is None:
+        return None
+    index, text = int(first[1]), first[2] is not None
+    run, one = _run_patterns(index, text)[:2]
+    match = run.match(region, start, start + FAST_DELTA_MAX)
+    assert match is not None  # (the first event alone is a run)
     end = match.end()
     raws = one.findall(region, start, end)
     values = _strings(raws)
@@ -390,41 +425,20 @@ def _run(region: bytes, start: int, index: int, text: bool) -> tuple[int, list[b
             return None
         end, raws = good
         values = orjson.loads(b"[" + b",".join(raws) + b"]")
-    return end, raws, values
-
-
-def _cut_run(
-    region: bytes, start: int, starts: Callable[[bytes], bool], string_of: Callable[[bytes], bytes]
-) -> tuple[int, list[bytes]] | None:
-    """A run of events that are each exactly a head, one JSON string and ``_RUN_TAIL``: where it ends and
-    its strings, or None. One split at the tails cuts it, up to the first piece that does not start with
-    the head (``starts``), and the head is cut off each (``string_of``); a string holding a line end or an
-    unescaped quote (which no JSON string does) fails the one match over them all. (At most
-    ``_CUT_EVENTS`` events a call: a run broken up by other events is not split far past its end each
-    time; a longer run is taken in more calls.)"""
-    pieces = region[start : start + FAST_DELTA_MAX].split(_RUN_TAIL, _CUT_EVENTS)
-    pieces.pop()  # what follows the last tail: no whole event
-    events = list(itertools.takewhile(starts, pieces))
-    if not events:
-        return None
-    strings = list(map(string_of, events))
-    # (a line feed joins them: inside a well-formed string there is none, so each is matched on its own)
-    if _STRING_LINES.fullmatch(b"\n".join(strings)) is None:
-        return None
-    return start + sum(map(len, events)) + len(events) * len(_RUN_TAIL), strings
+    return index, text, end, [raw[1:-1] for raw in raws], values
 
 
 @functools.lru_cache(maxsize=64)  # block indexes are small numbers; the cache is bounded all the same
 def _run_patterns(
     index: int, text: bool
-) -> tuple[re.Pattern[bytes], re.Pattern[bytes], Callable[[bytes], bool], Callable[[bytes], bytes]]:
-    """The run's pattern, one event's, and for an event's head (up to its string): a test for bytes that
-    start with it, and what follows it. (Both C callables: ``_cut_run`` maps them over the events.)"""
+) -> tuple[re.Pattern[bytes], re.Pattern[bytes], bytes, Callable[[bytes], bool], Callable[[bytes], bytes]]:
+    """The run's pattern and one event's; an event's head (up to its string's opening quote), a test for
+    bytes that start with it, and what follows it (C callables: ``_cut_run`` maps them over the events)."""
     kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
     run = re.compile(b"(?:" + _RUN_EVENT % (index, kind, key, b"?:") + b")+")
-    head = _RUN_EVENT_HEAD % (index, kind, key)
     one = re.compile(_RUN_EVENT % (index, kind, key, b""))
-    return run, one, operator.methodcaller("startswith", head), operator.itemgetter(slice(len(head), None))
+    head = _RUN_EVENT_HEAD % (index, kind, key) + b'"'
+    return run, one, head, operator.methodcaller("startswith", head), operator.itemgetter(slice(len(head), None))
 
 
 def _strings(raws: list[bytes]) -> list[str] | None:
