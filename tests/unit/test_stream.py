@@ -1107,50 +1107,54 @@ def test_usage_chunk_alone_adds_nothing_without_include_usage() -> None:
     assert not any("usage" in c for c in run(TEXT_EVENTS, usage_chunk=True))
 
 
-# --- the text-delta fast path ------------------------------------------------------------------------------
+# --- the delta fast path (feed_run, as the route reads a stream) ------------------------------------------
 
 
 def _fast_and_slow(path: Path, **options: Any) -> tuple[list[Any], list[Any], int]:
-    """Every recording through ``feed`` alone, and through ``feed_delta`` first (as the route does)."""
+    """Every recording through ``feed`` alone, and as the route converts it (read whole); and how many of
+    its delta events the route left to ``feed`` (the rest went through ``feed_run``)."""
     decoder = SSEDecoder()
     events = decoder.feed(path.read_bytes()) + decoder.feed(b"\n\n")
-    slow, fast = StreamConverter(created=1, model="m", **options), StreamConverter(created=1, model="m", **options)
+    slow = StreamConverter(created=1, model="m", **options)
     slow_out: list[Any] = []
-    fast_out: list[Any] = []
-    taken = 0
     for event in events:
         if slow.done:
             break
         slow_out += slow.feed(orjson.loads(event.data))
-        text = fast.feed_delta(event.data) if event.event == "content_block_delta" else None
-        if text is not None:
-            taken += 1
-            fast_out.append(orjson.loads(text))
-        else:
-            fast_out += fast.feed(orjson.loads(event.data))
-    return slow_out, fast_out, taken
+    fed = 0
+    feed = StreamConverter.feed
+
+    def counting(self: StreamConverter, event: dict[str, Any]) -> list[Any]:
+        nonlocal fed
+        fed += event.get("type") == "content_block_delta"
+        return feed(self, event)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StreamConverter, "feed", counting)
+        fast, _ = _route_chunks(path.read_bytes(), None, **options)
+    return slow_out, fast, fed
 
 
 @pytest.mark.parametrize("options", [{}, {"include_usage": True}, {"index": 2, "stream_id": "chatcmpl-x"},
                                      {"json_tool": "get_weather"}],
                          ids=["plain", "usage", "choice 2", "json tool"])
 @pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
-def test_the_text_fast_path_gives_the_same_chunks_as_feed(path: Path, options: dict[str, Any]) -> None:
+def test_the_fast_path_gives_the_same_chunks_as_feed(path: Path, options: dict[str, Any]) -> None:
     slow, fast, _ = _fast_and_slow(path, **options)
     assert fast == slow  # annotations too: their character offsets count the fast path's text
 
 
-def test_the_fast_path_takes_the_text_and_argument_deltas_of_real_streams() -> None:
-    # the padded recordings (spaces before the closing brace) included
-    for name in ("claude_stream_text_after_two_tool_results__llm-anthropic.sse",
-                 "claude_stream_thinking_web_search_citations__pydantic-ai.sse"):
-        _, _, taken = _fast_and_slow(STREAMS / name)
-        assert taken == (STREAMS / name).read_bytes().count(b'"type":"text_delta"') > 2, name
-    name = "claude_stream_text_then_two_tool_use_with_args__openllmetry.sse"
+@pytest.mark.parametrize(("name", "taken"), [
+    ("claude_stream_text_after_two_tool_results__llm-anthropic.sse", (b"text_delta",)),  # padded
+    # (its argument deltas are a server tool's, which has no OpenAI form: feed drops them)
+    ("claude_stream_thinking_web_search_citations__pydantic-ai.sse", (b"text_delta",)),
+    ("claude_stream_text_then_two_tool_use_with_args__openllmetry.sse", (b"text_delta", b"input_json_delta")),
+])
+def test_the_fast_path_takes_the_text_and_argument_deltas_of_real_streams(name: str, taken: tuple[bytes]) -> None:
     data = (STREAMS / name).read_bytes()
-    _, _, taken = _fast_and_slow(STREAMS / name)
-    fragments = data.count(b'"type":"input_json_delta"') - data.count(b'"partial_json":""')
-    assert taken == data.count(b'"type":"text_delta"') + fragments and fragments > 5
+    fast = sum(data.count(b'"type":"%s"' % kind) for kind in taken)
+    _, _, fed = _fast_and_slow(STREAMS / name)
+    assert fed == data.count(b'"type":"content_block_delta"') - fast and fast > 2  # the rest (thinking...): feed
 
 
 @pytest.mark.parametrize("data", [
@@ -1159,42 +1163,42 @@ def test_the_fast_path_takes_the_text_and_argument_deltas_of_real_streams() -> N
     b'{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"a"}}',  # no such block
     b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\\ud800"}}',  # lone surrogate
     b'{"type":"content_block_delta", "index":0,"delta":{"type":"text_delta","text":"a"}}',  # other spacing
+    b'{"type":"content_block_delta","index":00,"delta":{"type":"text_delta","text":"a"}}',  # not JSON
 ])
-def test_anything_but_a_plain_text_delta_is_left_to_feed(data: bytes) -> None:
-    conv = StreamConverter(created=1, model="m")
-    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
-    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-    assert conv.feed_delta(data) is None
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "in a run"])
+def test_anything_but_a_plain_delta_is_left_to_feed(data: bytes, alone: bool) -> None:
+    conv = _opened()
+    event = b"event: content_block_delta\ndata: " + data + b"\n\n"
+    assert conv.feed_run(event if alone else event + _delta(b'"b"'), 0) is None
 
 
-def test_a_big_delta_goes_through_feed_and_escapes_are_matched() -> None:
+def test_a_big_delta_goes_through_feed_and_escapes_are_taken_as_they_came() -> None:
     from translator.convert.stream import FAST_DELTA_MAX
 
-    conv = StreamConverter(created=1, model="m")
-    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
-    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-
     def delta(text: str) -> bytes:
-        return orjson.dumps({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
+        payload = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+        return b"event: content_block_delta\ndata: " + orjson.dumps(payload) + b"\n\n"
 
-    assert conv.feed_delta(delta("x" * (FAST_DELTA_MAX + 1))) is None  # feed parses it (orjson: fast at any size)
-    escaped = 'a "b" \\ \n \u2028 é ' * 500
-    chunk = conv.feed_delta(delta(escaped))
-    assert chunk is not None and orjson.loads(chunk)["choices"][0]["delta"] == {"content": escaped}
+    conv = _opened()
+    assert conv.feed_run(delta("x" * (FAST_DELTA_MAX + 1)), 0) is None  # feed parses it (orjson: fast at any size)
+    escaped = 'a "b" \\ \n \u2028 é ' * 250
+    for count in (1, 2):  # alone, and a run (both within the bound)
+        region = delta(escaped) * count
+        run = _opened().feed_run(region, 0)
+        assert run is not None and run[0] == len(region)
+        chunks = [orjson.loads(x[6:]) for x in run[1].split(b"\n\n")[:-1]]
+        assert [c["choices"][0]["delta"] for c in chunks] == [{"content": escaped}] * count
 
 
 def test_the_fast_path_waits_for_message_start_and_stops_at_the_end() -> None:
-    delta = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}'
     conv = StreamConverter(created=1, model="m")
-    assert conv.feed_delta(delta) is None
+    assert conv.feed_run(_delta(b'"a"'), 0) is None
     conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
     conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-    assert orjson.loads(conv.feed_delta(delta) or b"")["choices"][0]["delta"] == {"content": "a"}
+    run = conv.feed_run(_delta(b'"a"'), 0)
+    assert run is not None and orjson.loads(run[1][6:])["choices"][0]["delta"] == {"content": "a"}
     conv.feed({"type": "message_stop"})
-    assert conv.feed_delta(delta) is None
-
-
-# --- runs of deltas (feed_run, as the route reads a stream) ------------------------------------------------
+    assert conv.feed_run(_delta(b'"a"'), 0) is None
 
 
 def _route_chunks(data: bytes, pieces: int | None, **options: Any) -> tuple[list[Any], StreamConverter]:

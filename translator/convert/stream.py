@@ -104,40 +104,14 @@ class StreamConverter:
             # the upstream broke the protocol; say so, never crash the stream.
             raise StreamProtocolError(f"malformed {kind!r} event from upstream: {type(e).__name__}") from e
 
-    def feed_delta(self, data: bytes) -> bytes | None:
-        """The hot path of a stream, most of whose events are text or tool-argument deltas: a
-        ``content_block_delta`` event's JSON (as the upstream sent it) -> that chunk's JSON, with the
-        delta's JSON string copied across as it came, and no event object built or encoded. None when
-        ``feed`` must take the event instead (any other shape, a block of another kind, an empty argument
-        fragment, before message_start, a string that is not valid JSON)."""
-        if len(data) > FAST_DELTA_MAX:
-            return None
-        match = _FAST_DELTA.fullmatch(data)
-        if match is None or not self._text_head or self.done:
-            return None
-        state = self._blocks.get(int(match[1]))
-        text, raw = match[2] is not None, match[3]
-        if state is None or state.kind not in (("text",) if text else ("tool", "json")) or raw == b'""':
-            return None
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        if state.kind == "tool":  # an argument fragment of a client tool call
-            state.has_input = True
-            return state.head + raw + state.tail
-        if state.kind == "json":  # the forced JSON tool's input is the answer's content
-            state.has_input = True
-        self._chars += len(value)  # annotation indexes count characters of the content
-        return self._text_head + raw + self._text_tail
-
     def feed_run(self, region: bytes, start: int) -> tuple[int, bytes] | None:
-        """``feed_delta`` for a run of delta events at once, as a busy stream brings them: ``region`` holds
+        """The hot path of a stream, most of whose events are text or tool-argument deltas: ``region`` holds
         whole SSE events as the upstream sent them (LF line ends), and at ``start`` one begins. The
         consecutive text (or argument) deltas from there for the same block -> where the run ends, and
-        the SSE lines of the chunks it gives (``data: <chunk JSON>`` and a blank line, one per delta).
-        None when the event at ``start`` is not one this path takes (as ``feed_delta``): the caller
-        feeds it as usual.
+        the SSE lines of the chunks it gives (``data: <chunk JSON>`` and a blank line, one per delta), each
+        delta's JSON string copied across as it came, no event object built or encoded. None when ``feed``
+        must take the event instead (any other event or shape, a block of another kind, before
+        message_start, a string that is not valid JSON): the caller feeds it as usual.
 
         The run is cut out, its strings checked (escapes, UTF-8) and measured by one parse as a JSON
         array: C code, one call each per run, not per event. A run reaches over at most ``FAST_DELTA_MAX``
@@ -302,7 +276,7 @@ class StreamConverter:
         return state
 
     def _template(self, delta: dict[str, Any], key: bytes) -> tuple[bytes, bytes]:
-        """A chunk's JSON around ``delta``'s empty ``key`` string, for ``feed_delta`` to put the delta's own
+        """A chunk's JSON around ``delta``'s empty ``key`` string, for ``feed_run`` to put the delta's own
         JSON string between: the same bytes orjson would write for the whole chunk. (No string before it
         can hold ``"key":""``: a quote inside a JSON string is escaped.)"""
         marker = b'"' + key + b'":'
@@ -320,19 +294,11 @@ class StreamConverter:
         return chunk
 
 
-# A text delta as Claude writes it (optional padding before the closing brace, as some gateways add):
-# the block index and the text's JSON string, escapes and all.
-# (The string is matched as runs of plain characters between escapes: linear, and cheap in C.)
-_FAST_DELTA = re.compile(
-    rb'\{"type":"content_block_delta","index":(\d+),"delta":\{'
-    rb'(?:"type":"text_delta","(text)"|"type":"input_json_delta","partial_json"):'
-    rb'("[^"\\]*(?:\\.[^"\\]*)*")\}\s*\}\s*'
-)
 # A run of delta events in the SSE bytes, as Claude writes them (optional padding before the closing braces,
 # as some gateways add): the head of the first (its block index and delta type); per block and type, a run
 # of them, and one (its string: the only group).
 _ONE_DELTA = re.compile(  # any one of them: its block index, "text" for a text delta, and its string
-    rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(\d+),"delta":\{'
+    rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(0|[1-9][0-9]*),"delta":\{'
     rb'"type":"(?:text_delta","(text)|input_json_delta","partial_json)":("[^"\\]*(?:\\.[^"\\]*)*")\}[ \t]*\}[ \t]*\n\n'
 )
 _RUN_EVENT = (

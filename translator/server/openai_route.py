@@ -306,10 +306,6 @@ def _convert_events(events: list[SSEEvent], conv: StreamConverter, out: list[byt
     for event in events:
         if event.event == "ping":  # a keep-alive, skipped unread (by its name, as the Anthropic SDKs skip it)
             continue
-        if event.event == "content_block_delta" and (text := conv.feed_delta(event.data)) is not None:
-            out.append(b"data: " + text + b"\n\n")  # converted without building (or encoding) objects
-            last = _TEXT_CHUNK
-            continue
         for chunk in conv.feed(_event_json(event.data)):
             out.append(encode_data(chunk))
             last = chunk
