@@ -17,7 +17,7 @@ _MAX_COUNT = 2**53  # far above any real count: sums of a few (n <= 8 choices) s
 def _count(value: Any) -> int:
     """A token count as the upstream reported it; anything but a non-negative integer up to ``_MAX_COUNT``
     (a string, a float, a huge number) counts as 0, as in ``translator.server.tokens``."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_COUNT else 0
+    return value if type(value) is int and 0 < value <= _MAX_COUNT else 0  # (type: a bool is no count)
 
 
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
