@@ -294,9 +294,9 @@ class StreamConverter:
         return chunk
 
 
-# A run of delta events in the SSE bytes, as Claude writes them (optional padding before the closing braces,
-# as some gateways add): the head of the first (its block index and delta type); per block and type, a run
-# of them, and one (its string: the only group).
+# The regexes of _matched_run, for the runs _cut_run leaves (optional padding before the closing braces, as
+# some gateways add; a string that is not JSON): the first event (its block index and delta type, and its
+# string); per block and type, a run of them, and one (its string: the only group).
 _ONE_DELTA = re.compile(  # any one of them: its block index, "text" for a text delta, and its string
     rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(0|[1-9][0-9]*),"delta":\{'
     rb'"type":"(?:text_delta","(text)|input_json_delta","partial_json)":("[^"\\]*(?:\\.[^"\\]*)*")\}[ \t]*\}[ \t]*\n\n'
@@ -381,7 +381,8 @@ def _matched_run(region: bytes, start: int) -> _Run | None:
     index, text = int(first[1]), first[2] is not None
     run, one = _run_patterns(index, text)[:2]
     match = run.match(region, start, start + FAST_DELTA_MAX)
-    assert match is not None  # (the first event alone is a run)
+    if match is None:  # (never: the first event alone is a run)
+        return None
     end = match.end()
     raws = one.findall(region, start, end)
     values = _strings(raws)
