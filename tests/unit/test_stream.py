@@ -1164,12 +1164,22 @@ def test_the_fast_path_takes_the_text_and_argument_deltas_of_real_streams(name: 
     b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\\ud800"}}',  # lone surrogate
     b'{"type":"content_block_delta", "index":0,"delta":{"type":"text_delta","text":"a"}}',  # other spacing
     b'{"type":"content_block_delta","index":00,"delta":{"type":"text_delta","text":"a"}}',  # not JSON
+    b'{"type":"content_block_delta","index":%s,"delta":{"type":"text_delta","text":"a"}}' % (b"1" * 5000),
+    b'{"type":"content_block_delta","index":%s,"delta":{"type":"text_delta","text":"a"} }' % (b"1" * 5000),
 ])
 @pytest.mark.parametrize("alone", [True, False], ids=["alone", "in a run"])
 def test_anything_but_a_plain_delta_is_left_to_feed(data: bytes, alone: bool) -> None:
     conv = _opened()
     event = b"event: content_block_delta\ndata: " + data + b"\n\n"
     assert conv.feed_run(event if alone else event + _delta(b'"b"'), 0) is None
+
+
+def test_a_block_index_of_thousands_of_digits_is_reported_not_a_crash() -> None:
+    huge = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%s,' % (b"1" * 5000)
+    for pad in (b"", b" "):  # (padded: the regex path)
+        event = huge + b'"delta":{"type":"text_delta","text":"a"}%s}\n\n' % pad
+        chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), event), None)
+        assert _contents(chunks) == ["", "ok"] and chunks[-1]["error"]["type"] == "server_error" and conv.done
 
 
 def test_a_big_delta_goes_through_feed_and_escapes_are_taken_as_they_came() -> None:

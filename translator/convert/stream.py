@@ -115,8 +115,8 @@ class StreamConverter:
 
         The run is cut out, its strings checked (escapes, UTF-8) and measured by one parse as a JSON
         array: C code, one call each per run, not per event. A run reaches over at most ``FAST_DELTA_MAX``
-        bytes (a bigger event is not scanned here at all: ``feed`` parses it), and ends before a string
-        that is not JSON (which ``feed`` then reports)."""
+        bytes (a bigger event is left to ``feed``, which parses it), and ends before a string that is not
+        JSON (which ``feed`` then reports)."""
         if not self._text_head or self.done:
             return None
         run = _cut_run(region, start, self._last_heads) or _matched_run(region, start)
@@ -295,10 +295,11 @@ class StreamConverter:
 
 
 # The regexes of _matched_run, for the runs _cut_run leaves (optional padding before the closing braces, as
-# some gateways add; a string that is not JSON): the first event (its block index and delta type, and its
-# string); per block and type, a run of them, and one (its string: the only group).
+# some gateways add; a string that is not JSON): the first event (its block index, of ten digits at most,
+# as int() refuses thousands; its delta type; its string); per block and type, a run of them, and one (its
+# string: the only group).
 _ONE_DELTA = re.compile(  # any one of them: its block index, "text" for a text delta, and its string
-    rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(0|[1-9][0-9]*),"delta":\{'
+    rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(0|[1-9][0-9]{0,9}),"delta":\{'
     rb'"type":"(?:text_delta","(text)|input_json_delta","partial_json)":("[^"\\]*(?:\\.[^"\\]*)*")\}[ \t]*\}[ \t]*\n\n'
 )
 _RUN_EVENT = (
