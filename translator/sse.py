@@ -33,6 +33,12 @@ class SSEDecoder:
         self._buf = b""
         self._start = True  # before the first bytes that can't be (part of) a leading BOM
 
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered, and past the stream's start (where a BOM may be): the next chunk starts at an
+        event, as it came, so a reader may take whole events from it itself and feed only the rest."""
+        return not self._buf and not self._start
+
     def feed(self, chunk: bytes, only: tuple[bytes, ...] = ()) -> list[SSEEvent]:
         """The events ``chunk`` completes. With ``only``, an event whose bytes contain none of those
         strings is skipped unparsed (a reader that wants a few event types among many deltas)."""

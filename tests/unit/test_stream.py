@@ -1239,6 +1239,64 @@ def test_runs_of_deltas_convert_as_feed_converts_each_event(
     assert fast == slow  # annotations too: their character offsets count the run's text
 
 
+class _Reads:
+    """An upstream stream as ``_pump`` reads it: the given reads, then its end."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads, self.touched = reads[::-1], 0
+
+    async def read(self) -> bytes:
+        return self.reads.pop() if self.reads else b""
+
+    def touch(self) -> None:
+        self.touched += 1
+
+
+def _reads(data: bytes, how: str) -> list[bytes]:
+    if how == "by event":  # as a live stream brings them: one event a read
+        return [event + b"\n\n" for event in data.split(b"\n\n") if event]
+    size = {"bytewise": 1, "7 bytes": 7, "whole": len(data)}[how]
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("how", ["by event", "bytewise", "7 bytes", "whole"])
+@pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
+async def test_the_route_pumps_every_recording_as_feed_converts_it(path: Path, how: str) -> None:
+    # _pump takes the deltas that start a read before the decoder, and decodes only the rest
+    from translator.server.openai_route import _pump
+
+    slow, _, _ = _fast_and_slow(path, include_usage=True)
+    source, conv, written = _Reads(_reads(path.read_bytes(), how)), StreamConverter(
+        created=1, model="m", include_usage=True), []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    clean, end = await _pump(source, conv, write)  # type: ignore[arg-type]
+    out = b"".join(written) + end
+    assert [orjson.loads(line[6:]) for line in out.split(b"\n\n") if line] == slow
+    assert clean == (not any("error" in c for c in slow)) and source.touched > 0
+
+
+async def test_a_read_that_goes_on_with_the_line_before_it_is_decoded_not_taken_as_an_event() -> None:
+    # The ping's data line has no end when its read ends: the next read continues that line (SSE), so the
+    # delta it starts with is no event of its own, and is not taken as one.
+    from translator.server.openai_route import _pump
+
+    head, ping = _text_stream().removesuffix(b'event: message_stop\ndata: {"type":"message_stop"}\n\n'), (
+        b'event: ping\ndata: {"type":"ping"}')
+    reads = [head, ping, _delta(b'"lost"') + _delta(b'"a"'), b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    conv = StreamConverter(created=1, model="m")
+    await _pump(_Reads(reads), conv, write)  # type: ignore[arg-type]
+    chunks = [orjson.loads(line[6:]) for line in (b"".join(written)).split(b"\n\n") if line]
+    assert _contents(chunks) == _contents(_route_chunks(b"".join(reads), None)[0]) == ["", "a"]
+
+
 def _text_stream(*middle: bytes) -> bytes:
     head = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"m","usage":{}}}\n\n'
             b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'

@@ -231,19 +231,27 @@ async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -
     chunk), and its last bytes, left unwritten: the caller sends them with the end of the response.
 
     Everything one upstream read brings is converted and written at once: one write per read, not per
-    event, which halves the CPU of a busy stream (each write is a send and a chunk frame)."""
+    event, which halves the CPU of a busy stream (each write is a send and a chunk frame). A read that
+    starts with deltas (a live stream brings one delta a read) has them converted before the decoder,
+    which then reads only the rest."""
     decoder = SSEDecoder()
     try:
         while data := await source.read():
-            region = decoder.feed_region(data)
+            out = b""
+            if decoder.idle and (run := conv.feed_run(data, 0)) is not None:
+                source.touch()
+                pos, out = run
+                data = data[pos:]
+            region = decoder.feed_region(data) if data else b""
             if region:
-                out, last, seen = _convert(region, conv)
+                more, last, seen = _convert(region, conv)
                 if seen:  # an event came (not only comments or blank lines): the idle clock starts again
                     source.touch()
                 if conv.done:
-                    return last is None or "error" not in last, out
-                if out:
-                    await write(out)
+                    return last is None or "error" not in last, out + more
+                out += more
+            if out:
+                await write(out)
         # A last event missing only its blank line still counts (real Claude streams end that way); a
         # fragment cut mid-line then fails as JSON, reported as a broken stream.
         out, last, _ = _convert(decoder.feed_region(b"\n\n"), conv)
