@@ -280,3 +280,20 @@ def test_a_first_read_plainly_started_agrees_with_reading_its_events() -> None:
             plainly += 1
             assert started_by_reading(data) is True, data[:200]
     assert plainly > len(SSE_FILES)  # and it does take the usual first reads
+
+
+@pytest.mark.parametrize(("fed", "idle"), [
+    ([], False),  # the stream's start: a BOM may come
+    ([b"\xef\xbb"], False),  # half a BOM, held back
+    ([b"\xef\xbb\xbfevent: a\ndata: 1\n\n"], True),  # a BOM and a whole event: nothing held
+    ([b"event: a\ndata: 1\n\n"], True),
+    ([b"event: a\ndata: 1\n\nevent: b\ndata"], False),  # half an event held
+    ([b"event: a\ndata: 1\n"], False),  # its blank line not yet come
+    ([b"event: a\r\ndata: 1\r\n\r"], False),  # a CR held back: maybe half a CRLF
+    ([b"event: a\ndata: 1\n\nevent: b", b"\ndata: 2\n\n"], True),
+])
+def test_the_decoder_is_idle_only_with_nothing_held_and_past_the_start(fed: list[bytes], idle: bool) -> None:
+    decoder = SSEDecoder()
+    for chunk in fed:
+        decoder.feed_region(chunk)
+    assert decoder.idle is idle

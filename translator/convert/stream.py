@@ -386,8 +386,9 @@ def _matched_run(region: bytes, start: int) -> _Run | None:
         return None
     end = match.end()
     raws = one.findall(region, start, end)
-    values = _strings(raws)
-    if values is None:
+    try:
+        values = orjson.loads(b"[" + b",".join(raws) + b"]")
+    except orjson.JSONDecodeError:
         good = _valid_prefix(one, region, start, end)  # (the rare path: one parse per event)
         if good is None:
             return None
@@ -407,14 +408,6 @@ def _run_patterns(
     one = re.compile(_RUN_EVENT % (index, kind, key, b""))
     head = _RUN_EVENT_HEAD % (index, kind, key) + b'"'
     return run, one, head, operator.methodcaller("startswith", head), operator.itemgetter(slice(len(head), None))
-
-
-def _strings(raws: list[bytes]) -> list[str] | None:
-    """JSON strings, parsed (checked and measured) as one array; None if any is not one."""
-    try:
-        return orjson.loads(b"[" + b",".join(raws) + b"]")  # type: ignore[no-any-return]
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _valid_prefix(one: re.Pattern[bytes], region: bytes, start: int, end: int) -> tuple[int, list[bytes]] | None:
