@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 from multidict import MultiMapping
 
+from translator.bodyread import readany
 from translator.config import UpstreamSettings
 from translator.convert.tables import CLAUDE_ERROR_STATUS
 from translator.errors import UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
@@ -94,7 +95,7 @@ class UpstreamResponse:
         What was read is replayed by ``read()``."""
         decoder = SSEDecoder()
         with map_errors():
-            async for data in self._resp.content.iter_any():
+            while data := await readany(self._resp.content):
                 self._prefix.append(data)
                 if len(self._prefix) == 1 and _plainly_started(data):
                     return
@@ -127,7 +128,7 @@ class UpstreamResponse:
             return b"".join(prefix)
         try:
             with map_errors():
-                data = await self._resp.content.readany()
+                data = await readany(self._resp.content)
         except UpstreamUnavailable as e:
             if self._idled:
                 raise self._idle_error() from e
