@@ -52,7 +52,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    authenticate(request)  # with client keys configured, metrics (key names, traffic) need a key too
+    authenticate(request, request.app)  # with client keys configured, metrics (key names, traffic) need a key too
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

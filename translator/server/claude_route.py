@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
+from translator.router import UpstreamPool
 from translator.server.common import farewell_on_shutdown, read_json_object, require_model
 from translator.server.gate import admitted, authenticate
 from translator.server.keys import POOL, RESOLVE
@@ -40,19 +41,20 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
 async def _handle(request: web.Request, path: str, *, counting: bool) -> web.StreamResponse:
     request[LOG]["route"] = "claude"
-    key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
-    body, raw = await read_json_object(request)
+    app = request.app  # (a property of a property: looked up once)
+    key = authenticate(request, app)  # 401 before the body is read (its metrics then name no model)
+    body, raw = await read_json_object(request, app)
     asked = require_model(body)
-    model, raw = _validated(request, body, raw, asked, need_max_tokens=not counting)
+    model, raw = _validated(request, app, body, raw, asked, need_max_tokens=not counting)
     streamed = not counting and body.get("stream") is True
     metadata = body.get("metadata")
-    session = session_key(request, metadata.get("user_id") if isinstance(metadata, dict) else None)
+    session = session_key(request, app, metadata.get("user_id") if isinstance(metadata, dict) else None)
     async with admitted(request, key, asked, model):
-        return await _relay(request, path, raw, model=model, session=session, streamed=streamed)
+        return await _relay(request, app[POOL], path, raw, model=model, session=session, streamed=streamed)
 
 
 def _validated(
-    request: web.Request, body: dict[str, Any], raw: bytes, asked: str, *, need_max_tokens: bool
+    request: web.Request, app: web.Application, body: dict[str, Any], raw: bytes, asked: str, *, need_max_tokens: bool
 ) -> tuple[str, bytes]:
     """Check only what we must; return the upstream model and the bytes to send (the client's own unless an
     alias applies)."""
@@ -61,7 +63,7 @@ def _validated(
     max_tokens = body.get("max_tokens")
     if need_max_tokens and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
         raise InvalidRequest("max_tokens: field required, an integer", param="max_tokens")
-    model, _ = request.app[RESOLVE](asked)
+    model, _ = app[RESOLVE](asked)
     request[LOG].update(model=asked, upstream_model=model, stream=body.get("stream") is True)
     if model == asked:
         return model, raw
@@ -81,13 +83,13 @@ def with_model(raw: bytes, body: dict[str, Any], asked: str, model: str) -> byte
 
 
 async def _relay(
-    request: web.Request, path: str, raw: bytes, *, model: str, session: str | None, streamed: bool
+    request: web.Request, pool: UpstreamPool, path: str, raw: bytes, *, model: str, session: str | None, streamed: bool
 ) -> web.StreamResponse:
     if request.query_string:
         path = f"{path}?{request.query_string}"
     # The pool fails over (connect errors, 429/5xx/529, an error event before any content) before anything
     # has gone to the client; a stream is read up to its first content event for that, then replayed.
-    async with request.app[POOL].forward(
+    async with pool.forward(
         "POST",
         path,
         raw,

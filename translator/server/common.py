@@ -13,8 +13,8 @@ from translator.errors import BodyTooLarge, ClientTooSlow, InvalidRequest
 from translator.server.keys import DRAINING, SETTINGS
 
 
-async def read_json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
-    settings = request.app[SETTINGS].server
+async def read_json_object(request: web.Request, app: web.Application) -> tuple[dict[str, Any], bytes]:
+    settings = app[SETTINGS].server
     if request.content.is_eof():  # the whole body came with the headers (most requests): no wait
         raw = _received_body(request, settings.max_body_bytes)
     else:

@@ -1,6 +1,6 @@
 """Admission for the API routes: client key (401), model permission (403), per-key rate limits (429).
 
-A route calls ``authenticate(request)`` first, before it reads the body (a caller without a key learns
+A route calls ``authenticate(request, app)`` first, before it reads the body (a caller without a key learns
 nothing and costs no parsing), then wraps its work in ``admitted(request, key, asked, model)``, which
 authorizes the model before anything is sent upstream, holds a rate-limit lease for the duration, and
 releases it with the tokens the request used. Keys are never logged: the log line carries the key's name.
@@ -19,9 +19,10 @@ from translator.server.middleware import EXTRA_HEADERS, FORWARD_KEY, LOG
 from translator.server.tokens import tokens_used
 
 
-def authenticate(request: web.Request) -> ClientKey | None:
-    """The caller's key (None when the proxy is open); 401 when missing or not one of ours."""
-    ring = request.app[KEYRING]
+def authenticate(request: web.Request, app: web.Application) -> ClientKey | None:
+    """The caller's key (None when the proxy is open); 401 when missing or not one of ours. (``app``: the
+    request's, which its handler has at hand: ``request.app`` is two property calls.)"""
+    ring = app[KEYRING]
     request[FORWARD_KEY] = ring.is_open  # our own client keys never go upstream
     if ring.is_open:
         return None

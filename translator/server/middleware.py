@@ -42,11 +42,11 @@ async def prepare_stream(request: web.Request, response: web.StreamResponse) -> 
     await response.prepare(request)
 
 
-def session_key(request: web.Request, from_body: object) -> str | None:
+def session_key(request: web.Request, app: web.Application, from_body: object) -> str | None:
     """What names a conversation, for upstream stickiness: the body's user id, else a session header."""
     if isinstance(from_body, str) and from_body:
         return from_body
-    for name in request.app[SETTINGS].routing.session_headers:
+    for name in app[SETTINGS].routing.session_headers:
         value = request.headers.get(name)
         if value:
             return value
@@ -110,12 +110,13 @@ async def handle_requests(request: web.Request, handler: Handler) -> web.StreamR
     request[STARTED] = started
     status = 500  # an exception that escapes the error handling: a bug, logged there with its traceback
     task = None
+    app = request.app  # (a property of a property: looked up once)
     try:
         try:
-            task = _admitted(request)
+            task = _admitted(request, app)
             response = await handler(request)
         except asyncio.CancelledError:
-            if not (request.app[CLOSING].is_set() and not request.get(PREPARED)):
+            if not (app[CLOSING].is_set() and not request.get(PREPARED)):
                 raise
             # Shutdown's grace period ran out before this request could answer: say so (clients retry a
             # 503) rather than cutting the connection.
@@ -127,7 +128,7 @@ async def handle_requests(request: web.Request, handler: Handler) -> web.StreamR
             response = _error_answer(request, exc)
         finally:
             if task is not None:
-                request.app[INFLIGHT].discard(task)
+                app[INFLIGHT].discard(task)
         extra = request.get(EXTRA_HEADERS)
         if extra and not response.prepared:  # (a stream's went out with its head: prepare_stream)
             response.headers.update(extra)
@@ -143,7 +144,7 @@ async def handle_requests(request: web.Request, handler: Handler) -> web.StreamR
         fields["latency_ms"] = round(latency * 1000, 2)
         log_request(fields)
         if "route" in fields:
-            record_metrics(request.app[METRICS], fields, latency)
+            record_metrics(app[METRICS], fields, latency)
 
 
 def _error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
@@ -161,14 +162,14 @@ def _error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
     return error_response(request, TranslatorError("internal error in the proxy"))
 
 
-def _admitted(request: web.Request) -> asyncio.Task[Any] | None:
+def _admitted(request: web.Request, app: web.Application) -> asyncio.Task[Any] | None:
     """API requests are counted while in flight (shutdown waits for them), up to the configured bound."""
     if not request.path.startswith(("/v1/", "/chat/")):
         return None
-    if request.app[CLOSING].is_set():  # a kept-alive connection after the listener closed
+    if app[CLOSING].is_set():  # a kept-alive connection after the listener closed
         raise ProxyOverloaded("the proxy is shutting down; retry the request")
-    inflight = request.app[INFLIGHT]
-    if len(inflight) >= request.app[SETTINGS].server.max_concurrent_requests:
+    inflight = app[INFLIGHT]
+    if len(inflight) >= app[SETTINGS].server.max_concurrent_requests:
         raise ProxyOverloaded("too many requests in flight at this proxy; retry shortly")
     task = asyncio.current_task()
     assert task is not None

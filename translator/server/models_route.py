@@ -71,7 +71,7 @@ async def _fetched(request: web.Request, wanted: str) -> dict[str, Any] | None:
 
 
 async def _models(request: web.Request) -> list[dict[str, Any]]:
-    authenticate(request)  # with client keys configured, listing needs one too (401)
+    authenticate(request, request.app)  # with client keys configured, listing needs one too (401)
     settings, pool = request.app[SETTINGS], request.app[POOL]
     # Shared (cacheable) only when the proxy holds every upstream's key: clients' own keys may see other lists.
     shared = settings.demo or all(u.settings.api_key for u in pool.upstreams)

@@ -30,7 +30,7 @@ from translator.convert import (
 from translator.convert.errors import openai_error_from_claude
 from translator.convert.stream import Chunk
 from translator.errors import TranslatorError, UpstreamUnavailable
-from translator.router import Attempted
+from translator.router import Attempted, UpstreamPool
 from translator.server.common import farewell_on_shutdown, header_text, read_json_object, require_model
 from translator.server.gate import admitted, authenticate
 from translator.server.images import inline_images
@@ -45,21 +45,22 @@ Write = Callable[[bytes], Awaitable[None]]
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
+    app = request.app  # (a property of a property: looked up once)
+    settings = app[SETTINGS]
     request[LOG]["route"] = "openai"
-    key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
-    req = (await read_json_object(request))[0]  # the raw bytes are not kept: a 10 MB body is held once
+    key = authenticate(request, app)  # 401 before the body is read (its metrics then name no model)
+    req = (await read_json_object(request, app))[0]  # the raw bytes are not kept: a 10 MB body is held once
     asked = require_model(req)
-    model, profile = request.app[RESOLVE](asked)
+    model, profile = app[RESOLVE](asked)
     request[LOG].update(model=asked, upstream_model=model)
     async with admitted(request, key, asked, model):  # keys and limits before any work (or fetch) for the caller
         conv = convert_request(req, model=model, profile=profile, strict=settings.server.strict)
-        session = session_key(request, req.get("user"))
+        session = session_key(request, app, req.get("user"))
         del req  # a large body (images) is not held twice: the converted copy is all we need now
         if settings.images.fetch:
-            await inline_images(conv.body, request.app[IMAGE_SESSION], settings.images)
+            await inline_images(conv.body, app[IMAGE_SESSION], settings.images)
         request[LOG].update(stream=conv.stream, n=conv.n)
-        call = _Call(request, orjson.dumps(conv.body), model, session)
+        call = _Call(request, app[POOL], orjson.dumps(conv.body), model, session)
         conv.body.clear()
         # (answered here, not in a helper coroutine: every await of the request resumes through each layer)
         headers = _policy_headers(conv)
@@ -77,12 +78,13 @@ class _Call:
     """One request's upstream call, opened once per choice."""
 
     request: web.Request
+    pool: UpstreamPool
     body: bytes
     model: str
     session: str | None
 
     def open(self, *, stream: bool) -> AbstractAsyncContextManager[Attempted]:
-        return self.request.app[POOL].forward(
+        return self.pool.forward(
             "POST",
             MESSAGES,
             self.body,
