@@ -181,9 +181,9 @@ def _method() -> list[str]:
         "the timed requests; CPU = utime+stime of the server (schedstat ns where available) read before and "
         "after; peak RSS = VmHWM, reset before each run.",
         "- Runs are interleaved (every target for one scenario, then the next scenario; the target order "
-        "rotates every round) and pooled over rounds. The proxy and the passthrough are started anew every "
-        "2 rounds, so that the pooled numbers average several processes of each (one process's memory layout "
-        "moves its CPU per request by about 5%).",
+        "rotates every round) and pooled over rounds. The proxy and the passthrough are started anew (and "
+        "warmed up, untimed) every round, so that the pooled numbers average a process of each per round (one "
+        "process's memory layout moves its CPU per request by 5 to 15%).",
         "- With 2 CPUs, the load generator and fake upstream share one CPU: at high concurrency they can be "
         "the bottleneck, which caps req/s for every target; CPU per request is unaffected by that.",
         "",

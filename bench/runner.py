@@ -14,7 +14,7 @@ import aiohttp
 from bench import procstats
 from bench.fleet import Child
 from bench.loadgen import HeldStreams, LoadClient, Request, RunResult
-from bench.scenarios import EXPECT, HEADERS, PATHS, Scenario, Target, simple_bodies
+from bench.scenarios import COMPARED, EXPECT, HEADERS, PATHS, Scenario, Target, simple_bodies
 
 WARM_BODIES = simple_bodies(0)
 
@@ -77,6 +77,28 @@ async def measure(servers: Servers, target: Target, scenario: Scenario, body: by
         after = procstats.snapshot(server.pid)
     return Sample(scenario.name, target.name, round_no, result, after.cpu_s - before.cpu_s,
                   before.rss_kb, after.hwm_kb)
+
+
+WARM_EACH = 10  # untimed requests of each kind a fresh server is sent
+
+
+async def warm_servers(servers: Servers, scenarios: list[Scenario], bodies: dict[str, dict[str, bytes]],
+                       count: int = WARM_EACH) -> None:
+    """A freshly started proxy and passthrough, sent ``count`` sequential requests of every scenario's kind on
+    each route, untimed: the first requests of a process pay for its first use of every code path (imports on
+    first use, the interpreter specializing its bytecode, the allocator growing its arenas), which a
+    long-running server has long paid; measured, they would count against whichever server has more code."""
+    for target in COMPARED:
+        server = servers.child(target)
+        seen = set()
+        async with LoadClient() as client:
+            for scenario in scenarios:
+                body = bodies[scenario.name][target.route]
+                if (body, scenario.streamed) in seen:
+                    continue
+                seen.add((body, scenario.streamed))
+                await client.run(request_for(server, target, body, scenario.streamed), requests=count,
+                                 concurrency=1, time_cap=10)
 
 
 async def _warm_fresh(server: Child, target: Target, count: int = 4) -> None:
