@@ -4,18 +4,23 @@ aiohttp's ``StreamReader.readany()`` hands over what is buffered one HTTP chunk 
 bookkeeping pass over the chunk boundaries and a call down to the transport's flow control
 (``resume_reading``), and then a join. Claude writes every SSE event as a chunk of its own, so that is
 about 140 bytecodes per event in the pure-Python reader, some 3,300 per 20-event stream: a tenth of all the
-proxy's instructions on such a request. ``readany(reader)`` below returns the same bytes and leaves the
-reader in the same state (buffer, counters, chunk boundaries, flow control), taking the whole buffer at
-once.
+proxy's instructions on such a request. ``readany(reader)`` below returns what ``readany()`` returns,
+taking the whole buffer at once, and leaves the reader as it leaves it (buffer, counters, chunk ends,
+flow control), with one difference, only after backpressure: when the reader had paused its connection
+(over twice ``read_bufsize`` unread, or over ``read_bufsize // 16`` chunks), the parser, resumed, parses
+what it held back once the whole buffer is taken, not after the first chunks; so it may parse more at
+once, and the reads after that one fall at other points of the same bytes (on a body that then turns out
+broken, a little more or less of it comes before the same exception).
 
-It reads the reader's own fields, so it is used only on the exact ``StreamReader`` class it was written
-against (aiohttp 3.14's, checked when this module loads: the fields it uses must all be there); on any other
-reader, or another layout, it is aiohttp's own ``readany()``. ``tests/unit/test_bodyread.py`` holds the two
-to the same bytes and the same state, read after read.
+It reads the reader's own fields, so it is used only on the exact ``StreamReader`` class, of the aiohttp
+release it was checked against (3.14: its fields must also all be there); on any other reader or release,
+it is aiohttp's own ``readany()``. ``tests/unit/test_bodyread.py`` holds the two to the same bytes and the
+same state, read after read, and, on aiohttp's own protocol and parser, to the same bytes and errors.
 """
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import StreamReader
 
 # The reader's fields this reads and writes (all of them slots of aiohttp's StreamReader)
@@ -34,12 +39,16 @@ _FIELDS = (
 )
 
 
-def _fits(cls: type) -> bool:
+CHECKED = ("3.14",)  # the aiohttp releases (major.minor) whose StreamReader this was checked against
+
+
+def _fits(cls: type, version: str) -> bool:
     slots = {name for klass in cls.__mro__ for name in getattr(klass, "__slots__", ())}
-    return all(name in slots for name in _FIELDS) and callable(getattr(cls, "_wait", None))
+    fields = all(name in slots for name in _FIELDS) and callable(getattr(cls, "_wait", None))
+    return fields and ".".join(version.split(".")[:2]) in CHECKED
 
 
-FITS = _fits(StreamReader)  # False: every read is aiohttp's own readany()
+FITS = _fits(StreamReader, aiohttp.__version__)  # False: every read is aiohttp's own readany()
 
 
 async def readany(reader: StreamReader) -> bytes:

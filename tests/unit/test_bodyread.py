@@ -1,13 +1,17 @@
 """translator.bodyread.readany against aiohttp's own StreamReader.readany: two readers fed the same way (as
 aiohttp's HTTP parser feeds a chunked body: a chunk's start, its data, its end; the body's end or an
 error), read the same way (readany, or read(n), which leaves the first chunk part-read); every read gives
-the same bytes, and leaves the reader in the same state."""
+the same bytes, and leaves the reader in the same state. Then on aiohttp's own connection protocol and
+parser, with backpressure (where the parser, resumed, may parse more at once): the same bytes, the same end,
+never a stall, and on a broken body the same error."""
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import StreamReader
 from aiohttp.streams import EmptyStreamReader
@@ -48,7 +52,7 @@ def state(reader: StreamReader) -> dict[str, Any]:
         "buffer": b"".join(reader._buffer)[reader._buffer_offset :],
         "size": reader._size,
         "cursor": reader._cursor,
-        "splits": None if splits is None else [s for s in splits if s >= reader._cursor],
+        "splits": None if splits is None else list(splits),
         "eof": reader.is_eof(),
         "paused": reader._protocol.paused,  # type: ignore[attr-defined]
     }
@@ -188,15 +192,31 @@ async def test_other_readers_and_layouts_read_as_aiohttp_does(monkeypatch: pytes
     assert await readany(ours) == b"abc"
 
 
-def test_a_layout_without_a_field_does_not_fit() -> None:
+def test_a_layout_without_a_field_or_another_release_does_not_fit() -> None:
     class Other:
         __slots__ = tuple(name for name in bodyread._FIELDS if name != "_cursor")
 
         async def _wait(self, name: str) -> None:
             pass
 
-    assert not bodyread._fits(Other)
-    assert bodyread._fits(StreamReader)
+    assert bodyread._fits(StreamReader, "3.14.5")
+    assert not bodyread._fits(Other, "3.14.5")
+    assert not bodyread._fits(StreamReader, "3.15.0")  # not checked against: aiohttp's own readany
+    assert not bodyread._fits(StreamReader, "4.0.0a1")
+    assert aiohttp.__version__.startswith("3.14.") == bodyread.FITS
+
+
+async def test_a_timed_out_read_raises_as_aiohttps_does() -> None:
+    class Expired:  # the request's total timeout, run out: every read raises
+        def assert_timeout(self) -> None:
+            raise TimeoutError
+
+    loop = asyncio.get_running_loop()
+    for read in (readany, StreamReader.readany):
+        reader = StreamReader(Protocol(), LIMIT, timer=Expired(), loop=loop)  # type: ignore[arg-type]
+        chunk(reader, b"late")
+        with pytest.raises(TimeoutError):
+            await read(reader)
 
 
 # One op: feed a chunk of n bytes, read(n), readany, feed the end, set an exception.
@@ -241,3 +261,86 @@ async def _replay(ops: list[tuple[str, int]], end: str | None) -> None:
             with pytest.raises(ValueError):
                 await read
     assert state(ours) == state(theirs)
+
+
+# On aiohttp's own connection protocol and HTTP parser (the C one where built), with backpressure: the one
+# place where the two can part (see the module's docstring). The same bytes, the same end, the same errors.
+
+
+class Transport:
+    """The socket under aiohttp's ResponseHandler: only its flow control is used."""
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def response(body_chunks: list[bytes], *, deflate: bool = False) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+    if deflate:
+        head += b"Content-Encoding: deflate\r\n"
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in body_chunks if c)
+    return head + b"\r\n" + framed + b"0\r\n\r\n"
+
+
+async def read_all(raw: bytes, bufsize: int, ours: bool, feeds: int) -> tuple[list[bytes], BaseException | None]:
+    """Every read of the body ``raw`` carries, fed to the protocol in ``feeds`` pieces (the next one whenever the
+    reader's buffer is empty)."""
+    from aiohttp.client_proto import ResponseHandler
+
+    protocol = ResponseHandler(asyncio.get_running_loop())
+    protocol.connection_made(Transport())  # type: ignore[arg-type]
+    protocol.set_response_params(read_bufsize=bufsize)
+    head = raw.index(b"\r\n\r\n") + 4  # the head first (the reader is made there), then the body in pieces
+    step = -(-(len(raw) - head) // feeds)
+    pieces = [raw[i : i + step] for i in range(head, len(raw), step)]
+    protocol.data_received(raw[:head])
+    reader = protocol._buffer[0][0][1]  # (the message's payload: what ClientResponse.content is)
+    reads: list[bytes] = []
+    try:
+        while True:
+            while pieces and not reader._buffer:  # (a piece may hold only framing)
+                protocol.data_received(pieces.pop(0))
+            data = await asyncio.wait_for(readany(reader) if ours else reader.readany(), 1)  # no stall
+            if not data:
+                break
+            reads.append(data)
+    except aiohttp.ClientPayloadError as err:
+        return reads, err
+    assert reader.is_eof()
+    return reads, None
+
+
+BODIES = st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=200)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(chunks=BODIES, bufsize=st.sampled_from([16, 64, 256, 2**16]), feeds=st.integers(1, 5))
+def test_aiohttps_parser_under_backpressure_gives_the_same_bytes(chunks: list[bytes], bufsize: int, feeds: int) -> None:
+    raw = response(chunks)
+    ours, _ = asyncio.run(read_all(raw, bufsize, True, feeds))
+    theirs, _ = asyncio.run(read_all(raw, bufsize, False, feeds))
+    assert b"".join(ours) == b"".join(theirs) == b"".join(chunks)
+    if bufsize == 2**16:  # no backpressure: the same reads, one for one
+        assert ours == theirs
+
+
+def test_a_body_broken_under_backpressure_ends_in_the_same_error() -> None:
+    text = bytes(range(65, 91)) * 4
+    packed = zlib.compress(text)
+    chunks = [packed[i : i + 1] for i in range(len(packed) - 6)] + [b"\xff" * 6]  # its end corrupted
+    results = [asyncio.run(read_all(response(chunks, deflate=True), 16, ours, 1)) for ours in (True, False)]
+    for reads, err in results:
+        assert isinstance(err, aiohttp.ClientPayloadError)
+        assert text.startswith(b"".join(reads))  # a part of the same text, as far as each got
