@@ -85,5 +85,5 @@ def _take_all(reader: StreamReader) -> bytes:
         if last >= cursor:
             splits.append(last)
     if reader._size < reader._low_water and (splits is None or len(splits) < reader._low_water_chunks):
-        reader._protocol.resume_reading()  # (the chunks' reads each call it; once is the same)
+        reader._protocol.resume_reading()  # (each chunk's read calls it; here once, after all: see above)
     return data
