@@ -20,12 +20,11 @@ def _count(value: Any) -> int:
     return value if type(value) is int and 0 < value <= _MAX_COUNT else 0  # (type: a bool is no count)
 
 
-_COUNTED = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
-
-
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    # (_count's test, once per count in one comprehension: four calls fewer on every request)
-    inp, read, write, out = [v if type(v) is int and 0 < v <= _MAX_COUNT else 0 for v in map(usage.get, _COUNTED)]
+    inp = _count(usage.get("input_tokens"))
+    read = _count(usage.get("cache_read_input_tokens"))
+    write = _count(usage.get("cache_creation_input_tokens"))
+    out = _count(usage.get("output_tokens"))
     prompt = inp + read + write
     result: dict[str, Any] = {
         "prompt_tokens": prompt,

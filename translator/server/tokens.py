@@ -24,16 +24,9 @@ def token_kinds(usage: Any) -> dict[str, int]:
     """input / output / cache_read / cache_creation counts, from either shape."""
     if not isinstance(usage, dict):
         return {}
-    # (_n's test, once per count in one comprehension: four calls fewer on every request)
-    openai = "prompt_tokens" in usage
-    inp, out, read, write = [
-        v if type(v) is int and v > 0 else 0 for v in map(usage.get, _OPENAI_COUNTS if openai else _CLAUDE_COUNTS)
-    ]
-    if openai:
-        inp = max(0, inp - read - write)
+    read, write = _n(usage.get("cache_read_input_tokens")), _n(usage.get("cache_creation_input_tokens"))
+    if "prompt_tokens" in usage:
+        inp, out = max(0, _n(usage["prompt_tokens"]) - read - write), _n(usage.get("completion_tokens"))
+    else:
+        inp, out = _n(usage.get("input_tokens")), _n(usage.get("output_tokens"))
     return {"input": inp, "output": out, "cache_read": read, "cache_creation": write}
-
-
-_CACHE_COUNTS = ("cache_read_input_tokens", "cache_creation_input_tokens")
-_OPENAI_COUNTS = ("prompt_tokens", "completion_tokens", *_CACHE_COUNTS)
-_CLAUDE_COUNTS = ("input_tokens", "output_tokens", *_CACHE_COUNTS)
