@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 import orjson
 from multidict import MultiMapping
 
-from translator.bodyread import readany
 from translator.config import UpstreamSettings
 from translator.convert.tables import CLAUDE_ERROR_STATUS
 from translator.errors import UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
+from translator.http1 import HttpClientError, Origin, Response, UpstreamTimedOut
 from translator.sse import SSEDecoder, SSEEvent
 
 _STATUS_ERROR_TYPE = {status: kind for kind, status in CLAUDE_ERROR_STATUS.items()}
@@ -35,7 +34,7 @@ class UpstreamResponse:
     """A successful (2xx) upstream answer, read as JSON, as raw bytes, or as SSE events."""
 
     def __init__(
-        self, resp: aiohttp.ClientResponse, idle_timeout: float = 120.0, drains: set[asyncio.Task[None]] | None = None
+        self, resp: Response, idle_timeout: float = 120.0, drains: set[asyncio.Task[None]] | None = None
     ) -> None:
         self._resp = resp
         self._drains = drains if drains is not None else set()  # the upstream's: cancelled when it closes
@@ -72,14 +71,14 @@ class UpstreamResponse:
 
     @property
     def is_stream(self) -> bool:
-        if self._is_stream is None:  # (aiohttp parses the header at every read of content_type)
+        if self._is_stream is None:
             self._is_stream = self._resp.content_type == "text/event-stream"
         return self._is_stream
 
     async def body(self) -> bytes:
         if self._body is None:
             with map_errors():
-                self._body = await self._resp.read()
+                self._body = await self._resp.content.read_all()
         return self._body
 
     async def json(self) -> Any:
@@ -95,7 +94,7 @@ class UpstreamResponse:
         What was read is replayed by ``read()``."""
         decoder = SSEDecoder()
         with map_errors():
-            while data := await readany(self._resp.content):
+            while data := await self._resp.content.read():
                 self._prefix.append(data)
                 if len(self._prefix) == 1 and _plainly_started(data):
                     return
@@ -128,7 +127,7 @@ class UpstreamResponse:
             return b"".join(prefix)
         try:
             with map_errors():
-                data = await readany(self._resp.content)
+                data = await self._resp.content.read()
         except UpstreamUnavailable as e:
             if self._idled:
                 raise self._idle_error() from e
@@ -142,7 +141,7 @@ class UpstreamResponse:
     def finish(self) -> None:
         """The stream has ended (message_stop) and the client has its answer: the connection goes back to the
         pool, once the rest of its body (normally just the chunked encoding's last chunk) has come. With the
-        body unfinished aiohttp closes it, and the next request pays a new connection (and, to a real
+        body unfinished it is closed, and the next request pays a new connection (and, to a real
         upstream, a new TLS handshake). When that end has not come yet, a task of its own waits for it, so
         the handler returns at once (the client's next request on its connection waits for no upstream,
         and a client that leaves now has not cancelled a finished request); the task releases the
@@ -160,9 +159,9 @@ class UpstreamResponse:
     async def _drain(self) -> None:
         left = MAX_TRAILING
         try:
-            with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
+            with contextlib.suppress(asyncio.TimeoutError, HttpClientError):
                 async with asyncio.timeout(FINISH_TIMEOUT):
-                    while left >= 0 and (data := await self._resp.content.readany()):
+                    while left >= 0 and (data := await self._resp.content.read()):
                         left -= len(data)
         finally:  # also when cancelled
             self._resp.release()  # kept if the body has ended, else closed
@@ -176,8 +175,7 @@ class UpstreamResponse:
         due = self._last_event + self._idle_timeout
         if loop.time() >= due:
             self._idled = True
-            # The pending read raises our timeout. (Closing alone would make aiohttp raise its one shared
-            # "Connection closed" exception, whose traceback then grows and keeps every such request alive.)
+            # The pending read raises our timeout (closing alone would make it raise "connection closed").
             self._resp.content.set_exception(self._idle_error())
             self._resp.close()
         else:
@@ -220,22 +218,25 @@ def stream_error(event: SSEEvent) -> UpstreamStatusError:
 
 
 class Upstream:
-    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(self, settings: UpstreamSettings, base_url: str) -> None:
         self.settings = settings
         self.name = settings.name
-        self.session = session
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(
-            total=settings.total_timeout, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+        self.origin = Origin(
+            self.base_url,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            total_timeout=settings.total_timeout,
         )
         self.drains: set[asyncio.Task[None]] = set()  # streams whose body's end is still awaited (finish())
 
     async def close(self) -> None:
-        """Stop waiting for any stream's end (at shutdown, before the session closes)."""
+        """Stop waiting for any stream's end, then close every connection (at shutdown)."""
         drains = list(self.drains)
         for task in drains:
             task.cancel()
         await asyncio.gather(*drains, return_exceptions=True)
+        await self.origin.close()
 
     def serves(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.settings.models)
@@ -275,20 +276,13 @@ class Upstream:
         holds no context manager of its own)."""
         if body is not None:
             headers = {**headers, "Content-Type": "application/json"}
-        with map_errors():
-            resp = await self.session.request(
-                method,
-                self.base_url + path,
-                data=body,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,  # a redirect would resend the key (x-api-key) and the prompt elsewhere
-            )
+        with map_errors():  # (redirects are never followed: they would resend the key and the prompt elsewhere)
+            resp = await self.origin.request(method, path, dict(headers), body)
         if resp.status >= 400:
             try:
                 raise await status_error(resp)
             finally:
-                resp.release()  # read to its end: the connection is kept (else aiohttp closes it)
+                resp.release()  # read to its end: the connection is kept (else it is closed)
         return UpstreamResponse(resp, self.settings.stream_idle_timeout, self.drains)
 
     @asynccontextmanager
@@ -305,14 +299,15 @@ def _anthropic_key_as_bearer(authorization: str) -> bool:
     return scheme.lower() == "bearer" and token.strip().startswith("sk-ant-api")
 
 
-async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
+async def status_error(resp: Response) -> UpstreamStatusError:
     retry_after = resp.headers.get("retry-after")
     request_id = resp.headers.get("request-id")
     raw = b""  # read to its end (one read may hold only part of it), within bounds; what came is what there is
-    with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
+    with contextlib.suppress(asyncio.TimeoutError, HttpClientError):
         async with asyncio.timeout(ERROR_BODY_TIMEOUT):
-            while len(raw) < MAX_ERROR_BODY and (data := await resp.content.read(MAX_ERROR_BODY - len(raw))):
+            while len(raw) < MAX_ERROR_BODY and (data := await resp.content.read()):
                 raw += data
+    raw = raw[:MAX_ERROR_BODY]
     body: Any = None
     with contextlib.suppress(orjson.JSONDecodeError):
         body = orjson.loads(raw)
@@ -325,7 +320,7 @@ async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
 
 
 class map_errors:  # lower case: used like contextlib's context managers
-    """aiohttp and asyncio failures -> our error tree."""
+    """HTTP client and asyncio failures -> our error tree."""
 
     def __enter__(self) -> None:
         return None
@@ -333,7 +328,7 @@ class map_errors:  # lower case: used like contextlib's context managers
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc is None or isinstance(exc, asyncio.CancelledError):
             return
-        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-            raise UpstreamTimeout("upstream timed out") from exc
-        if isinstance(exc, aiohttp.ClientError):
+        if isinstance(exc, (asyncio.TimeoutError, UpstreamTimedOut)):
+            raise UpstreamTimeout(f"upstream timed out: {exc}" if str(exc) else "upstream timed out") from exc
+        if isinstance(exc, HttpClientError):
             raise UpstreamUnavailable(f"upstream unavailable: {type(exc).__name__}: {exc}") from exc

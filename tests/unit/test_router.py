@@ -20,7 +20,7 @@ class Clock:
 
 
 def pool(*weights: float, clock: Clock, **routing: object) -> UpstreamPool:
-    upstreams = [Upstream(UpstreamSettings(name=f"u{i}", weight=w), None, "http://127.0.0.1:9")  # type: ignore[arg-type]
+    upstreams = [Upstream(UpstreamSettings(name=f"u{i}", weight=w), "http://127.0.0.1:9")
                  for i, w in enumerate(weights)]
     settings = RoutingSettings.model_validate({"failures_before_cooldown": 1, "cooldown_seconds": 30, **routing})
     return UpstreamPool(upstreams, settings, clock=clock, rng=random.Random(1))

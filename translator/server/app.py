@@ -1,4 +1,4 @@
-"""``create_app(settings)``: routes, middleware, and the one upstream ClientSession (opened and closed
+"""``create_app(settings)``: routes, middleware, and the upstreams with their connections (opened and closed
 with the app). With ``settings.demo`` the built-in offline upstream runs in-process on 127.0.0.1 and the
 proxy talks to it over real HTTP, exactly as it would to Anthropic.
 """
@@ -10,7 +10,6 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from translator.config import Settings
@@ -101,10 +100,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         base_url = f"http://127.0.0.1:{port}"
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    # No cookie jar: cookies an upstream sets for one client must never go out with another's requests.
-    session = aiohttp.ClientSession(connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar())
-    upstreams = [Upstream(s, session, base_url if settings.demo else s.base_url) for s in settings.upstream_list]
+    upstreams = [Upstream(s, base_url if settings.demo else s.base_url) for s in settings.upstream_list]
     app[LIMITER] = make_rate_limiter(settings.redis)
     sticky = make_sticky_store(settings.redis)
     app[POOL] = UpstreamPool(
@@ -127,6 +123,5 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         await sticky.close()
         for upstream in upstreams:
             await upstream.close()
-        await session.close()
         if demo is not None:
             await demo.cleanup()

@@ -1,0 +1,495 @@
+"""The upstream's HTTP/1.1 client: keep-alive connections to one origin over the event loop's own
+transports, answers parsed by httptools (llhttp, the parser of Node.js).
+
+Why not aiohttp's client: per exchange it runs about 3,000 bytecodes (``ClientSession._request``,
+``ClientRequest``, ``ClientResponse``, and a ``StreamReader`` with bookkeeping for every HTTP chunk, which
+Claude sends one per event), a third of all the proxy's per request. This does the same exchange in a few
+hundred, and a chunk costs one call. What the proxy needs of a client, and all it does:
+
+- ``Origin(base_url, ...)``: one scheme, host and port (and a base path), its idle connections reused most
+  recent first and closed after ``keepalive`` seconds unused; no cap on connections (like the proxy's
+  aiohttp connector before, ``limit=0``). TLS with the system's certificates, checked against the host.
+- ``await origin.request(method, path, headers, body)``: the answer's head, with its body still arriving
+  (``Response.content``); the caller ends it with ``release()`` (the connection is kept if the body was
+  read to its end and both sides allow keep-alive) or ``close()``.
+- Bodies framed by Content-Length, chunked, or by the connection's end; gzip and deflate undone (it asks for
+  ``identity``, but a server may compress anyway); unread bytes past ``HIGH_WATER`` pause the socket.
+- Timeouts: ``connect`` (DNS, TCP and TLS), ``read`` (the longest wait for the head, or between two reads,
+  not counted while we hold the socket paused) and ``total`` (the whole exchange, to the body's end).
+- Never: redirects (a redirect would resend the key and the prompt elsewhere), cookies, proxies from the
+  environment, HTTP/2, ``Expect: 100-continue``. A request on a kept connection that the server has just
+  closed fails (``ServerDisconnected``) and is not sent again: the router's failover decides, as for any
+  other failure (aiohttp resends only idempotent methods, and we send POST).
+
+Failures raise ``HttpClientError`` subclasses (``UpstreamTimedOut`` for timeouts), mapped onto the error tree
+in ``translator.upstream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import zlib
+from urllib.parse import urlsplit
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default)
+HIGH_WATER = 256 * 1024  # unread body bytes past which the socket is paused until they are taken
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_BASE_HEADERS = "Accept: */*\r\nAccept-Encoding: identity\r\nUser-Agent: translator\r\n"
+
+
+class HttpClientError(Exception):
+    """The exchange failed: no connection, a connection lost, a malformed answer."""
+
+
+class UpstreamTimedOut(HttpClientError):
+    """A connect, read or total timeout passed."""
+
+
+class ConnectFailed(HttpClientError):
+    """No connection could be made (refused, unreachable, DNS, TLS)."""
+
+
+class ServerDisconnected(HttpClientError):
+    """The connection ended before the answer did."""
+
+
+class BadResponse(HttpClientError):
+    """The answer is not valid HTTP/1.1 (or uses an encoding we cannot undo)."""
+
+
+class Body:
+    """A response body as it arrives. ``read()`` takes all that has come at once (one join, not one
+    read per HTTP chunk); ``b""`` at its end. An error set by the connection (or ``set_exception``) is
+    raised by the next read, even over data not read yet (as aiohttp's reader does)."""
+
+    __slots__ = ("_chunks", "_conn", "_done", "_error", "_size", "_waiter")
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_eof(self) -> bool:
+        return self._done and not self._chunks
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._error = exc
+        self._wake()
+
+    async def read(self) -> bytes:
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return b""
+            self._waiter = self._conn.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self._error is not None:
+            raise self._error
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._size = 0
+        if self._conn.paused:
+            self._conn.resume()
+        return data
+
+    async def read_all(self) -> bytes:
+        parts = []
+        while data := await self.read():
+            parts.append(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    # --- fed by the connection ---
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > HIGH_WATER and not self._conn.paused:
+            self._conn.pause()
+        self._wake()
+
+    def _end(self) -> None:
+        self._done = True
+        self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self._done and self._error is None:
+            self._error = exc
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Response:
+    """An answer's head (``status``, ``headers``), its body in ``content``."""
+
+    __slots__ = ("_conn", "_content_type", "content", "headers", "status")
+
+    def __init__(self, conn: _Connection, status: int, headers: CIMultiDictProxy[str]) -> None:
+        self._conn = conn
+        self.status = status
+        self.headers = headers
+        self.content = Body(conn)
+        self._content_type: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        """The media type alone, lower case (``application/octet-stream`` when none is given)."""
+        if self._content_type is None:
+            raw = self.headers.get("Content-Type")
+            self._content_type = raw.partition(";")[0].strip().lower() if raw else "application/octet-stream"
+        return self._content_type
+
+    async def read(self) -> bytes:
+        return await self.content.read_all()
+
+    def release(self) -> None:
+        """Done with it: the connection goes back to the pool if the body came whole, else it is closed."""
+        self._conn.done(self)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: at most one exchange at a time."""
+
+    def __init__(self, origin: Origin) -> None:
+        self.origin = origin
+        self.loop = origin.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.lost = False
+        self.paused = False
+        self.reusable = True
+        self.idle_since = 0.0
+        self._head: asyncio.Future[Response] | None = None
+        self._response: Response | None = None
+        self._raw_headers: list[tuple[str, str]] = []
+        self._encoding: str | None = None  # a Content-Encoding to undo
+        self._inflate: zlib._Decompress | None = None
+        self._read_timeout = origin.read_timeout
+        self._until_eof = False
+        self._complete = False
+        self._last_read = 0.0
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    # --- one exchange ---
+
+    def send(self, data: bytes, read_timeout: float, total_timeout: float) -> asyncio.Future[Response]:
+        assert self.transport is not None and self._head is None
+        self._head = self.loop.create_future()
+        self._response = None
+        self._raw_headers = []
+        self._encoding = self._inflate = None
+        self._until_eof = self._complete = False
+        now = self._last_read = self.loop.time()
+        self._read_timeout = read_timeout
+        self._deadline = now + total_timeout
+        self._timer = self.loop.call_at(min(now + read_timeout, self._deadline), self._check_time)
+        self.transport.write(data)
+        return self._head
+
+    def done(self, response: Response) -> None:
+        """The caller is done with ``response``: keep the connection if the exchange ended cleanly."""
+        if response is not self._response:
+            return  # (an earlier exchange's answer, released twice)
+        if self._complete and response.content.is_eof() and self.reusable and not self.lost:
+            self._response = None
+            self._head = None
+            self.origin.put_back(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self._stop_timer()
+        self.reusable = False
+        if self.transport is not None and not self.lost:
+            self.transport.close()
+        self._fail(ServerDisconnected("connection closed"))
+        self.origin.forget(self)
+
+    def pause(self) -> None:
+        self.paused = True
+        if self.transport is not None and not self.lost:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.paused = False
+        self._last_read = self.loop.time()  # (the read timeout did not run while paused)
+        if self.transport is not None and not self.lost:
+            self.transport.resume_reading()
+
+    # --- the protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head is None or self._complete:  # bytes nobody asked for: the connection can't be trusted
+            self.reusable = False
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self._last_read = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._abort(BadResponse(f"malformed HTTP response: {e}"))
+        except HttpClientError as e:  # raised by a callback
+            self._abort(e)
+
+    def eof_received(self) -> bool:
+        return False  # (the transport closes; connection_lost follows)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.reusable = False
+        self._stop_timer()
+        if self._response is not None and self._until_eof and not self._complete and exc is None:
+            self._finish_body()  # a body framed by the connection's end: it has ended
+        elif exc is not None:
+            self._fail(ServerDisconnected(f"connection lost: {type(exc).__name__}: {exc}"))
+        else:
+            self._fail(ServerDisconnected("server disconnected"))
+        self.origin.forget(self)
+
+    # --- httptools' callbacks ---
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw_headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        if self._response is not None or self._complete:  # a second answer to one request
+            raise BadResponse("more than one response to one request")
+        status = self.parser.get_status_code()
+        if status < 200:  # 1xx (we never send Expect): skipped, the real answer follows
+            self._raw_headers = []
+            return
+        headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
+        response = self._response = Response(self, status, headers)
+        encoding = headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in _WBITS and encoding != "identity":
+            raise BadResponse(f"unsupported Content-Encoding: {encoding}")
+        self._encoding = None if encoding == "identity" else encoding
+        framed = "Content-Length" in headers or "chunked" in headers.get("Transfer-Encoding", "").lower()
+        self._until_eof = not framed and status not in (204, 304)
+        if not self.parser.should_keep_alive():
+            self.reusable = False
+        head = self._head
+        if head is not None and not head.done():
+            head.set_result(response)
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        if response is None:
+            return
+        if self._encoding is not None:
+            body = self._decoded(body)
+            if not body:
+                return
+        response.content._feed(body)
+
+    def _decoded(self, body: bytes) -> bytes:
+        assert self._encoding is not None
+        if self._inflate is None:  # the first bytes: deflate is meant zlib-wrapped, but raw is sent too
+            raw = self._encoding == "deflate" and bool(body) and (body[0] & 0x0F) != 8
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS if raw else _WBITS[self._encoding])
+        try:
+            return self._inflate.decompress(body)
+        except zlib.error as e:
+            raise BadResponse(f"cannot decode the response body ({self._encoding}): {e}") from None
+
+    def on_message_complete(self) -> None:
+        if self._response is None:
+            return  # (the end of a 1xx)
+        if self._inflate is not None:
+            if not self._inflate.eof:
+                raise BadResponse(f"the response body ends inside its {self._encoding} stream")
+            if rest := self._inflate.flush():
+                self._response.content._feed(rest)
+        self._finish_body()
+
+    # --- inside ---
+
+    def _finish_body(self) -> None:
+        self._complete = True
+        self._stop_timer()
+        if not self.parser.should_keep_alive():
+            self.reusable = False
+        assert self._response is not None
+        self._response.content._end()
+
+    def _fail(self, exc: HttpClientError) -> None:
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(exc)
+        elif self._response is not None and not self._complete:
+            self._response.content._fail(exc)
+
+    def _abort(self, exc: HttpClientError) -> None:
+        self._fail(exc)
+        self.close()
+
+    def _check_time(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        if now >= self._deadline:
+            self._abort(UpstreamTimedOut(f"no complete answer within {self.origin.total_timeout:g} s"))
+            return
+        if self.paused:  # we hold the socket: the server is not late
+            self._last_read = now
+        due = self._last_read + self._read_timeout
+        if now >= due:
+            self._abort(UpstreamTimedOut(f"nothing read for {self._read_timeout:g} s"))
+            return
+        self._timer = self.loop.call_at(min(due, self._deadline), self._check_time)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class Origin:
+    """Connections to one ``scheme://host:port``, and requests sent over them."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        total_timeout: float,
+        keepalive: float = KEEPALIVE,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        self.base_path = parts.path.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_line = f"Host: {host}\r\n" if parts.port in (None, _DEFAULT_PORTS[parts.scheme]) else (
+            f"Host: {host}:{self.port}\r\n"
+        )
+        self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        self.connect_timeout, self.read_timeout, self.total_timeout = connect_timeout, read_timeout, total_timeout
+        self.keepalive = keepalive
+        self._idle: list[_Connection] = []  # most recently used last
+        self._open: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.loop: asyncio.AbstractEventLoop  # set at the first request
+
+    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> Response:
+        """Send one request; return the answer once its head has come. Header names and values must not
+        hold line breaks (ValueError)."""
+        if self._closed:
+            raise HttpClientError("the client is closed")
+        data = self._encode(method, path, headers, body)
+        conn = self._take_idle()
+        if conn is None:
+            conn = await self._connect()
+        head = conn.send(data, self.read_timeout, self.total_timeout)
+        try:
+            return await head
+        except BaseException:
+            conn.close()  # (cancelled or failed before the answer: the connection is in an unknown state)
+            raise
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self._open):
+            conn.close()
+        self._idle.clear()
+
+    # --- connections ---
+
+    def _take_idle(self) -> _Connection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.reusable and not conn.lost and self.loop.time() - conn.idle_since < self.keepalive:
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self) -> _Connection:
+        self.loop = loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self), self.host, self.port, ssl=self._ssl,
+                    server_hostname=self.host if self._ssl is not None else None,
+                )
+        except TimeoutError:
+            where = f"{self.host}:{self.port}"
+            raise UpstreamTimedOut(f"no connection to {where} within {self.connect_timeout:g} s") from None
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {e}") from e
+        self._open.add(conn)
+        if self._closed:
+            conn.close()
+            raise HttpClientError("the client is closed")
+        return conn
+
+    def put_back(self, conn: _Connection) -> None:
+        conn.idle_since = self.loop.time()
+        self._idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_at(conn.idle_since + self.keepalive, self._sweep)
+
+    def forget(self, conn: _Connection) -> None:
+        self._open.discard(conn)
+
+    def _sweep(self) -> None:
+        """Close the connections idle for ``keepalive`` seconds (oldest first in the list)."""
+        self._sweeper = None
+        cutoff = self.loop.time() - self.keepalive
+        idle = self._idle
+        expired = 0
+        while expired < len(idle) and idle[expired].idle_since <= cutoff:
+            expired += 1
+        for conn in idle[:expired]:
+            conn.close()
+        del idle[:expired]
+        if idle:
+            self._sweeper = self.loop.call_at(idle[0].idle_since + self.keepalive, self._sweep)
+
+    # --- the request's bytes ---
+
+    def _encode(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> bytes:
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        length = "" if body is None else f"Content-Length: {len(body)}\r\n"
+        head = f"{method} {self.base_path}{path} HTTP/1.1\r\n{self._host_line}{_BASE_HEADERS}{fields}{length}\r\n"
+        lines = len(headers) + 6 + (body is not None)  # the request line, Host, the base three, the end
+        if head.count("\n") != lines or head.count("\r") != lines:
+            raise ValueError("a header name or value holds a line break")
+        try:
+            encoded = head.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise ValueError("a header value cannot be encoded") from None
+        return encoded + body if body else encoded
