@@ -12,10 +12,13 @@ hundred, and a chunk costs one call. What the proxy needs of a client, and all i
 - ``await origin.request(method, path, headers, body)``: the answer's head, with its body still arriving
   (``Response.content``); the caller ends it with ``release()`` (the connection is kept if the body was
   read to its end and both sides allow keep-alive) or ``close()``.
-- Bodies framed by Content-Length, chunked, or by the connection's end; gzip and deflate undone (it asks for
-  ``identity``, but a server may compress anyway); unread bytes past ``HIGH_WATER`` pause the socket.
+- Bodies framed by Content-Length, chunked, or by the connection's end; unread bytes past ``HIGH_WATER``
+  pause the socket. It asks for ``identity`` (uncompressed) answers: one that comes compressed anyway, or
+  with a transfer coding other than chunked, is refused (``BadResponse``), as is a head over ``MAX_HEAD``
+  bytes or ``MAX_HEADERS`` fields, and a 101 (we never ask to switch protocols).
 - Timeouts: ``connect`` (DNS, TCP and TLS), ``read`` (the longest wait for the head, or between two reads,
-  not counted while we hold the socket paused) and ``total`` (the whole exchange, to the body's end).
+  not counted while we hold the socket paused) and ``total`` (the whole exchange, connecting included, to
+  the body's end).
 - Never: redirects (a redirect would resend the key and the prompt elsewhere), cookies, proxies from the
   environment, HTTP/2, ``Expect: 100-continue``. A request on a kept connection that the server has just
   closed fails (``ServerDisconnected``) and is not sent again: the router's failover decides, as for any
@@ -30,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import zlib
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httptools
@@ -38,8 +41,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default)
 HIGH_WATER = 256 * 1024  # unread body bytes past which the socket is paused until they are taken
+MAX_HEAD = 64 * 1024  # bytes of an answer's head (aiohttp: 8190 a line)
+MAX_HEADERS = 256  # fields in an answer's head
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 _BASE_HEADERS = "Accept: */*\r\nAccept-Encoding: identity\r\nUser-Agent: translator\r\n"
 
 
@@ -156,15 +160,14 @@ class Response:
             self._content_type = raw.partition(";")[0].strip().lower() if raw else "application/octet-stream"
         return self._content_type
 
-    async def read(self) -> bytes:
-        return await self.content.read_all()
-
     def release(self) -> None:
         """Done with it: the connection goes back to the pool if the body came whole, else it is closed."""
         self._conn.done(self)
 
     def close(self) -> None:
-        self._conn.close()
+        """Done with it, and its connection is closed (unless it was released already: then nothing)."""
+        if self._conn.current is self:
+            self._conn.close()
 
 
 class _Connection(asyncio.Protocol):
@@ -180,10 +183,10 @@ class _Connection(asyncio.Protocol):
         self.reusable = True
         self.idle_since = 0.0
         self._head: asyncio.Future[Response] | None = None
-        self._response: Response | None = None
+        self.current: Response | None = None  # the answer of the exchange under way
         self._raw_headers: list[tuple[str, str]] = []
-        self._encoding: str | None = None  # a Content-Encoding to undo
-        self._inflate: zlib._Decompress | None = None
+        self._head_bytes = 0  # read so far while the head is incomplete
+        self._field_bytes = 0  # the head's fields, names and values
         self._read_timeout = origin.read_timeout
         self._until_eof = False
         self._complete = False
@@ -193,26 +196,25 @@ class _Connection(asyncio.Protocol):
 
     # --- one exchange ---
 
-    def send(self, data: bytes, read_timeout: float, total_timeout: float) -> asyncio.Future[Response]:
+    def send(self, data: bytes, started: float) -> asyncio.Future[Response]:
         assert self.transport is not None and self._head is None
         self._head = self.loop.create_future()
-        self._response = None
+        self.current = None
         self._raw_headers = []
-        self._encoding = self._inflate = None
+        self._head_bytes = self._field_bytes = 0
         self._until_eof = self._complete = False
         now = self._last_read = self.loop.time()
-        self._read_timeout = read_timeout
-        self._deadline = now + total_timeout
-        self._timer = self.loop.call_at(min(now + read_timeout, self._deadline), self._check_time)
+        self._deadline = started + self.origin.total_timeout
+        self._timer = self.loop.call_at(min(now + self._read_timeout, self._deadline), self._check_time)
         self.transport.write(data)
         return self._head
 
     def done(self, response: Response) -> None:
         """The caller is done with ``response``: keep the connection if the exchange ended cleanly."""
-        if response is not self._response:
+        if response is not self.current:
             return  # (an earlier exchange's answer, released twice)
         if self._complete and response.content.is_eof() and self.reusable and not self.lost:
-            self._response = None
+            self.current = None
             self._head = None
             self.origin.put_back(self)
         else:
@@ -253,10 +255,20 @@ class _Connection(asyncio.Protocol):
         self._last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as e:  # raised by one of ours, below
+            cause = e.__context__
+            self._abort(cause if isinstance(cause, HttpClientError) else BadResponse(f"bad HTTP response: {cause}"))
+            return
         except httptools.HttpParserError as e:
             self._abort(BadResponse(f"malformed HTTP response: {e}"))
-        except HttpClientError as e:  # raised by a callback
-            self._abort(e)
+            return
+        except httptools.HttpParserUpgrade:
+            self._abort(BadResponse("the server switched protocols, which was never asked for"))
+            return
+        if self.current is None and not self.lost:  # the head is not complete yet
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._abort(BadResponse(f"response head larger than {MAX_HEAD} bytes"))
 
     def eof_received(self) -> bool:
         return False  # (the transport closes; connection_lost follows)
@@ -265,7 +277,7 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         self.reusable = False
         self._stop_timer()
-        if self._response is not None and self._until_eof and not self._complete and exc is None:
+        if self.current is not None and self._until_eof and not self._complete and exc is None:
             self._finish_body()  # a body framed by the connection's end: it has ended
         elif exc is not None:
             self._fail(ServerDisconnected(f"connection lost: {type(exc).__name__}: {exc}"))
@@ -275,24 +287,34 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools' callbacks ---
 
+    def on_message_begin(self) -> None:
+        if self._complete:  # bytes after the answer, in the same read: the connection can't be trusted
+            self.reusable = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self._raw_headers) >= MAX_HEADERS:
+            raise BadResponse(f"more than {MAX_HEADERS} header fields")
+        self._field_bytes += len(name) + len(value)
+        if self._field_bytes > MAX_HEAD:
+            raise BadResponse(f"response head larger than {MAX_HEAD} bytes")
         self._raw_headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
-        if self._response is not None or self._complete:  # a second answer to one request
+        if self.current is not None or self._complete:  # a second answer to one request
             raise BadResponse("more than one response to one request")
         status = self.parser.get_status_code()
         if status < 200:  # 1xx (we never send Expect): skipped, the real answer follows
             self._raw_headers = []
             return
         headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
-        response = self._response = Response(self, status, headers)
         encoding = headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in _WBITS and encoding != "identity":
-            raise BadResponse(f"unsupported Content-Encoding: {encoding}")
-        self._encoding = None if encoding == "identity" else encoding
-        framed = "Content-Length" in headers or "chunked" in headers.get("Transfer-Encoding", "").lower()
-        self._until_eof = not framed and status not in (204, 304)
+        if encoding != "identity":
+            raise BadResponse(f"the answer is compressed ({encoding}), though only identity was accepted")
+        coding = headers.get("Transfer-Encoding")
+        if coding is not None and coding.strip().lower() != "chunked":
+            raise BadResponse(f"unsupported Transfer-Encoding: {coding}")
+        response = self.current = Response(self, status, headers)
+        self._until_eof = coding is None and "Content-Length" not in headers and status not in (204, 304)
         if not self.parser.should_keep_alive():
             self.reusable = False
         head = self._head
@@ -300,34 +322,12 @@ class _Connection(asyncio.Protocol):
             head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
-        response = self._response
-        if response is None:
-            return
-        if self._encoding is not None:
-            body = self._decoded(body)
-            if not body:
-                return
-        response.content._feed(body)
-
-    def _decoded(self, body: bytes) -> bytes:
-        assert self._encoding is not None
-        if self._inflate is None:  # the first bytes: deflate is meant zlib-wrapped, but raw is sent too
-            raw = self._encoding == "deflate" and bool(body) and (body[0] & 0x0F) != 8
-            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS if raw else _WBITS[self._encoding])
-        try:
-            return self._inflate.decompress(body)
-        except zlib.error as e:
-            raise BadResponse(f"cannot decode the response body ({self._encoding}): {e}") from None
+        if self.current is not None:
+            self.current.content._feed(body)
 
     def on_message_complete(self) -> None:
-        if self._response is None:
-            return  # (the end of a 1xx)
-        if self._inflate is not None:
-            if not self._inflate.eof:
-                raise BadResponse(f"the response body ends inside its {self._encoding} stream")
-            if rest := self._inflate.flush():
-                self._response.content._feed(rest)
-        self._finish_body()
+        if self.current is not None:  # (else the end of a 1xx)
+            self._finish_body()
 
     # --- inside ---
 
@@ -336,15 +336,15 @@ class _Connection(asyncio.Protocol):
         self._stop_timer()
         if not self.parser.should_keep_alive():
             self.reusable = False
-        assert self._response is not None
-        self._response.content._end()
+        assert self.current is not None
+        self.current.content._end()
 
     def _fail(self, exc: HttpClientError) -> None:
         head = self._head
         if head is not None and not head.done():
             head.set_exception(exc)
-        elif self._response is not None and not self._complete:
-            self._response.content._fail(exc)
+        elif self.current is not None and not self._complete:
+            self.current.content._fail(exc)
 
     def _abort(self, exc: HttpClientError) -> None:
         self._fail(exc)
@@ -402,7 +402,9 @@ class Origin:
         self._closed = False
         self.loop: asyncio.AbstractEventLoop  # set at the first request
 
-    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> Response:
+    async def request(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Response:
         """Send one request; return the answer once its head has come. Header names and values must not
         hold line breaks (ValueError)."""
         if self._closed:
@@ -410,8 +412,11 @@ class Origin:
         data = self._encode(method, path, headers, body)
         conn = self._take_idle()
         if conn is None:
+            started = asyncio.get_running_loop().time()
             conn = await self._connect()
-        head = conn.send(data, self.read_timeout, self.total_timeout)
+        else:
+            started = self.loop.time()
+        head = conn.send(data, started)
         try:
             return await head
         except BaseException:
@@ -432,7 +437,10 @@ class Origin:
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if conn.reusable and not conn.lost and self.loop.time() - conn.idle_since < self.keepalive:
+            if (
+                conn.reusable and not conn.lost and not conn.transport.is_closing()  # type: ignore[union-attr]
+                and self.loop.time() - conn.idle_since < self.keepalive
+            ):
                 return conn
             conn.close()
         return None
@@ -440,7 +448,7 @@ class Origin:
     async def _connect(self) -> _Connection:
         self.loop = loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(min(self.connect_timeout, self.total_timeout)):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self), self.host, self.port, ssl=self._ssl,
                     server_hostname=self.host if self._ssl is not None else None,
@@ -481,13 +489,13 @@ class Origin:
 
     # --- the request's bytes ---
 
-    def _encode(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> bytes:
+    def _encode(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
         length = "" if body is None else f"Content-Length: {len(body)}\r\n"
         head = f"{method} {self.base_path}{path} HTTP/1.1\r\n{self._host_line}{_BASE_HEADERS}{fields}{length}\r\n"
         lines = len(headers) + 6 + (body is not None)  # the request line, Host, the base three, the end
-        if head.count("\n") != lines or head.count("\r") != lines:
-            raise ValueError("a header name or value holds a line break")
+        if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
+            raise ValueError("a header name or value holds a line break or a NUL")
         try:
             encoded = head.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:

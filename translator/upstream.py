@@ -1,7 +1,7 @@
-"""The only code that speaks HTTP to a Claude upstream. Failures are mapped here, once, onto our error
-tree (``translator.errors``): refused or reset connections and unreadable answers -> UpstreamUnavailable
-(502), timeouts -> UpstreamTimeout (504), error statuses -> UpstreamStatusError with the upstream's own
-Claude error body (an HTML page from a load balancer is wrapped into one).
+"""The only code that talks to a Claude upstream (over ``translator.http1``). Failures are mapped here,
+once, onto our error tree (``translator.errors``): refused or reset connections and unreadable answers ->
+UpstreamUnavailable (502), timeouts -> UpstreamTimeout (504), error statuses -> UpstreamStatusError with the
+upstream's own Claude error body (an HTML page from a load balancer is wrapped into one).
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ class Upstream:
         if body is not None:
             headers = {**headers, "Content-Type": "application/json"}
         with map_errors():  # (redirects are never followed: they would resend the key and the prompt elsewhere)
-            resp = await self.origin.request(method, path, dict(headers), body)
+            resp = await self.origin.request(method, path, headers, body)
         if resp.status >= 400:
             try:
                 raise await status_error(resp)
