@@ -34,6 +34,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Mapping
+from itertools import chain
 from urllib.parse import urlsplit
 
 import httptools
@@ -72,12 +73,11 @@ class Body:
     read per HTTP chunk); ``b""`` at its end. An error set by the connection (or ``set_exception``) is
     raised by the next read, even over data not read yet (as aiohttp's reader does)."""
 
-    __slots__ = ("_chunks", "_conn", "_done", "_error", "_size", "_waiter")
+    __slots__ = ("_chunks", "_conn", "_done", "_error", "_waiter")
 
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
-        self._chunks: list[bytes] = []
-        self._size = 0
+        self._chunks: list[bytes] = []  # appended to by the connection, as the parser hands it pieces
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -105,7 +105,6 @@ class Body:
         chunks = self._chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
-        self._size = 0
         if self._conn.paused:
             self._conn.resume()
         return data
@@ -117,13 +116,6 @@ class Body:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     # --- fed by the connection ---
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > HIGH_WATER and not self._conn.paused:
-            self._conn.pause()
-        self._wake()
 
     def _end(self) -> None:
         self._done = True
@@ -186,7 +178,7 @@ class _Connection(asyncio.Protocol):
         self.current: Response | None = None  # the answer of the exchange under way
         self._raw_headers: list[tuple[str, str]] = []
         self._head_bytes = 0  # read so far while the head is incomplete
-        self._field_bytes = 0  # the head's fields, names and values
+        self._chunks: list[bytes] = []  # the current answer's body pieces (its Body's list, once it has one)
         self._read_timeout = origin.read_timeout
         self._until_eof = False
         self._complete = False
@@ -201,7 +193,8 @@ class _Connection(asyncio.Protocol):
         self._head = self.loop.create_future()
         self.current = None
         self._raw_headers = []
-        self._head_bytes = self._field_bytes = 0
+        self._head_bytes = 0
+        self._chunks = []
         self._until_eof = self._complete = False
         now = self._last_read = self.loop.time()
         self._deadline = started + self.origin.total_timeout
@@ -265,10 +258,18 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._abort(BadResponse("the server switched protocols, which was never asked for"))
             return
-        if self.current is None and not self.lost:  # the head is not complete yet
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD:
-                self._abort(BadResponse(f"response head larger than {MAX_HEAD} bytes"))
+        current = self.current
+        if current is None:
+            if not self.lost:  # the head is not complete yet
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD:
+                    self._abort(BadResponse(f"response head larger than {MAX_HEAD} bytes"))
+            return
+        body = current.content
+        if body._chunks:
+            body._wake()
+            if not self.paused and sum(map(len, body._chunks)) > HIGH_WATER:
+                self.pause()
 
     def eof_received(self) -> bool:
         return False  # (the transport closes; connection_lost follows)
@@ -292,11 +293,6 @@ class _Connection(asyncio.Protocol):
             self.reusable = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self._raw_headers) >= MAX_HEADERS:
-            raise BadResponse(f"more than {MAX_HEADERS} header fields")
-        self._field_bytes += len(name) + len(value)
-        if self._field_bytes > MAX_HEAD:
-            raise BadResponse(f"response head larger than {MAX_HEAD} bytes")
         self._raw_headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
@@ -306,7 +302,12 @@ class _Connection(asyncio.Protocol):
         if status < 200:  # 1xx (we never send Expect): skipped, the real answer follows
             self._raw_headers = []
             return
-        headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
+        fields = self._raw_headers
+        if len(fields) > MAX_HEADERS:
+            raise BadResponse(f"more than {MAX_HEADERS} header fields")
+        if sum(map(len, chain.from_iterable(fields))) > MAX_HEAD:  # (in characters: bytes, at most)
+            raise BadResponse(f"response head larger than {MAX_HEAD} bytes")
+        headers = CIMultiDictProxy(CIMultiDict(fields))
         encoding = headers.get("Content-Encoding", "identity").strip().lower()
         if encoding != "identity":
             raise BadResponse(f"the answer is compressed ({encoding}), though only identity was accepted")
@@ -314,6 +315,7 @@ class _Connection(asyncio.Protocol):
         if coding is not None and coding.strip().lower() != "chunked":
             raise BadResponse(f"unsupported Transfer-Encoding: {coding}")
         response = self.current = Response(self, status, headers)
+        self._chunks = response.content._chunks
         self._until_eof = coding is None and "Content-Length" not in headers and status not in (204, 304)
         if not self.parser.should_keep_alive():
             self.reusable = False
@@ -322,8 +324,7 @@ class _Connection(asyncio.Protocol):
             head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
-        if self.current is not None:
-            self.current.content._feed(body)
+        self._chunks.append(body)  # (the reader is woken once per read, in data_received: not per piece)
 
     def on_message_complete(self) -> None:
         if self.current is not None:  # (else the end of a 1xx)
