@@ -178,6 +178,7 @@ class _Connection(asyncio.Protocol):
         self.current: Response | None = None  # the answer of the exchange under way
         self._raw_headers: list[tuple[str, str]] = []
         self._head_bytes = 0  # read so far while the head is incomplete
+        self._framing_bytes = 0  # read since the last body piece
         self._chunks: list[bytes] = []  # the current answer's body pieces (its Body's list, once it has one)
         self._read_timeout = origin.read_timeout
         self._until_eof = False
@@ -193,7 +194,7 @@ class _Connection(asyncio.Protocol):
         self._head = self.loop.create_future()
         self.current = None
         self._raw_headers = []
-        self._head_bytes = 0
+        self._head_bytes = self._framing_bytes = 0
         self._chunks = []
         self._until_eof = self._complete = False
         now = self._last_read = self.loop.time()
@@ -246,6 +247,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()  # type: ignore[union-attr]
             return
         self._last_read = self.loop.time()
+        started, pieces = self.current, len(self._chunks)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:  # raised by one of ours, below
@@ -265,6 +267,13 @@ class _Connection(asyncio.Protocol):
                 if self._head_bytes > MAX_HEAD:
                     self._abort(BadResponse(f"response head larger than {MAX_HEAD} bytes"))
             return
+        if started is not None and len(self._chunks) == pieces and not self._complete:
+            # Nothing for the body: chunk framing, or trailers (whose fields httptools gathers itself).
+            self._framing_bytes += len(data)
+            if self._framing_bytes > MAX_HEAD:
+                self._abort(BadResponse(f"more than {MAX_HEAD} bytes of chunk framing or trailers"))
+            return
+        self._framing_bytes = 0
         body = current.content
         if body._chunks:
             body._wake()
@@ -293,6 +302,8 @@ class _Connection(asyncio.Protocol):
             self.reusable = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.current is not None:
+            return  # a trailer (of a chunked body): not kept
         self._raw_headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:

@@ -421,6 +421,32 @@ async def test_a_head_that_never_ends_is_refused_at_its_limit(origins: list[Orig
             await origin.request("GET", "/", {})
 
 
+async def test_trailers_are_skipped_and_bounded(origins: list[Origin]) -> None:
+    small = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+    flood = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: " + b"a" * (200 * 1024)
+
+    async def slowly(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        for i in range(0, len(flood), 8192):  # in pieces: the body's bytes come first, in a read of their own
+            writer.write(flood[i:i + 8192])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        await reader.read()
+
+    async with RawServer(small, small) as server:
+        origins.append(origin := server.origin())
+        resp, data = await get(origin)
+        assert data == b"abc" and "X-T" not in resp.headers and len(origin._idle) == 1
+        assert (await get(origin))[1] == b"abc"
+    assert server.connections == 1
+    async with RawServer(handler=slowly) as server:
+        origins.append(origin := server.origin())
+        resp = await origin.request("GET", "/", {})
+        with pytest.raises(BadResponse, match="more than 65536 bytes of chunk framing or trailers"):
+            await resp.content.read_all()
+        resp.release()
+
+
 async def test_a_switch_of_protocols_is_refused(origins: list[Origin]) -> None:
     wire = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
     async with RawServer(wire) as server:
