@@ -8,7 +8,9 @@ hundred, and a chunk costs one call. What the proxy needs of a client, and all i
 
 - ``Origin(base_url, ...)``: one scheme, host and port (and a base path), its idle connections reused most
   recent first and closed after ``keepalive`` seconds unused; no cap on connections (like the proxy's
-  aiohttp connector before, ``limit=0``). TLS with the system's certificates, checked against the host.
+  aiohttp connector before, ``limit=0``). A new connection tries the host's addresses by Happy Eyeballs
+  (aiohappyeyeballs, as aiohttp does: a broken IPv6 route costs 0.25 s, not the connect timeout). TLS
+  with the system's certificates, checked against the host.
 - ``await origin.request(method, path, headers, body)``: the answer's head, with its body still arriving
   (``Response.content``); the caller ends it with ``release()`` (the connection is kept if the body was
   read to its end and both sides allow keep-alive) or ``close()``.
@@ -37,10 +39,12 @@ from collections.abc import Mapping
 from itertools import chain
 from urllib.parse import urlsplit
 
+import aiohappyeyeballs
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default)
+HAPPY_EYEBALLS_DELAY = 0.25  # seconds before the next address is tried alongside (RFC 8305; aiohttp's value)
 HIGH_WATER = 256 * 1024  # unread body bytes past which the socket is paused until they are taken
 MAX_HEAD = 64 * 1024  # bytes of an answer's head (aiohttp: 8190 a line)
 MAX_HEADERS = 256  # fields in an answer's head
@@ -461,10 +465,16 @@ class Origin:
         self.loop = loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(min(self.connect_timeout, self.total_timeout)):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port, ssl=self._ssl,
-                    server_hostname=self.host if self._ssl is not None else None,
-                )
+                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                sock = await aiohappyeyeballs.start_connection(infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY)
+                try:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self), sock=sock, ssl=self._ssl,
+                        server_hostname=self.host if self._ssl is not None else None,
+                    )
+                except BaseException:
+                    sock.close()  # (the TLS handshake failed or was cancelled)
+                    raise
         except TimeoutError:
             where = f"{self.host}:{self.port}"
             raise UpstreamTimedOut(f"no connection to {where} within {self.connect_timeout:g} s") from None

@@ -4,6 +4,8 @@ timeouts, backpressure, content encodings, what goes on the wire, and that nothi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -314,6 +316,42 @@ async def test_a_reset_before_the_head_is_a_disconnect(origins: list[Origin]) ->
         origins.append(origin := server.origin())
         with pytest.raises(ServerDisconnected):
             await origin.request("POST", "/", {}, b"{}")
+
+
+async def test_an_address_that_does_not_answer_is_passed_over(
+    origins: list[Origin], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Happy Eyeballs: the host's first address neither connects nor fails (a listener whose accept queue
+    is full: its SYNs are dropped); the second is tried 0.25 s later, well within the connect timeout."""
+    loop = asyncio.get_running_loop()
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    queued = []
+    for _ in range(3):  # fill its queue
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(blackhole.getsockname())
+        queued.append(filler)
+    await asyncio.sleep(0.1)
+    try:
+        async with RawServer(ok(b"hi")) as server:
+            async def addresses(host: str, port: int, **kw: object) -> list[tuple[object, ...]]:
+                assert (host, port) == ("upstream.test", server.port)
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", blackhole.getsockname()),
+                        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+            monkeypatch.setattr(loop, "getaddrinfo", addresses)
+            origins.append(origin := server.origin(host="upstream.test", connect_timeout=3.0))
+            started = loop.time()
+            resp, data = await get(origin)
+            assert (resp.status, data) == (200, b"hi")
+            assert 0.2 < loop.time() - started < 1.5  # the first address was tried, then passed over
+            assert server.requests[0].startswith(b"GET /base/x HTTP/1.1\r\nHost: upstream.test:%d\r\n" % server.port)
+    finally:
+        for sock in [blackhole, *queued]:
+            sock.close()
 
 
 async def test_a_refused_connection(origins: list[Origin]) -> None:
