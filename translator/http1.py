@@ -4,7 +4,7 @@ transports, answers parsed by httptools (llhttp, the parser of Node.js).
 Why not aiohttp's client: per exchange it runs about 3,000 bytecodes (``ClientSession._request``,
 ``ClientRequest``, ``ClientResponse``, and a ``StreamReader`` with bookkeeping for every HTTP chunk, which
 Claude sends one per event), a third of all the proxy's per request. This does the same exchange in a few
-hundred, and a chunk costs one call. What the proxy needs of a client, and all it does:
+hundred, and a body piece costs one list append. What the proxy needs of a client, and all it does:
 
 - ``Origin(base_url, ...)``: one scheme, host and port (and a base path), its idle connections reused most
   recent first and closed after ``keepalive`` seconds unused; no cap on connections (like the proxy's
@@ -17,7 +17,8 @@ hundred, and a chunk costs one call. What the proxy needs of a client, and all i
 - Bodies framed by Content-Length, chunked, or by the connection's end; unread bytes past ``HIGH_WATER``
   pause the socket. It asks for ``identity`` (uncompressed) answers: one that comes compressed anyway, or
   with a transfer coding other than chunked, is refused (``BadResponse``), as is a head over ``MAX_HEAD``
-  bytes or ``MAX_HEADERS`` fields, and a 101 (we never ask to switch protocols).
+  bytes or ``MAX_HEADERS`` fields, over ``MAX_HEAD`` bytes of chunk framing or trailers in a row (trailers
+  are not kept), and a 101 (we never ask to switch protocols).
 - Timeouts: ``connect`` (DNS, TCP and TLS), ``read`` (the longest wait for the head, or between two reads,
   not counted while we hold the socket paused) and ``total`` (the whole exchange, connecting included, to
   the body's end).
@@ -69,7 +70,7 @@ class ServerDisconnected(HttpClientError):
 
 
 class BadResponse(HttpClientError):
-    """The answer is not valid HTTP/1.1 (or uses an encoding we cannot undo)."""
+    """The answer is not valid HTTP/1.1, or is one we do not take (compressed, too big a head, a 101)."""
 
 
 class Body:
