@@ -48,7 +48,6 @@ class UpstreamResponse:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop  # set by read(), before any touch()
         self._idled = False
-        self._is_stream: bool | None = None
 
     def __enter__(self) -> UpstreamResponse:
         return self
@@ -71,9 +70,7 @@ class UpstreamResponse:
 
     @property
     def is_stream(self) -> bool:
-        if self._is_stream is None:
-            self._is_stream = self._resp.content_type == "text/event-stream"
-        return self._is_stream
+        return self._resp.content_type == "text/event-stream"  # (parsed once, by the response)
 
     async def body(self) -> bytes:
         if self._body is None:

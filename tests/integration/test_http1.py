@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from translator import http1
+from translator import http1, upstream
 from translator.http1 import BadResponse, ConnectFailed, Origin, ServerDisconnected, UpstreamTimedOut
 
 TLS = Path(__file__).parent.parent / "fixtures" / "tls"
@@ -318,40 +318,77 @@ async def test_a_reset_before_the_head_is_a_disconnect(origins: list[Origin]) ->
             await origin.request("POST", "/", {}, b"{}")
 
 
-async def test_an_address_that_does_not_answer_is_passed_over(
-    origins: list[Origin], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Happy Eyeballs: the host's first address neither connects nor fails (a listener whose accept queue
-    is full: its SYNs are dropped); the second is tried 0.25 s later, well within the connect timeout."""
-    loop = asyncio.get_running_loop()
-    blackhole = socket.socket()
-    blackhole.bind(("127.0.0.1", 0))
-    blackhole.listen(0)
+@pytest.fixture
+async def blackhole() -> AsyncIterator[tuple[str, int]]:
+    """An address that neither connects nor refuses: a listener whose accept queue is full (its SYNs are
+    dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
     queued = []
     for _ in range(3):  # fill its queue
         filler = socket.socket()
         filler.setblocking(False)
         with contextlib.suppress(BlockingIOError):
-            filler.connect(blackhole.getsockname())
+            filler.connect(listener.getsockname())
         queued.append(filler)
     await asyncio.sleep(0.1)
-    try:
-        async with RawServer(ok(b"hi")) as server:
-            async def addresses(host: str, port: int, **kw: object) -> list[tuple[object, ...]]:
-                assert (host, port) == ("upstream.test", server.port)
-                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", blackhole.getsockname()),
-                        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+    yield listener.getsockname()
+    for sock in [listener, *queued]:
+        sock.close()
 
-            monkeypatch.setattr(loop, "getaddrinfo", addresses)
-            origins.append(origin := server.origin(host="upstream.test", connect_timeout=3.0))
-            started = loop.time()
-            resp, data = await get(origin)
-            assert (resp.status, data) == (200, b"hi")
-            assert 0.2 < loop.time() - started < 1.5  # the first address was tried, then passed over
-            assert server.requests[0].startswith(b"GET /base/x HTTP/1.1\r\nHost: upstream.test:%d\r\n" % server.port)
-    finally:
-        for sock in [blackhole, *queued]:
-            sock.close()
+
+async def test_an_address_that_does_not_answer_is_passed_over(
+    origins: list[Origin], monkeypatch: pytest.MonkeyPatch, blackhole: tuple[str, int]
+) -> None:
+    """Happy Eyeballs: the host's first address does not answer; the second is tried 0.25 s later, well
+    within the connect timeout."""
+    loop = asyncio.get_running_loop()
+    async with RawServer(ok(b"hi")) as server:
+        async def addresses(host: str, port: int, **kw: object) -> list[tuple[object, ...]]:
+            assert (host, port) == ("upstream.test", server.port)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", blackhole),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+        monkeypatch.setattr(loop, "getaddrinfo", addresses)
+        origins.append(origin := server.origin(host="upstream.test", connect_timeout=3.0))
+        started = loop.time()
+        resp, data = await get(origin)
+        assert (resp.status, data) == (200, b"hi")
+        assert 0.2 < loop.time() - started < 1.5  # the first address was tried, then passed over
+        assert server.requests[0].startswith(b"GET /base/x HTTP/1.1\r\nHost: upstream.test:%d\r\n" % server.port)
+
+
+@pytest.mark.parametrize(("connect", "total", "message"), [
+    (0.3, 5.0, r"no connection to 127\.0\.0\.1:\d+ within 0\.3 s"),
+    (5.0, 0.3, r"no connection to 127\.0\.0\.1:\d+ within"),  # the total timeout counts connecting
+])
+async def test_connecting_is_bounded_by_both_timeouts(
+    origins: list[Origin], blackhole: tuple[str, int], connect: float, total: float, message: str
+) -> None:
+    origin = Origin(f"http://127.0.0.1:{blackhole[1]}", connect_timeout=connect, read_timeout=5, total_timeout=total)
+    origins.append(origin)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(UpstreamTimedOut, match=message):
+        await origin.request("GET", "/", {})
+    assert loop.time() - started < 1.0
+    assert not origin._open
+
+
+async def test_an_error_answer_is_read_within_bounds(origins: list[Origin]) -> None:
+    """upstream.status_error reads at most about MAX_ERROR_BODY of an error page: the rest is never read,
+    and the connection is closed rather than drained."""
+    page = b"<html>" + b"x" * (4 * 1024 * 1024)
+    wire = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page)
+    async with RawServer(wire) as server:
+        origins.append(origin := server.origin())
+        resp = await origin.request("POST", "/v1/messages", {}, b"{}")
+        err = await upstream.status_error(resp)
+        resp.release()
+        assert not origin._idle and not origin._open
+    assert err.status == 502
+    assert str(err) == "upstream answered HTTP 502 (text/html): <html>" + "x" * 194
 
 
 async def test_a_refused_connection(origins: list[Origin]) -> None:
