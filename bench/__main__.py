@@ -31,13 +31,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     parser.add_argument("--name", help="results file name without extension (default latest, --quick quick)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument("--upstream-cpu", choices=["load", "server"], default="load",
+                        help="the fake upstream's CPU on a 2-core machine: the load generator's (default) or the "
+                             "proxy's and passthrough's (see bench/README.md, Caveats)")
     return parser.parse_args(argv)
 
 
 class Bench:
-    def __init__(self, fleet: Fleet, plan: Plan, load_cpu: int | None, server_cpu: int | None) -> None:
+    def __init__(self, fleet: Fleet, plan: Plan, load_cpu: int | None, server_cpu: int | None,
+                 upstream_cpu: int | None = None) -> None:
         self.fleet, self.plan = fleet, plan
         self.load_cpu, self.server_cpu = load_cpu, server_cpu
+        self.upstream_cpu = load_cpu if upstream_cpu is None else upstream_cpu
         self.started = time.monotonic()
         self.upstream: Child | None = None
         self.rounds_done = 0
@@ -49,7 +54,7 @@ class Bench:
 
     def start_upstream(self) -> Child:
         argv = python_module("bench.upstream", "--port", "{port}")
-        child = self.fleet.spawn("upstream", argv, cpu=self.load_cpu)
+        child = self.fleet.spawn("upstream", argv, cpu=self.upstream_cpu)
         wait_ready(child)
         return child
 
@@ -197,26 +202,29 @@ def main(argv: list[str] | None = None) -> int:
     available = cpus()
     pinned = len(available) >= 2 and not args.no_pin
     load_cpu, server_cpu = (available[0], available[1]) if pinned else (None, None)
-    pinning = (f"load generator + fake upstream on CPU {load_cpu}, proxy and passthrough on CPU {server_cpu}"
-               if pinned else "none")
+    upstream_cpu = server_cpu if args.upstream_cpu == "server" else load_cpu
+    pinning = (f"load generator on CPU {load_cpu}, fake upstream on CPU {upstream_cpu}, proxy and passthrough on "
+               f"CPU {server_cpu}" if pinned else "none")
     pin_self(load_cpu)
     raise_nofile()
     started = time.monotonic()
     load_before = report.loadavg()
     try:
         with Fleet() as fleet:
-            bench = Bench(fleet, plan, load_cpu, server_cpu)
+            bench = Bench(fleet, plan, load_cpu, server_cpu, upstream_cpu)
             bench.log(f"{'quick' if plan.quick else 'full'} run, {plan.rounds} round(s); {pinning}")
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop:
                 samples, big, held = loop.run(bench.run())
     except KeyboardInterrupt:
         print("interrupted: every benchmark process has been stopped", file=sys.stderr)
         return 130
-    command = "python -m bench" + (" --quick" if args.quick else "")
+    command = ("python -m bench" + (" --quick" if args.quick else "")
+               + (" --upstream-cpu server" if args.upstream_cpu == "server" else ""))
     results = {
         "machine": report.machine(len(available), pinning),
         "run": {"command": command, "quick": plan.quick, "rounds": bench.rounds_done,
                 "rounds_planned": plan.rounds, "duration_s": time.monotonic() - started,
+                "upstream_cpu": args.upstream_cpu if pinned else None,
                 "held_streams": plan.held_streams, "big_body_bytes": plan.big_body_bytes,
                 "translator": report.git_state("translator"), "loadavg_before": load_before,
                 "loadavg_after": report.loadavg()},

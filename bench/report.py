@@ -109,7 +109,7 @@ def markdown(results: dict[str, Any]) -> str:
         *_ratios(results["ratios"]),
         *_events(results["event_cpu_us"]),
         *_memory(results["memory"]),
-        *_method(),
+        *_method(run.get("upstream_cpu")),
     ]
     return "\n".join(lines)
 
@@ -172,7 +172,17 @@ def _memory(mem: dict[str, Any]) -> list[str]:
     ]
 
 
-def _method() -> list[str]:
+_PLACEMENT = {
+    "load": "- With 2 CPUs, the load generator and the fake upstream share one: at concurrency 16 and 64 that CPU is "
+            "the bottleneck, which caps req/s for every target, and a server's CPU per streamed request then "
+            "depends on how its reads fall against a starved upstream (bench/README.md, Caveats).",
+    "server": "- With 2 CPUs and `--upstream-cpu server`, the fake upstream shares the servers' CPU: at concurrency "
+              "16 and 64 that CPU is the bottleneck, so each server is measured saturated, and its latency "
+              "includes waiting for the fake upstream's turns on the CPU (bench/README.md, Caveats).",
+}
+
+
+def _method(upstream_cpu: str | None) -> list[str]:
     return [
         "## Method", "",
         "- Processes: fake upstream (`bench/upstream.py`), proxy (`translator serve`), passthrough "
@@ -184,7 +194,6 @@ def _method() -> list[str]:
         "rotates every round) and pooled over rounds. The proxy and the passthrough are started anew (and "
         "warmed up, untimed) every round, so that the pooled numbers average a process of each per round (one "
         "process's memory layout moves its CPU per request by 5 to 15%).",
-        "- With 2 CPUs, the load generator and fake upstream share one CPU: at high concurrency they can be "
-        "the bottleneck, which caps req/s for every target; CPU per request is unaffected by that.",
+        *([_PLACEMENT[upstream_cpu]] if upstream_cpu in _PLACEMENT else []),
         "",
     ]

@@ -6,7 +6,7 @@ a freshly started server so that nothing an earlier run left in its heap hides t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -82,7 +82,7 @@ async def measure(servers: Servers, target: Target, scenario: Scenario, body: by
 WARM_EACH = 10  # untimed requests of each kind a fresh server is sent
 
 
-async def warm_servers(servers: Servers, scenarios: list[Scenario], bodies: dict[str, dict[str, bytes]],
+async def warm_servers(servers: Servers, scenarios: Sequence[Scenario], bodies: dict[str, dict[str, bytes]],
                        count: int = WARM_EACH) -> None:
     """A freshly started proxy and passthrough, sent ``count`` sequential requests of every scenario's kind on
     each route, untimed: the first requests of a process pay for its first use of every code path (imports on
