@@ -10,7 +10,8 @@ Served endpoints:
 * ``POST /v1/messages`` -- non-streaming JSON or SSE streaming answers.  The
   reply is derived from the request: a ``tool_use`` call of the first (or
   forced) tool when tools are offered, otherwise an echo of the last user
-  message (or of the first ``tool_result``).  ``stop_sequences``,
+  message (or of the first ``tool_result``), or, with native structured output
+  (``output_config.format`` json_schema), a JSON document the schema accepts.  ``stop_sequences``,
   ``max_tokens`` and ``thinking`` are honoured in a simplified way.
 * ``POST /v1/messages/count_tokens`` -- a rough token estimate.
 * ``GET /v1/models`` and ``GET /v1/models/{model_id}`` -- two demo models.
@@ -299,16 +300,26 @@ def _tool_to_call(body: JSONObject) -> JSONObject | None:
     return first
 
 
-def _demo_value(schema: Any) -> Any:
-    """A placeholder value matching a JSON schema's type."""
-    if not isinstance(schema, dict):
+def _demo_value(schema: Any, root: Any = None, depth: int = 0) -> Any:
+    """A placeholder value that a JSON schema accepts: objects get their required properties (all of them
+    when none is required), ``$ref`` to the root's ``$defs`` is followed, ``anyOf``/``oneOf`` take their
+    first choice (nesting stops after ``_MAX_DEPTH`` levels)."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > _MAX_DEPTH:
         return "demo"
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and isinstance(root, dict):
+        return _demo_value((root.get("$defs") or {}).get(ref.removeprefix("#/$defs/")), root, depth + 1)
     if "const" in schema:
         return schema["const"]
     enum = schema.get("enum")
     if isinstance(enum, list) and enum:
         return enum[0]
-    json_type = schema.get("type")
+    for key in ("anyOf", "oneOf"):
+        choices = schema.get(key)
+        if isinstance(choices, list) and choices:
+            return _demo_value(choices[0], root, depth + 1)
+    json_type = schema.get("type", "object" if "properties" in schema else None)
     if isinstance(json_type, list):
         json_type = next((t for t in json_type if t != "null"), "null")
     match json_type:
@@ -319,22 +330,35 @@ def _demo_value(schema: Any) -> Any:
         case "array":
             return []
         case "object":
-            return {}
+            return _demo_object(schema, root, depth)
         case "null":
             return None
         case _:
             return "demo"
 
 
-def _demo_tool_input(tool: JSONObject) -> JSONObject:
-    schema = tool.get("input_schema")
-    if not isinstance(schema, dict):
-        return {}
+def _demo_object(schema: JSONObject, root: Any, depth: int) -> JSONObject:
     properties = schema.get("properties")
     properties = properties if isinstance(properties, dict) else {}
     required = schema.get("required")
     names = required if isinstance(required, list) and required else list(properties)
-    return {str(name): _demo_value(properties.get(name)) for name in names}
+    return {str(name): _demo_value(properties.get(name), root, depth + 1) for name in names}
+
+
+_MAX_DEPTH: Final = 16
+
+
+def _demo_tool_input(tool: JSONObject) -> JSONObject:
+    schema = tool.get("input_schema")
+    return _demo_object(schema, schema, 0) if isinstance(schema, dict) else {}
+
+
+def _output_schema(body: JSONObject) -> JSONObject | None:
+    """The JSON schema of native structured output (``output_config.format``), if the request asks for one."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    schema = fmt.get("schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    return schema if isinstance(schema, dict) else None
 
 
 def _thinking_block() -> JSONObject:
@@ -388,6 +412,11 @@ def _apply_stop_sequences(text: str, stops: list[str]) -> tuple[str, str | None]
     return text[: best[0]], best[1]
 
 
+def _json_reply(schema: JSONObject) -> DemoReply:
+    """Structured output: the answer is one text block holding a JSON document the schema accepts."""
+    return DemoReply(content=[{"type": "text", "text": _dumps_text(_demo_value(schema))}], stop_reason="end_turn")
+
+
 def _text_reply(body: JSONObject) -> DemoReply:
     text, stop_sequence = _apply_stop_sequences(_echo_text(body), body.get("stop_sequences") or [])
     stop_reason = "end_turn" if stop_sequence is None else "stop_sequence"
@@ -401,7 +430,11 @@ def _text_reply(body: JSONObject) -> DemoReply:
 def build_reply(body: JSONObject) -> DemoReply:
     """Decide the assistant turn for a validated Messages API request body."""
     tool = _tool_to_call(body)
-    reply = _tool_reply(body, tool) if tool is not None else _text_reply(body)
+    schema = _output_schema(body)
+    if tool is not None:
+        reply = _tool_reply(body, tool)
+    else:
+        reply = _json_reply(schema) if schema is not None else _text_reply(body)
     if _thinking_requested(body):
         return DemoReply([_thinking_block(), *reply.content], reply.stop_reason, reply.stop_sequence)
     return reply

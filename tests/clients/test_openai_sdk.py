@@ -551,6 +551,28 @@ async def test_demo_upstream_tool_round_trip(make_proxy: MakeProxy, connect: Any
     assert final.choices[0].finish_reason == "stop"
 
 
+class Reading(pydantic.BaseModel):
+    celsius: float
+    station: str | None = None
+
+
+class Forecast(pydantic.BaseModel):
+    city: str
+    readings: list[Reading]
+    today: Reading
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "claude-demo-1"])  # native structured output; forced tool
+async def test_demo_upstream_parse(make_proxy: MakeProxy, connect: Any, model: str) -> None:
+    client = connect(await make_proxy(demo=True))
+    ask = [{"role": "user", "content": "Forecast for Oslo as JSON"}]
+    completion = await run(client, client.chat.completions.parse, model=model, messages=ask, response_format=Forecast)
+    assert completion.choices[0].finish_reason == "stop"
+    # (the SDK marks every field required: the demo fills in the optional station too)
+    today = Reading(celsius=1, station="demo")
+    assert completion.choices[0].message.parsed == Forecast(city="demo", readings=[], today=today)
+
+
 # --- a recorded stream whose last event has no closing blank line ---
 
 

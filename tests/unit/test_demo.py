@@ -170,6 +170,70 @@ async def test_tool_use_answer_and_streamed_json(client: TestClient[Any, Any]) -
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
 
 
+STRUCTURED_SCHEMA: JSONObject = {  # as pydantic writes a nested model: $defs and $ref, anyOf for Optional
+    "$defs": {
+        "Reading": {
+            "type": "object",
+            "properties": {"celsius": {"type": "number"}, "station": {"type": "string"}},
+            "required": ["celsius"],
+        }
+    },
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "unit": {"enum": ["metric", "imperial"]},
+        "reading": {"$ref": "#/$defs/Reading"},
+        "sunny": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "kind": {"const": "forecast"},
+        "nested": {"properties": {"days": {"type": "integer"}}},
+    },
+    "required": ["city", "unit", "reading", "sunny", "tags", "kind", "nested"],
+    "additionalProperties": False,
+}
+
+
+async def test_structured_output_answers_a_document_the_schema_accepts(client: TestClient[Any, Any]) -> None:
+    output_config = {"format": {"type": "json_schema", "schema": STRUCTURED_SCHEMA}}
+    body = _request("weather as JSON", output_config=output_config)
+    message = await _create(client, body)
+
+    expected = {
+        "city": "demo",
+        "unit": "metric",
+        "reading": {"celsius": 1},
+        "sunny": True,
+        "tags": [],
+        "kind": "forecast",
+        "nested": {"days": 1},
+    }
+    (block,) = message["content"]
+    assert block == {"type": "text", "text": orjson.dumps(expected).decode()}
+    assert (message["stop_reason"], message["stop_sequence"]) == ("end_turn", None)
+    events = await _stream(client, body)
+    assert orjson.loads("".join(_deltas(events, 0, "text"))) == expected
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+
+
+async def test_structured_output_of_other_roots_and_beside_tools(client: TestClient[Any, Any]) -> None:
+    def asking(schema: JSONObject, **extra: Any) -> JSONObject:
+        return _request("json", output_config={"format": {"type": "json_schema", "schema": schema}}, **extra)
+
+    array = await _create(client, asking({"type": "array", "items": {"type": "integer"}}))
+    assert array["content"] == [{"type": "text", "text": "[]"}]
+    deep: JSONObject = {"$ref": "#/$defs/Node", "$defs": {"Node": {"type": "object", "properties": {
+        "child": {"$ref": "#/$defs/Node"}}, "required": ["child"]}}}
+    recursive = orjson.loads((await _create(client, asking(deep)))["content"][0]["text"])
+    depth = 0
+    while isinstance(recursive, dict):  # a schema that refers to itself ends after a bounded depth
+        recursive, depth = recursive["child"], depth + 1
+    assert (recursive, depth) == ("demo", 8)
+    # Offered tools still get called first, as before
+    with_tools = await _create(client, asking(STRUCTURED_SCHEMA, tools=[WEATHER_TOOL]))
+    assert with_tools["stop_reason"] == "tool_use"
+    assert [b["type"] for b in with_tools["content"]] == ["text", "tool_use"]
+
+
 async def test_forced_tool_choice_omits_text(client: TestClient[Any, Any]) -> None:
     other = {"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
     forced = _request("hi", tools=[WEATHER_TOOL, other], tool_choice={"type": "tool", "name": "lookup"})
