@@ -13,14 +13,21 @@ import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from translator.config import Settings, load_settings
+from translator.config import Settings, UpstreamSettings, load_settings
 from translator.gateway.keys import keys_command
 from translator.log import configure_logging, log
 from translator.server import create_app, runner_kwargs
 from translator.server.keys import CLOSING, DRAINING, INFLIGHT
+
+
+def _described(upstream: UpstreamSettings) -> str:
+    """An upstream for the start-up line: its URL, and its proxy's host and port (never its credentials)."""
+    proxy = urlsplit(upstream.proxy) if upstream.proxy else None
+    return upstream.base_url + (f" via proxy {proxy.hostname}:{proxy.port or 80}" if proxy else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
-    upstream = "built-in demo upstream" if settings.demo else ", ".join(u.base_url for u in settings.upstream_list)
+    upstream = "built-in demo upstream" if settings.demo else ", ".join(_described(u) for u in settings.upstream_list)
     log.info("starting", host=settings.server.host, port=settings.server.port, upstream=upstream, workers=args.workers)
     for warning in config_warnings(settings, os.environ):
         log.warning(warning)

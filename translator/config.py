@@ -7,13 +7,15 @@ or the file after that.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import itertools
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from translator.convert import ModelProfile
 
@@ -51,6 +53,20 @@ class UpstreamSettings(_Frozen):
     total_timeout: float = Field(900.0, gt=0)
     weight: float = Field(1.0, gt=0)  # share of requests among the upstreams serving a model
     models: list[str] = ["*"]  # exact names or glob patterns of the upstream model ids it serves
+    # An HTTP proxy to reach it through, http://[user:password@]host:port; "" for none. Unset: the
+    # environment's (HTTPS_PROXY or HTTP_PROXY by the base URL's scheme, else ALL_PROXY; NO_PROXY), never
+    # for a loopback host.
+    proxy: str | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _http_proxy(cls, value: str | None) -> str | None:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme != "http" or not parts.hostname:
+                raise ValueError("proxy: an http://host:port URL (https:// and socks proxies are not supported)")
+            parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+        return value
 
 
 class RoutingSettings(_Frozen):
@@ -217,7 +233,82 @@ def load_settings(
         section, _, key = dotted.rpartition(".")
         target = _table(data, section) if section else data
         target[key] = value
-    return Settings.model_validate(data)
+    return _with_env_proxies(Settings.model_validate(data), env)
+
+
+def _with_env_proxies(settings: Settings, env: dict[str, str]) -> Settings:
+    """Each upstream whose ``proxy`` is unset gets the environment's, or "" (none)."""
+    proxies = env_proxies(env)
+    if settings.demo or not proxies:  # (the demo upstream is in process, on loopback)
+        return settings
+
+    def resolved(upstream: UpstreamSettings) -> UpstreamSettings:
+        if upstream.proxy is not None:
+            return upstream
+        proxy = proxy_for(upstream.base_url, proxies)
+        if proxy and "://" not in proxy:
+            proxy = f"http://{proxy}"  # (curl's reading of a bare host:port)
+        try:
+            UpstreamSettings._http_proxy(proxy)
+        except ValueError as err:
+            raise ValueError(f"the environment's proxy for {upstream.base_url}: {err}; set proxy in [upstream] "
+                             'to override it ("" for none)') from None
+        return upstream.model_copy(update={"proxy": proxy})
+
+    return settings.model_copy(
+        update={"upstream": resolved(settings.upstream), "upstreams": [resolved(u) for u in settings.upstreams]}
+    )
+
+
+def env_proxies(env: dict[str, str]) -> dict[str, str]:
+    """``https``, ``http``, ``all`` and ``no`` from ``<NAME>_PROXY`` variables, the lower-case name first (as
+    curl and Python's urllib read them; HTTP_PROXY is not read under CGI, where a client can set it)."""
+    found: dict[str, str] = {}
+    for key in ("https", "http", "all", "no"):
+        names = [f"{key}_proxy"] + ([] if key == "http" and "REQUEST_METHOD" in env else [f"{key.upper()}_PROXY"])
+        value = next((env[name] for name in names if env.get(name)), "")
+        if value:
+            found[key] = value.strip()
+    return found
+
+
+def proxy_for(url: str, proxies: dict[str, str]) -> str:
+    """The proxy for an upstream at ``url`` ("" for none): by its scheme, else ``all``; none for a host
+    that ``no`` names (curl's rules: a suffix match by domain, ``*`` for all) or for a loopback host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host or _loopback(host):
+        return ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if any(_names(entry.strip().lower(), host, port) for entry in proxies.get("no", "").split(",")):
+        return ""
+    return proxies.get(parts.scheme) or proxies.get("all") or ""
+
+
+def _names(entry: str, host: str, port: int) -> bool:
+    """Whether a NO_PROXY entry covers ``host:port``: ``*``; a domain (a leading dot or not), matching the host
+    and its subdomains; an IP address or CIDR range; each with an optional ``:port``."""
+    if entry == "*":
+        return True
+    name, _, wanted = entry.rpartition(":") if entry.count(":") == 1 or entry.startswith("[") else (entry, "", "")
+    if wanted and (not wanted.isdigit() or int(wanted) != port):
+        return False
+    name = name.strip("[]").lstrip(".")
+    if not name:
+        return False
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False)
+    except ValueError:
+        return host == name or host.endswith("." + name)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _table(data: dict[str, Any], section: str) -> dict[str, Any]:

@@ -22,8 +22,12 @@ hundred, and a body piece costs one list append. What the proxy needs of a clien
 - Timeouts: ``connect`` (DNS, TCP and TLS), ``read`` (the longest wait for the head, or between two reads,
   not counted while we hold the socket paused) and ``total`` (the whole exchange, connecting included, to
   the body's end).
-- Never: redirects (a redirect would resend the key and the prompt elsewhere), cookies, proxies from the
-  environment, HTTP/2, ``Expect: 100-continue``. A request on a kept connection that the server has just
+- Through an HTTP proxy (``proxy="http://[user:password@]host:port"``): an https origin by a ``CONNECT``
+  tunnel, TLS end to end inside it (the proxy sees neither the key nor the prompt); an http origin by
+  requests in absolute form. Credentials in the proxy URL go as Basic ``Proxy-Authorization``. Which proxy,
+  if any, is the caller's choice (``translator.config.proxy_for`` reads the environment's).
+- Never: redirects (a redirect would resend the key and the prompt elsewhere), cookies, HTTP/2,
+  ``Expect: 100-continue``. A request on a kept connection that the server has just
   closed fails (``ServerDisconnected``) and is not sent again: the router's failover decides, as for any
   other failure (aiohttp resends only idempotent methods, and we send POST).
 
@@ -34,11 +38,12 @@ in ``translator.upstream``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 from collections.abc import Mapping
 from itertools import chain
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohappyeyeballs
 import httptools
@@ -387,6 +392,53 @@ class _Connection(asyncio.Protocol):
             self._timer = None
 
 
+class _Proxy:
+    """An HTTP proxy on the way to one origin (``authority``: its ``host:port``)."""
+
+    def __init__(self, url: str, authority: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"not an http:// proxy URL: {_redacted(url)!r}")
+        self.host, self.port, self.authority = parts.hostname, parts.port or 80, authority
+        self.auth_line = ""
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self.auth_line = f"Proxy-Authorization: Basic {base64.b64encode(pair).decode()}\r\n"
+        if any(c in authority + self.auth_line[:-2] for c in "\r\n\0"):
+            raise ValueError("the proxy URL or the origin holds a line break or a NUL")
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def tunnel(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        """``CONNECT`` on the proxy's fresh socket; on a 2xx the socket carries the origin's bytes."""
+        request = f"CONNECT {self.authority} HTTP/1.1\r\nHost: {self.authority}\r\n{self.auth_line}\r\n"
+        await loop.sock_sendall(sock, request.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:  # (a proxy sends nothing after its head until we speak: no read-ahead)
+            data = await loop.sock_recv(sock, MAX_HEAD - len(head))
+            if not data:
+                raise ConnectionError(f"the proxy {self} closed the connection before answering CONNECT")
+            head += data
+            if len(head) >= MAX_HEAD and b"\r\n\r\n" not in head:
+                raise ConnectionError(f"the proxy {self} answered CONNECT with a head over {MAX_HEAD} bytes")
+        status_line = head.partition(b"\r\n")[0]
+        fields = status_line.split(b" ", 2)
+        if len(fields) < 2 or not fields[0].startswith(b"HTTP/1.") or not fields[1].startswith(b"2"):
+            status = status_line.decode("latin-1")[:100]
+            raise ConnectionError(f"the proxy {self} refused the tunnel to {self.authority}: {status}")
+        if not head.endswith(b"\r\n\r\n") or head.count(b"\r\n\r\n") != 1:
+            raise ConnectionError(f"the proxy {self} sent bytes after its answer to CONNECT")
+
+
+def _redacted(url: str) -> str:
+    """A URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
 class Origin:
     """Connections to one ``scheme://host:port``, and requests sent over them."""
 
@@ -399,6 +451,7 @@ class Origin:
         total_timeout: float,
         keepalive: float = KEEPALIVE,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -407,10 +460,14 @@ class Origin:
         self.port = parts.port or _DEFAULT_PORTS[parts.scheme]
         self.base_path = parts.path.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self._host_line = f"Host: {host}\r\n" if parts.port in (None, _DEFAULT_PORTS[parts.scheme]) else (
-            f"Host: {host}:{self.port}\r\n"
-        )
+        authority = host if parts.port in (None, _DEFAULT_PORTS[parts.scheme]) else f"{host}:{self.port}"
+        self._host_line = f"Host: {authority}\r\n"
         self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        self.proxy = _Proxy(proxy, f"{host}:{self.port}") if proxy else None
+        self._target = ""  # what goes before the path in the request line: the origin, to an http proxy
+        self._proxy_line = ""
+        if self.proxy is not None and self._ssl is None:
+            self._target, self._proxy_line = f"http://{authority}", self.proxy.auth_line
         self.connect_timeout, self.read_timeout, self.total_timeout = connect_timeout, read_timeout, total_timeout
         self.keepalive = keepalive
         self._idle: list[_Connection] = []  # most recently used last
@@ -466,9 +523,12 @@ class Origin:
         self.loop = loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(min(self.connect_timeout, self.total_timeout)):
-                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                host, port = (self.proxy.host, self.proxy.port) if self.proxy is not None else (self.host, self.port)
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
                 sock = await aiohappyeyeballs.start_connection(infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY)
                 try:
+                    if self.proxy is not None and self._ssl is not None:
+                        await self.proxy.tunnel(loop, sock)
                     _, conn = await loop.create_connection(
                         lambda: _Connection(self), sock=sock, ssl=self._ssl,
                         server_hostname=self.host if self._ssl is not None else None,
@@ -477,10 +537,11 @@ class Origin:
                     sock.close()  # (the TLS handshake failed or was cancelled)
                     raise
         except TimeoutError:
-            where = f"{self.host}:{self.port}"
+            where = f"{self.host}:{self.port}" + (f" through the proxy {self.proxy}" if self.proxy else "")
             raise UpstreamTimedOut(f"no connection to {where} within {self.connect_timeout:g} s") from None
         except (OSError, ssl.SSLError) as e:
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {e}") from e
+            where = f"{self.host}:{self.port}" + (f" through the proxy {self.proxy}" if self.proxy else "")
+            raise ConnectFailed(f"cannot connect to {where}: {e}") from e
         self._open.add(conn)
         if self._closed:
             conn.close()
@@ -515,8 +576,12 @@ class Origin:
     def _encode(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
         length = "" if body is None else f"Content-Length: {len(body)}\r\n"
-        head = f"{method} {self.base_path}{path} HTTP/1.1\r\n{self._host_line}{_BASE_HEADERS}{fields}{length}\r\n"
-        lines = len(headers) + 6 + (body is not None)  # the request line, Host, the base three, the end
+        head = (
+            f"{method} {self._target}{self.base_path}{path} HTTP/1.1\r\n"
+            f"{self._host_line}{self._proxy_line}{_BASE_HEADERS}{fields}{length}\r\n"
+        )
+        # the request line, Host, (Proxy-Authorization), the base three, the end
+        lines = len(headers) + 6 + (body is not None) + bool(self._proxy_line)
         if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
             raise ValueError("a header name or value holds a line break or a NUL")
         try:

@@ -215,7 +215,9 @@ def stream_error(event: SSEEvent) -> UpstreamStatusError:
 
 
 class Upstream:
-    def __init__(self, settings: UpstreamSettings, base_url: str) -> None:
+    def __init__(self, settings: UpstreamSettings, base_url: str, *, proxy: str | None = None) -> None:
+        """``proxy``: an http:// proxy to connect through (the settings' own, resolved at load time, is the
+        caller's to pass: the demo upstream, for one, is never reached through a proxy)."""
         self.settings = settings
         self.name = settings.name
         self.base_url = base_url.rstrip("/")
@@ -224,6 +226,7 @@ class Upstream:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             total_timeout=settings.total_timeout,
+            proxy=proxy,
         )
         self.drains: set[asyncio.Task[None]] = set()  # streams whose body's end is still awaited (finish())
 

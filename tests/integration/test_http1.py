@@ -84,16 +84,6 @@ class RawServer:
             self._handlers.discard(task)
 
 
-@pytest.fixture
-async def origins() -> AsyncIterator[list[Origin]]:
-    """Origins to close after the test, checked to hold no connection then."""
-    made: list[Origin] = []
-    yield made
-    for origin in made:
-        await origin.close()
-        assert not origin._open and not origin._idle
-
-
 def ok(body: bytes, *headers: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), b"".join(h + b"\r\n" for h in headers),
                                                                   body)

@@ -156,3 +156,75 @@ def test_big_blocks_go_back_to_the_os_on_glibc() -> None:
 
     applied = return_big_blocks_to_the_os()
     assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+# --- the upstream's proxy: the settings' own, else the environment's ---
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:2"}, "http://lower:2"),  # lower case first
+        ({"HTTPS_PROXY": "http://upper:1", "https_proxy": ""}, "http://upper:1"),  # (an empty one is unset)
+        ({"HTTP_PROXY": "http://plain:3"}, ""),  # the https upstream's scheme's only
+        ({"ALL_PROXY": "http://all:4"}, "http://all:4"),  # else ALL_PROXY
+        ({"https_proxy": "proxy.corp:3128"}, "http://proxy.corp:3128"),  # a bare host:port, as curl reads it
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "anthropic.com"}, ""),  # a domain and its subdomains
+        ({"HTTPS_PROXY": "http://p:1", "no_proxy": ".anthropic.com"}, ""),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}, ""),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "api.anthropic.com:443"}, ""),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "api.anthropic.com:8443, thropic.com"}, "http://p:1"),
+        ({}, None),
+    ],
+)
+def test_the_environments_proxy_for_the_upstream(env: dict[str, str], expected: str | None) -> None:
+    assert load_settings(env=env).upstream.proxy == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "no_proxy", "proxied"),
+    [
+        ("http://127.0.0.1:9000", "", False),  # loopback: never from the environment
+        ("http://localhost:9000", "", False),
+        ("http://[::1]:9000", "", False),
+        ("http://10.1.2.3:9000", "10.0.0.0/8", False),  # CIDR
+        ("http://10.1.2.3:9000", "10.1.2.3", False),
+        ("http://[fd00::1]:9000", "fd00::/8", False),
+        ("http://10.1.2.3:9000", "192.168.0.0/16,example.com", True),
+        ("http://gateway.internal:8080", "internal", False),
+        ("http://gateway.internal:8080", "ateway.internal", True),  # a suffix of the name is not its domain
+    ],
+)
+def test_no_proxy_and_loopback(url: str, no_proxy: str, proxied: bool) -> None:
+    env = {"HTTP_PROXY": "http://egress:3128", "NO_PROXY": no_proxy, "ANTHROPIC_BASE_URL": url}
+    assert load_settings(env=env).upstream.proxy == ("http://egress:3128" if proxied else "")
+
+
+def test_the_settings_proxy_wins_and_empty_means_none(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[upstreams]]\nbase_url = "https://a.example"\nproxy = "http://mine:8080"\n'
+                   '[[upstreams]]\nbase_url = "https://b.example"\nproxy = ""\n'
+                   '[[upstreams]]\nbase_url = "http://c.example"\n')
+    settings = load_settings(str(cfg), env={"HTTPS_PROXY": "http://env:1", "HTTP_PROXY": "http://env:2"})
+    assert [u.proxy for u in settings.upstream_list] == ["http://mine:8080", "", "http://env:2"]
+
+
+def test_http_proxy_is_not_read_under_cgi() -> None:
+    env = {"ANTHROPIC_BASE_URL": "http://gw.example", "HTTP_PROXY": "http://client-chosen:1", "REQUEST_METHOD": "GET"}
+    assert not load_settings(env=env).upstream.proxy
+    assert not load_settings(env={**env, "REQUEST_METHOD": ""}).upstream.proxy  # (set, even empty: CGI)
+    del env["REQUEST_METHOD"]
+    assert load_settings(env=env).upstream.proxy == "http://client-chosen:1"
+
+
+def test_proxies_that_are_not_http_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"the environment's proxy for https://api.anthropic.com: .*https:// and "
+                                         r"socks proxies are not supported.*set proxy in \[upstream\]"):
+        load_settings(env={"ALL_PROXY": "socks5://127.0.0.1:1080"})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[upstream]\nproxy = "https://proxy:443"\n')
+    with pytest.raises(ValidationError, match="not supported"):
+        load_settings(str(cfg), env={})
+    # The demo upstream is in process: the environment's proxies do not matter, even a broken one
+    settings = load_settings(env={"ALL_PROXY": "socks5://127.0.0.1:1080"}, overrides={"demo": True})
+    assert settings.upstream.proxy is None

@@ -100,7 +100,10 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         base_url = f"http://127.0.0.1:{port}"
-    upstreams = [Upstream(s, base_url if settings.demo else s.base_url) for s in settings.upstream_list]
+    upstreams = [
+        Upstream(s, base_url) if settings.demo else Upstream(s, s.base_url, proxy=s.proxy or None)
+        for s in settings.upstream_list
+    ]
     app[LIMITER] = make_rate_limiter(settings.redis)
     sticky = make_sticky_store(settings.redis)
     app[POOL] = UpstreamPool(
