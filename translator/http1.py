@@ -537,16 +537,18 @@ class Origin:
                     sock.close()  # (the TLS handshake failed or was cancelled)
                     raise
         except TimeoutError:
-            where = f"{self.host}:{self.port}" + (f" through the proxy {self.proxy}" if self.proxy else "")
-            raise UpstreamTimedOut(f"no connection to {where} within {self.connect_timeout:g} s") from None
+            raise UpstreamTimedOut(f"no connection to {self._where} within {self.connect_timeout:g} s") from None
         except (OSError, ssl.SSLError) as e:
-            where = f"{self.host}:{self.port}" + (f" through the proxy {self.proxy}" if self.proxy else "")
-            raise ConnectFailed(f"cannot connect to {where}: {e}") from e
+            raise ConnectFailed(f"cannot connect to {self._where}: {e}") from e
         self._open.add(conn)
         if self._closed:
             conn.close()
             raise HttpClientError("the client is closed")
         return conn
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}" + (f" through the proxy {self.proxy}" if self.proxy else "")
 
     def put_back(self, conn: _Connection) -> None:
         conn.idle_since = self.loop.time()
