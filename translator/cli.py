@@ -26,8 +26,11 @@ from translator.server.keys import CLOSING, DRAINING, INFLIGHT
 
 def _described(upstream: UpstreamSettings) -> str:
     """An upstream for the start-up line: its URL, and its proxy's host and port (never its credentials)."""
-    proxy = urlsplit(upstream.proxy) if upstream.proxy else None
-    return upstream.base_url + (f" via proxy {proxy.hostname}:{proxy.port or 80}" if proxy else "")
+    if not upstream.proxy:
+        return upstream.base_url
+    proxy = urlsplit(upstream.proxy)
+    host = f"[{proxy.hostname}]" if ":" in (proxy.hostname or "") else proxy.hostname
+    return f"{upstream.base_url} via proxy {host}:{proxy.port or 80}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import fnmatch
 import ipaddress
 import itertools
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,8 @@ ANTHROPIC_API = "https://api.anthropic.com"
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # (errors name the field and what is wrong, never the value: it may be a key or a proxy's password)
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class ServerSettings(_Frozen):
@@ -65,7 +67,11 @@ class UpstreamSettings(_Frozen):
             parts = urlsplit(value)
             if parts.scheme != "http" or not parts.hostname:
                 raise ValueError("proxy: an http://host:port URL (https:// and socks proxies are not supported)")
-            parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+            try:
+                parts.port  # noqa: B018 (a port that is not a number raises, naming it: maybe a password's piece)
+            except ValueError:
+                raise ValueError("proxy: the port is not a number from 0 to 65535 (a password holding / ? # "
+                                 "or @ must be percent-encoded)") from None
         return value
 
 
@@ -242,22 +248,23 @@ def _with_env_proxies(settings: Settings, env: dict[str, str]) -> Settings:
     if settings.demo or not proxies:  # (the demo upstream is in process, on loopback)
         return settings
 
-    def resolved(upstream: UpstreamSettings) -> UpstreamSettings:
+    def resolved(upstream: UpstreamSettings, section: str) -> UpstreamSettings:
         if upstream.proxy is not None:
             return upstream
         proxy = proxy_for(upstream.base_url, proxies)
         if proxy and "://" not in proxy:
-            proxy = f"http://{proxy}"  # (curl's reading of a bare host:port)
+            proxy = f"http://{proxy}"  # (a bare host:port, as curl reads it)
         try:
             UpstreamSettings._http_proxy(proxy)
         except ValueError as err:
-            raise ValueError(f"the environment's proxy for {upstream.base_url}: {err}; set proxy in [upstream] "
+            raise ValueError(f"the environment's proxy for {upstream.base_url}: {err}; set proxy in {section} "
                              'to override it ("" for none)') from None
         return upstream.model_copy(update={"proxy": proxy})
 
-    return settings.model_copy(
-        update={"upstream": resolved(settings.upstream), "upstreams": [resolved(u) for u in settings.upstreams]}
-    )
+    if settings.upstreams:  # (then [upstream] is not used: nothing of it is resolved)
+        listed = [resolved(u, f'[[upstreams]] "{u.name}"') for u in settings.upstreams]
+        return settings.model_copy(update={"upstreams": listed})
+    return settings.model_copy(update={"upstream": resolved(settings.upstream, "[upstream]")})
 
 
 def env_proxies(env: dict[str, str]) -> dict[str, str]:
@@ -274,9 +281,10 @@ def env_proxies(env: dict[str, str]) -> dict[str, str]:
 
 def proxy_for(url: str, proxies: dict[str, str]) -> str:
     """The proxy for an upstream at ``url`` ("" for none): by its scheme, else ``all``; none for a host
-    that ``no`` names (curl's rules: a suffix match by domain, ``*`` for all) or for a loopback host."""
+    that ``no`` names (as curl reads it: a domain and its subdomains, IP addresses, ``*`` for all; ports and
+    CIDR ranges too) or for a host on this machine (loopback or unspecified, in any spelling)."""
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().rstrip(".")
     if not host or _loopback(host):
         return ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -287,28 +295,54 @@ def proxy_for(url: str, proxies: dict[str, str]) -> str:
 
 def _names(entry: str, host: str, port: int) -> bool:
     """Whether a NO_PROXY entry covers ``host:port``: ``*``; a domain (a leading dot or not), matching the host
-    and its subdomains; an IP address or CIDR range; each with an optional ``:port``."""
+    and its subdomains; an IP address or CIDR range (IPv6 bare or in brackets); each with an optional
+    ``:port``. An IP host is compared as an IP only."""
     if entry == "*":
         return True
-    name, _, wanted = entry.rpartition(":") if entry.count(":") == 1 or entry.startswith("[") else (entry, "", "")
+    if entry.startswith("["):  # [v6], [v6]:port, [v6]/bits
+        name, _, after = entry[1:].partition("]")
+        wanted = after[1:] if after.startswith(":") else ""
+        name += after if after.startswith("/") else ""
+    elif entry.count(":") == 1:  # name:port, v4:port
+        name, _, wanted = entry.partition(":")
+    else:  # name, v4, bare v6
+        name, wanted = entry, ""
     if wanted and (not wanted.isdigit() or int(wanted) != port):
         return False
-    name = name.strip("[]").lstrip(".")
+    name = name.lstrip(".").rstrip(".")
     if not name:
         return False
+    address = _address(host)
+    if address is not None:
+        try:
+            return address in ipaddress.ip_network(name, strict=False)
+        except ValueError:
+            return False
+    return host == name or host.endswith("." + name)
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address, in any spelling the resolver takes (``127.1``, ``0x7f.1``, ``2130706433``)."""
     try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return host == name or host.endswith("." + name)
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def _loopback(host: str) -> bool:
+    """A host on this machine, which a proxy would take for its own: localhost names, loopback and unspecified
+    addresses (IPv4-mapped ones too)."""
+    host = host.rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    address = _address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address is not None and (address.is_loopback or address.is_unspecified)
 
 
 def _table(data: dict[str, Any], section: str) -> dict[str, Any]:

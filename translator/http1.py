@@ -43,7 +43,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 from itertools import chain
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import aiohappyeyeballs
 import httptools
@@ -398,45 +398,48 @@ class _Proxy:
     def __init__(self, url: str, authority: str) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"not an http:// proxy URL: {_redacted(url)!r}")
-        self.host, self.port, self.authority = parts.hostname, parts.port or 80, authority
+            raise ValueError("not an http:// proxy URL")  # (never the URL: it may hold a password)
+        try:
+            port = parts.port or 80  # (as urllib and httpx read a proxy URL without one)
+        except ValueError:
+            raise ValueError("the proxy URL's port is not a number from 0 to 65535") from None
+        self.host, self.port, self.authority = parts.hostname, port, authority
         self.auth_line = ""
         if parts.username is not None:
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            pair = unquote_to_bytes(parts.username) + b":" + unquote_to_bytes(parts.password or "")
             self.auth_line = f"Proxy-Authorization: Basic {base64.b64encode(pair).decode()}\r\n"
         if any(c in authority + self.auth_line[:-2] for c in "\r\n\0"):
             raise ValueError("the proxy URL or the origin holds a line break or a NUL")
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     async def tunnel(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         """``CONNECT`` on the proxy's fresh socket; on a 2xx the socket carries the origin's bytes."""
         request = f"CONNECT {self.authority} HTTP/1.1\r\nHost: {self.authority}\r\n{self.auth_line}\r\n"
         await loop.sock_sendall(sock, request.encode())
         head = b""
-        while b"\r\n\r\n" not in head:  # (a proxy sends nothing after its head until we speak: no read-ahead)
+        while (end := _head_end(head)) < 0:  # (a proxy sends nothing after its head until we speak)
             data = await loop.sock_recv(sock, MAX_HEAD - len(head))
             if not data:
                 raise ConnectionError(f"the proxy {self} closed the connection before answering CONNECT")
             head += data
-            if len(head) >= MAX_HEAD and b"\r\n\r\n" not in head:
+            if len(head) >= MAX_HEAD and _head_end(head) < 0:
                 raise ConnectionError(f"the proxy {self} answered CONNECT with a head over {MAX_HEAD} bytes")
-        status_line = head.partition(b"\r\n")[0]
+        status_line = head.split(b"\n", 1)[0].rstrip(b"\r")
         fields = status_line.split(b" ", 2)
-        if len(fields) < 2 or not fields[0].startswith(b"HTTP/1.") or not fields[1].startswith(b"2"):
-            status = status_line.decode("latin-1")[:100]
-            raise ConnectionError(f"the proxy {self} refused the tunnel to {self.authority}: {status}")
-        if not head.endswith(b"\r\n\r\n") or head.count(b"\r\n\r\n") != 1:
+        status = fields[1] if len(fields) > 1 else b""
+        if not fields[0].startswith(b"HTTP/1.") or len(status) != 3 or not status.isdigit() or status[:1] != b"2":
+            answer = status_line.decode("latin-1")[:100]
+            raise ConnectionError(f"the proxy {self} refused the tunnel to {self.authority}: {answer}")
+        if end != len(head):
             raise ConnectionError(f"the proxy {self} sent bytes after its answer to CONNECT")
 
 
-def _redacted(url: str) -> str:
-    """A URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+def _head_end(data: bytes) -> int:
+    """Where a head ends (after its blank line, CRLF or bare LF line ends), or -1."""
+    ends = [i + len(mark) for mark in (b"\r\n\r\n", b"\n\n") if (i := data.find(mark)) >= 0]
+    return min(ends) if ends else -1
 
 
 class Origin:
@@ -492,10 +495,14 @@ class Origin:
             started = self.loop.time()
         head = conn.send(data, started)
         try:
-            return await head
+            response = await head
         except BaseException:
             conn.close()  # (cancelled or failed before the answer: the connection is in an unknown state)
             raise
+        if response.status == 407 and self._target:  # the proxy's, not the origin's (as a refused CONNECT)
+            response.close()
+            raise ConnectFailed(f"cannot connect to {self._where}: the proxy answered 407 (its credentials)")
+        return response
 
     async def close(self) -> None:
         self._closed = True

@@ -147,6 +147,7 @@ async def test_a_proxy_that_is_down_or_silent(origins: list[Origin]) -> None:
         (b"HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 200 OK\r\n", "sent bytes after its answer to CONNECT"),
         (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "refused the tunnel to localhost:\\d+: SSH-2.0-OpenSSH_9.6"),
         (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", ": HTTP/1.1 502 Bad Gateway$"),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", ": HTTP/1.1 2000 OK$"),  # (a status has three digits)
     ],
 )
 async def test_a_connect_answer_that_is_not_a_clean_2xx_is_refused(
@@ -157,6 +158,48 @@ async def test_a_connect_answer_that_is_not_a_clean_2xx_is_refused(
         origins.append(origin)
         with pytest.raises(ConnectFailed, match=error):
             await post(origin)
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.0 200\n\n", b"HTTP/1.1 200 OK\r\nVia: 1.1 squid\r\n\r\n"])
+async def test_lenient_but_whole_connect_answers_are_taken(origins: list[Origin], answer: bytes) -> None:
+    async with RawServer(ok(b"in"), tls=_server_tls()) as server, FakeProxy(answer=answer) as proxy:
+        origin = Origin(f"https://localhost:{server.port}", **TIMEOUTS, ssl_context=_client_tls(), proxy=proxy.url)
+        origins.append(origin)
+        assert await post(origin) == (200, b"in")
+
+
+async def test_credentials_are_sent_as_their_bytes_and_never_shown(origins: list[Origin]) -> None:
+    async with RawServer(ok(b"in"), tls=_server_tls()) as server, FakeProxy() as proxy:
+        url = f"http://ann:%ff%00x@127.0.0.1:{proxy.port}"  # (not UTF-8: the bytes as they are, as curl does)
+        origin = Origin(f"https://localhost:{server.port}", **TIMEOUTS, ssl_context=_client_tls(), proxy=url)
+        origins.append(origin)
+        assert await post(origin) == (200, b"in")
+    assert b"Proxy-Authorization: Basic " + base64.b64encode(b"ann:\xff\x00x") + b"\r\n" in proxy.heads[0]
+    with pytest.raises(ValueError) as caught:  # an unencoded / in the password reads as a port
+        Origin("https://api.anthropic.com", **TIMEOUTS, proxy="http://bob:hunt/er2@proxy.corp:3128")
+    assert "hunt" not in str(caught.value)
+
+
+async def test_an_ipv6_proxy(origins: list[Origin]) -> None:
+    from translator.cli import _described
+    from translator.config import UpstreamSettings
+
+    assert _described(UpstreamSettings(proxy="http://[::1]:3128")) == "https://api.anthropic.com via proxy [::1]:3128"
+    async with FakeProxy() as gone:
+        port = gone.port
+    origin = Origin("https://localhost:1", **TIMEOUTS, proxy=f"http://[::1]:{port}")
+    origins.append(origin)
+    with pytest.raises(ConnectFailed, match=rf"through the proxy \[::1\]:{port}: "):
+        await post(origin)
+
+
+async def test_a_407_for_an_http_origin_is_the_proxys_refusal(origins: list[Origin]) -> None:
+    async with RawServer(ok(b"never")) as server, FakeProxy(auth=REQUIRED_AUTH) as proxy:
+        origin = Origin(f"http://127.0.0.1:{server.port}", **TIMEOUTS, proxy=proxy.url)  # (no credentials)
+        origins.append(origin)
+        with pytest.raises(ConnectFailed, match=f"through the proxy 127.0.0.1:{proxy.port}: the proxy answered 407"):
+            await post(origin)
+    assert server.connections == 0
 
 
 async def test_http_origin_through_the_proxy_in_absolute_form(origins: list[Origin]) -> None:

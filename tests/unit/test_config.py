@@ -228,3 +228,54 @@ def test_proxies_that_are_not_http_are_refused_with_what_to_do(tmp_path: Path) -
     # The demo upstream is in process: the environment's proxies do not matter, even a broken one
     settings = load_settings(env={"ALL_PROXY": "socks5://127.0.0.1:1080"}, overrides={"demo": True})
     assert settings.upstream.proxy is None
+
+
+def test_a_proxy_password_never_shows_in_an_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    for bad in ("https://bob:hunter2@proxy.corp:3128", "socks5://bob:hunter2@proxy.corp:1080",
+                "http://bob:hunter2@proxy.corp:31 28", "http://bob:hunt/er2@proxy.corp:3128"):
+        cfg.write_text(f'[upstream]\nproxy = "{bad}"\n')
+        with pytest.raises(ValidationError) as caught:
+            load_settings(str(cfg), env={})
+        assert "hunt" not in str(caught.value) and "proxy" in str(caught.value)
+        with pytest.raises(ValueError) as raised:
+            load_settings(env={"HTTPS_PROXY": bad})
+        assert "hunt" not in str(raised.value) and "set proxy in [upstream]" in str(raised.value)
+
+
+def test_with_several_upstreams_only_theirs_are_resolved(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[upstreams]]\nname = "a"\nbase_url = "https://a.example"\nproxy = ""\n'
+                   '[[upstreams]]\nname = "b"\nbase_url = "https://b.example"\nproxy = "http://p:1"\n')
+    broken = {"ALL_PROXY": "socks5://127.0.0.1:1080"}
+    assert [u.proxy for u in load_settings(str(cfg), env=broken).upstream_list] == ["", "http://p:1"]
+    cfg.write_text(cfg.read_text().replace('proxy = "http://p:1"\n', ""))
+    with pytest.raises(ValueError, match=r'the environment\'s proxy for https://b.example: .*\[\[upstreams\]\] "b"'):
+        load_settings(str(cfg), env=broken)
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost.", "127.1", "2130706433", "0x7f.1", "[::ffff:127.0.0.1]", "0.0.0.0", "[::]", "a.localhost"]
+)
+def test_every_spelling_of_this_machine_goes_direct(host: str) -> None:
+    env = {"HTTP_PROXY": "http://egress:3128", "ANTHROPIC_BASE_URL": f"http://{host}:9000"}
+    assert load_settings(env=env).upstream.proxy == ""
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "proxied"),
+    [
+        ("[2001:db8::1]", "[2001:db8::1]", False),
+        ("[2001:db8::1]", "[2001:db8::]/32", False),
+        ("[2001:db8::1]", "2001:db8::1", False),
+        ("[2001:db8::1]", "[2001:db8::1]:9000", False),
+        ("[2001:db8::1]", "[2001:db8::1]:443", True),
+        ("gw.example.com", "example.com.", False),  # trailing dots are ignored
+        ("gw.example.com.", "example.com", False),
+        ("10.1.2.3", "2.3", True),  # an IP host is compared as an IP, never as a name
+        ("GW.Example.COM", "example.com", False),
+    ],
+)
+def test_no_proxy_forms(host: str, no_proxy: str, proxied: bool) -> None:
+    env = {"HTTP_PROXY": "http://egress:3128", "NO_PROXY": no_proxy, "ANTHROPIC_BASE_URL": f"http://{host}:9000"}
+    assert load_settings(env=env).upstream.proxy == ("http://egress:3128" if proxied else "")
