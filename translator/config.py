@@ -46,7 +46,7 @@ class ServerSettings(_Frozen):
 class UpstreamSettings(_Frozen):
     name: str = "default"
     base_url: str = ANTHROPIC_API
-    api_key: str = ""  # empty: forward the client's own key
+    api_key: str = Field("", repr=False)  # empty: forward the client's own key (never in a repr, nor is proxy)
     auth: Literal["x-api-key", "bearer"] = "x-api-key"
     anthropic_version: str = "2023-06-01"
     connect_timeout: float = Field(10.0, gt=0)
@@ -58,7 +58,7 @@ class UpstreamSettings(_Frozen):
     # An HTTP proxy to reach it through, http://[user:password@]host:port; "" for none. Unset: the
     # environment's (HTTPS_PROXY or HTTP_PROXY by the base URL's scheme, else ALL_PROXY; NO_PROXY), never
     # for a loopback host.
-    proxy: str | None = None
+    proxy: str | None = Field(None, repr=False)
 
     @field_validator("proxy")
     @classmethod

@@ -564,13 +564,15 @@ async def test_n2_runs_two_requests_and_merges_two_choices(proxy: TestClient, fa
     assert resp.status == 200
     got = await resp.json()
     assert isinstance(got.pop("created"), int)
+    # Which answer becomes which choice is the order the upstream took the two requests in; the id is choice 0's.
+    first, second = ("one", "two") if got["id"] == "chatcmpl-msg_a" else ("two", "one")
     assert got == {
-        "id": "chatcmpl-msg_a", "object": "chat.completion", "model": SONNET,
+        "id": "chatcmpl-msg_a" if first == "one" else "chatcmpl-msg_b", "object": "chat.completion", "model": SONNET,
         "choices": [
             {"index": 0, "finish_reason": "stop", "logprobs": None,
-             "message": {"role": "assistant", "content": "one", "refusal": None}},
+             "message": {"role": "assistant", "content": first, "refusal": None}},
             {"index": 1, "finish_reason": "stop", "logprobs": None,
-             "message": {"role": "assistant", "content": "two", "refusal": None}},
+             "message": {"role": "assistant", "content": second, "refusal": None}},
         ],
         "usage": usage(10, 5),
     }
@@ -602,13 +604,17 @@ async def test_n2_streaming_interleaves_choices(proxy: TestClient, fake_upstream
     order = [c["choices"][0]["index"] for c in choice_chunks]
     assert sorted(set(order)) == [0, 1]
     assert order.index(1) < len(order) - 1 - order[::-1].index(0)  # interleaved, not one after the other
-    for index, letter in ((0, "A"), (1, "B")):
+    letters = []  # (which upstream stream becomes which choice is the order the upstream took the two requests)
+    for index in (0, 1):
         deltas = [c["choices"][0] for c in choice_chunks if c["choices"][0]["index"] == index]
+        letter = deltas[1]["delta"]["content"][:1]
+        letters.append(letter)
         assert [(d["delta"], d["finish_reason"]) for d in deltas] == [
             ({"role": "assistant", "content": ""}, None),
             *(({"content": f"{letter}{k}"}, None) for k in range(1, 5)),
             ({}, "stop"),
         ]
+    assert sorted(letters) == ["A", "B"]
     body = {"model": SONNET, "max_tokens": 8192, "stream": True, "messages": [turn("user", text("Hi"))]}
     assert [r.json for r in fake_upstream.requests] == [body, body]
 

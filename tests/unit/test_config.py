@@ -279,3 +279,10 @@ def test_every_spelling_of_this_machine_goes_direct(host: str) -> None:
 def test_no_proxy_forms(host: str, no_proxy: str, proxied: bool) -> None:
     env = {"HTTP_PROXY": "http://egress:3128", "NO_PROXY": no_proxy, "ANTHROPIC_BASE_URL": f"http://{host}:9000"}
     assert load_settings(env=env).upstream.proxy == ("http://egress:3128" if proxied else "")
+
+
+def test_an_upstreams_key_and_proxy_stay_out_of_its_repr() -> None:
+    from translator.config import UpstreamSettings
+
+    shown = repr(Settings(upstream=UpstreamSettings(api_key="sk-ant-secret", proxy="http://ann:hunter2@p:3128")))
+    assert "sk-ant-secret" not in shown and "hunter2" not in shown and "base_url='https://api.anthropic.com'" in shown
