@@ -335,8 +335,7 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def _loopback(host: str) -> bool:
     """A host on this machine, which a proxy would take for its own: localhost names, loopback and unspecified
-    addresses (IPv4-mapped ones too)."""
-    host = host.rstrip(".")
+    addresses (IPv4-mapped ones too); ``host`` lower case, without a trailing dot."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     address = _address(host)

@@ -11,8 +11,9 @@ Served endpoints:
   reply is derived from the request: a ``tool_use`` call of the first (or
   forced) tool when tools are offered, otherwise an echo of the last user
   message (or of the first ``tool_result``), or, with native structured output
-  (``output_config.format`` json_schema), a JSON document the schema accepts.  ``stop_sequences``,
-  ``max_tokens`` and ``thinking`` are honoured in a simplified way.
+  (``output_config.format`` json_schema), a JSON document the schema accepts.
+  ``stop_sequences``, ``max_tokens`` and ``thinking`` are honoured in a simplified
+  way.
 * ``POST /v1/messages/count_tokens`` -- a rough token estimate.
 * ``GET /v1/models`` and ``GET /v1/models/{model_id}`` -- two demo models.
 
@@ -430,11 +431,12 @@ def _text_reply(body: JSONObject) -> DemoReply:
 def build_reply(body: JSONObject) -> DemoReply:
     """Decide the assistant turn for a validated Messages API request body."""
     tool = _tool_to_call(body)
-    schema = _output_schema(body)
     if tool is not None:
         reply = _tool_reply(body, tool)
+    elif (schema := _output_schema(body)) is not None:
+        reply = _json_reply(schema)
     else:
-        reply = _json_reply(schema) if schema is not None else _text_reply(body)
+        reply = _text_reply(body)
     if _thinking_requested(body):
         return DemoReply([_thinking_block(), *reply.content], reply.stop_reason, reply.stop_sequence)
     return reply

@@ -222,6 +222,11 @@ def test_proxy_urls_that_are_not_http_proxies_are_refused(url: str) -> None:
         Origin("https://api.anthropic.com", **TIMEOUTS, proxy=url)
 
 
+def test_a_nul_in_the_origins_host_never_reaches_a_connect_line() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        Origin("https://api\0.anthropic.com", **TIMEOUTS, proxy="http://proxy:3128")
+
+
 # --- through the server, the proxy from its settings ---
 
 
