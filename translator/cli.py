@@ -21,7 +21,7 @@ from translator.config import Settings, UpstreamSettings, load_settings
 from translator.gateway.keys import keys_command
 from translator.log import configure_logging, log
 from translator.server import create_app, runner_kwargs
-from translator.server.keys import CLOSING, DRAINING, INFLIGHT
+from translator.server.state import CLOSING, DRAINING, INFLIGHT
 
 
 def _described(upstream: UpstreamSettings) -> str:

@@ -4,7 +4,10 @@ rendering in a caller's API shape happens once, in ``translator.convert.errors``
     TranslatorError                 (500, api_error)
      ├── InvalidRequest             (400, invalid_request_error)  bad client input; names the param
      │    ├── BodyTooLarge          (413, request_too_large)
-     │    └── ClientTooSlow         (408)  the request body did not arrive in time
+     │    ├── ClientTooSlow         (408)  the request body did not arrive in time
+     │    ├── NotFound              (404, not_found_error)  no such route, or no upstream serves the model
+     │    ├── MethodNotAllowed      (405)
+     │    └── HeadersTooLarge       (431)
      ├── AuthenticationFailed       (401, authentication_error)
      ├── PermissionDenied           (403, permission_error)  the key may not use that model
      ├── RateLimited                (429, rate_limit_error)  a client key's own limits; carries headers
@@ -45,6 +48,19 @@ class BodyTooLarge(InvalidRequest):
 
 class ClientTooSlow(InvalidRequest):
     status = 408
+
+
+class NotFound(InvalidRequest):
+    status = 404
+    claude_type = "not_found_error"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+
+
+class HeadersTooLarge(InvalidRequest):
+    status = 431
 
 
 class ProxyOverloaded(TranslatorError):

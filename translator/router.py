@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from translator.config import RoutingSettings
 from translator.errors import (
-    InvalidRequest,
+    NotFound,
     TranslatorError,
     UpstreamStatusError,
     UpstreamTimeout,
@@ -45,31 +45,27 @@ class _Health:
     probe_until: float = 0.0  # a request is probing it until then: the others still treat it as cooling
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """One request as the pool sends it to each upstream it tries."""
+
+    method: str
+    path: str
+    body: bytes | None
+    client_headers: Mapping[str, str]
+    model: str  # the upstream model id: which upstreams serve it
+    stream: bool = False  # read a stream up to its first content event before it counts as a success
+    session: str | None = None  # names the conversation, for stickiness
+    version: str | None = None  # the client's anthropic-version, if it sent one
+    forward_key: bool = True  # may the client's own key go upstream (not when it is one of ours)
+
+
+@dataclass(frozen=True, slots=True)
 class Attempted:
     """The outcome handed to a route: the open response and how it was reached."""
 
     upstream: Upstream
     response: UpstreamResponse
-
-
-class _Forwarded:
-    """``UpstreamPool.forward``'s context manager: entering it awaits the pool's attempts directly (no
-    coroutine of its own in between: every await of a request resumes through each layer). The attempts'
-    coroutine is made on entry, so a manager never entered leaves none behind un-awaited."""
-
-    __slots__ = ("args", "pool", "response")
-
-    def __init__(self, pool: UpstreamPool, args: tuple[Any, ...]) -> None:
-        self.pool, self.args = pool, args
-        self.response: UpstreamResponse | None = None  # set by the pool once an attempt succeeded
-
-    def __aenter__(self) -> Coroutine[Any, Any, Attempted]:
-        return self.pool._open(self, *self.args)
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if self.response is not None:  # released after a clean exit, closed after an exception
-            self.response.__exit__(exc_type, exc, tb)
 
 
 def retryable(err: TranslatorError) -> bool:
@@ -145,9 +141,7 @@ class UpstreamPool:
             if len(self._serving) < 4096:  # model names come from clients: keep the cache bounded
                 self._serving[model] = serving
         if not serving:
-            err = InvalidRequest(f"no upstream serves model {model!r}", param="model", code="model_not_found")
-            err.status, err.claude_type = 404, "not_found_error"
-            raise err
+            raise NotFound(f"no upstream serves model {model!r}", param="model", code="model_not_found")
         if len(serving) == 1:  # the usual set-up: one candidate, healthy or cooling down, nothing to order
             return serving[:]
         up = [self.healthy(u) for u in serving]  # once each: two clock reads could put one in neither list
@@ -180,45 +174,21 @@ class UpstreamPool:
 
     # --- sending ---
 
-    def forward(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None,
-        client_headers: Mapping[str, str],
-        *,
-        model: str,
-        stream: bool,
-        session: str | None = None,
-        version: str | None = None,
-        forward_key: bool = True,
-        trace: dict[str, Any] | None = None,
-    ) -> _Forwarded:
-        """``async with pool.forward(...) as done:`` the request sent, failing over as the module says;
+    @asynccontextmanager
+    async def forward(
+        self, call: UpstreamCall, on_attempt: Callable[[str, int], None] | None = None
+    ) -> AsyncIterator[Attempted]:
+        """``async with pool.forward(call) as done:`` the call sent, failing over as the module says;
         ``done.response`` is open inside the block, released after it (closed if it raised).
+        ``on_attempt(upstream, n)`` is told of every attempt, so that a request that failed over and ran out
+        still says where it went and how often."""
+        attempted = await self._send(call, on_attempt or (lambda name, n: None))
+        with attempted.response:
+            yield attempted
 
-        ``trace`` (the request's log fields) gets the upstream and attempt count of every attempt, so a
-        request that failed over and ran out still says where it went and how often."""
-        return _Forwarded(
-            self, (method, path, body, client_headers, model, stream, session, version, forward_key, trace)
-        )
-
-    async def _open(
-        self,
-        forwarded: _Forwarded,
-        method: str,
-        path: str,
-        body: bytes | None,
-        client_headers: Mapping[str, str],
-        model: str,
-        stream: bool,
-        session: str | None,
-        version: str | None,
-        forward_key: bool,
-        trace: dict[str, Any] | None,
-    ) -> Attempted:
-        preferred = await self.sticky.get(session) if self.sticky is not None and session else None
-        plan = self.plan(model, preferred)
+    async def _send(self, call: UpstreamCall, on_attempt: Callable[[str, int], None]) -> Attempted:
+        preferred = await self.sticky.get(call.session) if self.sticky is not None and call.session else None
+        plan = self.plan(call.model, preferred)
         deadline = self._clock() + self.settings.max_retry_seconds
         last: TranslatorError | None = None
         failed_here: set[str] = set()  # upstreams this request already failed on: backed off before a retry
@@ -228,33 +198,39 @@ class UpstreamPool:
                 upstream, upstream.name in failed_here, last, attempt, deadline
             ):
                 break
-            if trace is not None:
-                trace["upstream"], trace["attempts"] = upstream.name, attempt + 1
-            try:  # one call, read far enough to know it worked: a stream to its first content event, a body whole
-                headers = upstream.headers(client_headers, version=version, forward_key=forward_key)
-                response = await upstream.open(method, path, headers, body)
-                try:
-                    await (response.prime() if stream and response.is_stream else response.body())
-                except BaseException:
-                    response.close()  # on any failure, before the error goes on
-                    raise
+            on_attempt(upstream.name, attempt + 1)
+            try:
+                response = await self._attempt(upstream, call)
             except TranslatorError as err:
-                self._attempt_failed(upstream, err, forward_key=forward_key)  # raises unless retryable
+                self._attempt_failed(upstream, err, forward_key=call.forward_key)  # raises unless retryable
                 last = err
                 failed_here.add(upstream.name)
                 continue
             self._on_attempt(upstream.name, "ok")
             self.succeeded(upstream)
-            if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
-                try:
-                    await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
-                except BaseException:
-                    response.close()
-                    raise
-            forwarded.response = response
+            try:
+                await self._stick(call.session, upstream)
+            except BaseException:
+                response.close()
+                raise
             return Attempted(upstream, response)
         assert last is not None
         raise last
+
+    async def _attempt(self, upstream: Upstream, call: UpstreamCall) -> UpstreamResponse:
+        """One call, read far enough to know it worked: a stream to its first content event, a body whole."""
+        headers = upstream.headers(call.client_headers, version=call.version, forward_key=call.forward_key)
+        response = await upstream.open(call.method, call.path, headers, call.body)
+        try:
+            await (response.prime() if call.stream and response.is_stream else response.body())
+        except BaseException:
+            response.close()  # on any failure, before the error goes on
+            raise
+        return response
+
+    async def _stick(self, session: str | None, upstream: Upstream) -> None:
+        if self.sticky is not None and session and self.settings.sticky_ttl_seconds:
+            await self.sticky.set(session, upstream.name, self.settings.sticky_ttl_seconds)
 
     def _attempt_failed(self, upstream: Upstream, err: TranslatorError, *, forward_key: bool) -> None:
         """Count a failed attempt; raise ``err`` again unless another attempt may follow."""

@@ -93,12 +93,10 @@ class UpstreamResponse:
         with map_errors():
             while data := await self._resp.content.read():
                 self._prefix.append(data)
-                if len(self._prefix) == 1 and _plainly_started(data):
-                    return
-                if self._started(decoder.feed_lazily(data)):  # parsed only up to the first content event
+                if self._started(decoder.feed(data)):
                     return
         # The stream ended before any content. A last event missing only its blank line still counts.
-        if not self._started(decoder.feed(b"\n\n")):
+        if not self._started(decoder.flush(unterminated=True)):
             raise UpstreamUnavailable("upstream stream ended before its first event")
 
     @staticmethod
@@ -115,10 +113,6 @@ class UpstreamResponse:
         The reader calls ``touch()`` whenever an event completes; if none does for ``stream_idle_timeout``
         seconds the upstream is dropped and UpstreamTimeout raised. (A method, not an async generator:
         called for every read of every stream, it costs a fraction of one.)"""
-        if self._idle_timer is None:  # the first read: the idle clock starts
-            loop = self._loop = asyncio.get_running_loop()
-            self._last_event = loop.time()
-            self._idle_timer = loop.call_at(self._last_event + self._idle_timeout, self._check_idle)
         if self._prefix:
             prefix, self._prefix = self._prefix, []
             return b"".join(prefix)
@@ -129,10 +123,8 @@ class UpstreamResponse:
             if self._idled:
                 raise self._idle_error() from e
             raise
-        if not data:
-            self._idle_timer.cancel()
-            if self._idled:
-                raise self._idle_error()
+        if not data and self._idled:
+            raise self._idle_error()
         return data
 
     def finish(self) -> None:

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes import FakeUpstream, Reply
 from translator import upstream
-from translator.server.keys import POOL
+from translator.server.state import POOL
 
 START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
                                               "model": "claude-x", "content": [], "stop_reason": None,

@@ -1,6 +1,6 @@
-"""The Claude route's stream watch (what its log line says of a relayed stream: usage, stop reason, error,
-whether it completed), read from real recordings (tests/fixtures/claude/streams, see SOURCES.md) in reads
-cut at event boundaries, as the relay hands them over."""
+"""The Claude route's relayed stream (what its log line says of a relayed stream: usage, stop reason, error,
+whether it completed; and that it passes the bytes on as they came, up to message_stop), read from real
+recordings (tests/fixtures/claude/streams, see SOURCES.md) decoded from reads cut anywhere."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from translator.server.claude_route import _end_of_last_event, _StreamWatch
+from translator.server.claude_route import RelayedStream
 from translator.sse import SSEDecoder
 
 STREAMS = Path(__file__).parent.parent / "fixtures" / "claude" / "streams"
@@ -31,27 +31,33 @@ def expected(data: bytes) -> tuple[dict[str, Any], Any, bool]:
     return usage, stop, any(e.event == "message_stop" for e in events)
 
 
+def relayed(reads: list[bytes]) -> tuple[RelayedStream, bytes]:
+    stream, decoder, out = RelayedStream(), SSEDecoder(), b""
+    for read in reads:
+        for event in decoder.feed(read):
+            out += stream.feed(event)
+            if stream.done:
+                return stream, out
+    for event in decoder.flush(unterminated=True):
+        out += stream.feed(event)
+    return stream, out
+
+
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["", "bom"])
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
 @pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
-def test_the_watch_reads_usage_and_stop_reason_whatever_the_reads(path: Path, eol: bytes, bom: bytes) -> None:
-    data = path.read_bytes().rstrip(b"\n") + b"\n\n"
-    sep = eol + eol
-    events = (bom + data.replace(b"\n", eol)).split(sep)[:-1]
+def test_the_relay_reads_usage_and_stop_reason_whatever_the_reads(path: Path, eol: bytes, bom: bytes) -> None:
+    data = bom + path.read_bytes().replace(b"\n", eol)
     rng = random.Random(path.name)
     for _ in range(5):
-        cuts = sorted(rng.sample(range(1, len(events)), rng.randint(0, len(events) - 1)))
-        reads = [sep.join(events[a:b]) + sep for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
-        watch = _StreamWatch()
-        for read in reads:
-            watch.feed(read)
-            if watch.complete:  # where the relay cuts the stream: found by the watch, or searched for (CR)
-                assert watch.ended_at == (None if eol != b"\n" else _end_of_last_event(read))
-                cut = read[: _end_of_last_event(read)]
-                assert cut.endswith(sep) and SSEDecoder().feed(cut + b"\n\n")[-1].event == "message_stop"
-                break
-        usage, stop, complete = expected(data)
-        assert (watch.usage, watch.stop_reason, watch.complete) == (usage, stop, complete)
+        cuts = sorted(rng.sample(range(1, len(data)), rng.randint(0, min(200, len(data) - 1))))
+        reads = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        stream, out = relayed(reads)
+        usage, stop, complete = expected(path.read_bytes())
+        assert (stream.usage, stream.stop_reason, stream.done, stream.failed) == (usage, stop, complete, False)
+        assert out == data[: len(out)]  # the bytes as they came,
+        assert out.endswith(eol * 2) or "truncated" in path.name  # through message_stop's blank line
+        assert SSEDecoder().feed(data[len(out) :]) == []  # and no event after it
         assert usage and stop is not None
 
 
@@ -64,7 +70,15 @@ def test_mentions_inside_text_do_not_hide_the_events_after_them() -> None:
     read = event(delta) + event(delta) + event(
         {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}}
     ) + event({"type": "message_stop"})
-    watch = _StreamWatch()
-    watch.feed(read)
-    assert (watch.usage, watch.stop_reason, watch.complete) == ({"output_tokens": 7}, "end_turn", True)
-    assert watch.error is None
+    stream, out = relayed([read])
+    assert (stream.usage, stream.stop_reason, stream.done, stream.failed) == ({"output_tokens": 7}, "end_turn", True,
+                                                                              False)
+    assert stream.error_type is None
+    assert out == read
+
+
+def test_an_error_event_ends_the_stream_failed_and_is_passed_on() -> None:
+    error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n'
+    stream, out = relayed([b'event: ping\ndata: {"type":"ping"}\n\n' + error + b"event: ping\ndata: {}\n\n"])
+    assert (stream.done, stream.failed, stream.error_type) == (True, True, "overloaded_error")
+    assert out.endswith(error)

@@ -143,23 +143,18 @@ def test_buckets_hold_values_up_to_their_bound_and_series_carry_created(metrics:
 @pytest.mark.parametrize(
     ("usage", "kinds"),
     [
-        # Claude's shape (the Claude route's log): each count as it came
+        # Claude's shape (what a request's context keeps, whatever the route): each count as it came
         ({"input_tokens": 5, "output_tokens": 7, "cache_read_input_tokens": 11, "cache_creation_input_tokens": 13},
          {"input": 5, "output": 7, "cache_read": 11, "cache_creation": 13}),
-        # OpenAI's (the OpenAI route's log): prompt_tokens holds the cached ones, which are taken out of input
-        ({"prompt_tokens": 29, "completion_tokens": 7, "total_tokens": 36, "cache_read_input_tokens": 11,
-          "cache_creation_input_tokens": 13}, {"input": 5, "output": 7, "cache_read": 11, "cache_creation": 13}),
-        ({"prompt_tokens": 3, "cache_read_input_tokens": 11}, {"input": 0, "output": 0, "cache_read": 11,
-                                                               "cache_creation": 0}),
         # what is no count counts as 0: missing, negative, a bool, a float, a string, null
         ({"input_tokens": -1, "output_tokens": True, "cache_read_input_tokens": 2.0,
           "cache_creation_input_tokens": "4"}, {"input": 0, "output": 0, "cache_read": 0, "cache_creation": 0}),
-        ({"prompt_tokens": None, "completion_tokens": False}, {"input": 0, "output": 0, "cache_read": 0,
-                                                               "cache_creation": 0}),
+        ({"input_tokens": None, "output_tokens": False}, {"input": 0, "output": 0, "cache_read": 0,
+                                                          "cache_creation": 0}),
         ({}, {"input": 0, "output": 0, "cache_read": 0, "cache_creation": 0}),
         (None, {}),
         ([1, 2], {}),
     ],
 )
-def test_token_kinds_from_either_shape(usage: object, kinds: dict[str, int]) -> None:
+def test_token_kinds_of_claude_usage(usage: object, kinds: dict[str, int]) -> None:
     assert token_kinds(usage) == kinds

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from translator.sse import SSEDecoder, SSEEvent, encode_data, encode_event, events_in
+from translator.sse import SSEDecoder, SSEEvent, encode_data, encode_event
 
 STREAMS = Path(__file__).parent.parent / "fixtures" / "claude" / "streams"
 SSE_FILES = sorted(STREAMS.glob("*.sse"))
@@ -199,101 +199,45 @@ def test_encoders_round_trip() -> None:
     assert events == [SSEEvent("x", orjson.dumps(payload)), SSEEvent(None, b"[1,2]")]
 
 
-@pytest.mark.parametrize("path", SSE_FILES, ids=lambda p: p.name)
-def test_feed_only_parses_the_events_holding_a_marker_and_agrees_with_feed(path: Path) -> None:
-    data = path.read_bytes().replace(b"\n", b"\r\n")  # the filter sees line ends already normalised
-    parts = split_at(data, random_cuts(random.Random(7), data))
-    whole = decode(parts)
+def raws(parts: Iterable[bytes], *, unterminated: bool = False) -> bytes:
     decoder = SSEDecoder()
-    only = [e for part in parts for e in decoder.feed(part, only=(b"message_", b"error"))]
-    assert only == [e for e in whole if b"message_" in e.data or b"error" in e.data or
-                    (e.event or "").startswith("message_")]
-    assert {e.event for e in only} >= {"message_start", "message_delta"}
-
-
-@pytest.mark.parametrize("path", SSE_FILES, ids=lambda p: p.name)
-def test_feed_lazily_gives_the_same_events_and_keeps_the_buffer_when_stopped_early(path: Path) -> None:
-    data = path.read_bytes()
-    parts = split_at(data, random_cuts(random.Random(11), data))
-    lazy = SSEDecoder()
-    events: list[SSEEvent] = []
-    for part in parts:
-        events += list(lazy.feed_lazily(part))
-    assert events + lazy.flush() == decode(parts)
-    # A caller that stops at the first event still leaves the decoder at the chunk's end.
-    half = data[: len(data) // 2]
-    stopped = SSEDecoder()
-    assert next(iter(stopped.feed_lazily(half))) == decode([data])[0]
-    rest = stopped.feed(data[len(data) // 2 :]) + stopped.flush()
-    assert rest == decode([data])[len(SSEDecoder().feed(half)) :]
-
-
-def decode_regions(parts: Iterable[bytes]) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    regions = [decoder.feed_region(part) for part in parts]
-    assert all(r.endswith(b"\n\n") for r in regions if r)  # whole events only, each region cut at a blank line
-    return [e for region in regions for e in events_in(region)] + decoder.flush()
+    events = [e for part in parts for e in decoder.feed(part)] + decoder.flush(unterminated=unterminated)
+    return b"".join(e.raw for e in events)
 
 
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
 @pytest.mark.parametrize("path", SSE_FILES, ids=lambda p: p.name)
-def test_feed_region_gives_feeds_events_as_their_bytes(path: Path, eol: bytes) -> None:
-    data = path.read_bytes().replace(b"\n", eol)
+def test_events_keep_the_bytes_they_came_in(path: Path, eol: bytes) -> None:
+    data = b"\xef\xbb\xbf: opened\n" + path.read_bytes().replace(b"\n", eol)
     rng = random.Random(path.name + repr(eol))
+    complete = data if path.name != UNTERMINATED else data[: data.rfind(eol + eol) + 2 * len(eol)]
     for parts in ([data], *(split_at(data, random_cuts(rng, data)) for _ in range(3))):
-        assert decode_regions(parts) == decode(parts)
+        assert raws(parts) == complete  # every byte up to the last dispatched event, in order
+        assert raws(parts, unterminated=True) == data
 
 
 @pytest.mark.parametrize(
-    "stream",
-    [b"data: 1\n\n\n\ndata: 2\n\n", b"\xef\xbb\xbfdata: bom\n\n", b"data: 1\n\n\n", b"\n\n\ndata: 1\n\n",
-     b"data: 1\r\n\r\ndata: 2\r\rdata: 3\n\n", b"data: last\r\r", b"data: a\ndata:\ndata: b\n\nevent: x\n\n"],
+    ("stream", "expected"),
+    [
+        (b"data: last\n", [SSEEvent(None, b"last")]),
+        (b"data: last", [SSEEvent(None, b"last")]),
+        (b'event: message_stop\ndata: {"type":"message_stop" }',
+         [SSEEvent("message_stop", b'{"type":"message_stop" }')]),
+        (b"data: 1\n\nevent: x\ndata: la", [SSEEvent(None, b"1"), SSEEvent("x", b"la")]),  # a cut: the caller judges
+        (b"data: 1\n\nevent: x", [SSEEvent(None, b"1")]),  # no data yet: nothing
+        (b"data: last\r", [SSEEvent(None, b"last")]),
+        (b"data: 1\n\n: comment", [SSEEvent(None, b"1")]),
+    ],
 )
-def test_feed_region_at_every_split(stream: bytes) -> None:
-    expected = decode([stream])
+def test_flush_unterminated_returns_a_last_event_missing_its_blank_line(
+    stream: bytes, expected: list[SSEEvent]
+) -> None:
     for i in range(len(stream) + 1):
-        assert decode_regions([stream[:i], stream[i:]]) == expected, i
-    assert decode_regions(stream[i : i + 1] for i in range(len(stream))) == expected
-
-
-def test_a_first_read_plainly_started_agrees_with_reading_its_events() -> None:
-    from translator.errors import UpstreamStatusError
-    from translator.upstream import UpstreamResponse, _plainly_started
-
-    def started_by_reading(data: bytes) -> bool | str:
-        try:
-            return UpstreamResponse._started(SSEDecoder().feed(data))
-        except UpstreamStatusError:
-            return "error"
-
-    reads = [path.read_bytes()[:n] for path in SSE_FILES for n in (60, 200, 400, 1000, 10**6)]
-    error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n'
-    start = b'event: content_block_start\ndata: {"type":"content_block_start","index":0}\n\n'
-    reads += [error + start, start + error, start[:-1], b"\xef\xbb\xbf" + start, start.replace(b"\n", b"\r\n"),
-              b"event:content_block_start\ndata: {}\n\n", b": comment\n" + start, b"id: 1\n" + start,
-              error.replace(b"event: ", b"event:") + start,  # the other spelling of an event line
-              b": c\n" + start[:-1] + b"event: error\n\n",  # a second event line renames it: an error event
-              b": c\n" + start[:-1] + b"event:error\n\n"]
-    plainly = 0
-    for data in reads:
-        if _plainly_started(data):  # only ever where reading the events says so too
-            plainly += 1
-            assert started_by_reading(data) is True, data[:200]
-    assert plainly > len(SSE_FILES)  # and it does take the usual first reads
-
-
-@pytest.mark.parametrize(("fed", "idle"), [
-    ([], False),  # the stream's start: a BOM may come
-    ([b"\xef\xbb"], False),  # half a BOM, held back
-    ([b"\xef\xbb\xbfevent: a\ndata: 1\n\n"], True),  # a BOM and a whole event: nothing held
-    ([b"event: a\ndata: 1\n\n"], True),
-    ([b"event: a\ndata: 1\n\nevent: b\ndata"], False),  # half an event held
-    ([b"event: a\ndata: 1\n"], False),  # its blank line not yet come
-    ([b"event: a\r\ndata: 1\r\n\r"], False),  # a CR held back: maybe half a CRLF
-    ([b"event: a\ndata: 1\n\nevent: b", b"\ndata: 2\n\n"], True),
-])
-def test_the_decoder_is_idle_only_with_nothing_held_and_past_the_start(fed: list[bytes], idle: bool) -> None:
+        decoder = SSEDecoder()
+        events = decoder.feed(stream[:i]) + decoder.feed(stream[i:]) + decoder.flush(unterminated=True)
+        assert events == expected, i
+        assert b"".join(e.raw for e in events) == stream[: len(b"".join(e.raw for e in events))]
     decoder = SSEDecoder()
-    for chunk in fed:
-        decoder.feed_region(chunk)
-    assert decoder.idle is idle
+    decoder.feed(stream)
+    decoder.flush(unterminated=True)
+    assert decoder.feed(b"data: again\n\n") == [SSEEvent(None, b"again")]  # as new after a flush

@@ -5,6 +5,7 @@ applied to the same stream folded into a message."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import random
 from collections.abc import Iterable
@@ -1107,149 +1108,66 @@ def test_usage_chunk_alone_adds_nothing_without_include_usage() -> None:
     assert not any("usage" in c for c in run(TEXT_EVENTS, usage_chunk=True))
 
 
-# --- the delta fast path (feed_run, as the route reads a stream) ------------------------------------------
+# --- as the route reads a stream: the relay's pump, the OpenAI route's _ChatStream ------------------------
 
 
-def _fast_and_slow(path: Path, **options: Any) -> tuple[list[Any], list[Any], int]:
-    """Every recording through ``feed`` alone, and as the route converts it (read whole); and how many of
-    its delta events the route left to ``feed`` (the rest went through ``feed_run``)."""
+def _by_feed(path: Path, **options: Any) -> list[Any]:
+    """A recording through ``feed`` alone, event by event, up to its end."""
     decoder = SSEDecoder()
-    events = decoder.feed(path.read_bytes()) + decoder.feed(b"\n\n")
-    slow = StreamConverter(created=1, model="m", **options)
-    slow_out: list[Any] = []
+    events = decoder.feed(path.read_bytes()) + decoder.flush(unterminated=True)
+    conv = StreamConverter(created=1, model="m", **options)
+    out: list[Any] = []
     for event in events:
-        if slow.done:
-            break
-        slow_out += slow.feed(orjson.loads(event.data))
-    fed = 0
-    feed = StreamConverter.feed
-
-    def counting(self: StreamConverter, event: dict[str, Any]) -> list[Any]:
-        nonlocal fed
-        fed += event.get("type") == "content_block_delta"
-        return feed(self, event)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(StreamConverter, "feed", counting)
-        fast, _ = _route_chunks(path.read_bytes(), None, **options)
-    return slow_out, fast, fed
-
-
-@pytest.mark.parametrize("options", [{}, {"include_usage": True}, {"index": 2, "stream_id": "chatcmpl-x"},
-                                     {"json_tool": "get_weather"}],
-                         ids=["plain", "usage", "choice 2", "json tool"])
-@pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
-def test_the_fast_path_gives_the_same_chunks_as_feed(path: Path, options: dict[str, Any]) -> None:
-    slow, fast, _ = _fast_and_slow(path, **options)
-    assert fast == slow  # annotations too: their character offsets count the fast path's text
-
-
-@pytest.mark.parametrize(("name", "taken"), [
-    ("claude_stream_text_after_two_tool_results__llm-anthropic.sse", (b"text_delta",)),  # padded
-    # (its argument deltas are a server tool's, which has no OpenAI form: feed drops them)
-    ("claude_stream_thinking_web_search_citations__pydantic-ai.sse", (b"text_delta",)),
-    ("claude_stream_text_then_two_tool_use_with_args__openllmetry.sse", (b"text_delta", b"input_json_delta")),
-])
-def test_the_fast_path_takes_the_text_and_argument_deltas_of_real_streams(name: str, taken: tuple[bytes]) -> None:
-    data = (STREAMS / name).read_bytes()
-    fast = sum(data.count(b'"type":"%s"' % kind) for kind in taken)
-    _, _, fed = _fast_and_slow(STREAMS / name)
-    assert fed == data.count(b'"type":"content_block_delta"') - fast and fast > 2  # the rest (thinking...): feed
-
-
-@pytest.mark.parametrize("data", [
-    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},"extra":1}',
-    b'{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"a"}}',
-    b'{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"a"}}',  # no such block
-    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\\ud800"}}',  # lone surrogate
-    b'{"type":"content_block_delta", "index":0,"delta":{"type":"text_delta","text":"a"}}',  # other spacing
-    b'{"type":"content_block_delta","index":00,"delta":{"type":"text_delta","text":"a"}}',  # not JSON
-    b'{"type":"content_block_delta","index":%s,"delta":{"type":"text_delta","text":"a"}}' % (b"1" * 5000),
-    b'{"type":"content_block_delta","index":%s,"delta":{"type":"text_delta","text":"a"} }' % (b"1" * 5000),
-])
-@pytest.mark.parametrize("alone", [True, False], ids=["alone", "in a run"])
-def test_anything_but_a_plain_delta_is_left_to_feed(data: bytes, alone: bool) -> None:
-    conv = _opened()
-    event = b"event: content_block_delta\ndata: " + data + b"\n\n"
-    assert conv.feed_run(event if alone else event + _delta(b'"b"'), 0) is None
-
-
-def test_a_block_index_of_thousands_of_digits_is_reported_not_a_crash() -> None:
-    huge = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%s,' % (b"1" * 5000)
-    for pad in (b"", b" "):  # (padded: the regex path)
-        event = huge + b'"delta":{"type":"text_delta","text":"a"}%s}\n\n' % pad
-        chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), event), None)
-        assert _contents(chunks) == ["", "ok"] and chunks[-1]["error"]["type"] == "server_error" and conv.done
-
-
-def test_a_big_delta_goes_through_feed_and_escapes_are_taken_as_they_came() -> None:
-    from translator.convert.stream import FAST_DELTA_MAX
-
-    def delta(text: str) -> bytes:
-        payload = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
-        return b"event: content_block_delta\ndata: " + orjson.dumps(payload) + b"\n\n"
-
-    conv = _opened()
-    assert conv.feed_run(delta("x" * (FAST_DELTA_MAX + 1)), 0) is None  # feed parses it (orjson: fast at any size)
-    escaped = 'a "b" \\ \n \u2028 é ' * 250
-    for count in (1, 2):  # alone, and a run (both within the bound)
-        region = delta(escaped) * count
-        run = _opened().feed_run(region, 0)
-        assert run is not None and run[0] == len(region)
-        chunks = [orjson.loads(x[6:]) for x in run[1].split(b"\n\n")[:-1]]
-        assert [c["choices"][0]["delta"] for c in chunks] == [{"content": escaped}] * count
-
-
-def test_the_fast_path_waits_for_message_start_and_stops_at_the_end() -> None:
-    conv = StreamConverter(created=1, model="m")
-    assert conv.feed_run(_delta(b'"a"'), 0) is None
-    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
-    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-    run = conv.feed_run(_delta(b'"a"'), 0)
-    assert run is not None and orjson.loads(run[1][6:])["choices"][0]["delta"] == {"content": "a"}
-    conv.feed({"type": "message_stop"})
-    assert conv.feed_run(_delta(b'"a"'), 0) is None
-
-
-def _route_chunks(data: bytes, pieces: int | None, **options: Any) -> tuple[list[Any], StreamConverter]:
-    """A recording as the OpenAI route converts it: read in pieces of ``pieces`` bytes (None: at once), each
-    read's whole events converted together (runs of deltas by feed_run)."""
-    from translator.server.openai_route import _convert
-
-    conv, decoder = StreamConverter(created=1, model="m", **options), SSEDecoder()
-    reads = [data] if pieces is None else [data[i : i + pieces] for i in range(0, len(data), pieces)]
-    out = b""
-    for read in [*reads, b"\n\n"]:
         if conv.done:
             break
-        out += _convert(decoder.feed_region(read), conv)[0]
-    assert out.endswith(b"\n\n") or not out
-    return [orjson.loads(line.removeprefix(b"data: ")) for line in out.split(b"\n\n") if line], conv
+        out += conv.feed(orjson.loads(event.data))
+    return out
 
 
-@pytest.mark.parametrize("pieces", [None, 1, 7, 100], ids=["whole", "bytewise", "7 bytes", "100 bytes"])
-@pytest.mark.parametrize("options", [{}, {"include_usage": True}, {"json_tool": "get_weather"}],
-                         ids=["plain", "usage", "json tool"])
-@pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
-def test_runs_of_deltas_convert_as_feed_converts_each_event(
-    path: Path, options: dict[str, Any], pieces: int | None
-) -> None:
-    slow, _, _ = _fast_and_slow(path, **options)
-    fast, _ = _route_chunks(path.read_bytes(), pieces, **options)
-    assert fast == slow  # annotations too: their character offsets count the run's text
+def _chat_stream(**options: Any) -> Any:
+    from translator.convert import ConvertedRequest
+    from translator.server.openai_route import _ChatStream
+
+    conv = ConvertedRequest(body={}, include_usage=options.pop("include_usage", False),
+                            json_tool=options.pop("json_tool", None))
+    return _ChatStream(conv, options.pop("index", 0), created=1, model="m", stream_id=options.pop("stream_id", None))
 
 
 class _Reads:
-    """An upstream stream as ``_pump`` reads it: the given reads, then its end."""
+    """An upstream stream as the relay's ``pump`` reads it: the given reads, then its end."""
 
     def __init__(self, reads: list[bytes]) -> None:
-        self.reads, self.touched = reads[::-1], 0
+        self.reads = reads[::-1]
 
     async def read(self) -> bytes:
         return self.reads.pop() if self.reads else b""
 
-    def touch(self) -> None:
-        self.touched += 1
+
+def _source(reads: list[bytes]) -> Any:
+    from types import SimpleNamespace
+
+    upstream = SimpleNamespace(settings=SimpleNamespace(stream_idle_timeout=60.0))
+    return SimpleNamespace(upstream=upstream, response=_Reads(reads))
+
+
+async def _pumped(reads: list[bytes], **options: Any) -> tuple[list[Any], Any]:
+    from translator.server.streaming import pump
+
+    stream, written = _chat_stream(**options), []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    end = await pump(_source(reads), stream, write)
+    out = b"".join(written) + end
+    assert out.endswith(b"\n\n") or not out
+    return [orjson.loads(line.removeprefix(b"data: ")) for line in out.split(b"\n\n") if line], stream.converter
+
+
+def _route_chunks(data: bytes, pieces: int | None, **options: Any) -> tuple[list[Any], StreamConverter]:
+    """A recording as the OpenAI route converts it: read in pieces of ``pieces`` bytes (None: at once)."""
+    reads = [data] if pieces is None else [data[i : i + pieces] for i in range(0, len(data), pieces)]
+    return asyncio.run(_pumped(reads, **options))
 
 
 def _reads(data: bytes, how: str) -> list[bytes]:
@@ -1260,41 +1178,27 @@ def _reads(data: bytes, how: str) -> list[bytes]:
 
 
 @pytest.mark.parametrize("how", ["by event", "bytewise", "7 bytes", "whole"])
+@pytest.mark.parametrize("options", [{}, {"include_usage": True}, {"index": 2, "stream_id": "chatcmpl-x"},
+                                     {"json_tool": "get_weather"}],
+                         ids=["plain", "usage", "choice 2", "json tool"])
 @pytest.mark.parametrize("path", sorted(STREAMS.glob("*.sse")), ids=lambda p: p.name)
-async def test_the_route_pumps_every_recording_as_feed_converts_it(path: Path, how: str) -> None:
-    # _pump takes the deltas that start a read before the decoder, and decodes only the rest
-    from translator.server.openai_route import _pump
-
-    slow, _, _ = _fast_and_slow(path, include_usage=True)
-    source, conv, written = _Reads(_reads(path.read_bytes(), how)), StreamConverter(
-        created=1, model="m", include_usage=True), []
-
-    async def write(data: bytes) -> None:
-        written.append(data)
-
-    clean, end = await _pump(source, conv, write)  # type: ignore[arg-type]
-    out = b"".join(written) + end
-    assert [orjson.loads(line[6:]) for line in out.split(b"\n\n") if line] == slow
-    assert clean == (not any("error" in c for c in slow)) and source.touched > 0
+async def test_the_route_pumps_every_recording_as_feed_converts_it(
+    path: Path, how: str, options: dict[str, Any]
+) -> None:
+    expected = _by_feed(path, **options)
+    chunks, conv = await _pumped(_reads(path.read_bytes(), how), **options)
+    assert chunks == expected  # annotations too: their character offsets count the text as it came
+    assert conv.failed == any("error" in c for c in expected)
 
 
 async def test_a_read_that_goes_on_with_the_line_before_it_is_decoded_not_taken_as_an_event() -> None:
     # The ping's data line has no end when its read ends: the next read continues that line (SSE), so the
     # delta it starts with is no event of its own, and is not taken as one.
-    from translator.server.openai_route import _pump
-
     head, ping = _text_stream().removesuffix(b'event: message_stop\ndata: {"type":"message_stop"}\n\n'), (
         b'event: ping\ndata: {"type":"ping"}')
     reads = [head, ping, _delta(b'"lost"') + _delta(b'"a"'), b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
-    written: list[bytes] = []
-
-    async def write(data: bytes) -> None:
-        written.append(data)
-
-    conv = StreamConverter(created=1, model="m")
-    await _pump(_Reads(reads), conv, write)  # type: ignore[arg-type]
-    chunks = [orjson.loads(line[6:]) for line in (b"".join(written)).split(b"\n\n") if line]
-    assert _contents(chunks) == _contents(_route_chunks(b"".join(reads), None)[0]) == ["", "a"]
+    chunks, _ = await _pumped(reads)
+    assert _contents(chunks) == ["", "a"]
 
 
 def _text_stream(*middle: bytes) -> bytes:
@@ -1313,34 +1217,28 @@ def _contents(chunks: list[Any]) -> list[Any]:
     return [c["choices"][0]["delta"].get("content") for c in chunks if c.get("choices")]
 
 
-def test_a_run_is_taken_in_one_call_up_to_the_first_other_event() -> None:
-    conv = StreamConverter(created=1, model="m")
-    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
-    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-    ping = b'event: ping\ndata: {"type":"ping"}\n\n'
-    region = _delta(b'"a"') + _delta(b'"\\u00e9\\n"', pad=b"  ") + _delta(b'"c"') + ping + _delta(b'"d"')
-    run = conv.feed_run(region, 0)
-    assert run is not None and run[0] == region.index(ping)
-    assert [orjson.loads(x[6:])["choices"][0]["delta"] for x in run[1].split(b"\n\n")[:-1]] == [
-        {"content": "a"}, {"content": "é\n"}, {"content": "c"}]
-    assert conv._chars == 4  # characters, as feed counts them
-    assert conv.feed_run(region, run[0]) is None  # the ping is the caller's to feed
+def test_a_block_index_of_thousands_of_digits_is_reported_not_a_crash() -> None:
+    huge = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%s,' % (b"1" * 5000)
+    for pad in (b"", b" "):
+        event = huge + b'"delta":{"type":"text_delta","text":"a"}%s}\n\n' % pad
+        chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), event), None)
+        assert _contents(chunks) == ["", "ok"] and chunks[-1]["error"]["type"] == "server_error" and conv.failed
 
 
 @pytest.mark.parametrize("bad", [b'"\\ud800"', b'"\\x"', b'"a\x01b"', b'"\xff"'],
                          ids=["lone surrogate", "bad escape", "control character", "not UTF-8"])
-def test_a_run_with_a_string_that_is_not_json_is_left_to_feed_which_reports_it(bad: bytes) -> None:
+def test_a_string_that_is_not_json_is_reported_after_what_came_before_it(bad: bytes) -> None:
     chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), _delta(bad), _delta(b'"never"')), None)
     assert _contents(chunks) == ["", "ok"]  # what came before it still goes out, then the error
     assert chunks[-1]["error"]["type"] == "server_error"
-    assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ") and conv.done
+    assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ") and conv.failed
 
 
 def test_a_raw_blank_line_inside_a_string_is_reported_not_split_into_two_events() -> None:
     # JSON forbids a raw line feed in a string; cut at its blank line, the halves would join as valid JSON
     chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), _delta(b'"abcd\n\n' + b"x" * 120 + b'yz"')), None)
     assert _contents(chunks) == ["", "ok"] and conv._chars == 2
-    assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ") and conv.done
+    assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ") and conv.failed
 
 
 def test_a_delta_line_inside_another_event_is_not_an_event_of_its_own() -> None:
@@ -1354,111 +1252,36 @@ def test_a_delta_line_inside_another_event_is_not_an_event_of_its_own() -> None:
     assert chunks[-1]["error"]["message"].startswith("upstream stream event is not JSON: ")
 
 
-def test_a_run_of_argument_fragments_skips_the_empty_ones() -> None:
-    conv = StreamConverter(created=1, model="m")
-    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
-    conv.feed({"type": "content_block_start", "index": 1,
-               "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}})
-
-    def fragment(raw: bytes) -> bytes:
-        return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,'
-                b'"delta":{"type":"input_json_delta","partial_json":%s}}\n\n' % raw)
-
-    region = fragment(b'""') + fragment(b'"{\\"a\\":"') + fragment(b'""') + fragment(b'"1}"')
-    run = conv.feed_run(region, 0)
-    assert run is not None and run[0] == len(region)
-    calls = [orjson.loads(x[6:])["choices"][0]["delta"]["tool_calls"] for x in run[1].split(b"\n\n")[:-1]]
-    assert calls == [[{"index": 0, "function": {"arguments": '{"a":'}}],
-                     [{"index": 0, "function": {"arguments": "1}"}}]]
-    assert conv.feed_run(fragment(b'""'), 0) == (len(fragment(b'""')), b"")  # nothing to send, but taken
-
-
 def test_pings_are_skipped_by_their_name_unread() -> None:
     ping = b"event: ping\ndata: {not json\n\n"
     chunks, conv = _route_chunks(_text_stream(ping, _delta(b'"a"'), ping, ping, _delta(b'"b"')), None)
     assert _contents(chunks) == ["", "a", "b"] and conv.done and not any("error" in c for c in chunks)
 
 
-def _opened() -> StreamConverter:
-    conv = StreamConverter(created=1, model="m")
-    conv.feed({"type": "message_start", "message": {"id": "msg_1"}})
-    conv.feed({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-    return conv
-
-
-@pytest.mark.parametrize("text", [True, False], ids=["text", "arguments"])
-def test_an_event_head_is_what_the_run_pattern_matches_before_the_string(text: bool) -> None:
-    from translator.convert.stream import _RUN_EVENT_HEAD, _run_patterns
-
-    run, one, head, starts, string_of = _run_patterns(3, text)
-    kind, key = (b"text_delta", b"text") if text else (b"input_json_delta", b"partial_json")
-    event = _RUN_EVENT_HEAD % (3, kind, key) + b'"x"}}\n\n'
-    assert event.startswith(head) and head.endswith(b':"') and starts(event) and not starts(event[1:])
-    assert string_of(event) == b'x"}}\n\n'
-    assert run.fullmatch(event * 2) and one.fullmatch(event)[1] == b'"x"'  # type: ignore[index]
-
-
-# Strings that the cut between two events would misread if it trusted the bytes: each must be one whole
-# JSON string, with no line end, no unescaped quote and no escaped closing quote in it.
+# Strings a reader that trusted the bytes between two events would misread: each must be one whole JSON
+# string, with no line end, no unescaped quote and no escaped closing quote in it.
 @pytest.mark.parametrize(("bad", "then"), [
     (b'"c\\"', b'","e"'),  # an escaped closing quote: the next event's bytes would close the string
-    (b'"a","b"', b'"c"'),  # two strings in one event (not JSON): with the next, as many strings as events
+    (b'"a","b"', b'"c"'),  # two strings in one event (not JSON)
     (b'"a"b"', b'"c"'),  # an unescaped quote inside
     (b'"a', b'"c"'),  # no closing quote at all
     (b'1', b'"c"'),  # not a string
 ], ids=["escaped quote", "two strings", "inner quote", "unclosed", "number"])
-@pytest.mark.parametrize("pieces", [None, 1], ids=["a run", "one event a read"])
-def test_a_run_is_never_cut_apart_at_bytes_inside_a_string(bad: bytes, then: bytes, pieces: int | None) -> None:
+@pytest.mark.parametrize("pieces", [None, 1], ids=["whole", "bytewise"])
+def test_a_bad_delta_ends_the_stream_in_an_error_never_a_guess(bad: bytes, then: bytes, pieces: int | None) -> None:
     chunks, conv = _route_chunks(_text_stream(_delta(b'"ok"'), _delta(b'"ok2"'), _delta(bad), _delta(then)), pieces)
     assert _contents(chunks) == ["", "ok", "ok2"]  # what came before it, then the error: never a guess
-    assert chunks[-1]["error"]["type"] == "server_error" and conv.done
+    assert chunks[-1]["error"]["type"] == "server_error" and conv.failed
 
 
-def test_a_run_takes_braces_quotes_and_escapes_inside_its_strings_as_text() -> None:
-    texts = [b'"}}"', b'"\\\\"', b'"\\"}}\\\\n\\\\n"', b'"event: content_block_delta"', b'""', b'"\\u00e9"']
-    region = b"".join(_delta(t) for t in texts)
-    conv = _opened()
-    run = conv.feed_run(region, 0)
-    assert run is not None and run[0] == len(region)
-    assert [orjson.loads(x[6:])["choices"][0]["delta"]["content"] for x in run[1].split(b"\n\n")[:-1]] == [
-        orjson.loads(t) for t in texts]
+def test_braces_quotes_and_escapes_inside_strings_are_text() -> None:
+    texts = [b'"}}"', b'"\\\\"', b'"\\"}}\\\\n\\\\n"', b'"event: content_block_delta"', b'"\\u00e9"']
+    chunks, conv = _route_chunks(_text_stream(*(_delta(t) for t in texts), _delta(b'""')), None)
+    assert _contents(chunks) == ["", *(orjson.loads(t) for t in texts), ""]
     assert conv._chars == sum(len(orjson.loads(t)) for t in texts)
 
 
-def test_a_run_ends_at_a_delta_of_another_block() -> None:
-    conv = _opened()
-    conv.feed({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}})
-    first = _delta(b'"a"') + _delta(b'"b"')
-    region = first + _delta(b'"c"', index=1) + _delta(b'"d"', index=1) + _delta(b'"e"')
-    run = conv.feed_run(region, 0)
-    assert run is not None and run[0] == len(first) and run[1].count(b"data: ") == 2
-    run = conv.feed_run(region, run[0])
-    assert run is not None and run[0] == len(region) - len(_delta(b'"e"')) and run[1].count(b"data: ") == 2
-
-
-@pytest.mark.parametrize("pad", [b"", b" \t"], ids=["plain", "padded"])  # padded: its strings cut by a regex
-def test_a_run_ends_before_a_string_that_is_not_json_and_feed_reports_it(pad: bytes) -> None:
-    conv = _opened()
-    good = b"".join(_delta(b'"w%d "' % i, pad=pad if i == 7 else b"") for i in range(50))
-    region = good + _delta(b'"bad\\x"') + _delta(b'"after"')
-    run = conv.feed_run(region, 0)
-    assert run is not None and run[0] == len(good)  # the good ones, in one call; the bad one is not retried
-    assert run[1].count(b"data: ") == 50
-    assert conv.feed_run(region, len(good)) is None  # left to feed, which reports it
-
-
-def test_a_run_reaches_over_16_kib_at_most_and_a_bigger_event_is_left_to_feed() -> None:
-    from translator.convert.stream import FAST_DELTA_MAX
-
-    conv = _opened()
-    small = b"".join(_delta(b'"%s"' % (b"x" * 100)) for _ in range(400))  # ~66 KB of events
-    pos, taken = 0, 0
-    while pos < len(small):
-        run = conv.feed_run(small, pos)
-        assert run is not None and 0 < run[0] - pos <= FAST_DELTA_MAX
-        pos, taken = run[0], taken + run[1].count(b"data: ")
-    assert taken == 400
-    big = _delta(b'"%s"' % (b"y" * FAST_DELTA_MAX))
-    assert conv.feed_run(big, 0) is None
+def test_a_big_delta_is_converted_whole() -> None:
+    big = _delta(b'"%s"' % (b"y" * 100_000))
     chunks, _ = _route_chunks(_text_stream(big, _delta(b'"z"')), None)
-    assert _contents(chunks) == ["", "y" * FAST_DELTA_MAX, "z"]
+    assert _contents(chunks) == ["", "y" * 100_000, "z"]

@@ -23,7 +23,8 @@ from translator.router import UpstreamPool
 from translator.server import claude_route, models_route, openai_route
 from translator.server.gate import authenticate
 from translator.server.images import image_session
-from translator.server.keys import (
+from translator.server.middleware import handle_requests
+from translator.server.state import (
     CLOSING,
     DRAINING,
     IMAGE_SESSION,
@@ -35,7 +36,6 @@ from translator.server.keys import (
     RESOLVE,
     SETTINGS,
 )
-from translator.server.middleware import handle_requests
 from translator.upstream import Upstream
 
 
@@ -51,7 +51,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    authenticate(request, request.app)  # with client keys configured, metrics (key names, traffic) need a key too
+    authenticate(request)  # with client keys configured, metrics (key names, traffic) need a key too
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -1,20 +1,20 @@
-"""Helpers both API routes use: reading the JSON body, and resolving a model name."""
+"""Helpers the API routes share: reading the JSON body, requiring a model, header-safe text."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from translator.errors import BodyTooLarge, ClientTooSlow, InvalidRequest
-from translator.server.keys import DRAINING, SETTINGS
+from translator.server.state import SETTINGS
 
 
-async def read_json_object(request: web.Request, app: web.Application) -> tuple[dict[str, Any], bytes]:
-    settings = app[SETTINGS].server
+async def read_json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
+    """The body, a JSON object (400 otherwise), and its bytes; bounded in size (413) and time (408)."""
+    settings = request.app[SETTINGS].server
     if request.content.is_eof():  # the whole body came with the headers (most requests): no wait
         raw = _received_body(request, settings.max_body_bytes)
     else:
@@ -69,25 +69,3 @@ def header_text(items: list[str]) -> str:
         return text
     # Control characters (a header can hold none) and non-ASCII become \x.. escapes; the rest stays as is.
     return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-class farewell_on_shutdown:  # lower case: used like contextlib's context managers
-    """A stream still open when the shutdown grace period ends is cancelled; it ends with a proper error
-    event (the client can retry elsewhere) instead of a cut connection. (A class rather than an
-    asynccontextmanager: entered once per stream, it then costs a fraction.)"""
-
-    __slots__ = ("_farewell", "_request", "_resp")
-
-    def __init__(self, request: web.Request, resp: web.StreamResponse, farewell: bytes) -> None:
-        self._request, self._resp, self._farewell = request, resp, farewell
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, asyncio.CancelledError) and self._request.app[DRAINING].is_set():
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1):
-                    await self._resp.write(self._farewell)
-                    await self._resp.write_eof()  # a complete response, so the client reads the error, not a cut
-        # (returning None: the exception, if any, goes on)

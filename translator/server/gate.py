@@ -1,61 +1,108 @@
-"""Admission for the API routes: client key (401), model permission (403), per-key rate limits (429).
+"""Admission for the API routes: client key (401), model permission (403), per-key rate limits (429), and the
+prologue every API route starts with (``admit``).
 
-A route calls ``authenticate(request, app)`` first, before it reads the body (a caller without a key learns
-nothing and costs no parsing), then wraps its work in ``admitted(request, key, asked, model)``, which
-authorizes the model before anything is sent upstream, holds a rate-limit lease for the duration, and
-releases it with the tokens the request used. Keys are never logged: the log line carries the key's name.
+``admit`` authenticates before the body is read (a caller without a key learns nothing and costs no
+parsing), reads the JSON body, requires and resolves the model, authorizes the key for it, holds a
+rate-limit lease (released with the tokens the request used, read from its context) and names the
+conversation for stickiness. Keys are never logged: the log line carries the key's name.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from translator.convert import ModelProfile
 from translator.gateway.keys import ClientKey, presented_keys
 from translator.gateway.ratelimit import RateLimitExceeded
-from translator.server.keys import KEYRING, LIMITER, METRICS
-from translator.server.middleware import EXTRA_HEADERS, FORWARD_KEY, LOG
+from translator.server.common import read_json_object, require_model
+from translator.server.context import CONTEXT, RequestContext, Route
+from translator.server.state import KEYRING, LIMITER, METRICS, RESOLVE, SETTINGS
 from translator.server.tokens import tokens_used
 
 
-def authenticate(request: web.Request, app: web.Application) -> ClientKey | None:
-    """The caller's key (None when the proxy is open); 401 when missing or not one of ours. (``app``: the
-    request's, which its handler has at hand: ``request.app`` is two property calls.)"""
-    ring = app[KEYRING]
-    request[FORWARD_KEY] = ring.is_open  # our own client keys never go upstream
+@dataclass(slots=True)
+class Admission:
+    """A request let in: its context, its body, the model asked and the upstream model it resolves to."""
+
+    ctx: RequestContext
+    body: dict[str, Any]
+    raw: bytes  # the body's bytes, as the client sent them
+    asked: str
+    model: str
+    profile: ModelProfile
+    session: str | None  # names the conversation, for upstream stickiness
+
+    def take_body(self) -> dict[str, Any]:
+        """The body, no longer held here: a large one (images) is then not kept twice once converted."""
+        body, self.body, self.raw = self.body, {}, b""
+        return body
+
+
+@asynccontextmanager
+async def admit(
+    request: web.Request, route: Route, *, session_from: Callable[[dict[str, Any]], object]
+) -> AsyncIterator[Admission]:
+    """The prologue of an API route. ``session_from``: the body's own name for the conversation, if any."""
+    ctx = request[CONTEXT]
+    ctx.route = route
+    key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
+    body, raw = await read_json_object(request)
+    asked = require_model(body)
+    model, profile = request.app[RESOLVE](asked)
+    ctx.model, ctx.upstream_model = asked, model
+    async with admitted(request, key, asked, model):  # keys and limits before any work for the caller
+        admission = Admission(ctx, body, raw, asked, model, profile, session_key(request, session_from(body)))
+        del body, raw  # held by the admission alone, which the route may empty
+        yield admission
+
+
+def authenticate(request: web.Request) -> ClientKey | None:
+    """The caller's key (None when the proxy is open); 401 when missing or not one of ours."""
+    ring = request.app[KEYRING]
+    ctx = request[CONTEXT]
+    ctx.forward_key = ring.is_open  # our own client keys never go upstream
     if ring.is_open:
         return None
     key = ring.authenticate(presented_keys(request.headers))
     if key is not None:
-        request[LOG]["key"] = key.name
+        ctx.key = key.name
     return key
 
 
-class admitted:  # lower case: used like contextlib's context managers (a class: cheaper, once per request)
-    """Authorize the authenticated key on entry, and hold a rate-limit lease (if the key has limits) until exit,
-    released with the tokens the request used."""
+@asynccontextmanager
+async def admitted(request: web.Request, key: ClientKey | None, asked: str, model: str) -> AsyncIterator[None]:
+    """Authorize the key for the model (the name asked, or the upstream id it resolves to), and hold a
+    rate-limit lease, if the key has limits, until the request ends: released with the tokens it used."""
+    if key is not None and not key.allows(asked):
+        request.app[KEYRING].authorize(key, model)
+    if key is None or not key.has_limits:
+        yield
+        return
+    limiter = request.app[LIMITER]
+    try:
+        lease = await limiter.acquire(key)
+    except RateLimitExceeded as err:
+        request.app[METRICS].rate_limited(err.key_name, err.limit)
+        raise
+    ctx = request[CONTEXT]
+    ctx.extra_headers.update(limiter.headers(lease))
+    try:
+        yield
+    finally:  # also when cancelled: what was generated counts against the key's limits
+        await limiter.release(lease, tokens_used(ctx.usage))
 
-    __slots__ = ("_asked", "_key", "_lease", "_model", "_request")
 
-    def __init__(self, request: web.Request, key: ClientKey | None, asked: str, model: str) -> None:
-        self._request, self._key, self._asked, self._model = request, key, asked, model
-        self._lease: Any = None
-
-    async def __aenter__(self) -> None:
-        request, key = self._request, self._key
-        if key is not None and not key.allows(self._asked):
-            request.app[KEYRING].authorize(key, self._model)  # the name asked, or the upstream id it resolves to
-        if key is None or not key.has_limits:
-            return
-        limiter = request.app[LIMITER]
-        try:
-            self._lease = await limiter.acquire(key)
-        except RateLimitExceeded as err:
-            request.app[METRICS].rate_limited(err.key_name, err.limit)
-            raise
-        request[EXTRA_HEADERS] = limiter.headers(self._lease)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._lease is not None:  # tokens_used never raises
-            await self._request.app[LIMITER].release(self._lease, tokens_used(self._request[LOG].get("usage")))
+def session_key(request: web.Request, from_body: object) -> str | None:
+    """What names a conversation, for upstream stickiness: the body's own name, else a session header."""
+    if isinstance(from_body, str) and from_body:
+        return from_body
+    for name in request.app[SETTINGS].routing.session_headers:
+        value = request.headers.get(name)
+        if value:
+            return value
+    return None

@@ -16,10 +16,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from translator.errors import InvalidRequest, TranslatorError, UpstreamProtocolError, UpstreamStatusError
+from translator.errors import NotFound, TranslatorError, UpstreamProtocolError, UpstreamStatusError
+from translator.server.context import CONTEXT
+from translator.server.errors import is_claude_shape
 from translator.server.gate import authenticate
-from translator.server.keys import POOL, SETTINGS
-from translator.server.middleware import FORWARD_KEY, is_claude_shape
+from translator.server.state import POOL, SETTINGS
 from translator.upstream import Upstream
 
 CACHE = web.AppKey("models_cache", dict)
@@ -44,9 +45,7 @@ async def get_model(request: web.Request) -> web.Response:
         # as claude-sonnet-4-5 for the dated id it lists), so ask it.
         found = await _fetched(request, wanted)
     if found is None:
-        err = InvalidRequest(f"model {wanted!r} not found", param="model", code="model_not_found")
-        err.status, err.claude_type = 404, "not_found_error"
-        raise err
+        raise NotFound(f"model {wanted!r} not found", param="model", code="model_not_found")
     return web.json_response(found if is_claude_shape(request) else _openai_model(found))
 
 
@@ -56,7 +55,7 @@ async def _fetched(request: web.Request, wanted: str) -> dict[str, Any] | None:
         if not upstream.serves(wanted):
             continue
         headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"),
-                                   forward_key=request.get(FORWARD_KEY, True))
+                                   forward_key=request[CONTEXT].forward_key)
         try:
             async with upstream.request("GET", f"/v1/models/{quote(wanted, safe='')}", headers) as resp:
                 model = await resp.json()
@@ -71,7 +70,7 @@ async def _fetched(request: web.Request, wanted: str) -> dict[str, Any] | None:
 
 
 async def _models(request: web.Request) -> list[dict[str, Any]]:
-    authenticate(request, request.app)  # with client keys configured, listing needs one too (401)
+    authenticate(request)  # with client keys configured, listing needs one too (401)
     settings, pool = request.app[SETTINGS], request.app[POOL]
     # Shared (cacheable) only when the proxy holds every upstream's key: clients' own keys may see other lists.
     shared = settings.demo or all(u.settings.api_key for u in pool.upstreams)
@@ -111,7 +110,7 @@ async def _listed_upstream(request: web.Request, upstreams: list[Upstream]) -> l
 
 async def _listed_by(request: web.Request, upstream: Upstream) -> list[dict[str, Any]]:
     headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"),
-                               forward_key=request.get(FORWARD_KEY, True))
+                               forward_key=request[CONTEXT].forward_key)
     async with upstream.request("GET", "/v1/models?limit=1000", headers) as resp:
         payload = await resp.json()
     data = payload.get("data") if isinstance(payload, dict) else None

@@ -1,8 +1,15 @@
-"""Token counts from the usage either route logs (OpenAI's shape or Claude's), for limits and metrics."""
+"""Token counts from a request's usage (Claude's shape, as its context keeps it), for limits and metrics."""
 
 from __future__ import annotations
 
 from typing import Any
+
+_KINDS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_input_tokens",
+    "cache_creation": "cache_creation_input_tokens",
+}
 
 
 def _n(value: Any) -> int:
@@ -10,23 +17,13 @@ def _n(value: Any) -> int:
     return value if type(value) is int and value > 0 else 0  # (type: a bool is no count)
 
 
-def tokens_used(usage: Any) -> int:
-    """Total tokens from either shape of usage the routes log (OpenAI's or Claude's)."""
-    if not isinstance(usage, dict):
-        return 0
-    if "total_tokens" in usage:
-        return _n(usage["total_tokens"])
-    fields = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    return sum(_n(usage.get(f)) for f in fields)
-
-
-def token_kinds(usage: Any) -> dict[str, int]:
-    """input / output / cache_read / cache_creation counts, from either shape."""
+def token_kinds(usage: object) -> dict[str, int]:
+    """input / output / cache_read / cache_creation counts ({} when there is no usage at all)."""
     if not isinstance(usage, dict):
         return {}
-    read, write = _n(usage.get("cache_read_input_tokens")), _n(usage.get("cache_creation_input_tokens"))
-    if "prompt_tokens" in usage:
-        inp, out = max(0, _n(usage["prompt_tokens"]) - read - write), _n(usage.get("completion_tokens"))
-    else:
-        inp, out = _n(usage.get("input_tokens")), _n(usage.get("output_tokens"))
-    return {"input": inp, "output": out, "cache_read": read, "cache_creation": write}
+    return {kind: _n(usage.get(field)) for kind, field in _KINDS.items()}
+
+
+def tokens_used(usage: object) -> int:
+    """All the tokens a request used, cached input included: what a key's tokens-per-minute limit counts."""
+    return sum(token_kinds(usage).values())

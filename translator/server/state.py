@@ -1,4 +1,4 @@
-"""Typed application keys shared by the server modules."""
+"""The app's state: typed keys for what the app holds (settings, the upstream pool, the key ring ...)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,84 @@
+"""What one request carries from its route to its log line, its metrics and the rate limiter.
+
+The middleware makes a ``RequestContext`` for every request (``request[CONTEXT]``); the route fills it in
+(the model, the upstream it reached, the usage, ...); when the request ends, the log line, the metrics and
+the rate limiter's release each read it. Usage is kept in one shape, Claude's, whatever the route: the log
+line shows it in the caller's API shape.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from translator.convert.usage import openai_usage
+
+Route = Literal["openai", "claude"]
+
+
+def _request_id() -> str:
+    return f"{random.getrandbits(64):016x}"  # the log's id for the request: not a secret
+
+
+@dataclass(slots=True)
+class RequestContext:
+    method: str
+    path: str
+    started: float = field(default_factory=time.perf_counter)
+    request_id: str = field(default_factory=_request_id)
+    route: Route | None = None  # set by an API route: only those count in the metrics
+    key: str | None = None  # the client key's name (never the key)
+    forward_key: bool = True  # may the client's own key go upstream (not when it is one of our keys)
+    model: str | None = None  # as asked
+    upstream_model: str | None = None
+    stream: bool | None = None
+    n: int | None = None
+    upstream: str | None = None  # the last upstream tried
+    attempts: int | None = None
+    ttft_ms: float | None = None  # when the first content reached the client (streams)
+    usage: dict[str, Any] | None = None  # Claude's shape: input_tokens, output_tokens, cache_*_input_tokens
+    stop_reason: str | None = None
+    stream_error: str | None = None  # the error type a relayed stream ended with
+    error: str | None = None  # the error type the request was answered with
+    shutdown: bool = False  # cut by the end of the shutdown grace period
+    cancelled: bool = False  # the client went away
+    status: int = 500  # until a response is made; an exception that escapes is a bug
+    extra_headers: dict[str, str] = field(default_factory=dict)  # added to the response, whatever it is
+    prepared: bool = False  # a streamed response's head went out: no other answer is possible now
+
+    def attempted(self, upstream: str, attempt: int) -> None:
+        """The router's report of each attempt."""
+        self.upstream, self.attempts = upstream, attempt
+
+    def first_token(self) -> None:
+        self.ttft_ms = round((time.perf_counter() - self.started) * 1000, 2)
+
+    def latency(self) -> float:
+        return time.perf_counter() - self.started
+
+    def log_fields(self) -> dict[str, Any]:
+        """The request's log line: what is known of it, and never a key or a prompt."""
+        fields: dict[str, Any] = {"request_id": self.request_id, "method": self.method, "path": self.path}
+        for name in _LOGGED:
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
+        if self.usage is not None:
+            fields["usage"] = openai_usage(self.usage) if self.route == "openai" else self.usage
+        if self.shutdown:
+            fields["error"] = "shutdown"
+        if self.cancelled:
+            fields["cancelled"] = True
+        fields["status"] = self.status
+        fields["latency_ms"] = round(self.latency() * 1000, 2)
+        return fields
+
+
+_LOGGED = ("route", "key", "model", "upstream_model", "stream", "n", "upstream", "attempts", "ttft_ms",
+           "stop_reason", "stream_error", "error")
+
+CONTEXT = web.RequestKey("context", RequestContext)

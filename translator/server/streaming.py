@@ -1,0 +1,216 @@
+"""The stream relay every streaming route uses: an upstream's Claude event stream, read as it comes, each
+event handed to the route's ``EventStream`` and what it gives written to the client at once.
+
+The relay owns what every stream needs, so that a route writes only its conversion:
+- the response's head (with the request's extra headers) and time to first token;
+- the idle clock: no event for ``stream_idle_timeout`` seconds fails the stream (a byte drip does not
+  reset it);
+- errors mid-stream (a broken event, a reset, a timeout) end the stream with an error in the client's
+  shape, after what came before it;
+- a farewell when shutdown's grace period cuts the stream, so the client reads an error, not a cut;
+- the usage, stop reason and error for the log line and the rate limiter, kept in the request's context
+  however the stream ended (cancelled included);
+- the connection back to the pool when the upstream stream ended cleanly;
+- several upstream streams interleaved onto one response (OpenAI's ``n`` > 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from translator.errors import TranslatorError, UpstreamTimeout
+from translator.router import Attempted
+from translator.server.context import CONTEXT
+from translator.server.state import DRAINING
+from translator.sse import SSEDecoder, SSEEvent
+
+STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+Write = Callable[[bytes], Awaitable[None]]
+
+
+class EventStream(Protocol):
+    """One upstream stream's conversion into the client's bytes, fed one event at a time."""
+
+    @property
+    def done(self) -> bool:
+        """Its last event came (``message_stop``, or an error): nothing more is read."""
+
+    @property
+    def failed(self) -> bool:
+        """It ended in an error (then the upstream connection is not reused)."""
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """The usage so far, in Claude's shape."""
+
+    @property
+    def stop_reason(self) -> str | None: ...
+
+    @property
+    def error_type(self) -> str | None:
+        """The Claude error type it ended with, if it did."""
+
+    def feed(self, event: SSEEvent) -> bytes:
+        """The client's bytes for one upstream event (a ``TranslatorError`` for a broken one)."""
+
+    def end(self) -> bytes:
+        """The upstream's body ended before the stream was done: what tells the client it was cut short."""
+
+    def fail(self, err: TranslatorError) -> bytes:
+        """An error mid-stream, in the client's shape; the stream is then done and failed."""
+
+
+async def relay(
+    request: web.Request,
+    sources: list[Attempted],
+    streams: list[EventStream],
+    *,
+    headers: dict[str, str],
+    farewell: bytes,
+    closing: Callable[[bool], bytes] = lambda clean: b"",
+) -> web.StreamResponse:
+    """Relay ``sources`` (opened, up to their first content event) through ``streams`` onto one response.
+    ``farewell``: the error a stream cut by shutdown ends with; ``closing(clean)``: the route's last bytes."""
+    ctx = request[CONTEXT]
+    ctx.first_token()
+    resp = web.StreamResponse(headers={**STREAM_HEADERS, **headers})
+    await prepare_stream(request, resp)
+    try:
+        async with farewell_on_shutdown(request, resp, farewell):
+            if len(sources) == 1:
+                end = await pump(sources[0], streams[0], resp.write)
+            else:
+                end = await _pump_all(sources, streams, resp.write)
+            clean = not any(stream.failed for stream in streams)
+            # The last chunks and the response's end in one send: each send wakes the client up again.
+            await resp.write_eof(end + closing(clean))
+    finally:  # also when cancelled: what was generated counts against the key's limits
+        _report(request, streams)
+    if clean:  # the upstream streams ended as they should: their connections are kept for reuse
+        for source in sources:
+            source.response.finish()
+    return resp
+
+
+async def prepare_stream(request: web.Request, resp: web.StreamResponse) -> None:
+    """The head goes out, with the request's extra headers (its rate limits); from here on an error ends
+    the stream, as no other answer is possible."""
+    ctx = request[CONTEXT]
+    resp.headers.update(ctx.extra_headers)
+    ctx.prepared = True
+    await resp.prepare(request)
+
+
+async def pump(source: Attempted, stream: EventStream, write: Write) -> bytes:
+    """One upstream stream onto the client: everything a read brings is converted and written at once (one
+    write per read, not per event). Returns the stream's last bytes, unwritten, for the caller to send
+    with the response's end."""
+    idle = source.upstream.settings.stream_idle_timeout
+    decoder = SSEDecoder()
+    try:
+        async with asyncio.timeout(idle) as clock:
+            while data := await source.response.read():
+                events = decoder.feed(data)
+                if events:
+                    clock.reschedule(asyncio.get_running_loop().time() + idle)
+                out = _feed(stream, events)
+                if stream.done:
+                    return out
+                if out:
+                    await write(out)
+    except TimeoutError:  # the idle clock's (the upstream's own timeouts come as UpstreamTimeout)
+        return stream.fail(UpstreamTimeout(f"upstream stream sent no event for {idle:g} s"))
+    except TranslatorError as err:
+        return stream.fail(err)
+    # A last event missing only its blank line still counts (some Claude streams end that way).
+    out = _feed(stream, decoder.flush(unterminated=True))
+    return out if stream.done else out + stream.end()
+
+
+def _feed(stream: EventStream, events: list[SSEEvent]) -> bytes:
+    """The events' bytes for the client, up to the stream's end; a broken event ends it in an error,
+    after what came before it."""
+    out: list[bytes] = []
+    for event in events:
+        try:
+            out.append(stream.feed(event))
+        except TranslatorError as err:
+            out.append(stream.fail(err))
+        if stream.done:
+            break
+    return b"".join(out)
+
+
+class _ChoiceFailed(Exception):
+    pass
+
+
+async def _pump_all(sources: list[Attempted], streams: list[EventStream], write_out: Write) -> bytes:
+    """Several streams interleaved onto one response, each write whole; the first to fail ends the
+    response there (nothing may follow its error), and the others stop."""
+    lock = asyncio.Lock()
+    stopped = False
+
+    async def write(data: bytes) -> None:
+        async with lock:
+            if stopped:
+                raise _ChoiceFailed
+            await write_out(data)
+
+    async def one(source: Attempted, stream: EventStream) -> None:
+        nonlocal stopped
+        end = await pump(source, stream, write)
+        if end:
+            await write(end)
+        if stream.failed:
+            stopped = True
+            raise _ChoiceFailed
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for source, stream in zip(sources, streams, strict=True):
+                group.create_task(one(source, stream))
+    except* _ChoiceFailed:
+        pass
+    except* ConnectionResetError:
+        raise ConnectionResetError("the client went away") from None  # logged as such, not as a bug
+    return b""
+
+
+@asynccontextmanager
+async def farewell_on_shutdown(request: web.Request, resp: web.StreamResponse, farewell: bytes) -> AsyncIterator[None]:
+    """A stream still open when shutdown's grace period ends is cancelled; it ends with a proper error event
+    (the client can retry elsewhere) instead of a cut connection."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        if request.app[DRAINING].is_set():
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await resp.write(farewell)
+                    await resp.write_eof()
+        raise
+
+
+def _report(request: web.Request, streams: list[EventStream]) -> None:
+    """What the streams say, for the log line, the metrics and the rate limiter."""
+    ctx = request[CONTEXT]
+    ctx.usage = sum_usage([stream.usage for stream in streams])
+    ctx.stop_reason = streams[0].stop_reason
+    ctx.stream_error = next((s.error_type for s in streams if s.error_type is not None), None)
+
+
+def sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Claude usages added up (OpenAI's ``n`` > 1): every count; other fields as the first has them."""
+    total = dict(usages[0])
+    for usage in usages[1:]:
+        for name, value in usage.items():
+            if type(value) is int and type(total.get(name, 0)) is int:
+                total[name] = total.get(name, 0) + value
+    return total
