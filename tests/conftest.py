@@ -1,40 +1,34 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.fakes import SECRETS_SEEN, FakeUpstream
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from translator.config import Settings
+from translator.log import configure_logging
 from translator.server import create_app, runner_kwargs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-# Everything the server logs during the suite, as it would be written in production (JSON lines).
-LOG_SINK = io.StringIO()
+# Everything the server logs during the suite, written as in production: the same configuration, every level.
+LOG_SINK = io.BytesIO()
 CLIENT_KEYS: set[str] = set()  # keys tests present to the proxy; add to it when you mint one
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        logger_factory=structlog.PrintLoggerFactory(LOG_SINK),
-        cache_logger_on_first_use=False,
-    )
+    configure_logging("debug", stream=LOG_SINK)  # before anything logs: a logger keeps the stream it first had
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No key, upstream or client, may ever appear in what the server logged."""
-    logged = LOG_SINK.getvalue()
+    logged = LOG_SINK.getvalue().decode()
     leaked = sorted(k for k in SECRETS_SEEN | CLIENT_KEYS if len(k) >= 4 and k in logged)
     if leaked:
         print(f"\nSECRETS FOUND IN THE SERVER LOG: {leaked}")
@@ -44,7 +38,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def server_log() -> Callable[[], str]:
     start = LOG_SINK.tell()
-    return lambda: LOG_SINK.getvalue()[start:]
+    return lambda: LOG_SINK.getvalue()[start:].decode()
 
 
 @pytest.fixture

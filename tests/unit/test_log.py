@@ -1,16 +1,18 @@
-"""The per-request log line: written directly once logging is configured, byte for byte as structlog writes it."""
+"""The log lines as production writes them: the suite logs through ``configure_logging`` (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import datetime
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
 import structlog
 
-import translator.log
-from translator.log import configure_logging, log_request
+from translator.log import configure_logging, log, log_request
 
 FIELDS = {
     "request_id": "0123456789abcdef",
@@ -32,71 +34,51 @@ FIELDS = {
 }
 
 
-@pytest.fixture
-def configured() -> Iterator[io.BytesIO]:
-    saved = structlog.get_config()
-    out = io.BytesIO()
+def _lines(logged: str) -> list[dict[str, Any]]:
+    return [orjson.loads(x) for x in logged.splitlines()]
+
+
+def test_the_request_line_is_its_fields_then_event_level_and_timestamp(server_log: Callable[[], str]) -> None:
+    before = datetime.datetime.now(tz=datetime.UTC)
+    log_request(dict(FIELDS))
+    after = datetime.datetime.now(tz=datetime.UTC)
+    (line,) = _lines(server_log())
+    assert list(line) == [*FIELDS, "event", "level", "timestamp"]
+    assert {k: line[k] for k in FIELDS} == FIELDS and (line["event"], line["level"]) == ("request", "info")
+    stamp = line["timestamp"]  # isoformat's, in UTC: no fraction at a whole second
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp)
+    assert before <= datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= after
+
+
+def test_an_exception_is_logged_as_json_without_the_frames_locals(server_log: Callable[[], str]) -> None:
+    def handler() -> None:
+        api_key = "sk-ant-a-local-that-must-not-be-logged"  # noqa: F841 (a local, as a request's key would be)
+        raise ValueError("boom")
+
     try:
-        yield out
+        handler()
+    except ValueError:
+        log.exception("unhandled error", request_id="0123456789abcdef")
+    (line,) = _lines(server_log())
+    assert (line["event"], line["level"], line["request_id"]) == ("unhandled error", "error", "0123456789abcdef")
+    (exc,) = line["exception"]
+    assert (exc["exc_type"], exc["exc_value"]) == ("ValueError", "boom")
+    assert exc["frames"][-1]["name"] == "handler"
+    assert "sk-ant-a-local" not in server_log() and "locals" not in exc["frames"][-1]
+
+
+@pytest.fixture
+def reconfigured() -> Iterator[io.BytesIO]:
+    saved = structlog.get_config()
+    try:
+        yield io.BytesIO()
     finally:  # the suite's own set-up back (it captures every line the server logs)
         structlog.configure(**saved)
-        translator.log._request_line = None
 
 
-def _unstamped(line: bytes) -> tuple[bytes, str]:
-    stamp = orjson.loads(line)["timestamp"]
-    return line.replace(stamp.encode(), b"T"), stamp
-
-
-def test_the_request_line_is_the_one_structlog_writes(configured: io.BytesIO) -> None:
-    configure_logging("info", stream=configured)
-    log_request(dict(FIELDS))
-    structlog.get_logger("translator").info("request", **FIELDS)  # (a fresh proxy: the module's is not cached)
-    direct, through = configured.getvalue().splitlines()
-    assert _unstamped(direct)[0] == _unstamped(through)[0]  # same keys, same order, same bytes
-    line = orjson.loads(direct)
-    assert list(line)[-3:] == ["event", "level", "timestamp"]
-    assert {k: line[k] for k in FIELDS} == FIELDS and (line["event"], line["level"]) == ("request", "info")
-    assert _unstamped(direct)[1].endswith("Z")
-
-
-def test_a_level_above_info_drops_the_request_line(configured: io.BytesIO) -> None:
-    configure_logging("warning", stream=configured)
-    log_request(dict(FIELDS))
-    structlog.get_logger("translator").warning("still written")
-    assert [orjson.loads(x)["event"] for x in configured.getvalue().splitlines()] == ["still written"]
-
-
-def test_unconfigured_the_line_goes_through_structlog(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[str, dict[str, object]]] = []
-    monkeypatch.setattr(translator.log, "log", type("L", (), {"info": lambda self, e, **kw: seen.append((e, kw))})())
-    log_request(dict(FIELDS))
-    assert seen == [("request", FIELDS)]
-
-
-def test_timestamps_are_written_as_isoformat_writes_them() -> None:
-    import datetime
-    import re
-
-    from translator.log import _now
-
-    for _ in range(3):
-        before = datetime.datetime.now(tz=datetime.UTC)
-        stamp = _now()
-        after = datetime.datetime.now(tz=datetime.UTC)
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp)
-        parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        assert before - datetime.timedelta(milliseconds=1) <= parsed <= after + datetime.timedelta(milliseconds=1)
-
-
-@pytest.mark.parametrize("ns", [1796123579_000000000, 1796123579_500000000, 1796123579_000001999,
-                                1796123580_250000000, 1796123580_999999999])
-def test_a_timestamp_is_isoformat_to_the_microsecond_with_none_at_a_whole_second(
-    monkeypatch: pytest.MonkeyPatch, ns: int
-) -> None:
-    import datetime
-
-    monkeypatch.setattr(translator.log.time, "time_ns", lambda: ns)
-    second, micros = divmod(ns // 1000, 1_000_000)
-    at = datetime.datetime.fromtimestamp(second, tz=datetime.UTC).replace(microsecond=micros)
-    assert translator.log._now() == at.isoformat().replace("+00:00", "Z")
+def test_a_level_above_info_drops_the_request_line(reconfigured: io.BytesIO) -> None:
+    configure_logging("warning", stream=reconfigured)
+    fresh = structlog.get_logger("translator")  # (the module's logger was built with the suite's set-up)
+    fresh.info("request", **FIELDS)
+    fresh.warning("still written")
+    assert [x["event"] for x in _lines(reconfigured.getvalue().decode())] == ["still written"]
