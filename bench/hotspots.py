@@ -118,9 +118,8 @@ def log_rows() -> list[Row]:
 
     from translator.log import configure_logging
 
-    configure_logging("info")
-    sink = io.StringIO()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sink))
+    sink = io.BytesIO()
+    configure_logging("info", stream=sink)  # the production set-up, writing to memory
     log = structlog.get_logger("bench")
     fields: dict[str, Any] = {
         "request_id": uuid.uuid4().hex[:16], "method": "POST", "path": "/v1/chat/completions", "route": "openai",
@@ -135,7 +134,7 @@ def log_rows() -> list[Row]:
         sink.truncate()
 
     return [
-        ("structlog request line (JSONRenderer, stdlib json)", per_call_us(line), "per request"),
+        ("structlog request line (the production processors, orjson)", per_call_us(line), "per request"),
         ("uuid.uuid4().hex", per_call_us(lambda: uuid.uuid4().hex), "per request"),
     ]
 

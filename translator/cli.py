@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from translator.config import Settings, UpstreamSettings, load_settings
-from translator.gateway.keys import keys_command
+from translator.keys_command import keys_command
 from translator.log import configure_logging, log
 from translator.server import create_app, runner_kwargs
 from translator.server.state import CLOSING, DRAINING, INFLIGHT
