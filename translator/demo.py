@@ -320,22 +320,23 @@ def _demo_value(schema: Any, root: Any = None, depth: int = 0) -> Any:
         choices = schema.get(key)
         if isinstance(choices, list) and choices:
             return _demo_value(choices[0], root, depth + 1)
+    return _typed_value(schema, root, depth)
+
+
+def _typed_value(schema: JSONObject, root: Any, depth: int) -> Any:
+    """A value of the schema's ``type`` (the first that is not null, of a list; objects when only
+    ``properties`` are given)."""
     json_type = schema.get("type", "object" if "properties" in schema else None)
     if isinstance(json_type, list):
         json_type = next((t for t in json_type if t != "null"), "null")
-    match json_type:
-        case "number" | "integer":
-            return 1
-        case "boolean":
-            return True
-        case "array":
-            return []
-        case "object":
-            return _demo_object(schema, root, depth)
-        case "null":
-            return None
-        case _:
-            return "demo"
+    if json_type == "object":
+        return _demo_object(schema, root, depth)
+    if json_type == "array":
+        return []  # (a new list each time: the answer is built around it)
+    return _SCALAR_VALUES.get(json_type, "demo") if isinstance(json_type, str) else "demo"
+
+
+_SCALAR_VALUES: Final[dict[str, Any]] = {"number": 1, "integer": 1, "boolean": True, "null": None}
 
 
 def _demo_object(schema: JSONObject, root: Any, depth: int) -> JSONObject:

@@ -60,34 +60,42 @@ def mutation(draw: st.DrawFn, value: Any, top: bool = False) -> Any:
     if top and value in ({}, []):
         return {draw(TEXT): draw(JSON)} if isinstance(value, dict) else [draw(JSON)]
     if isinstance(value, dict) and value and (top or draw(st.integers(0, 3))):
-        out = dict(value)
-        key = draw(st.sampled_from(list(value)))
-        action = draw(st.sampled_from(("descend", "descend", "descend", "delete", "null", "replace", "add")))
-        if action == "descend":
-            out[key] = draw(mutation(value[key]))
-        elif action == "delete":
-            del out[key]
-        elif action == "null":
-            out[key] = None
-        elif action == "replace":
-            out[key] = draw(JSON)
-        else:
-            out[draw(TEXT)] = draw(JSON)
-        return out
+        return _mutated_object(draw, value)
     if isinstance(value, list) and value and (top or draw(st.integers(0, 3))):
-        out_list = list(value)
-        i = draw(st.integers(0, len(value) - 1))
-        action = draw(st.sampled_from(("descend", "descend", "delete", "null", "append")))
-        if action == "descend":
-            out_list[i] = draw(mutation(value[i]))
-        elif action == "delete":
-            del out_list[i]
-        elif action == "null":
-            out_list[i] = None
-        else:
-            out_list.append(draw(JSON))
-        return out_list
+        return _mutated_array(draw, value)
     return draw(JSON)
+
+
+def _mutated_object(draw: st.DrawFn, value: dict[str, Any]) -> dict[str, Any]:
+    out = dict(value)
+    key = draw(st.sampled_from(list(value)))
+    action = draw(st.sampled_from(("descend", "descend", "descend", "delete", "null", "replace", "add")))
+    if action == "descend":
+        out[key] = draw(mutation(value[key]))
+    elif action == "delete":
+        del out[key]
+    elif action == "null":
+        out[key] = None
+    elif action == "replace":
+        out[key] = draw(JSON)
+    else:
+        out[draw(TEXT)] = draw(JSON)
+    return out
+
+
+def _mutated_array(draw: st.DrawFn, value: list[Any]) -> list[Any]:
+    out = list(value)
+    i = draw(st.integers(0, len(value) - 1))
+    action = draw(st.sampled_from(("descend", "descend", "delete", "null", "append")))
+    if action == "descend":
+        out[i] = draw(mutation(value[i]))
+    elif action == "delete":
+        del out[i]
+    elif action == "null":
+        out[i] = None
+    else:
+        out.append(draw(JSON))
+    return out
 
 
 @st.composite

@@ -9,28 +9,41 @@ Empty and whitespace-only text is dropped: Claude refuses a text block without n
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, TypeVar
 
+from translator.convert.wire import (
+    ChatCompletionContentPart,
+    ChatCompletionFilePart,
+    ChatCompletionImagePart,
+    ChatCompletionRefusalPart,
+    ChatCompletionTextPart,
+    DocumentBlock,
+    ImageBlock,
+    TextBlock,
+)
 from translator.errors import InvalidRequest
 
-Block = dict[str, Any]
+# What a content part becomes.
+PartBlock = TextBlock | ImageBlock | DocumentBlock
+_B = TypeVar("_B", TextBlock, PartBlock)
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # Non-standard media types clients put in data URLs (OpenAI accepts them) -> the registered name.
 MEDIA_TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
 DOCUMENT_TYPES = frozenset({"application/pdf", "text/plain"})
-_PASSED_KEYS = ("cache_control",)  # Claude-only keys clients put on parts; kept on the block
+# Claude-only keys clients put on parts; kept on the block.
+_PASSED_KEYS: Final[tuple[Literal["cache_control"], ...]] = ("cache_control",)
 
 
-def text_blocks(content: Any, where: str) -> list[Block]:
+def text_blocks(content: object, where: str) -> list[TextBlock]:
     """Content that may only hold text (system, developer, assistant turns)."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
     return _blocks(_parts(content, where), _text_part, where)
 
 
-def content_blocks(content: Any, where: str) -> list[Block]:
+def content_blocks(content: object, where: str) -> list[PartBlock]:
     """User content: text, images and files."""
     if content is None:
         return []
@@ -39,7 +52,7 @@ def content_blocks(content: Any, where: str) -> list[Block]:
     return _blocks(_parts(content, where), _part, where)
 
 
-def _blocks(parts: list[dict[str, Any]], build: Callable[[dict[str, Any]], Block | None], where: str) -> list[Block]:
+def _blocks(parts: list[Any], build: Callable[[Any], _B | None], where: str) -> list[_B]:
     """Each part's block (None: the part carries nothing). A part's errors name their place relative to it
     (".type ..."), and get the part's own on the way out: no path string is built for parts that are fine."""
     blocks = []
@@ -62,7 +75,7 @@ def placed(err: InvalidRequest, where: str) -> InvalidRequest:
     return err
 
 
-def _parts(content: Any, where: str) -> list[dict[str, Any]]:
+def _parts(content: object, where: str) -> list[ChatCompletionContentPart]:
     if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
         raise InvalidRequest(f"{where} must be a string or an array of content parts", param=where)
     return content
@@ -71,34 +84,36 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
 # A part's builders; their errors name their place relative to the part (see _blocks).
 
 
-def _part(part: dict[str, Any]) -> Block | None:
+def _part(part: ChatCompletionContentPart) -> PartBlock | None:
     kind = part.get("type")
     builder = _PART_BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
         raise InvalidRequest(f": content part type {kind!r} is not supported", param=".type")
     block = builder(part)
     if block is not None:
-        for key in _PASSED_KEYS:
-            if key in part:
-                block[key] = part[key]
+        _pass_keys(part, block)
     return block
 
 
-def _text_part(part: dict[str, Any]) -> Block | None:
+def _pass_keys(part: Mapping[str, Any], block: PartBlock) -> None:
+    for key in _PASSED_KEYS:
+        if key in part:
+            block[key] = part[key]
+
+
+def _text_part(part: ChatCompletionTextPart | ChatCompletionRefusalPart) -> TextBlock | None:
     # An assistant's earlier refusal part is text to the model.
     text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
     if part.get("type") not in ("text", "refusal") or not isinstance(text, str):
         raise InvalidRequest(" must be a text part with a string 'text'", param="")
     if not text.strip():
         return None  # Claude rejects empty and whitespace-only text blocks; such a part carries nothing
-    block: Block = {"type": "text", "text": text}
-    for key in _PASSED_KEYS:
-        if key in part:
-            block[key] = part[key]
+    block: TextBlock = {"type": "text", "text": text}
+    _pass_keys(part, block)
     return block
 
 
-def _image_part(part: dict[str, Any]) -> Block:
+def _image_part(part: ChatCompletionImagePart) -> ImageBlock:
     spec = part.get("image_url")
     url = spec.get("url") if isinstance(spec, dict) else spec
     if not isinstance(url, str):
@@ -115,7 +130,7 @@ def _image_part(part: dict[str, Any]) -> Block:
     raise InvalidRequest(": image URL must be a data: or http(s) URL", param=".image_url.url")
 
 
-def _file_part(part: dict[str, Any]) -> Block:
+def _file_part(part: ChatCompletionFilePart) -> DocumentBlock:
     spec = part.get("file")
     if not isinstance(spec, dict):
         raise InvalidRequest(".file must be an object", param=".file")
@@ -137,22 +152,23 @@ def _file_part(part: dict[str, Any]) -> Block:
         raise InvalidRequest(
             f": file type {media_type!r} is not supported (application/pdf, text/plain)", param=".file.file_data"
         )
-    block: Block = {
+    block: DocumentBlock = {
         "type": "document",
         "source": {"type": "base64", "media_type": media_type, "data": payload},
     }
     if media_type == "text/plain":
-        block["source"] = {"type": "text", "media_type": media_type, "data": _b64_text(payload)}
+        block["source"] = {"type": "text", "media_type": "text/plain", "data": _b64_text(payload)}
     if spec.get("filename"):
         block["title"] = spec["filename"]
     return block
 
 
-def _audio_part(part: dict[str, Any]) -> Block:
+def _audio_part(part: object) -> PartBlock:
     raise InvalidRequest(": audio input is not supported by Claude models", param=".input_audio")
 
 
-_PART_BUILDERS = {
+# A part's type decides its shape: each builder takes the part its type names (a claim it checks).
+_PART_BUILDERS: Final[dict[str, Callable[[Any], PartBlock | None]]] = {
     "text": _text_part,
     "refusal": _text_part,
     "image_url": _image_part,

@@ -2,6 +2,8 @@
 
 OpenAI: ``{"error": {"message", "type", "param", "code"}}`` (openapi.yaml, ErrorResponse).
 Claude: ``{"type": "error", "error": {"type", "message"}}`` (Claude API "Errors").
+Both come back as plain dicts (OpenAI's ``error`` object built as a ``wire.OpenAIError``): the server and
+stream.py hold them beside an upstream's own error body and beside chunks, not typed yet.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from translator.convert.tables import OPENAI_ERROR, OPENAI_ERROR_DEFAULT, OPENAI_STATUS
+from translator.convert.wire import OpenAIError
 from translator.errors import TranslatorError, UpstreamStatusError
 
 
@@ -19,8 +22,12 @@ def openai_error_body(err: TranslatorError) -> dict[str, Any]:
 def openai_error_from_claude(
     claude_type: str, message: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
-    oa_type, oa_code = OPENAI_ERROR.get(claude_type, OPENAI_ERROR_DEFAULT)
-    return {"error": {"message": message, "type": oa_type, "param": param, "code": code or oa_code}}
+    if claude_type in OPENAI_ERROR:  # (narrows the string to a ClaudeErrorType; .get would take none but those)
+        oa_type, oa_code = OPENAI_ERROR[claude_type]
+    else:
+        oa_type, oa_code = OPENAI_ERROR_DEFAULT
+    error: OpenAIError = {"message": message, "type": oa_type, "param": param, "code": code or oa_code}
+    return {"error": error}
 
 
 def openai_status(err: TranslatorError) -> int:

@@ -9,21 +9,38 @@ use Claude's alphabet.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
 
 import orjson
 
-from translator.convert.content import Block, content_blocks, placed, text_blocks
+from translator.convert.content import content_blocks, placed, text_blocks
+from translator.convert.wire import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionFunctionMessage,
+    ChatCompletionMessageParam,
+    ChatCompletionMessageToolCall,
+    ChatCompletionToolMessage,
+    ChatCompletionUserMessage,
+    ContentBlockParam,
+    MessageParam,
+    RedactedThinkingBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 from translator.errors import InvalidRequest
 
-Message = dict[str, Any]
+Role = Literal["user", "assistant"]
+Turn = tuple[Role, Sequence[ContentBlockParam]]
 
 
-def convert_messages(messages: Any) -> tuple[list[Block], list[Message]]:
+def convert_messages(messages: list[ChatCompletionMessageParam]) -> tuple[list[TextBlock], list[MessageParam]]:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages")
-    system: list[Block] = []
-    turns: list[Message] = []
+    system: list[TextBlock] = []
+    turns: list[MessageParam] = []
     legacy_ids = _LegacyCallIds()
     # A message's errors name their place relative to it (".content[0] ..."), and get its own on the way
     # out: a long history builds no path strings unless one of its messages is wrong.
@@ -48,11 +65,11 @@ def convert_messages(messages: Any) -> tuple[list[Block], list[Message]]:
     return system, turns
 
 
-def _append(turns: list[Message], role: str, blocks: list[Block]) -> None:
+def _append(turns: list[MessageParam], role: Role, blocks: Sequence[ContentBlockParam]) -> None:
     if not blocks:
         return  # an empty turn (say, an assistant's "") carries nothing Claude would accept
     if turns and turns[-1]["role"] == role:
-        merged = turns[-1]["content"] + blocks
+        merged = [*turns[-1]["content"], *blocks]
         if role == "user":  # tool_result blocks must lead a user turn
             merged.sort(key=lambda b: b.get("type") != "tool_result")
         turns[-1]["content"] = merged
@@ -63,11 +80,11 @@ def _append(turns: list[Message], role: str, blocks: list[Block]) -> None:
 # The builders of a turn; their errors name their place relative to the message (see convert_messages).
 
 
-def _user(msg: Message, _ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+def _user(msg: ChatCompletionUserMessage, _ids: _LegacyCallIds) -> Turn:
     return "user", content_blocks(msg.get("content"), ".content")
 
 
-def _assistant(msg: Message, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+def _assistant(msg: ChatCompletionAssistantMessageParam, ids: _LegacyCallIds) -> Turn:
     blocks = _thinking_blocks(msg.get("thinking_blocks"))
     content = msg.get("content")
     if content is not None:  # text and refusal parts only, as in OpenAI; Claude takes no images here
@@ -82,31 +99,36 @@ def _assistant(msg: Message, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
             raise placed(err, f".tool_calls[{j}]") from err.__cause__
     legacy = msg.get("function_call")
     if isinstance(legacy, dict):
-        call = {"id": ids.open(str(legacy.get("name"))), "function": legacy}
+        legacy_call: ChatCompletionMessageToolCall = {
+            "id": ids.open(str(legacy.get("name"))), "type": "function", "function": legacy
+        }
         try:
-            blocks.append(_tool_use(call))
+            blocks.append(_tool_use(legacy_call))
         except InvalidRequest as err:
             raise placed(err, ".function_call") from err.__cause__
     return "assistant", blocks
 
 
-def _tool(msg: Message, _ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+def _tool(msg: ChatCompletionToolMessage, _ids: _LegacyCallIds) -> Turn:
     call_id = msg.get("tool_call_id")
     if not isinstance(call_id, str) or not call_id:
         raise InvalidRequest(".tool_call_id must be a non-empty string", param=".tool_call_id")
     return "user", [_tool_result(call_id, msg.get("content"))]
 
 
-def _function(msg: Message, ids: _LegacyCallIds) -> tuple[str, list[Block]]:
+def _function(msg: ChatCompletionFunctionMessage, ids: _LegacyCallIds) -> Turn:
     """The legacy ``function`` role answers the latest open ``function_call`` of the same name."""
     name = str(msg.get("name"))
     return "user", [_tool_result(ids.close(name), msg.get("content"))]
 
 
-_TURN_BUILDERS = {"user": _user, "assistant": _assistant, "tool": _tool, "function": _function}
+# A message's role decides its shape: each builder takes the message its role names (a claim it checks).
+_TURN_BUILDERS: Final[dict[str, Callable[[Any, _LegacyCallIds], Turn]]] = {
+    "user": _user, "assistant": _assistant, "tool": _tool, "function": _function
+}
 
 
-def _tool_use(call: Any) -> Block:
+def _tool_use(call: ChatCompletionMessageToolCall) -> ToolUseBlock:
     """A tool call (its errors name their place relative to it)."""
     fn = call.get("function") if isinstance(call, dict) else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
@@ -121,7 +143,7 @@ def _tool_use(call: Any) -> Block:
     }
 
 
-def _arguments(raw: Any, param: str) -> dict[str, Any]:
+def _arguments(raw: object, param: str) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}  # a call without arguments; peers send "" or omit it
     if isinstance(raw, dict):
@@ -135,8 +157,8 @@ def _arguments(raw: Any, param: str) -> dict[str, Any]:
     return value
 
 
-def _tool_result(call_id: str, content: Any) -> Block:
-    block: Block = {"type": "tool_result", "tool_use_id": call_id}
+def _tool_result(call_id: str, content: object) -> ToolResultBlock:
+    block: ToolResultBlock = {"type": "tool_result", "tool_use_id": call_id}
     if isinstance(content, str) or content is None:
         if content and content.strip():
             block["content"] = content
@@ -150,18 +172,31 @@ def _tool_result(call_id: str, content: Any) -> Block:
 _ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 _CLAUDE_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _CLAUDE_IDS = re.compile(r"[a-zA-Z0-9_-]+(?: [a-zA-Z0-9_-]+)*")  # ids joined by spaces
-_TOOL_ID_KEYS = {"tool_use": "id", "tool_result": "tool_use_id"}  # where each tool block holds its id
 
 
-def _claude_ids(turns: list[Message]) -> None:
+def _claude_ids(turns: list[MessageParam]) -> None:
     """Claude's tool ids match ``^[a-zA-Z0-9_-]+$``. Ids another provider made (``functions.get:0``) are
     rewritten, the same way in a call and in its result, and never onto an id another call has."""
-    ids = [b[_TOOL_ID_KEYS[b["type"]]] for turn in turns for b in turn["content"] if b["type"] in _TOOL_ID_KEYS]
+    ids = [
+        b["id"] if b["type"] == "tool_use" else b["tool_use_id"]
+        for turn in turns
+        for b in turn["content"]
+        if b["type"] == "tool_use" or b["type"] == "tool_result"
+    ]
     joined = " ".join(ids)  # (a space is not in the alphabet: an id holding one is caught by the count)
     if not ids or (joined.count(" ") == len(ids) - 1 and _CLAUDE_IDS.fullmatch(joined)):
         return  # the usual case: checked by one match for the whole conversation, not one per id
-    pairs = [(b, _TOOL_ID_KEYS[b["type"]]) for turn in turns for b in turn["content"] if b["type"] in _TOOL_ID_KEYS]
-    originals = dict.fromkeys(ids)
+    renamed = _new_ids(dict.fromkeys(ids))
+    for turn in turns:
+        for b in turn["content"]:
+            if b["type"] == "tool_use":
+                b["id"] = renamed.get(b["id"], b["id"])
+            elif b["type"] == "tool_result":
+                b["tool_use_id"] = renamed.get(b["tool_use_id"], b["tool_use_id"])
+
+
+def _new_ids(originals: dict[str, None]) -> dict[str, str]:
+    """Each id outside Claude's alphabet -> one inside it that no other id has."""
     taken = {i for i in originals if _CLAUDE_ID.fullmatch(i)}
     renamed: dict[str, str] = {}
     for original in originals:
@@ -173,11 +208,10 @@ def _claude_ids(turns: list[Message]) -> None:
             new, suffix = f"{base}_{suffix}", suffix + 1
         taken.add(new)
         renamed[original] = new
-    for block, key in pairs:
-        block[key] = renamed.get(block[key], block[key])
+    return renamed
 
 
-def _thinking_blocks(value: Any) -> list[Block]:
+def _thinking_blocks(value: list[ThinkingBlock | RedactedThinkingBlock] | None) -> list[ContentBlockParam]:
     """Signed thinking goes back exactly as Claude sent it, or the signature check fails."""
     if value is None:
         return []
@@ -187,7 +221,7 @@ def _thinking_blocks(value: Any) -> list[Block]:
         raise InvalidRequest(
             ".thinking_blocks must be an array of thinking or redacted_thinking blocks", param=".thinking_blocks"
         )
-    return [dict(b) for b in value]
+    return [b.copy() for b in value]
 
 
 class _LegacyCallIds:

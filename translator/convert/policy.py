@@ -7,9 +7,10 @@ names the param, because answering without it would mislead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal
 
+from translator.convert.wire import ChatCompletionRequest
 from translator.errors import InvalidRequest
 
 MAPPED: Final = frozenset(
@@ -73,7 +74,8 @@ def _reject_if(check: Callable[[Any], bool], why: str) -> Callable[[str, Any], N
 
 
 # Values of mapped fields that Claude cannot honour.
-REJECTED_VALUES: Final[dict[str, Callable[[str, Any], None]]] = {
+Rejectable = Literal["logprobs", "top_logprobs", "audio", "modalities"]
+REJECTED_VALUES: Final[dict[Rejectable, Callable[[str, Any], None]]] = {
     "logprobs": _reject_if(bool, "is not supported: Claude models do not return log probabilities"),
     "top_logprobs": _reject_if(
         lambda v: v not in (None, 0), "is not supported: Claude models do not return log probabilities"
@@ -85,19 +87,19 @@ REJECTED_VALUES: Final[dict[str, Callable[[str, Any], None]]] = {
 }
 
 
-def screen(body: dict[str, Any], *, strict: bool) -> list[str]:
+def screen(body: ChatCompletionRequest, *, strict: bool) -> list[str]:
     """Raise for rejected values; return the ignored fields present (sorted), or raise in strict mode."""
     if not _REJECTABLE.isdisjoint(body):
-        for name, rule in REJECTED_VALUES.items():
-            if name in body:
-                rule(name, body[name])
+        for field, rule in REJECTED_VALUES.items():
+            if field in body:
+                rule(field, body[field])
     extra = body.keys() - MAPPED
     ignored = [(k, k) for k in sorted(extra)] if extra else []
     ignored += _nested_ignored(body)
     if not ignored:
         return []
     if strict:
-        name, param = ignored[0]
+        param = ignored[0][1]
         raise InvalidRequest(
             f"'{param}' has no Claude equivalent and this proxy runs in strict mode",
             param=param,
@@ -109,11 +111,12 @@ def screen(body: dict[str, Any], *, strict: bool) -> list[str]:
 _REJECTABLE = frozenset(REJECTED_VALUES)
 
 
-def _nested_ignored(body: dict[str, Any]) -> list[tuple[str, str]]:
+def _nested_ignored(body: ChatCompletionRequest) -> list[tuple[str, str]]:
     """Fields inside messages and options with no Claude equivalent, as (name, first param path). Shapes
     that are wrong are left to the converter, which names them in its own 400."""
     found: list[tuple[str, str]] = []
-    messages = body.get("messages")
+    # (each message read as a plain mapping: these keys are looked for where the message types have none)
+    messages: Sequence[Mapping[str, Any]] | None = body.get("messages")
     for i, msg in enumerate(messages if isinstance(messages, list) else []):
         if not isinstance(msg, dict):
             continue

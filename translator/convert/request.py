@@ -8,8 +8,9 @@ caller should be told (ignored fields, adjustments).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 from translator.convert.messages import convert_messages
 from translator.convert.policy import screen
@@ -19,6 +20,18 @@ from translator.convert.tables import (
     REASONING_BUDGET,
     REASONING_EFFORT,
     TOOL_CHOICE,
+)
+from translator.convert.wire import (
+    ChatCompletionRequest,
+    ChatCompletionTool,
+    ClaudeTool,
+    ClaudeToolChoice,
+    FunctionDefinition,
+    MessageParam,
+    ReasoningEffort,
+    ThinkingConfig,
+    WebSearchOptions,
+    WebSearchTool,
 )
 from translator.errors import InvalidRequest
 
@@ -43,6 +56,8 @@ class ModelProfile:
 
 @dataclass(slots=True)
 class ConvertedRequest:
+    # The Claude request (a wire.ClaudeRequest), typed as a plain dict for the server, which changes it in
+    # place (server/images.py) and clears it once sent.
     body: dict[str, Any]
     stream: bool = False
     include_usage: bool = False
@@ -53,8 +68,11 @@ class ConvertedRequest:
 
 
 def convert_request(
-    req: dict[str, Any], *, model: str, profile: ModelProfile, strict: bool = False
+    raw: Mapping[str, Any], *, model: str, profile: ModelProfile, strict: bool = False
 ) -> ConvertedRequest:
+    """``raw`` is the client's JSON object, read here as a ``ChatCompletionRequest``: that is a claim, which
+    each step checks for the fields it reads (a wrong shape is an InvalidRequest naming the param)."""
+    req = cast(ChatCompletionRequest, raw)
     out = ConvertedRequest(body={"model": model}, ignored=screen(req, strict=strict))
     system, messages = convert_messages(req.get("messages"))
     if system:
@@ -88,11 +106,11 @@ _TOOL_FIELDS = frozenset({"tools", "functions", "web_search_options", "tool_choi
                           "parallel_tool_calls"})
 
 
-def _trim_prefill(messages: list[dict[str, Any]], out: ConvertedRequest) -> None:
+def _trim_prefill(messages: list[MessageParam], out: ConvertedRequest) -> None:
     """A final assistant turn is a prefill the answer continues; Claude refuses one ending in whitespace."""
     last = messages[-1]
     block = last["content"][-1]
-    if last["role"] == "assistant" and block.get("type") == "text" and block["text"] != block["text"].rstrip():
+    if last["role"] == "assistant" and block["type"] == "text" and block["text"] != block["text"].rstrip():
         block["text"] = block["text"].rstrip()  # never empty: whitespace-only text was dropped already
         out.adjustments.append("trailing whitespace trimmed from the final assistant message (a prefill)")
 
@@ -102,8 +120,8 @@ def _prefill_thinking(out: ConvertedRequest) -> None:
     go, and the prefill's text stays. (Earlier turns may keep theirs: Claude ignores those.)"""
     if out.body.get("thinking", {}).get("type") in ("enabled", "adaptive"):
         return
-    last = out.body["messages"][-1]
-    kept = [b for b in last["content"] if b.get("type") not in ("thinking", "redacted_thinking")]
+    last: MessageParam = out.body["messages"][-1]
+    kept = [b for b in last["content"] if b["type"] not in ("thinking", "redacted_thinking")]
     if last["role"] == "assistant" and len(kept) < len(last["content"]):
         out.adjustments.append("thinking blocks dropped from the final assistant message: thinking is off")
         if kept:
@@ -114,7 +132,7 @@ def _prefill_thinking(out: ConvertedRequest) -> None:
             raise InvalidRequest("'messages' holds no user or assistant content", param="messages")
 
 
-def _user(req: dict[str, Any], out: ConvertedRequest) -> None:
+def _user(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
     user = req.get("user")
     if not isinstance(user, str) or not user:
         return
@@ -124,7 +142,7 @@ def _user(req: dict[str, Any], out: ConvertedRequest) -> None:
     out.body["metadata"] = {"user_id": user}
 
 
-def _number(req: dict[str, Any], name: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
+def _number(req: ChatCompletionRequest, name: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
     value = req.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
         what = "an integer" if kind is int else "a number"
@@ -132,7 +150,7 @@ def _number(req: dict[str, Any], name: str, kind: type | tuple[type, ...] = (int
     return value
 
 
-def _max_tokens(req: dict[str, Any], profile: ModelProfile, out: ConvertedRequest) -> None:
+def _max_tokens(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequest) -> None:
     name = "max_completion_tokens" if req.get("max_completion_tokens") is not None else "max_tokens"
     value = _number(req, name, int)
     if value is not None and value < 1:
@@ -149,7 +167,7 @@ def _grow_max_tokens(out: ConvertedRequest, profile: ModelProfile, by: int) -> N
     out.body["max_tokens"] = min(out.body["max_tokens"] + by, profile.max_output_tokens or MAX_BUDGET)
 
 
-def _sampling(req: dict[str, Any], out: ConvertedRequest) -> None:
+def _sampling(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
     temperature = _number(req, "temperature")
     if temperature is not None:
         clamped = min(max(float(temperature), 0.0), 1.0)  # OpenAI allows 0..2, Claude 0..1
@@ -179,7 +197,7 @@ def _one_sampler(out: ConvertedRequest) -> None:
         out.adjustments.append(f"top_p {top_p} dropped: newer Claude models refuse it beside temperature")
 
 
-def _stop(req: dict[str, Any], out: ConvertedRequest) -> None:
+def _stop(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
     stop = req.get("stop")
     if stop is None:
         return
@@ -195,13 +213,14 @@ def _stop(req: dict[str, Any], out: ConvertedRequest) -> None:
         out.body["stop_sequences"] = kept
 
 
-def _tools(req: dict[str, Any], profile: ModelProfile, out: ConvertedRequest) -> None:
-    tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(_list(req, "tools"))]
-    tools += [_function(f, f"functions[{i}]") for i, f in enumerate(_list(req, "functions"))]
+def _tools(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequest) -> None:
+    custom = [_tool(t, f"tools[{i}]") for i, t in enumerate(_list(req, "tools"))]
+    custom += [_function(f, f"functions[{i}]") for i, f in enumerate(_list(req, "functions"))]
     if not profile.structured_output:
-        _drop_strict(tools, out)
+        _drop_strict(custom, out)
+    tools: Sequence[ClaudeTool | WebSearchTool] = custom
     if req.get("web_search_options") is not None:
-        tools.append(_web_search(req["web_search_options"]))
+        tools = [*custom, _web_search(req["web_search_options"])]
     if tools:
         out.body["tools"] = tools
     choice = _tool_choice(req)
@@ -216,7 +235,7 @@ def _tools(req: dict[str, Any], profile: ModelProfile, out: ConvertedRequest) ->
             out.body["tool_choice"] = choice
 
 
-def _list(req: dict[str, Any], name: str) -> list[Any]:
+def _list(req: ChatCompletionRequest, name: Literal["tools", "functions"]) -> list[Any]:
     value = req.get(name)
     if value is None:
         return []
@@ -225,7 +244,7 @@ def _list(req: dict[str, Any], name: str) -> list[Any]:
     return value
 
 
-def _tool(tool: Any, where: str) -> dict[str, Any]:
+def _tool(tool: ChatCompletionTool, where: str) -> ClaudeTool:
     if not isinstance(tool, dict) or tool.get("type") != "function":
         kind = tool.get("type") if isinstance(tool, dict) else None
         raise InvalidRequest(
@@ -234,7 +253,7 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
     return _function(tool.get("function"), f"{where}.function")
 
 
-def _function(fn: Any, where: str) -> dict[str, Any]:
+def _function(fn: FunctionDefinition, where: str) -> ClaudeTool:
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")
     schema = fn.get("parameters")
@@ -244,24 +263,24 @@ def _function(fn: Any, where: str) -> dict[str, Any]:
         raise InvalidRequest(f"{where}.parameters must be a JSON Schema object", param=f"{where}.parameters")
     if "type" not in schema:  # implied by OpenAI, required by Claude's input_schema
         schema = {"type": "object", **schema}
-    out: dict[str, Any] = {"name": fn["name"]}
-    if fn.get("description"):
-        out["description"] = fn["description"]
-    out["input_schema"] = schema
+    out: ClaudeTool = (
+        {"name": fn["name"], "description": fn["description"], "input_schema": schema}
+        if fn.get("description") else {"name": fn["name"], "input_schema": schema}
+    )
     if fn.get("strict") is True:
         out["strict"] = True  # Claude's strict tool use: inputs guaranteed to match the schema
     return out
 
 
-def _drop_strict(tools: list[dict[str, Any]], out: ConvertedRequest) -> None:
+def _drop_strict(tools: list[ClaudeTool], out: ConvertedRequest) -> None:
     """Strict tool use is part of Claude's structured outputs: a model without them answers 400 to it."""
     dropped = [tool["name"] for tool in tools if tool.pop("strict", False)]
     if dropped:
         out.adjustments.append(f"strict dropped from tools {dropped!r}: the model has no strict tool use")
 
 
-def _web_search(options: Any) -> dict[str, Any]:
-    tool: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search"}
+def _web_search(options: WebSearchOptions) -> WebSearchTool:
+    tool: WebSearchTool = {"type": "web_search_20250305", "name": "web_search"}
     location = options.get("user_location") if isinstance(options, dict) else None
     approx = location.get("approximate") if isinstance(location, dict) else None
     if isinstance(approx, dict):
@@ -269,8 +288,8 @@ def _web_search(options: Any) -> dict[str, Any]:
     return tool
 
 
-def _tool_choice(req: dict[str, Any]) -> dict[str, Any] | None:
-    name = "tool_choice" if "tool_choice" in req else "function_call"
+def _tool_choice(req: ChatCompletionRequest) -> ClaudeToolChoice | None:
+    name: Literal["tool_choice", "function_call"] = "tool_choice" if "tool_choice" in req else "function_call"
     choice = req.get(name)
     if choice is None:
         return None
@@ -282,7 +301,7 @@ def _tool_choice(req: dict[str, Any]) -> dict[str, Any] | None:
     raise InvalidRequest(f"'{name}' must be auto, none, required, or a named function", param=name)
 
 
-def _response_format(req: dict[str, Any], profile: ModelProfile, out: ConvertedRequest) -> None:
+def _response_format(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequest) -> None:
     fmt = req.get("response_format")
     if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
         return
@@ -318,7 +337,7 @@ def _tool_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema if "type" in schema else {"type": "object", **schema}
 
 
-def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], description: Any) -> None:
+def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], description: object) -> None:
     """No native structured output: a tool the model must call, once, whose input becomes the answer. Its
     name is the schema's unless one of the client's own tools has it."""
     taken = {tool.get("name") for tool in out.body.get("tools", [])}
@@ -327,7 +346,7 @@ def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], d
         suffix = 2
         while name in taken:
             name, suffix = f"{JSON_TOOL_DEFAULT}_{suffix}", suffix + 1
-    tool = {
+    tool: ClaudeTool = {
         "name": name,
         "description": str(description or "Respond with JSON matching this schema."),
         "input_schema": schema,
@@ -335,43 +354,55 @@ def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], d
     out.body["tools"] = [*out.body.get("tools", []), tool]
     if "tool_choice" in out.body:
         out.adjustments.append("tool_choice replaced: response_format forces the JSON tool")
-    out.body["tool_choice"] = {"type": "tool", "name": name, "disable_parallel_tool_use": True}
+    choice: ClaudeToolChoice = {"type": "tool", "name": name, "disable_parallel_tool_use": True}
+    out.body["tool_choice"] = choice
     out.json_tool = name
 
 
-def _thinking(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile) -> None:
+def _thinking(req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile) -> None:
+    """Claude's own ``thinking`` object, if the client sent one (``reasoning_effort`` is then left aside),
+    else ``reasoning_effort``."""
     if not profile.thinking:
         for name in ("thinking", "reasoning_effort"):
             if req.get(name) is not None:
                 out.adjustments.append(f"{name} dropped: the model has no extended thinking")
-        return
-    thinking = req.get("thinking")
-    if thinking is not None and not isinstance(thinking, dict):
+    elif (thinking := req.get("thinking")) is not None:
+        _client_thinking(req, out, profile, thinking)
+    elif (effort := _effort(req)) is not None and effort != "none":
+        _reasoning_effort(req, out, profile, effort)
+
+
+def _client_thinking(
+    req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile, thinking: ThinkingConfig
+) -> None:
+    if not isinstance(thinking, dict):
         raise InvalidRequest("'thinking' must be an object", param="thinking")
-    effort = _effort(req) if thinking is None else None
-    if thinking is None and effort in (None, "none"):
+    on = thinking.get("type") in ("enabled", "adaptive")
+    if on and _thinking_ruled_out(out):
         return
-    on = thinking is None or thinking.get("type") in ("enabled", "adaptive")
-    if on and (why := _why_thinking_must_stay_off(out)):
-        out.adjustments.append(f"thinking off for this request: {why}")
-        if effort is not None and profile.thinking_mode == "adaptive":
-            _set_effort(out, effort)  # on an adaptive model the effort level still applies on its own
-        return
-    if thinking is None:
-        assert effort is not None
-        thinking = _effort_thinking(req, out, profile, effort)
-        if thinking is None:
-            return
-    elif (budget := _budget(thinking)) is not None and not _explicit_max_tokens(req):
+    if (budget := _budget(thinking)) is not None and not _explicit_max_tokens(req):
         thinking = _room_for_budget(out, profile, thinking, budget)
     out.body["thinking"] = thinking
     if on:
         _thinking_constraints(out)
 
 
+def _reasoning_effort(
+    req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile, effort: ReasoningEffort
+) -> None:
+    if _thinking_ruled_out(out):
+        if profile.thinking_mode == "adaptive":
+            _set_effort(out, effort)  # on an adaptive model the effort level still applies on its own
+        return
+    thinking = _effort_thinking(req, out, profile, effort)
+    if thinking is not None:
+        out.body["thinking"] = thinking
+        _thinking_constraints(out)
+
+
 def _room_for_budget(
-    out: ConvertedRequest, profile: ModelProfile, thinking: dict[str, Any], budget: int
-) -> dict[str, Any]:
+    out: ConvertedRequest, profile: ModelProfile, thinking: ThinkingConfig, budget: int
+) -> ThinkingConfig:
     """A client's thinking budget with our default max_tokens: that grows by the budget, and where the
     model's output limit leaves too little room, the budget is lowered under it (a copy: the client's
     object is not changed)."""
@@ -383,8 +414,16 @@ def _room_for_budget(
     return thinking
 
 
+def _thinking_ruled_out(out: ConvertedRequest) -> bool:
+    """Whether something in the converted request rules thinking out (Claude would answer 400 with it);
+    if so, the adjustment says what."""
+    why = _why_thinking_must_stay_off(out)
+    if why is not None:
+        out.adjustments.append(f"thinking off for this request: {why}")
+    return why is not None
+
+
 def _why_thinking_must_stay_off(out: ConvertedRequest) -> str | None:
-    """What in the converted request rules thinking out (Claude would answer 400 with it), if anything."""
     if _tool_turn_without_thinking(out.body["messages"]):
         return ("the last assistant tool calls came back without their thinking_blocks, which Claude "
                 "requires with thinking on")
@@ -394,14 +433,14 @@ def _why_thinking_must_stay_off(out: ConvertedRequest) -> str | None:
     return None
 
 
-def _set_effort(out: ConvertedRequest, effort: str) -> None:
+def _set_effort(out: ConvertedRequest, effort: ReasoningEffort) -> None:
     """output_config.effort, beside a format response_format may have put there."""
     out.body["output_config"] = {**out.body.get("output_config", {}), "effort": REASONING_EFFORT[effort]}
 
 
 def _effort_thinking(
-    req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile, effort: str
-) -> dict[str, Any] | None:
+    req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile, effort: ReasoningEffort
+) -> ThinkingConfig | None:
     """reasoning_effort as the model asks for it: a token budget, or adaptive thinking at an effort level
     (with the same room above our default max_tokens, since thinking counts against it)."""
     budget = REASONING_BUDGET[effort]
@@ -415,7 +454,7 @@ def _effort_thinking(
     return None if fitted is None else {"type": "enabled", "budget_tokens": fitted}
 
 
-def _tool_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
+def _tool_turn_without_thinking(messages: list[MessageParam]) -> bool:
     """With thinking on, Claude wants the last assistant turn that called tools to start with its signed
     thinking. Clients that do not keep ``thinking_blocks`` (most OpenAI SDK users, LangChain, the Vercel AI
     SDK) send the calls alone; thinking then has to stay off for that request, or Claude answers 400."""
@@ -425,7 +464,7 @@ def _tool_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
     return last["content"][0].get("type") not in ("thinking", "redacted_thinking")
 
 
-def _effort(req: dict[str, Any]) -> str | None:
+def _effort(req: ChatCompletionRequest) -> ReasoningEffort | None:
     effort = req.get("reasoning_effort")
     if effort is None:
         return None
@@ -437,11 +476,11 @@ def _effort(req: dict[str, Any]) -> str | None:
     return effort
 
 
-def _explicit_max_tokens(req: dict[str, Any]) -> bool:
+def _explicit_max_tokens(req: ChatCompletionRequest) -> bool:
     return req.get("max_completion_tokens") is not None or req.get("max_tokens") is not None
 
 
-def _budget(thinking: dict[str, Any]) -> int | None:
+def _budget(thinking: ThinkingConfig) -> int | None:
     budget = thinking.get("budget_tokens")
     if budget is None:
         return None
@@ -451,7 +490,7 @@ def _budget(thinking: dict[str, Any]) -> int | None:
     return budget
 
 
-def _fit_budget(req: dict[str, Any], out: ConvertedRequest, profile: ModelProfile, budget: int) -> int | None:
+def _fit_budget(req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile, budget: int) -> int | None:
     """OpenAI's max_completion_tokens counts reasoning; Claude's budget must stay under max_tokens."""
     if not _explicit_max_tokens(req):
         _grow_max_tokens(out, profile, budget)
@@ -482,7 +521,7 @@ def _thinking_constraints(out: ConvertedRequest) -> None:
         choice.pop("name", None)
 
 
-def _stream(req: dict[str, Any], out: ConvertedRequest) -> None:
+def _stream(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
     out.stream = req.get("stream") is True
     if out.stream:
         out.body["stream"] = True
@@ -490,7 +529,7 @@ def _stream(req: dict[str, Any], out: ConvertedRequest) -> None:
         out.include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
 
 
-def _n(req: dict[str, Any], out: ConvertedRequest) -> None:
+def _n(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
     n = _number(req, "n", int)
     if n is None:
         return

@@ -8,48 +8,74 @@ upstream and have no OpenAI form: their outcome is in the text that follows them
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, cast
 
 import orjson
 
 from translator.convert.tables import FINISH_REASON, FINISH_REASON_DEFAULT
 from translator.convert.usage import add_usage, openai_usage
+from translator.convert.wire import (
+    ChatCompletion,
+    ChatCompletionMessage,
+    ChatCompletionMessageToolCall,
+    Choice,
+    Citation,
+    ClaudeMessage,
+    ClaudeUsage,
+    ContentBlock,
+    FinishReason,
+    RedactedThinkingBlock,
+    StopReason,
+    ThinkingBlock,
+    ToolUseBlock,
+    URLCitation,
+)
 from translator.errors import UpstreamProtocolError
 
 
-def finish_reason(stop_reason: Any, *, json_tool: str | None = None) -> str:
+def finish_reason(stop_reason: StopReason | None, *, json_tool: str | None = None) -> FinishReason:
     if json_tool is not None and stop_reason == "tool_use":
         return "stop"  # the forced JSON tool's input is the answer itself
-    return FINISH_REASON.get(stop_reason, FINISH_REASON_DEFAULT) if isinstance(stop_reason, str) else "stop"
+    if isinstance(stop_reason, str) and stop_reason in FINISH_REASON:  # (the upstream's: anything may come)
+        return FINISH_REASON[stop_reason]
+    return FINISH_REASON_DEFAULT
 
 
-def completion_id(message_id: Any) -> str:
+def completion_id(message_id: str | None) -> str:
     return f"chatcmpl-{message_id}" if message_id else "chatcmpl-unknown"
 
 
 def convert_response(
-    msg: dict[str, Any], *, created: int, model: str, json_tool: str | None = None
-) -> dict[str, Any]:
+    msg: ClaudeMessage, *, created: int, model: str, json_tool: str | None = None
+) -> ChatCompletion:
     return convert_responses([msg], created=created, model=model, json_tool=json_tool)
 
 
 def convert_responses(
-    msgs: list[dict[str, Any]], *, created: int, model: str, json_tool: str | None = None
-) -> dict[str, Any]:
-    """One completion from ``n`` Claude answers to the same request: one choice each, usage summed."""
+    msgs: Sequence[Mapping[str, Any]], *, created: int, model: str, json_tool: str | None = None
+) -> ChatCompletion:
+    """One completion from ``n`` Claude answers to the same request: one choice each, usage summed.
+
+    ``msgs`` are the upstream's JSON objects, read here as ``ClaudeMessage``s: that is a claim, and any
+    shape that breaks it is reported as an ``UpstreamProtocolError``."""
     try:
-        return _convert_responses(msgs, created=created, model=model, json_tool=json_tool)
+        return _convert_responses(cast("Sequence[ClaudeMessage]", msgs), created=created, model=model,
+                                  json_tool=json_tool)
     except (AttributeError, TypeError, ValueError, KeyError) as e:
         # JSON that is not a Claude message (content not a list, usage not an object, ...): a bad answer.
         raise UpstreamProtocolError(f"upstream answer is not a Claude message: {type(e).__name__}") from e
 
 
+_NO_USAGE: Final[ClaudeUsage] = {"output_tokens": 0}  # (a message without usage counts nothing)
+
+
 def _convert_responses(
-    msgs: list[dict[str, Any]], *, created: int, model: str, json_tool: str | None
-) -> dict[str, Any]:
-    usage = openai_usage(msgs[0].get("usage") or {})
+    msgs: Sequence[ClaudeMessage], *, created: int, model: str, json_tool: str | None
+) -> ChatCompletion:
+    usage = openai_usage(msgs[0].get("usage") or _NO_USAGE)
     for msg in msgs[1:]:
-        usage = add_usage(usage, openai_usage(msg.get("usage") or {}))
+        usage = add_usage(usage, openai_usage(msg.get("usage") or _NO_USAGE))
     return {
         "id": completion_id(msgs[0].get("id")),
         "object": "chat.completion",
@@ -60,7 +86,7 @@ def _convert_responses(
     }
 
 
-def choice(msg: dict[str, Any], *, index: int, json_tool: str | None) -> dict[str, Any]:
+def choice(msg: ClaudeMessage, *, index: int, json_tool: str | None) -> Choice:
     message = assistant_message(msg.get("content") or [], json_tool=json_tool)
     # tool calls the client must run still finish as "tool_calls", even in JSON-tool mode
     answered = json_tool if "tool_calls" not in message else None
@@ -72,33 +98,46 @@ def choice(msg: dict[str, Any], *, index: int, json_tool: str | None) -> dict[st
     }
 
 
-def assistant_message(blocks: list[dict[str, Any]], *, json_tool: str | None = None) -> dict[str, Any]:
+def assistant_message(blocks: list[ContentBlock], *, json_tool: str | None = None) -> ChatCompletionMessage:
     text: list[str] = []
     reasoning: list[str] = []
-    thinking: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
+    thinking: list[ThinkingBlock | RedactedThinkingBlock] = []
+    calls: list[ChatCompletionMessageToolCall] = []
+    annotations: list[URLCitation] = []
     chars = 0  # length of the content so far: annotation indexes count characters in it
     for block in blocks:
-        kind = block.get("type")
-        if kind == "text":
-            piece = block.get("text") or ""
-            annotations += url_citations(block.get("citations"), chars, chars + len(piece))
-            chars += len(piece)
-            text.append(piece)
-        elif kind == "tool_use" and json_tool is not None and block.get("name") == json_tool:
-            piece = orjson.dumps(block.get("input") or {}).decode()
-            chars += len(piece)
-            text.append(piece)
-        elif kind == "tool_use":
-            calls.append(tool_call(block))
-        elif kind == "thinking":
-            reasoning.append(block.get("thinking") or "")
-            thinking.append(block)
-        elif kind == "redacted_thinking":
-            thinking.append(block)
-        # server_tool_use, *_tool_result, and block types yet to come: no OpenAI form (see docstring)
-    message: dict[str, Any] = {
+        if block.get("type") is None:
+            continue  # (a block without a type is one we do not know, as below)
+        match block["type"]:
+            case "text":
+                piece = block.get("text") or ""
+                annotations += url_citations(block.get("citations"), chars, chars + len(piece))
+                chars += len(piece)
+                text.append(piece)
+            case "tool_use" if json_tool is not None and block.get("name") == json_tool:
+                piece = orjson.dumps(block.get("input") or {}).decode()
+                chars += len(piece)
+                text.append(piece)
+            case "tool_use":
+                calls.append(tool_call(block))
+            case "thinking":
+                reasoning.append(block.get("thinking") or "")
+                thinking.append(block)
+            case "redacted_thinking":
+                thinking.append(block)
+            case _:
+                pass  # server_tool_use, *_tool_result, and block types yet to come: no OpenAI form (see docstring)
+    return _message(text, annotations, calls, reasoning, thinking)
+
+
+def _message(
+    text: list[str],
+    annotations: list[URLCitation],
+    calls: list[ChatCompletionMessageToolCall],
+    reasoning: list[str],
+    thinking: list[ThinkingBlock | RedactedThinkingBlock],
+) -> ChatCompletionMessage:
+    message: ChatCompletionMessage = {
         "role": "assistant",
         "content": "".join(text) if text else None,
         "refusal": None,
@@ -113,7 +152,7 @@ def assistant_message(blocks: list[dict[str, Any]], *, json_tool: str | None = N
     return message
 
 
-def url_citations(citations: Any, start: int, end: int) -> list[dict[str, Any]]:
+def url_citations(citations: list[Citation] | None, start: int, end: int) -> list[URLCitation]:
     """Claude cites sources per text block; those with a URL (web search, web fetch) become OpenAI
     ``url_citation`` annotations over that block's span of the content. Document citations (char, page
     and block locations) carry no URL and have no OpenAI form."""
@@ -127,7 +166,7 @@ def url_citations(citations: Any, start: int, end: int) -> list[dict[str, Any]]:
     ]
 
 
-def tool_call(block: dict[str, Any]) -> dict[str, Any]:
+def tool_call(block: ToolUseBlock) -> ChatCompletionMessageToolCall:
     return {
         "id": block.get("id"),
         "type": "function",

@@ -1,17 +1,30 @@
 """Enum-to-enum mappings between the two APIs, as tables.
 
 Sources: Claude Messages API reference (stop_reason, tool_choice, error types) and OpenAI's
-openapi.yaml (finish_reason, tool_choice, error object).
+openapi.yaml (finish_reason, tool_choice, error object). Keys and values are typed with the vocabularies
+in ``wire.py``, so an entry misspelt on either side fails mypy; a string from the wire is narrowed to a key
+(``if value in TABLE``) before it is looked up.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from translator.convert.wire import (
+    ClaudeErrorType,
+    ClaudeToolChoiceType,
+    Effort,
+    FinishReason,
+    OpenAIErrorType,
+    ReasoningEffort,
+    StopReason,
+    ToolChoiceMode,
+)
+
 # Claude stop_reason -> OpenAI finish_reason.
 # pause_turn: a server-tool loop paused; the turn is complete as far as an OpenAI client can act on it.
 # model_context_window_exceeded: generation stopped at the context limit, which OpenAI calls "length".
-FINISH_REASON: Final[dict[str, str]] = {
+FINISH_REASON: Final[dict[StopReason, FinishReason]] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "max_tokens": "length",
@@ -20,13 +33,13 @@ FINISH_REASON: Final[dict[str, str]] = {
     "refusal": "content_filter",
     "pause_turn": "stop",
 }
-FINISH_REASON_DEFAULT: Final = "stop"
+FINISH_REASON_DEFAULT: Final[FinishReason] = "stop"
 
 # OpenAI string tool_choice -> Claude tool_choice type.
-TOOL_CHOICE: Final[dict[str, str]] = {"auto": "auto", "none": "none", "required": "any"}
+TOOL_CHOICE: Final[dict[ToolChoiceMode, ClaudeToolChoiceType]] = {"auto": "auto", "none": "none", "required": "any"}
 
 # OpenAI reasoning_effort -> Claude thinking budget_tokens (None: thinking stays off).
-REASONING_BUDGET: Final[dict[str, int | None]] = {
+REASONING_BUDGET: Final[dict[ReasoningEffort, int | None]] = {
     "none": None,
     "minimal": 1024,
     "low": 2048,
@@ -35,7 +48,7 @@ REASONING_BUDGET: Final[dict[str, int | None]] = {
     "xhigh": 32768,
 }
 # OpenAI reasoning_effort -> Claude output_config.effort, for models with adaptive thinking (4.6 and later).
-REASONING_EFFORT: Final[dict[str, str]] = {
+REASONING_EFFORT: Final[dict[ReasoningEffort, Effort]] = {
     "minimal": "low",
     "low": "low",
     "medium": "medium",
@@ -47,7 +60,7 @@ MIN_THINKING_BUDGET: Final = 1024
 MIN_THINKING_TOP_P: Final = 0.95
 
 # Claude error type -> (OpenAI error type, OpenAI error code).
-OPENAI_ERROR: Final[dict[str, tuple[str, str | None]]] = {
+OPENAI_ERROR: Final[dict[ClaudeErrorType, tuple[OpenAIErrorType, str | None]]] = {
     "invalid_request_error": ("invalid_request_error", None),
     "authentication_error": ("authentication_error", "invalid_api_key"),
     "permission_error": ("permission_error", None),
@@ -58,14 +71,14 @@ OPENAI_ERROR: Final[dict[str, tuple[str, str | None]]] = {
     "overloaded_error": ("server_error", "overloaded"),
     "timeout_error": ("timeout_error", "timeout"),
 }
-OPENAI_ERROR_DEFAULT: Final = ("server_error", None)
+OPENAI_ERROR_DEFAULT: Final[tuple[OpenAIErrorType, str | None]] = ("server_error", None)
 
 # Upstream HTTP status -> the status an OpenAI client gets. 529 is Anthropic's own "overloaded"; OpenAI
 # clients know 503 as "retry later" (the openai SDKs retry any 5xx, other clients only the standard ones).
 OPENAI_STATUS: Final[dict[int, int]] = {529: 503}
 
 # Claude error type -> HTTP status, for errors that arrive inside a stream (no status of their own).
-CLAUDE_ERROR_STATUS: Final[dict[str, int]] = {
+CLAUDE_ERROR_STATUS: Final[dict[ClaudeErrorType, int]] = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "permission_error": 403,

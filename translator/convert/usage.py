@@ -8,10 +8,16 @@ alongside as well.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, overload
+
+from translator.convert.wire import ClaudeUsage, CompletionTokensDetails, CompletionUsage
 
 _PROMPT_DETAILS = ("cached_tokens", "cache_write_tokens")
 _MAX_COUNT = 2**53  # far above any real count: sums of a few (n <= 8 choices) stay inside orjson's 64 bits
+
+# Each function has a second form, dict in and dict out, for callers that hold usage as plain JSON objects
+# (stream.py and server/openai_route.py, until they take the wire.py types).
 
 
 def _count(value: Any) -> int:
@@ -20,13 +26,17 @@ def _count(value: Any) -> int:
     return value if type(value) is int and 0 < value <= _MAX_COUNT else 0  # (type: a bool is no count)
 
 
-def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+@overload
+def openai_usage(usage: ClaudeUsage) -> CompletionUsage: ...
+@overload
+def openai_usage(usage: dict[str, Any]) -> dict[str, Any]: ...
+def openai_usage(usage: Mapping[str, Any]) -> CompletionUsage | dict[str, Any]:
     inp = _count(usage.get("input_tokens"))
     read = _count(usage.get("cache_read_input_tokens"))
     write = _count(usage.get("cache_creation_input_tokens"))
     out = _count(usage.get("output_tokens"))
     prompt = inp + read + write
-    result: dict[str, Any] = {
+    result: CompletionUsage = {
         "prompt_tokens": prompt,
         "completion_tokens": out,
         "total_tokens": prompt + out,
@@ -41,12 +51,17 @@ def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+@overload
+def add_usage(a: CompletionUsage, b: CompletionUsage) -> CompletionUsage: ...
+@overload
+def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]: ...
+def add_usage(a: Mapping[str, Any], b: Mapping[str, Any]) -> CompletionUsage | dict[str, Any]:
     """Sum two OpenAI usage objects (for ``n`` > 1)."""
-    total = {k: a.get(k, 0) + b.get(k, 0) for k in a if isinstance(a[k], int)}
+    total: dict[str, Any] = {k: a.get(k, 0) + b.get(k, 0) for k in a if isinstance(a[k], int)}
     if "completion_tokens_details" in a or "completion_tokens_details" in b:
-        total["completion_tokens_details"] = {"reasoning_tokens": sum(
+        reasoning: CompletionTokensDetails = {"reasoning_tokens": sum(
             u.get("completion_tokens_details", {}).get("reasoning_tokens", 0) for u in (a, b))}
+        total["completion_tokens_details"] = reasoning
     total["prompt_tokens_details"] = {
         k: a["prompt_tokens_details"][k] + b["prompt_tokens_details"][k] for k in _PROMPT_DETAILS
     }
