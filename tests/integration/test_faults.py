@@ -133,50 +133,69 @@ class Expect:
 
 def expect(fault: str, route: str, stream: bool, *, huge_bytes: int = 20 * 1024 * 1024) -> Expect:
     oa = route == "openai"
-    bad = Expect("status", 502, oa_error("server_error", None) if oa else claude_error("api_error"))
-    gone = oa_error("server_error", None) if oa else claude_error("api_error")
-    late = oa_error("timeout_error", "timeout") if oa else claude_error("timeout_error")
-
-    def timed_out(nominal: float) -> Expect:
-        return Expect("status", 504, late, nominal=nominal, at_least=nominal * EARLY)
-
-    def cut(error: Any, deltas: list[dict[str, Any]], prefix: bytes, nominal: float = 0.0) -> Expect:
-        return Expect("cut", 200, error, deltas if oa else prefix, nominal=nominal, at_least=nominal * EARLY)
-
-    if fault == "ok":
-        return Expect("ok", claude=STREAM if stream else MESSAGE_BYTES)
-    if fault == "paced":  # events a little apart (each gap well under stream_idle_timeout)
-        return Expect("ok", claude=STREAM if stream else MESSAGE_BYTES, nominal=0.5)
-    if fault == "drip":  # slow but alive: must complete, inside total_timeout
-        return Expect("ok", claude=STREAM if stream else MESSAGE_BYTES, nominal=TOTAL - SLACK)
-    if fault == "huge":
-        return Expect("ok", text=huge_text(huge_bytes), claude=huge_body(huge_bytes, stream=stream),
-                      nominal=TOTAL - SLACK)
-    if fault in ("refused", "reset_before_headers", "html_502", "invalid_json", "not_sse"):
-        return bad
-    if fault == "stall_before_headers":
-        return timed_out(READ)
+    if fault in ("ok", "paced", "drip", "huge"):
+        return _completes(fault, stream, huge_bytes)
     if fault == "error_first":  # the upstream's own error: 529 on the Claude route, 503 for OpenAI clients
         return Expect("status", 503, oa_error("server_error", "overloaded", "Overloaded")) if oa else \
             Expect("status", 529, OVERLOADED)
     if fault == "wrong_shape":
         if not oa:  # the Claude route relays what it cannot judge, as sent
             return Expect("relay", claude=WRONG_STREAM if stream else WRONG_MESSAGE)
-        return cut(gone, [ROLE], b"") if stream else bad
-    if not stream:  # the JSON body breaks halfway: nothing reached the client yet
-        if fault == "stall_mid":
-            return timed_out(READ)
-        if fault == "trickle":  # a byte every 0.1 s defeats read_timeout; total_timeout ends it
-            return timed_out(TOTAL)
-        return bad  # reset_mid, no_message_stop (a clean close before Content-Length)
+        return _cut(_gone(oa), [ROLE], b"", oa=oa) if stream else _bad(oa)
+    if fault == "stall_before_headers":
+        return _timed_out(oa, READ)
+    if fault in ("refused", "reset_before_headers", "html_502", "invalid_json", "not_sse"):
+        return _bad(oa)
+    return _broken_midway(fault, oa) if stream else _broken_body(fault, oa)
+
+
+def _completes(fault: str, stream: bool, huge_bytes: int) -> Expect:
+    if fault == "huge":
+        return Expect("ok", text=huge_text(huge_bytes), claude=huge_body(huge_bytes, stream=stream),
+                      nominal=TOTAL - SLACK)
+    # paced: events a little apart (each gap well under stream_idle_timeout); drip: slow but alive, must
+    # complete inside total_timeout
+    nominal = {"ok": 0.0, "paced": 0.5, "drip": TOTAL - SLACK}[fault]
+    return Expect("ok", claude=STREAM if stream else MESSAGE_BYTES, nominal=nominal)
+
+
+def _broken_body(fault: str, oa: bool) -> Expect:
+    """The JSON body breaks halfway: nothing reached the client yet."""
+    if fault == "stall_mid":
+        return _timed_out(oa, READ)
+    if fault == "trickle":  # a byte every 0.1 s defeats read_timeout; total_timeout ends it
+        return _timed_out(oa, TOTAL)
+    return _bad(oa)  # reset_mid, no_message_stop (a clean close before Content-Length)
+
+
+def _broken_midway(fault: str, oa: bool) -> Expect:
+    """A stream breaks after its first events: the client's stream ends in an error."""
     if fault == "reset_mid":
-        return cut(gone, HEAD_DELTAS, HEAD)
+        return _cut(_gone(oa), HEAD_DELTAS, HEAD, oa=oa)
     if fault == "no_message_stop":
         exact = oa_error("server_error", None, CUT_SHORT) if oa else claude_error("api_error", CUT_SHORT)
-        return cut(exact, [*OK_DELTAS[:3], {}], NO_STOP)
+        return _cut(exact, [*OK_DELTAS[:3], {}], NO_STOP, oa=oa)
     if fault in ("stall_mid", "trickle"):  # trickle: bytes keep coming, events do not: stream_idle_timeout
-        return cut(late, HEAD_DELTAS, HEAD, nominal=IDLE)
+        late = oa_error("timeout_error", "timeout") if oa else claude_error("timeout_error")
+        return _cut(late, HEAD_DELTAS, HEAD, nominal=IDLE, oa=oa)
     raise AssertionError(f"no expectation for {fault}")
+
+
+def _gone(oa: bool) -> Any:
+    return oa_error("server_error", None) if oa else claude_error("api_error")
+
+
+def _bad(oa: bool) -> Expect:
+    return Expect("status", 502, _gone(oa))
+
+
+def _timed_out(oa: bool, nominal: float) -> Expect:
+    late = oa_error("timeout_error", "timeout") if oa else claude_error("timeout_error")
+    return Expect("status", 504, late, nominal=nominal, at_least=nominal * EARLY)
+
+
+def _cut(error: Any, deltas: list[dict[str, Any]], prefix: bytes, *, oa: bool, nominal: float = 0.0) -> Expect:
+    return Expect("cut", 200, error, deltas if oa else prefix, nominal=nominal, at_least=nominal * EARLY)
 
 
 # --- running one case ---

@@ -993,28 +993,29 @@ def fold_claude(events: list[Event]) -> tuple[dict[str, Any], dict[str, str]]:
             blocks[e["index"]] = copy.deepcopy(e["content_block"])
             if e["content_block"]["type"] == "tool_use":
                 inputs[e["index"]] = ""
+        elif e["type"] == "content_block_delta" and e["delta"]["type"] == "input_json_delta":
+            if e["index"] in inputs:
+                inputs[e["index"]] += e["delta"]["partial_json"]
         elif e["type"] == "content_block_delta":
-            block, delta = blocks[e["index"]], e["delta"]
-            if delta["type"] == "text_delta":
-                block["text"] += delta["text"]
-            elif delta["type"] == "input_json_delta" and e["index"] in inputs:
-                inputs[e["index"]] += delta["partial_json"]
-            elif delta["type"] == "thinking_delta":
-                block["thinking"] += delta["thinking"]
-            elif delta["type"] == "signature_delta":
-                block["signature"] += delta["signature"]
-            elif delta["type"] == "citations_delta":
-                block["citations"] = [*(block.get("citations") or []), delta["citation"]]
+            _fold_delta(blocks[e["index"]], e["delta"])
         elif e["type"] == "message_delta":
             message.update(e["delta"])
             message["usage"].update({k: v for k, v in e["usage"].items() if v is not None})
     for index, raw in inputs.items():
-        try:
-            blocks[index]["input"] = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            blocks[index]["input"] = {}
+        blocks[index]["input"] = orjson.loads(raw) if raw and _is_json(raw) else {}
     message["content"] = [blocks[i] for i in sorted(blocks)]
     return message, {blocks[i]["id"]: raw for i, raw in inputs.items()}
+
+
+_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
+
+
+def _fold_delta(block: dict[str, Any], delta: dict[str, Any]) -> None:
+    if delta["type"] in _DELTA_FIELDS:
+        field = _DELTA_FIELDS[delta["type"]]
+        block[field] += delta[field]
+    elif delta["type"] == "citations_delta":
+        block["citations"] = [*(block.get("citations") or []), delta["citation"]]
 
 
 def _is_json(raw: str) -> bool:

@@ -2,8 +2,6 @@
 
 OpenAI: ``{"error": {"message", "type", "param", "code"}}`` (openapi.yaml, ErrorResponse).
 Claude: ``{"type": "error", "error": {"type", "message"}}`` (Claude API "Errors").
-Both come back as plain dicts (OpenAI's ``error`` object built as a ``wire.OpenAIError``): the server and
-stream.py hold them beside an upstream's own error body and beside chunks, not typed yet.
 """
 
 from __future__ import annotations
@@ -11,17 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from translator.convert.tables import OPENAI_ERROR, OPENAI_ERROR_DEFAULT, OPENAI_STATUS
-from translator.convert.wire import OpenAIError
+from translator.convert.wire import OpenAIError, OpenAIErrorResponse
 from translator.errors import TranslatorError, UpstreamStatusError
 
 
-def openai_error_body(err: TranslatorError) -> dict[str, Any]:
+def openai_error_body(err: TranslatorError) -> OpenAIErrorResponse:
     return openai_error_from_claude(err.claude_type, err.message, param=err.param, code=err.code)
 
 
 def openai_error_from_claude(
     claude_type: str, message: str, *, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
+) -> OpenAIErrorResponse:
     if claude_type in OPENAI_ERROR:  # (narrows the string to a ClaudeErrorType; .get would take none but those)
         oa_type, oa_code = OPENAI_ERROR[claude_type]
     else:

@@ -15,17 +15,31 @@ the route can write each as soon as its event arrives; ``finish()`` closes the s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 import orjson
 
 from translator.convert.errors import openai_error_body, openai_error_from_claude
 from translator.convert.response import completion_id, finish_reason, url_citations
 from translator.convert.usage import openai_usage
+from translator.convert.wire import (
+    ChatCompletionChunk,
+    ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChunkChoice,
+    ClaudeUsage,
+    CompletionUsage,
+    FinishReason,
+    OpenAIErrorResponse,
+    RedactedThinkingBlock,
+    ThinkingBlock,
+)
 from translator.errors import TranslatorError, UpstreamProtocolError
 
-Chunk = dict[str, Any]
+Chunk = ChatCompletionChunk | OpenAIErrorResponse
+Event = Mapping[str, Any]  # one Claude stream event as parsed: the upstream's, so every field is checked as read
 
 
 class StreamProtocolError(UpstreamProtocolError):
@@ -66,22 +80,22 @@ class StreamConverter:
         self._usage_chunk = include_usage and usage_chunk
         self._json_tool = json_tool
         self._id = stream_id
-        self._base: dict[str, Any] | None = None
+        self._base: _Base | None = None
         self._blocks: dict[int, _Block] = {}
         self._tools = 0
         self._chars = 0
-        self.claude_usage: dict[str, Any] = {}  # as Claude counts it, so far
+        self.claude_usage: dict[str, Any] = {}  # as Claude counts it, so far (checked where read: openai_usage)
         self.stop_reason: str | None = None  # Claude's
-        self.finish_reason: str | None = None
+        self.finish_reason: FinishReason | None = None
         self.error_type: str | None = None  # the Claude error type the stream ended with, if it did
         self.done = False  # the stream has ended: message_stop, or an error
         self.failed = False  # it ended in an error (an error chunk was its last)
 
     @property
-    def usage(self) -> dict[str, Any]:
-        return openai_usage(self.claude_usage)
+    def usage(self) -> CompletionUsage:
+        return openai_usage(cast(ClaudeUsage, self.claude_usage))
 
-    def feed(self, event: dict[str, Any]) -> list[Chunk]:
+    def feed(self, event: Event) -> list[Chunk]:
         kind = event.get("type")
         if self.done:
             raise StreamProtocolError(f"stream event {kind!r} after the stream ended")
@@ -111,9 +125,9 @@ class StreamConverter:
 
     # --- one method per Claude event type ---
 
-    def _message_start(self, event: dict[str, Any]) -> list[Chunk]:
+    def _message_start(self, event: Event) -> list[Chunk]:
         msg = event.get("message") or {}
-        self.claude_usage.update(msg.get("usage") or {})
+        self.claude_usage.update(_usage(msg.get("usage")))
         self._base = {
             "id": self._id or completion_id(msg.get("id")),
             "object": "chat.completion.chunk",
@@ -122,7 +136,7 @@ class StreamConverter:
         }
         return [self._chunk({"role": "assistant", "content": ""})]
 
-    def _block_start(self, event: dict[str, Any]) -> list[Chunk]:
+    def _block_start(self, event: Event) -> list[Chunk]:
         block = event.get("content_block") or {}
         kind = block.get("type")
         state = _Block(_BLOCK_KINDS.get(kind, "other") if isinstance(kind, str) else "other")
@@ -133,11 +147,11 @@ class StreamConverter:
             state.data = block
         if state.kind == "tool":
             state.tool_index, self._tools = self._tools, self._tools + 1
-            call = {
+            call: ChoiceDeltaToolCall = {  # id and name as the upstream sent them
                 "index": state.tool_index,
-                "id": block.get("id"),
+                "id": cast(str, block.get("id")),
                 "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
+                "function": {"name": cast(str, block.get("name")), "arguments": ""},
             }
             return [self._chunk({"tool_calls": [call]})]
         if state.kind == "text":
@@ -152,7 +166,7 @@ class StreamConverter:
             return [self._chunk({"reasoning_content": block["thinking"]})]
         return []
 
-    def _block_delta(self, event: dict[str, Any]) -> list[Chunk]:
+    def _block_delta(self, event: Event) -> list[Chunk]:
         state = self._block(event, "content_block_delta")
         delta = event.get("delta") or {}
         kind = delta.get("type")
@@ -161,7 +175,8 @@ class StreamConverter:
         if kind == "input_json_delta" and delta.get("partial_json"):
             state.has_input = True
             if state.kind == "tool":
-                fragment = {"index": state.tool_index, "function": {"arguments": delta["partial_json"]}}
+                fragment: ChoiceDeltaToolCall = {"index": state.tool_index,
+                                                  "function": {"arguments": delta["partial_json"]}}
                 return [self._chunk({"tool_calls": [fragment]})]
             if state.kind == "json":
                 return [self._content(delta["partial_json"])]
@@ -175,13 +190,14 @@ class StreamConverter:
         # server-tool input, and delta types yet to come: no OpenAI form
         return []
 
-    def _block_stop(self, event: dict[str, Any]) -> list[Chunk]:
+    def _block_stop(self, event: Event) -> list[Chunk]:
         state = self._block(event, "content_block_stop")
         if state.kind == "thinking":
-            block = {"type": "thinking", "thinking": "".join(state.thinking), "signature": state.signature}
+            block: ThinkingBlock = {"type": "thinking", "thinking": "".join(state.thinking),
+                                    "signature": state.signature}
             return [self._chunk({"thinking_blocks": [block]})]
-        if state.kind == "redacted":
-            return [self._chunk({"thinking_blocks": [state.data]})]
+        if state.kind == "redacted":  # passed on as the upstream sent it
+            return [self._chunk({"thinking_blocks": [cast(RedactedThinkingBlock, state.data)]})]
         if state.kind in ("tool", "json") and not state.has_input:
             return [self._empty_input(state)]
         if state.kind == "text" and state.citations:
@@ -189,43 +205,44 @@ class StreamConverter:
             return [self._chunk({"annotations": annotations})] if annotations else []
         return []
 
-    def _message_delta(self, event: dict[str, Any]) -> list[Chunk]:
+    def _message_delta(self, event: Event) -> list[Chunk]:
         usage = event.get("usage") or {}
-        self.claude_usage.update({k: v for k, v in usage.items() if v is not None})
+        self.claude_usage.update(_usage({k: v for k, v in usage.items() if v is not None}))
         stop = self.stop_reason = (event.get("delta") or {}).get("stop_reason")
         # tool calls the client must run still finish as "tool_calls", even in JSON-tool mode
         self.finish_reason = finish_reason(stop, json_tool=None if self._tools else self._json_tool)
         return [self._chunk({}, self.finish_reason)]
 
-    def _message_stop(self, event: dict[str, Any]) -> list[Chunk]:
+    def _message_stop(self, event: Event) -> list[Chunk]:
         self.done = True
         if not self._usage_chunk:
             return []
         assert self._base is not None
         return [{**self._base, "choices": [], "usage": self.usage}]
 
-    def _ping(self, event: dict[str, Any]) -> list[Chunk]:
+    def _ping(self, event: Event) -> list[Chunk]:
         return []
 
-    def _error(self, event: dict[str, Any]) -> list[Chunk]:
+    def _error(self, event: Event) -> list[Chunk]:
         err = event.get("error") or {}
         return self._failed(str(err.get("type") or "api_error"), str(err.get("message") or "upstream stream error"))
 
     # --- helpers ---
 
-    def _content(self, text: str) -> Chunk:
+    def _content(self, text: str) -> ChatCompletionChunk:
         self._chars += len(text)  # annotation indexes count characters of the content
         return self._chunk({"content": text})
 
-    def _empty_input(self, state: _Block) -> Chunk:
+    def _empty_input(self, state: _Block) -> ChatCompletionChunk:
         """A tool called without arguments streams no input (or only ``""``): send the start block's input,
         ``{}``, as the non-streamed answer does, so the accumulated arguments parse as JSON."""
         arguments = orjson.dumps(state.data.get("input") or {}).decode()
         if state.kind == "json":
             return self._content(arguments)
-        return self._chunk({"tool_calls": [{"index": state.tool_index, "function": {"arguments": arguments}}]})
+        call: ChoiceDeltaToolCall = {"index": state.tool_index, "function": {"arguments": arguments}}
+        return self._chunk({"tool_calls": [call]})
 
-    def _block(self, event: dict[str, Any], name: str) -> _Block:
+    def _block(self, event: Event, name: str) -> _Block:
         state = self._blocks.get(int(event.get("index", -1)))
         if state is None:
             raise StreamProtocolError(f"{name!r} for block {event.get('index')} without 'content_block_start'")
@@ -236,12 +253,12 @@ class StreamConverter:
         self.error_type = claude_type
         return [openai_error_from_claude(claude_type, message)]
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
+    def _chunk(self, delta: ChoiceDelta, finish: FinishReason | None = None) -> ChatCompletionChunk:
         assert self._base is not None
-        chunk: Chunk = {
-            **self._base,
-            "choices": [{"index": self._index, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+        choice: ChunkChoice = {"index": self._index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        base = self._base
+        chunk: ChatCompletionChunk = {"id": base["id"], "object": base["object"], "created": base["created"],
+                                      "model": base["model"], "choices": [choice]}
         if self._include_usage:
             chunk["usage"] = None  # the spec: "All other chunks will also include a usage field, but with a null value"
         return chunk
@@ -249,7 +266,19 @@ class StreamConverter:
 
 _BLOCK_KINDS = {"text": "text", "tool_use": "tool", "thinking": "thinking", "redacted_thinking": "redacted"}
 
-_HANDLERS = {
+def _usage(value: object) -> dict[str, Any]:
+    """The upstream's usage object as given (its counts are checked where they are read: openai_usage)."""
+    return value if isinstance(value, dict) else {}
+
+
+class _Base(TypedDict):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+
+
+_HANDLERS: dict[str, Callable[[StreamConverter, Event], list[Chunk]]] = {
     "message_start": StreamConverter._message_start,
     "content_block_start": StreamConverter._block_start,
     "content_block_delta": StreamConverter._block_delta,

@@ -37,10 +37,10 @@ def error_response(request: web.Request, err: TranslatorError) -> web.Response:
     claude = is_claude_shape(request)
     headers = _error_headers(err, claude)
     if claude:
-        status, body = err.status, claude_error_body(err)
+        status, body = err.status, orjson.dumps(claude_error_body(err))
     else:
-        status, body = openai_status(err), openai_error_body(err)
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+        status, body = openai_status(err), orjson.dumps(openai_error_body(err))
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 def _error_headers(err: TranslatorError, claude: bool) -> dict[str, str]:

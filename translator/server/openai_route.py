@@ -153,7 +153,7 @@ async def _stream(
             if not clean:
                 return b""  # the stream ended in an error chunk: no [DONE] after it
             usage = b""
-            if conv.include_usage and conv.n > 1:  # one usage chunk for all the choices, their usage summed
+            if stream_id is not None and conv.include_usage:  # n > 1: one usage chunk, the choices' summed
                 usage = encode_data(_usage_chunk(stream_id, created, call.model, streams))
             return usage + DONE
 
@@ -213,7 +213,7 @@ def _encoded(chunks: list[Chunk]) -> bytes:
     return b"".join([encode_data(chunk) for chunk in chunks])
 
 
-def _usage_chunk(stream_id: str | None, created: int, model: str, streams: list[_ChatStream]) -> Chunk:
+def _usage_chunk(stream_id: str, created: int, model: str, streams: list[_ChatStream]) -> Chunk:
     usage = streams[0].converter.usage
     for stream in streams[1:]:
         usage = add_usage(usage, stream.converter.usage)
