@@ -62,7 +62,7 @@ async def _handle(request: web.Request, path: str, *, counting: bool) -> web.Str
             source = done.response
             if streamed and source.is_stream:
                 headers = _passed_headers(source)
-                return await relay(request, [done], [RelayedStream()], headers=headers, farewell=_FAREWELL)
+                return await relay(request, [done], [RelayedStream()], headers=headers)
             data = await source.body()
             admission.ctx.usage = _message_usage(request, data)
             return web.Response(
@@ -115,9 +115,6 @@ def _message_usage(request: web.Request, data: bytes) -> dict[str, Any] | None:
 
 def _error_event(claude_type: str, message: str) -> bytes:
     return encode_event("error", {"type": "error", "error": {"type": claude_type, "message": message}})
-
-
-_FAREWELL = _error_event("overloaded_error", "the proxy is shutting down; retry the request")
 
 
 class RelayedStream:

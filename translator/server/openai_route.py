@@ -26,7 +26,6 @@ from translator.convert import (
     convert_request,
     convert_responses,
 )
-from translator.convert.errors import openai_error_from_claude
 from translator.convert.stream import Chunk
 from translator.errors import TranslatorError, UpstreamUnavailable
 from translator.router import UpstreamCall
@@ -157,10 +156,7 @@ async def _stream(
                 usage = encode_data(_usage_chunk(stream_id, created, call.model, streams))
             return usage + DONE
 
-        return await relay(request, sources, list(streams), headers=headers, farewell=_FAREWELL, closing=closing)
-
-
-_FAREWELL = encode_data(openai_error_from_claude("overloaded_error", "the proxy is shutting down; retry the request"))
+        return await relay(request, sources, list(streams), headers=headers, closing=closing)
 
 
 class _ChatStream:

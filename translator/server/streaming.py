@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from translator.errors import TranslatorError, UpstreamTimeout
+from translator.errors import ProxyOverloaded, TranslatorError, UpstreamTimeout
 from translator.router import Attempted
 from translator.server.context import CONTEXT
 from translator.server.state import DRAINING
@@ -72,17 +72,16 @@ async def relay(
     streams: list[EventStream],
     *,
     headers: dict[str, str],
-    farewell: bytes,
     closing: Callable[[bool], bytes] = lambda clean: b"",
 ) -> web.StreamResponse:
     """Relay ``sources`` (opened, up to their first content event) through ``streams`` onto one response.
-    ``farewell``: the error a stream cut by shutdown ends with; ``closing(clean)``: the route's last bytes."""
+    ``closing(clean)``: the route's last bytes."""
     ctx = request[CONTEXT]
     ctx.first_token()
     resp = web.StreamResponse(headers={**STREAM_HEADERS, **headers})
     await prepare_stream(request, resp)
     try:
-        async with farewell_on_shutdown(request, resp, farewell):
+        async with farewell_on_shutdown(request, resp, streams[0]):
             if len(sources) == 1:
                 end = await pump(sources[0], streams[0], resp.write)
             else:
@@ -184,16 +183,18 @@ async def _pump_all(sources: list[Attempted], streams: list[EventStream], write_
 
 
 @asynccontextmanager
-async def farewell_on_shutdown(request: web.Request, resp: web.StreamResponse, farewell: bytes) -> AsyncIterator[None]:
+async def farewell_on_shutdown(
+    request: web.Request, resp: web.StreamResponse, stream: EventStream
+) -> AsyncIterator[None]:
     """A stream still open when shutdown's grace period ends is cancelled; it ends with a proper error event
-    (the client can retry elsewhere) instead of a cut connection."""
+    in the client's shape (the client can retry elsewhere) instead of a cut connection."""
     try:
         yield
     except asyncio.CancelledError:
         if request.app[DRAINING].is_set():
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1):
-                    await resp.write(farewell)
+                    await resp.write(stream.fail(ProxyOverloaded("the proxy is shutting down; retry the request")))
                     await resp.write_eof()
         raise
 
