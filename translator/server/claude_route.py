@@ -181,7 +181,6 @@ async def _relay_until_end(source: UpstreamResponse, resp: web.StreamResponse, w
                 continue
             done = bytes(pending[:cut])
             del pending[:cut]
-        source.touch()
         watch.feed(done)
         if watch.complete:  # message_stop (or error) ends the stream: nothing after it goes out
             return done[: watch.ended_at if watch.ended_at is not None else _end_of_last_event(done)]

@@ -241,14 +241,11 @@ async def _pump(source: UpstreamResponse, conv: StreamConverter, write: Write) -
         while data := await source.read():
             out = b""
             if decoder.idle and (run := conv.feed_run(data, 0)) is not None:
-                source.touch()
                 pos, out = run
                 data = data[pos:]
             region = decoder.feed_region(data) if data else b""
             if region:
-                more, last, seen = _convert(region, conv)
-                if seen:  # an event came (not only comments or blank lines): the idle clock starts again
-                    source.touch()
+                more, last, _ = _convert(region, conv)
                 if conv.done:
                     return last is None or "error" not in last, out + more
                 out += more
