@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.request import (  # type: ignore[attr-defined]  # (proxy_bypass_environment: not in typeshed)
+    getproxies_environment,
+    proxy_bypass_environment,
+)
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
 
