@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import re
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -125,7 +126,7 @@ class UpstreamResponse:
     async def _drain(self) -> None:
         left = MAX_TRAILING
         try:
-            with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError):
                 async with asyncio.timeout(FINISH_TIMEOUT):
                     while left >= 0 and (data := await self._resp.content.readany()):
                         left -= len(data)
@@ -225,10 +226,9 @@ class Upstream:
         url = URL(self.base_url + path, encoded=True)  # (the path is sent as the caller quoted it)
         with map_errors():
             resp = await self._send(method, url, headers, body)
-        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding != "identity":
+        if (unusable := _unusable(resp)) is not None:
             resp.close()
-            raise UpstreamUnavailable(f"upstream answered compressed ({encoding}), though only identity was accepted")
+            raise unusable
         if resp.status >= 400:
             try:
                 raise await status_error(resp)
@@ -236,7 +236,9 @@ class Upstream:
                 resp.release()  # read to its end: the connection is kept (else it is closed)
         return UpstreamResponse(resp, self.drains)
 
-    async def _send(self, method: str, url: URL, headers: Mapping[str, str], body: bytes | None) -> aiohttp.ClientResponse:
+    async def _send(
+        self, method: str, url: URL, headers: Mapping[str, str], body: bytes | None
+    ) -> aiohttp.ClientResponse:
         """The request, sent once more, at once, when it failed before any byte of an answer on a kept
         connection: the upstream (or a load balancer in front of it, whose idle timeout may be shorter
         than ours) closed that connection as it sat idle, so the request never reached it. That is no
@@ -309,6 +311,18 @@ def tls_context(settings: UpstreamSettings) -> ssl.SSLContext:
     return context
 
 
+def _unusable(resp: aiohttp.ClientResponse) -> UpstreamUnavailable | None:
+    """An answer that is not the upstream's, or that we cannot read: a proxy's refusal (a 407 to a request
+    for an http upstream; for an https one aiohttp raises on the CONNECT's), or a compressed body (we ask
+    for identity: a body is relayed, and its events read, as it comes)."""
+    if resp.status == 407:
+        return UpstreamUnavailable("upstream unavailable: the proxy answered 407 (Proxy Authentication Required)")
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        return UpstreamUnavailable(f"upstream answered compressed ({encoding}), though only identity was accepted")
+    return None
+
+
 def _anthropic_key_as_bearer(authorization: str) -> bool:
     scheme, _, token = authorization.partition(" ")
     return scheme.lower() == "bearer" and token.strip().startswith("sk-ant-api")
@@ -318,7 +332,7 @@ async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
     retry_after = resp.headers.get("retry-after")
     request_id = resp.headers.get("request-id")
     raw = b""  # read to its end (one read may hold only part of it), within bounds; what came is what there is
-    with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
         async with asyncio.timeout(ERROR_BODY_TIMEOUT):
             while len(raw) < MAX_ERROR_BODY and (data := await resp.content.readany()):
                 raw += data
@@ -336,11 +350,20 @@ async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
 
 @contextmanager
 def map_errors() -> Iterator[None]:
-    """aiohttp's failures -> our error tree. (Its timeouts are ``asyncio.TimeoutError``s, some of them
+    """aiohttp's failures -> our error tree. (Its timeouts are ``TimeoutError``s, some of them
     ``ClientError``s too: they are checked first.)"""
     try:
         yield
-    except asyncio.TimeoutError as e:
-        raise UpstreamTimeout(f"upstream timed out: {e}" if str(e) else "upstream timed out") from e
+    except TimeoutError as e:
+        raise UpstreamTimeout(f"upstream timed out: {_shown(e)}" if str(e) else "upstream timed out") from e
     except aiohttp.ClientError as e:
-        raise UpstreamUnavailable(f"upstream unavailable: {type(e).__name__}: {e}") from e
+        raise UpstreamUnavailable(f"upstream unavailable: {type(e).__name__}: {_shown(e)}") from e
+
+
+_USERINFO = re.compile(r"(?<=//)[^/@\s'\"]*@")
+
+
+def _shown(error: BaseException) -> str:
+    """An error's text without the credentials of any URL in it: aiohttp names the proxy's URL, password
+    and all, in some (a refused CONNECT), and the text goes to the client and the log."""
+    return _USERINFO.sub("", str(error))

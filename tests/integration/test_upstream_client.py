@@ -182,7 +182,7 @@ async def test_a_new_connection_that_fails_before_its_answer_is_not_sent_again(m
 
     async with RawServer(handler=reset) as server:
         upstream = await make_upstream(server.url())
-        with pytest.raises(UpstreamUnavailable, match="^upstream unavailable: "):
+        with pytest.raises(UpstreamUnavailable, match=r"^upstream unavailable: "):
             await upstream.open("POST", "/", {}, b"{}")
     assert server.connections == 1
 
@@ -290,7 +290,7 @@ async def test_connecting_is_bounded_by_both_timeouts(
     upstream = await make_upstream(f"http://127.0.0.1:{blackhole[1]}", connect_timeout=connect, total_timeout=total)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(UpstreamTimeout, match="^upstream timed out") as caught:
+    with pytest.raises(UpstreamTimeout, match=r"^upstream timed out") as caught:
         await upstream.open("GET", "/", {})
     assert loop.time() - started < 1.0 and caught.value.status == 504
 
@@ -310,7 +310,7 @@ async def test_a_refused_connection(make_upstream: MakeUpstream) -> None:
 async def test_read_timeout_waiting_for_the_head(make_upstream: MakeUpstream) -> None:
     async with RawServer() as server:
         upstream = await make_upstream(server.url(), read_timeout=0.1)
-        with pytest.raises(UpstreamTimeout, match="^upstream timed out: Timeout on reading data from socket$"):
+        with pytest.raises(UpstreamTimeout, match=r"^upstream timed out: Timeout on reading data from socket$"):
             await upstream.open("GET", "/", {})
 
 
@@ -346,7 +346,7 @@ async def test_total_timeout_over_a_trickle(make_upstream: MakeUpstream) -> None
         loop = asyncio.get_running_loop()
         started = loop.time()
         response = await upstream.open("GET", "/", {})
-        with response, pytest.raises(UpstreamTimeout, match="^upstream timed out$"):
+        with response, pytest.raises(UpstreamTimeout, match=r"^upstream timed out$"):
             await response.body()
         assert loop.time() - started < 0.5
 
@@ -383,7 +383,7 @@ async def test_https_refuses_a_certificate_that_does_not_check(make_upstream: Ma
             upstream = await make_upstream(server.url("https", "localhost"))
         else:  # the certificate names localhost, not 127.0.0.1
             upstream = await make_upstream(server.url("https", "127.0.0.1"), ca_file=TLS / "ca.crt")
-        with pytest.raises(UpstreamUnavailable, match="ClientConnectorCertificateError: .*CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(UpstreamUnavailable, match=r"ClientConnectorCertificateError: .*CERTIFICATE_VERIFY_FAILED"):
             await upstream.open("GET", "/", {})
     assert server.requests == []
 

@@ -256,32 +256,6 @@ def test_feed_region_at_every_split(stream: bytes) -> None:
     assert decode_regions(stream[i : i + 1] for i in range(len(stream))) == expected
 
 
-def test_a_first_read_plainly_started_agrees_with_reading_its_events() -> None:
-    from translator.errors import UpstreamStatusError
-    from translator.upstream import UpstreamResponse, _plainly_started
-
-    def started_by_reading(data: bytes) -> bool | str:
-        try:
-            return UpstreamResponse._started(SSEDecoder().feed(data))
-        except UpstreamStatusError:
-            return "error"
-
-    reads = [path.read_bytes()[:n] for path in SSE_FILES for n in (60, 200, 400, 1000, 10**6)]
-    error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n'
-    start = b'event: content_block_start\ndata: {"type":"content_block_start","index":0}\n\n'
-    reads += [error + start, start + error, start[:-1], b"\xef\xbb\xbf" + start, start.replace(b"\n", b"\r\n"),
-              b"event:content_block_start\ndata: {}\n\n", b": comment\n" + start, b"id: 1\n" + start,
-              error.replace(b"event: ", b"event:") + start,  # the other spelling of an event line
-              b": c\n" + start[:-1] + b"event: error\n\n",  # a second event line renames it: an error event
-              b": c\n" + start[:-1] + b"event:error\n\n"]
-    plainly = 0
-    for data in reads:
-        if _plainly_started(data):  # only ever where reading the events says so too
-            plainly += 1
-            assert started_by_reading(data) is True, data[:200]
-    assert plainly > len(SSE_FILES)  # and it does take the usual first reads
-
-
 @pytest.mark.parametrize(("fed", "idle"), [
     ([], False),  # the stream's start: a BOM may come
     ([b"\xef\xbb"], False),  # half a BOM, held back
