@@ -61,15 +61,18 @@ class FakeProxy:
         else:
             host, port = target.split(b"/")[2].decode().rsplit(":", 1)
         upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
-        if method != b"CONNECT":
-            upstream_writer.write(head)
-            self.relayed += head
-        elif self.answer == b"":
-            await reader.read()  # silent: the client's connect timeout ends it
-            return
-        else:
-            writer.write(self.answer if self.answer is not None else b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await asyncio.gather(self._pipe(reader, upstream_writer, record=True), self._pipe(upstream_reader, writer))
+        try:
+            if method != b"CONNECT":
+                upstream_writer.write(head)
+                self.relayed += head
+            elif self.answer == b"":
+                await reader.read()  # silent: the client's connect timeout ends it
+                return
+            else:
+                writer.write(self.answer if self.answer is not None else b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await asyncio.gather(self._pipe(reader, upstream_writer, record=True), self._pipe(upstream_reader, writer))
+        finally:
+            upstream_writer.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bool = False) -> None:
         try:
