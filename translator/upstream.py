@@ -94,6 +94,7 @@ class UpstreamResponse:
                 if _started(decoder.feed(data)):
                     return
         # The stream ended before any content. A last event missing only its blank line still counts.
+        # (Its blank line fed here: SSEDecoder.flush() drops such an event, until main's change to it.)
         if not _started(decoder.feed(b"\n\n")):
             raise UpstreamUnavailable("upstream stream ended before its first event")
 

@@ -9,14 +9,17 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 import pytest
 
 from tests.integration.conftest import MakeUpstream
-from tests.raw_server import TLS, RawServer, ok, server_tls
+from tests.raw_server import TLS, Handler, RawServer, ok, server_tls
 from translator import upstream as upstream_module
-from translator.config import UpstreamSettings
+from translator.config import Settings, UpstreamSettings
 from translator.errors import UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
+from translator.server import create_app
 from translator.upstream import Upstream, tls_context
 
 
@@ -143,28 +146,31 @@ async def test_an_idle_connection_the_server_closed_is_not_used(make_upstream: M
 IDLE = 0.2  # the upstream's idle timeout, well under ours (KEEPALIVE): a load balancer's, say
 
 
-@pytest.mark.parametrize("how", ["reset", "close"])
-async def test_a_request_on_a_connection_closed_while_idle_is_sent_again_at_once(
-    make_upstream: MakeUpstream, how: str
-) -> None:
-    """A load balancer that dropped a connection after ``IDLE`` s, without our seeing it close (no FIN
-    reached us): the next request on it meets a reset, or the close, before any answer. It is sent again on
-    a new connection, at once (no back-off), and succeeds."""
-    loop = asyncio.get_running_loop()
-
-    async def forgets_idle_connections(server: RawServer, reader: asyncio.StreamReader,
-                                       writer: asyncio.StreamWriter) -> None:
+def forgets_idle_connections(how: str, answer: bytes) -> Handler:
+    """A load balancer that drops a connection once it has sat idle ``IDLE`` s, without our seeing it close
+    (no FIN reaches us): the next request on it meets a reset, or the close, before any answer."""
+    async def handle(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
         last = loop.time()
         while True:
             await server.read_request(reader)
             if loop.time() - last > IDLE:
                 writer.transport.abort() if how == "reset" else writer.close()
                 return
-            writer.write(ok(b"hi"))
+            writer.write(answer)
             await writer.drain()
             last = loop.time()
 
-    async with RawServer(handler=forgets_idle_connections) as server:
+    return handle
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+async def test_a_request_on_a_connection_closed_while_idle_is_sent_again_at_once(
+    make_upstream: MakeUpstream, how: str
+) -> None:
+    """It is sent again on a new connection, at once (no back-off), and succeeds."""
+    loop = asyncio.get_running_loop()
+    async with RawServer(handler=forgets_idle_connections(how, ok(b"hi"))) as server:
         upstream = await make_upstream(server.url())
         assert await get(upstream, body=b"{}") == b"hi"
         await asyncio.sleep(IDLE + 0.1)
@@ -172,6 +178,27 @@ async def test_a_request_on_a_connection_closed_while_idle_is_sent_again_at_once
         assert await get(upstream, body=b"{}") == b"hi"
         assert loop.time() - started < 0.1  # (no back-off)
     assert server.connections == 2 and len(server.requests) == 3  # the one the first connection dropped, again
+
+
+async def test_through_the_server_the_request_sent_again_is_no_failed_attempt(aiohttp_client: Any) -> None:
+    """The router never sees it: with one attempt allowed the request still succeeds, and the upstream's
+    attempts are all "ok" (none counts against its health)."""
+    message = orjson.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
+                            "stop_reason": "end_turn", "stop_sequence": None,
+                            "usage": {"input_tokens": 1, "output_tokens": 1}})
+    async with RawServer(handler=forgets_idle_connections("reset", ok(message, b"Content-Type: application/json"))
+                         ) as server:
+        settings = Settings.model_validate({"upstream": {"base_url": server.url(path="")},
+                                            "routing": {"max_attempts": 1, "failures_before_cooldown": 1}})
+        client = await aiohttp_client(create_app(settings))
+        for pause in (IDLE + 0.1, 0):
+            resp = await client.post("/v1/messages", json={"model": "m", "max_tokens": 1, "messages": []})
+            assert resp.status == 200 and await resp.read() == message
+            await asyncio.sleep(pause)
+        metrics = await (await client.get("/metrics")).text()
+    attempts = [line for line in metrics.splitlines() if line.startswith("translator_upstream_attempts_total{")]
+    assert attempts == ['translator_upstream_attempts_total{outcome="ok",upstream="default"} 2.0']
+    assert server.connections == 2
 
 
 async def test_a_new_connection_that_fails_before_its_answer_is_not_sent_again(make_upstream: MakeUpstream) -> None:
