@@ -30,7 +30,7 @@ def _described(upstream: UpstreamSettings) -> str:
         return upstream.base_url
     proxy = urlsplit(upstream.proxy)
     host = f"[{proxy.hostname}]" if ":" in (proxy.hostname or "") else proxy.hostname
-    return f"{upstream.base_url} via proxy {host}:{proxy.port or 80}"
+    return f"{upstream.base_url} via proxy {host}:{proxy.port or (443 if proxy.scheme == 'https' else 80)}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,13 +10,17 @@ import fnmatch
 import ipaddress
 import itertools
 import os
-import socket
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from urllib.request import (  # type: ignore[attr-defined]  # (proxy_bypass_environment: not in typeshed)
+    getproxies_environment,
+    proxy_bypass_environment,
+)
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
 
 from translator.convert import ModelProfile
 
@@ -55,24 +59,36 @@ class UpstreamSettings(_Frozen):
     total_timeout: float = Field(900.0, gt=0)
     weight: float = Field(1.0, gt=0)  # share of requests among the upstreams serving a model
     models: list[str] = ["*"]  # exact names or glob patterns of the upstream model ids it serves
-    # An HTTP proxy to reach it through, http://[user:password@]host:port; "" for none. Unset: the
+    # An http:// or https:// proxy to reach it through, [user:password@]host:port; "" for none. Unset: the
     # environment's (HTTPS_PROXY or HTTP_PROXY by the base URL's scheme, else ALL_PROXY; NO_PROXY), never
     # for a loopback host.
     proxy: str | None = Field(None, repr=False)
+    max_connections: int = Field(0, ge=0)  # connections open to it at once; 0: no cap
+    # TLS: CA certificates to trust besides the system's (an internal gateway's own CA), and a client
+    # certificate (with its key, unless the certificate file holds it) for gateways that ask for one.
+    ca_file: FilePath | None = None
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
 
     @field_validator("proxy")
     @classmethod
     def _http_proxy(cls, value: str | None) -> str | None:
         if value:
             parts = urlsplit(value)
-            if parts.scheme != "http" or not parts.hostname:
-                raise ValueError("proxy: an http://host:port URL (https:// and socks proxies are not supported)")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("proxy: an http:// or https:// URL with a host (socks proxies are not supported)")
             try:
                 parts.port  # noqa: B018 (a port that is not a number raises, naming it: maybe a password's piece)
             except ValueError:
                 raise ValueError("proxy: the port is not a number from 0 to 65535 (a password holding / ? # "
                                  "or @ must be percent-encoded)") from None
         return value
+
+    @model_validator(mode="after")
+    def _key_with_its_cert(self) -> UpstreamSettings:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key is set without client_cert: the key is the certificate's own")
+        return self
 
 
 class RoutingSettings(_Frozen):
@@ -225,9 +241,15 @@ _ENV: dict[str, tuple[str, str]] = {
 
 
 def load_settings(
-    path: str | None = None, *, env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+    path: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    proxies: Mapping[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Settings:
-    env = dict(os.environ) if env is None else env
+    """``env`` stands in for ``os.environ``'s settings variables (``_ENV``), ``proxies`` for its proxy
+    variables as urllib reads them (``getproxies_environment()``: ``{"https": ..., "no": ...}``)."""
+    env = os.environ if env is None else env
     path = path or env.get("TRANSLATOR_CONFIG")
     data: dict[str, Any] = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path else {}
     for var, (section, key) in _ENV.items():
@@ -239,12 +261,14 @@ def load_settings(
         section, _, key = dotted.rpartition(".")
         target = _table(data, section) if section else data
         target[key] = value
-    return _with_env_proxies(Settings.model_validate(data), env)
+    settings = Settings.model_validate(data)
+    return _with_env_proxies(settings, getproxies_environment() if proxies is None else proxies)
 
 
-def _with_env_proxies(settings: Settings, env: dict[str, str]) -> Settings:
-    """Each upstream whose ``proxy`` is unset gets the environment's, or "" (none)."""
-    proxies = env_proxies(env)
+def _with_env_proxies(settings: Settings, proxies: Mapping[str, str]) -> Settings:
+    """Each upstream whose ``proxy`` is unset gets the environment's, or "" (none). Resolved once, here,
+    rather than by aiohttp per request (``trust_env``): the start-up line names it, a bad one stops the
+    start, and loopback upstreams go direct, which ``NO_PROXY`` alone would not see to."""
     if settings.demo or not proxies:  # (the demo upstream is in process, on loopback)
         return settings
 
@@ -267,81 +291,28 @@ def _with_env_proxies(settings: Settings, env: dict[str, str]) -> Settings:
     return settings.model_copy(update={"upstream": resolved(settings.upstream, "[upstream]")})
 
 
-def env_proxies(env: dict[str, str]) -> dict[str, str]:
-    """``https``, ``http``, ``all`` and ``no`` from ``<NAME>_PROXY`` variables, the lower-case name first (as
-    curl and Python's urllib read them; HTTP_PROXY is not read under CGI, where a client can set it)."""
-    found: dict[str, str] = {}
-    for key in ("https", "http", "all", "no"):
-        names = [f"{key}_proxy"] + ([] if key == "http" and "REQUEST_METHOD" in env else [f"{key.upper()}_PROXY"])
-        value = next((env[name] for name in names if env.get(name)), "")
-        if value:
-            found[key] = value.strip()
-    return found
-
-
-def proxy_for(url: str, proxies: dict[str, str]) -> str:
-    """The proxy for an upstream at ``url`` ("" for none): by its scheme, else ``all``; none for a host
-    that ``no`` names (as curl reads it: a domain and its subdomains, IP addresses, ``*`` for all; ports and
-    CIDR ranges too) or for a host on this machine (loopback or unspecified, in any spelling)."""
+def proxy_for(url: str, proxies: Mapping[str, str]) -> str:
+    """The proxy for an upstream at ``url`` ("" for none): by its scheme, else ``all`` (as curl and httpx
+    read ALL_PROXY); none for a host on this machine or one that ``no`` names (urllib's reading of
+    NO_PROXY: ``*``, or names matching the host, its ``host:port``, or a domain it is in)."""
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower().rstrip(".")
-    if not host or _loopback(host):
-        return ""
+    host = (parts.hostname or "").rstrip(".")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    if any(_names(entry.strip().lower(), host, port) for entry in proxies.get("no", "").split(",")):
+    if not host or _loopback(host) or proxy_bypass_environment(f"{host}:{port}", proxies):
         return ""
     return proxies.get(parts.scheme) or proxies.get("all") or ""
 
 
-def _names(entry: str, host: str, port: int) -> bool:
-    """Whether a NO_PROXY entry covers ``host:port``: ``*``; a domain (a leading dot or not), matching the host
-    and its subdomains; an IP address or CIDR range (IPv6 bare or in brackets); each with an optional
-    ``:port``. An IP host is compared as an IP only."""
-    if entry == "*":
-        return True
-    if entry.startswith("["):  # [v6], [v6]:port, [v6]/bits
-        name, _, after = entry[1:].partition("]")
-        wanted = after[1:] if after.startswith(":") else ""
-        name += after if after.startswith("/") else ""
-    elif entry.count(":") == 1:  # name:port, v4:port
-        name, _, wanted = entry.partition(":")
-    else:  # name, v4, bare v6
-        name, wanted = entry, ""
-    if wanted and (not wanted.isdigit() or int(wanted) != port):
-        return False
-    name = name.lstrip(".").rstrip(".")
-    if not name:
-        return False
-    address = _address(host)
-    if address is not None:
-        try:
-            return address in ipaddress.ip_network(name, strict=False)
-        except ValueError:
-            return False
-    return host == name or host.endswith("." + name)
-
-
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``host`` as an IP address, in any spelling the resolver takes (``127.1``, ``0x7f.1``, ``2130706433``)."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
-
-
 def _loopback(host: str) -> bool:
-    """A host on this machine, which a proxy would take for its own: localhost names, loopback and unspecified
-    addresses (IPv4-mapped ones too); ``host`` lower case, without a trailing dot."""
+    """A host on this machine, which a proxy would take for its own: localhost names, and loopback or
+    unspecified addresses (``127.0.0.1``, ``::1``, ``0.0.0.0``)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    address = _address(host)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address is not None and (address.is_loopback or address.is_unspecified)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _table(data: dict[str, Any], section: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""The only code that talks to a Claude upstream (over ``translator.http1``). Failures are mapped here,
-once, onto our error tree (``translator.errors``): refused or reset connections and unreadable answers ->
-UpstreamUnavailable (502), timeouts -> UpstreamTimeout (504), error statuses -> UpstreamStatusError with the
-upstream's own Claude error body (an HTML page from a load balancer is wrapped into one).
+"""The only code that talks to a Claude upstream, over one ``aiohttp.ClientSession`` per upstream. Failures
+are mapped here, once, onto our error tree (``translator.errors``): refused or reset connections and
+unreadable answers -> UpstreamUnavailable (502), timeouts -> UpstreamTimeout (504), error statuses ->
+UpstreamStatusError with the upstream's own Claude error body (an HTML page from a load balancer is
+wrapped into one). SSE framing is ``translator.sse``'s; the stream idle timeout is the route's.
 """
 
 from __future__ import annotations
@@ -9,45 +10,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+import re
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import orjson
 from multidict import MultiMapping
+from yarl import URL
 
 from translator.config import UpstreamSettings
 from translator.convert.tables import CLAUDE_ERROR_STATUS
 from translator.errors import UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
-from translator.http1 import HttpClientError, Origin, Response, UpstreamTimedOut
 from translator.sse import SSEDecoder, SSEEvent
 
 _STATUS_ERROR_TYPE = {status: kind for kind, status in CLAUDE_ERROR_STATUS.items()}
 _FORWARDED = ("anthropic-beta",)
+# Uncompressed answers: the body is relayed as it comes, and SSE events are read as they come.
+_SESSION_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "translator"}
+KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default)
 MAX_ERROR_BODY = 64 * 1024
 ERROR_BODY_TIMEOUT = 2.0  # how long an error status's body may take to arrive after its head
 FINISH_TIMEOUT = 1.0  # how long an ended stream's connection waits for its body's end to be kept
 MAX_TRAILING = 64 * 1024  # what an ended stream may still send, unread, before its connection is closed
+_STARTED = frozenset({"content_block_start", "content_block_delta", "message_delta", "message_stop"})
 
 
 class UpstreamResponse:
-    """A successful (2xx) upstream answer, read as JSON, as raw bytes, or as SSE events."""
+    """A successful (2xx) upstream answer, read as JSON, as raw bytes, or as a stream of bytes."""
 
-    def __init__(
-        self, resp: Response, idle_timeout: float = 120.0, drains: set[asyncio.Task[None]] | None = None
-    ) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, drains: set[asyncio.Task[None]] | None = None) -> None:
         self._resp = resp
         self._drains = drains if drains is not None else set()  # the upstream's: cancelled when it closes
         self._draining = False
         self.status = resp.status
         self.headers = resp.headers
         self._body: bytes | None = None
-        self._prefix: list[bytes] = []
-        self._idle_timeout = idle_timeout
-        self._last_event = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop  # set by read(), before any touch()
-        self._idled = False
+        self._prefix: list[bytes] = []  # what prime() read, for read() to give first
 
     def __enter__(self) -> UpstreamResponse:
         return self
@@ -55,27 +57,23 @@ class UpstreamResponse:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if self._draining:
             return  # finish()'s task reads the body's end, then releases or closes the connection
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         if exc is None:
-            self._resp.release()
+            self._resp.release()  # (aiohttp keeps the connection only if the body was read to its end)
         else:
             self.close()
 
     def close(self) -> None:
         """Not read to the end (an error, or the client went away): drop the connection."""
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         self._resp.close()
 
     @property
     def is_stream(self) -> bool:
-        return self._resp.content_type == "text/event-stream"  # (parsed once, by the response)
+        return self._resp.content_type == "text/event-stream"
 
     async def body(self) -> bytes:
         if self._body is None:
             with map_errors():
-                self._body = await self._resp.content.read_all()
+                self._body = await self._resp.read()
         return self._body
 
     async def json(self) -> Any:
@@ -91,41 +89,23 @@ class UpstreamResponse:
         What was read is replayed by ``read()``."""
         decoder = SSEDecoder()
         with map_errors():
-            while data := await self._resp.content.read():
+            while data := await self._resp.content.readany():
                 self._prefix.append(data)
-                if self._started(decoder.feed(data)):
+                if _started(decoder.feed(data)):
                     return
         # The stream ended before any content. A last event missing only its blank line still counts.
-        if not self._started(decoder.flush(unterminated=True)):
+        if not _started(decoder.flush(unterminated=True)):
             raise UpstreamUnavailable("upstream stream ended before its first event")
 
-    @staticmethod
-    def _started(events: Iterable[SSEEvent]) -> bool:
-        for event in events:
-            if event.event == "error":
-                raise stream_error(event)
-            if event.event in _STARTED:
-                return True
-        return False
-
     async def read(self) -> bytes:
-        """The stream's next bytes as they arrive (first, what ``prime()`` read, in one piece); b"" at its end.
-        The reader calls ``touch()`` whenever an event completes; if none does for ``stream_idle_timeout``
-        seconds the upstream is dropped and UpstreamTimeout raised. (A method, not an async generator:
-        called for every read of every stream, it costs a fraction of one.)"""
+        """The stream's next bytes as they arrive (first, what ``prime()`` read, in one piece); b"" at its
+        end. (A method, not an async generator: called for every read of every stream, it costs a
+        fraction of one.)"""
         if self._prefix:
             prefix, self._prefix = self._prefix, []
             return b"".join(prefix)
-        try:
-            with map_errors():
-                data = await self._resp.content.read()
-        except UpstreamUnavailable as e:
-            if self._idled:
-                raise self._idle_error() from e
-            raise
-        if not data and self._idled:
-            raise self._idle_error()
-        return data
+        with map_errors():
+            return await self._resp.content.readany()
 
     def finish(self) -> None:
         """The stream has ended (message_stop) and the client has its answer: the connection goes back to the
@@ -136,9 +116,7 @@ class UpstreamResponse:
         and a client that leaves now has not cancelled a finished request); the task releases the
         connection, or closes it if the end takes over ``FINISH_TIMEOUT`` or ``MAX_TRAILING`` bytes come
         first. The upstream's ``close()`` cancels such tasks."""
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()  # (the stream has ended: no idle check now, which would close it)
-        if self._idled or self._resp.content.is_eof():  # the usual case: the end came with the last event
+        if self._resp.content.is_eof():  # the usual case: the end came with the last event (aiohttp released it)
             return
         self._draining = True
         task = asyncio.get_running_loop().create_task(self._drain())
@@ -148,49 +126,22 @@ class UpstreamResponse:
     async def _drain(self) -> None:
         left = MAX_TRAILING
         try:
-            with contextlib.suppress(asyncio.TimeoutError, HttpClientError):
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError):
                 async with asyncio.timeout(FINISH_TIMEOUT):
-                    while left >= 0 and (data := await self._resp.content.read()):
+                    while left >= 0 and (data := await self._resp.content.readany()):
                         left -= len(data)
         finally:  # also when cancelled
             self._resp.release()  # kept if the body has ended, else closed
 
-    def touch(self) -> None:
-        """An event completed: the idle clock starts again (checked lazily by the timer, so this is cheap)."""
-        self._last_event = self._loop.time()  # (kept by read(): on 3.11 get_running_loop() makes a getpid() syscall)
 
-    def _check_idle(self) -> None:
-        loop = self._loop
-        due = self._last_event + self._idle_timeout
-        if loop.time() >= due:
-            self._idled = True
-            # The pending read raises our timeout (closing alone would make it raise "connection closed").
-            self._resp.content.set_exception(self._idle_error())
-            self._resp.close()
-        else:
-            self._idle_timer = loop.call_at(due, self._check_idle)
-
-    def _idle_error(self) -> UpstreamTimeout:
-        return UpstreamTimeout(f"upstream stream sent no event for {self._idle_timeout:g} s")
-
-
-_STARTED = frozenset({"content_block_start", "content_block_delta", "message_delta", "message_stop"})
-_BLOCK_START_LINE = b"\nevent: content_block_start\ndata: "
-
-
-def _plainly_started(data: bytes) -> bool:
-    """Whether a stream's first read holds, in the shape Claude writes, its first content block's start
-    with no error event before it: then it has started, as reading it event by event would find, without
-    that reading. False when unsure (other line ends, a BOM, an error line, no such event, a message with
-    no content block): the events are then read. (Found by bytes searches, not a regex: this runs for
-    every stream, on a read that often holds all of it.)"""
-    first = data.find(_BLOCK_START_LINE)
-    if first < 0 or data.startswith(b"\xef") or data.find(b"\r") >= 0:
-        return False
-    end = data.find(b"\n\n", first + 1)
-    # Whole (its blank line has come too), no error before it (in any spelling: "error" anywhere is unsure),
-    # and no later event line of its own to rename it.
-    return end >= 0 and data.find(b"error", 0, first) < 0 and data.find(b"\nevent", first + 1, end) < 0
+def _started(events: list[SSEEvent]) -> bool:
+    """Whether ``events`` hold a content event (the stream has started), with no ``error`` before it."""
+    for event in events:
+        if event.event == "error":
+            raise stream_error(event)
+        if event.event in _STARTED:
+            return True
+    return False
 
 
 def stream_error(event: SSEEvent) -> UpstreamStatusError:
@@ -207,20 +158,23 @@ def stream_error(event: SSEEvent) -> UpstreamStatusError:
 
 
 class Upstream:
+    """One upstream: its settings, the headers it is sent, and its own ``ClientSession`` (connection pool,
+    TLS, proxy and timeouts), opened by ``start()`` and closed by ``close()`` (the app's cleanup_ctx)."""
+
     def __init__(self, settings: UpstreamSettings, base_url: str, *, proxy: str | None = None) -> None:
-        """``proxy``: an http:// proxy to connect through (the settings' own, resolved at load time, is the
-        caller's to pass: the demo upstream, for one, is never reached through a proxy)."""
+        """``proxy``: an http:// or https:// proxy to connect through (the settings' own, resolved from the
+        environment at load time, is the caller's to pass: the demo upstream, for one, is never reached
+        through a proxy)."""
         self.settings = settings
         self.name = settings.name
         self.base_url = base_url.rstrip("/")
-        self.origin = Origin(
-            self.base_url,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            total_timeout=settings.total_timeout,
-            proxy=proxy,
-        )
         self.drains: set[asyncio.Task[None]] = set()  # streams whose body's end is still awaited (finish())
+        self._proxy = proxy
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the session (aiohttp makes one in the running loop only)."""
+        self._session = client_session(self.settings, self._proxy)
 
     async def close(self) -> None:
         """Stop waiting for any stream's end, then close every connection (at shutdown)."""
@@ -228,7 +182,8 @@ class Upstream:
         for task in drains:
             task.cancel()
         await asyncio.gather(*drains, return_exceptions=True)
-        await self.origin.close()
+        if self._session is not None:
+            await self._session.close()
 
     def serves(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.settings.models)
@@ -268,14 +223,43 @@ class Upstream:
         holds no context manager of its own)."""
         if body is not None:
             headers = {**headers, "Content-Type": "application/json"}
-        with map_errors():  # (redirects are never followed: they would resend the key and the prompt elsewhere)
-            resp = await self.origin.request(method, path, headers, body)
+        url = URL(self.base_url + path, encoded=True)  # (the path is sent as the caller quoted it)
+        with map_errors():
+            resp = await self._send(method, url, headers, body)
+        if (unusable := _unusable(resp)) is not None:
+            resp.close()
+            raise unusable
         if resp.status >= 400:
             try:
                 raise await status_error(resp)
             finally:
                 resp.release()  # read to its end: the connection is kept (else it is closed)
-        return UpstreamResponse(resp, self.settings.stream_idle_timeout, self.drains)
+        return UpstreamResponse(resp, self.drains)
+
+    async def _send(
+        self, method: str, url: URL, headers: Mapping[str, str], body: bytes | None
+    ) -> aiohttp.ClientResponse:
+        """The request, sent once more, at once, when it failed before any byte of an answer on a kept
+        connection: the upstream (or a load balancer in front of it, whose idle timeout may be shorter
+        than ours) closed that connection as it sat idle, so the request never reached it. That is no
+        failure of the upstream's, and the router (health, back-off) never sees it. A request that fails
+        so on a new connection is the upstream's failure, and is not sent again here."""
+        attempt = SimpleNamespace(reused=False)  # set by _note_reuse, aiohttp's trace of the request
+        try:
+            return await self._request(method, url, headers, body, attempt)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if not attempt.reused:
+                raise
+        return await self._request(method, url, headers, body, SimpleNamespace(reused=False))
+
+    async def _request(
+        self, method: str, url: URL, headers: Mapping[str, str], body: bytes | None, attempt: SimpleNamespace
+    ) -> aiohttp.ClientResponse:
+        assert self._session is not None, "Upstream.start() first"
+        # (redirects are never followed: they would resend the key and the prompt elsewhere)
+        return await self._session.request(
+            method, url, headers=headers, data=body, allow_redirects=False, trace_request_ctx=attempt
+        )
 
     @asynccontextmanager
     async def request(
@@ -286,18 +270,71 @@ class Upstream:
             yield response
 
 
+def client_session(settings: UpstreamSettings, proxy: str | None) -> aiohttp.ClientSession:
+    """The upstream's session: no cap on connections unless ``max_connections`` sets one, idle ones kept
+    ``KEEPALIVE`` seconds, Happy Eyeballs (aiohttp's 0.25 s: a broken IPv6 route costs that, not the
+    connect timeout), the settings' TLS and timeouts; answers uncompressed, no cookies, and the proxy
+    given, never the environment's (``trust_env``: resolved at load time, in ``translator.config``)."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.max_connections, keepalive_timeout=KEEPALIVE, ssl=tls_context(settings)
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=settings.total_timeout,
+        connect=settings.connect_timeout,  # (a free connection awaited under max_connections counts too)
+        sock_connect=settings.connect_timeout,
+        sock_read=settings.read_timeout,
+    )
+    reuse = aiohttp.TraceConfig()
+    reuse.on_connection_reuseconn.append(_note_reuse)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        proxy=proxy,
+        headers=_SESSION_HEADERS,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trace_configs=[reuse],
+    )
+
+
+async def _note_reuse(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
+    context.trace_request_ctx.reused = True
+
+
+def tls_context(settings: UpstreamSettings) -> ssl.SSLContext:
+    """The system's CA certificates, plus ``ca_file``'s; the client certificate, when one is set."""
+    context = ssl.create_default_context()
+    if settings.ca_file is not None:
+        context.load_verify_locations(cafile=settings.ca_file)
+    if settings.client_cert is not None:
+        context.load_cert_chain(settings.client_cert, settings.client_key)
+    return context
+
+
+def _unusable(resp: aiohttp.ClientResponse) -> UpstreamUnavailable | None:
+    """An answer that is not the upstream's, or that we cannot read: a proxy's refusal (a 407 to a request
+    for an http upstream; for an https one aiohttp raises on the CONNECT's), or a compressed body (we ask
+    for identity: a body is relayed, and its events read, as it comes)."""
+    if resp.status == 407:
+        return UpstreamUnavailable("upstream unavailable: the proxy answered 407 (Proxy Authentication Required)")
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        return UpstreamUnavailable(f"upstream answered compressed ({encoding}), though only identity was accepted")
+    return None
+
+
 def _anthropic_key_as_bearer(authorization: str) -> bool:
     scheme, _, token = authorization.partition(" ")
     return scheme.lower() == "bearer" and token.strip().startswith("sk-ant-api")
 
 
-async def status_error(resp: Response) -> UpstreamStatusError:
+async def status_error(resp: aiohttp.ClientResponse) -> UpstreamStatusError:
     retry_after = resp.headers.get("retry-after")
     request_id = resp.headers.get("request-id")
     raw = b""  # read to its end (one read may hold only part of it), within bounds; what came is what there is
-    with contextlib.suppress(asyncio.TimeoutError, HttpClientError):
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
         async with asyncio.timeout(ERROR_BODY_TIMEOUT):
-            while len(raw) < MAX_ERROR_BODY and (data := await resp.content.read()):
+            while len(raw) < MAX_ERROR_BODY and (data := await resp.content.readany()):
                 raw += data
     raw = raw[:MAX_ERROR_BODY]
     body: Any = None
@@ -311,16 +348,22 @@ async def status_error(resp: Response) -> UpstreamStatusError:
     return UpstreamStatusError(resp.status, body, retry_after=retry_after, request_id=request_id)
 
 
-class map_errors:  # lower case: used like contextlib's context managers
-    """HTTP client and asyncio failures -> our error tree."""
+@contextmanager
+def map_errors() -> Iterator[None]:
+    """aiohttp's failures -> our error tree. (Its timeouts are ``TimeoutError``s, some of them
+    ``ClientError``s too: they are checked first.)"""
+    try:
+        yield
+    except TimeoutError as e:
+        raise UpstreamTimeout(f"upstream timed out: {_shown(e)}" if str(e) else "upstream timed out") from e
+    except aiohttp.ClientError as e:
+        raise UpstreamUnavailable(f"upstream unavailable: {type(e).__name__}: {_shown(e)}") from e
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, asyncio.CancelledError):
-            return
-        if isinstance(exc, (asyncio.TimeoutError, UpstreamTimedOut)):
-            raise UpstreamTimeout(f"upstream timed out: {exc}" if str(exc) else "upstream timed out") from exc
-        if isinstance(exc, HttpClientError):
-            raise UpstreamUnavailable(f"upstream unavailable: {type(exc).__name__}: {exc}") from exc
+_USERINFO = re.compile(r"(?<=//)[^/@\s'\"]*@")
+
+
+def _shown(error: BaseException) -> str:
+    """An error's text without the credentials of any URL in it: aiohttp names the proxy's URL, password
+    and all, in some (a refused CONNECT), and the text goes to the client and the log."""
+    return _USERINFO.sub("", str(error))

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import pytest
 
-from translator.http1 import Origin
+from translator.config import UpstreamSettings
+from translator.upstream import Upstream
+
+MakeUpstream = Callable[..., Coroutine[Any, Any, Upstream]]
 
 
 @pytest.fixture
-async def origins() -> AsyncIterator[list[Origin]]:
-    """Origins (upstream clients) to close after the test, checked to hold no connection then."""
-    made: list[Origin] = []
-    yield made
-    for origin in made:
-        await origin.close()
-        assert not origin._open and not origin._idle
+async def make_upstream() -> AsyncIterator[MakeUpstream]:
+    """``await make_upstream(base_url, proxy=None, **settings)``: a started ``Upstream`` (short timeouts
+    unless given), closed after the test and checked closed then (no "Unclosed client session")."""
+    made: list[Upstream] = []
+
+    async def make(base_url: str, *, proxy: str | None = None, **settings: Any) -> Upstream:
+        timeouts = {"connect_timeout": 2.0, "read_timeout": 2.0, "total_timeout": 5.0}
+        upstream = Upstream(UpstreamSettings(**{**timeouts, **settings}), base_url, proxy=proxy)
+        made.append(upstream)
+        await upstream.start()
+        return upstream
+
+    yield make
+    for upstream in made:
+        await upstream.close()
+        assert upstream._session is not None and upstream._session.closed

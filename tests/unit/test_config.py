@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from translator.config import Settings, load_settings
+from translator.config import Settings, UpstreamSettings, load_settings
 from translator.convert import ModelProfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,42 +163,75 @@ def test_big_blocks_go_back_to_the_os_on_glibc() -> None:
 
 
 @pytest.mark.parametrize(
-    ("env", "expected"),
+    ("proxies", "expected"),
     [
-        ({"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:2"}, "http://lower:2"),  # lower case first
-        ({"HTTPS_PROXY": "http://upper:1", "https_proxy": ""}, "http://upper:1"),  # (an empty one is unset)
-        ({"HTTP_PROXY": "http://plain:3"}, ""),  # the https upstream's scheme's only
-        ({"ALL_PROXY": "http://all:4"}, "http://all:4"),  # else ALL_PROXY
-        ({"https_proxy": "proxy.corp:3128"}, "http://proxy.corp:3128"),  # a bare host:port, as curl reads it
-        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "anthropic.com"}, ""),  # a domain and its subdomains
-        ({"HTTPS_PROXY": "http://p:1", "no_proxy": ".anthropic.com"}, ""),
-        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}, ""),
-        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "api.anthropic.com:443"}, ""),
-        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "api.anthropic.com:8443, thropic.com"}, "http://p:1"),
+        ({"http": "http://plain:3"}, ""),  # the https upstream's scheme's only
+        ({"all": "http://all:4"}, "http://all:4"),  # else ALL_PROXY
+        ({"https": "proxy.corp:3128"}, "http://proxy.corp:3128"),  # a bare host:port, as curl reads it
+        ({"https": "https://tls.corp:3129"}, "https://tls.corp:3129"),  # an https:// proxy
+        ({"https": "http://p:1", "no": "anthropic.com"}, ""),  # a domain and its subdomains
+        ({"https": "http://p:1", "no": ".anthropic.com"}, ""),
+        ({"https": "http://p:1", "no": "*"}, ""),
+        ({"https": "http://p:1", "no": "api.anthropic.com:443"}, ""),
+        ({"https": "http://p:1", "no": "api.anthropic.com:8443, thropic.com"}, "http://p:1"),
         ({}, None),
     ],
 )
-def test_the_environments_proxy_for_the_upstream(env: dict[str, str], expected: str | None) -> None:
-    assert load_settings(env=env).upstream.proxy == expected
+def test_the_environments_proxy_for_the_upstream(proxies: dict[str, str], expected: str | None) -> None:
+    assert load_settings(env={}, proxies=proxies).upstream.proxy == expected
+
+
+@pytest.fixture
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """os.environ without its proxy variables, and not under CGI, for the test to set its own."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_the_variables_are_read_as_urllib_reads_them(no_proxy_variables: pytest.MonkeyPatch) -> None:
+    env = no_proxy_variables
+    env.setenv("HTTPS_PROXY", "http://upper:1")
+    assert load_settings(env={}).upstream.proxy == "http://upper:1"
+    env.setenv("https_proxy", "http://lower:2")  # lower case first
+    assert load_settings(env={}).upstream.proxy == "http://lower:2"
+    env.setenv("https_proxy", "")  # an empty one unsets it
+    assert load_settings(env={}).upstream.proxy is None
+
+
+def test_http_proxy_is_not_read_under_cgi(no_proxy_variables: pytest.MonkeyPatch) -> None:
+    env = {"ANTHROPIC_BASE_URL": "http://gw.example"}
+    no_proxy_variables.setenv("HTTP_PROXY", "http://client-chosen:1")
+    assert load_settings(env=env).upstream.proxy == "http://client-chosen:1"
+    no_proxy_variables.setenv("REQUEST_METHOD", "")  # (set, even empty: CGI, where a client can set HTTP_PROXY)
+    assert not load_settings(env=env).upstream.proxy
 
 
 @pytest.mark.parametrize(
     ("url", "no_proxy", "proxied"),
     [
-        ("http://127.0.0.1:9000", "", False),  # loopback: never from the environment
-        ("http://localhost:9000", "", False),
-        ("http://[::1]:9000", "", False),
-        ("http://10.1.2.3:9000", "10.0.0.0/8", False),  # CIDR
         ("http://10.1.2.3:9000", "10.1.2.3", False),
-        ("http://[fd00::1]:9000", "fd00::/8", False),
-        ("http://10.1.2.3:9000", "192.168.0.0/16,example.com", True),
+        ("http://10.1.2.3:9000", "10.1.2.3:9000", False),
+        ("http://10.1.2.3:9000", "10.0.0.0/8", True),  # (CIDR ranges are not read: urllib's NO_PROXY)
+        ("http://[2001:db8::1]:9000", "2001:db8::1", False),
         ("http://gateway.internal:8080", "internal", False),
         ("http://gateway.internal:8080", "ateway.internal", True),  # a suffix of the name is not its domain
+        ("http://GW.Example.COM:8080", "example.com", False),
+        ("http://gw.example.com.:8080", "example.com", False),  # (the host's trailing dot is ignored)
     ],
 )
-def test_no_proxy_and_loopback(url: str, no_proxy: str, proxied: bool) -> None:
-    env = {"HTTP_PROXY": "http://egress:3128", "NO_PROXY": no_proxy, "ANTHROPIC_BASE_URL": url}
-    assert load_settings(env=env).upstream.proxy == ("http://egress:3128" if proxied else "")
+def test_no_proxy(url: str, no_proxy: str, proxied: bool) -> None:
+    settings = load_settings(env={"ANTHROPIC_BASE_URL": url}, proxies={"http": "http://egress:3128", "no": no_proxy})
+    assert settings.upstream.proxy == ("http://egress:3128" if proxied else "")
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "localhost.", "a.localhost", "127.0.0.1", "127.0.0.2", "[::1]", "0.0.0.0", "[::]"]
+)
+def test_this_machine_goes_direct(host: str) -> None:
+    settings = load_settings(env={"ANTHROPIC_BASE_URL": f"http://{host}:9000"}, proxies={"http": "http://egress:3128"})
+    assert settings.upstream.proxy == ""
 
 
 def test_the_settings_proxy_wins_and_empty_means_none(tmp_path: Path) -> None:
@@ -205,41 +239,33 @@ def test_the_settings_proxy_wins_and_empty_means_none(tmp_path: Path) -> None:
     cfg.write_text('[[upstreams]]\nbase_url = "https://a.example"\nproxy = "http://mine:8080"\n'
                    '[[upstreams]]\nbase_url = "https://b.example"\nproxy = ""\n'
                    '[[upstreams]]\nbase_url = "http://c.example"\n')
-    settings = load_settings(str(cfg), env={"HTTPS_PROXY": "http://env:1", "HTTP_PROXY": "http://env:2"})
+    settings = load_settings(str(cfg), env={}, proxies={"https": "http://env:1", "http": "http://env:2"})
     assert [u.proxy for u in settings.upstream_list] == ["http://mine:8080", "", "http://env:2"]
 
 
-def test_http_proxy_is_not_read_under_cgi() -> None:
-    env = {"ANTHROPIC_BASE_URL": "http://gw.example", "HTTP_PROXY": "http://client-chosen:1", "REQUEST_METHOD": "GET"}
-    assert not load_settings(env=env).upstream.proxy
-    assert not load_settings(env={**env, "REQUEST_METHOD": ""}).upstream.proxy  # (set, even empty: CGI)
-    del env["REQUEST_METHOD"]
-    assert load_settings(env=env).upstream.proxy == "http://client-chosen:1"
-
-
-def test_proxies_that_are_not_http_are_refused_with_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"the environment's proxy for https://api.anthropic.com: .*https:// and "
-                                         r"socks proxies are not supported.*set proxy in \[upstream\]"):
-        load_settings(env={"ALL_PROXY": "socks5://127.0.0.1:1080"})
+def test_socks_proxies_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"the environment's proxy for https://api.anthropic.com: .*socks proxies are "
+                                         r"not supported.*set proxy in \[upstream\]"):
+        load_settings(env={}, proxies={"all": "socks5://127.0.0.1:1080"})
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[upstream]\nproxy = "https://proxy:443"\n')
+    cfg.write_text('[upstream]\nproxy = "socks5://proxy:1080"\n')
     with pytest.raises(ValidationError, match="not supported"):
-        load_settings(str(cfg), env={})
+        load_settings(str(cfg), env={}, proxies={})
     # The demo upstream is in process: the environment's proxies do not matter, even a broken one
-    settings = load_settings(env={"ALL_PROXY": "socks5://127.0.0.1:1080"}, overrides={"demo": True})
+    settings = load_settings(env={}, proxies={"all": "socks5://127.0.0.1:1080"}, overrides={"demo": True})
     assert settings.upstream.proxy is None
 
 
 def test_a_proxy_password_never_shows_in_an_error(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    for bad in ("https://bob:hunter2@proxy.corp:3128", "socks5://bob:hunter2@proxy.corp:1080",
-                "http://bob:hunter2@proxy.corp:31 28", "http://bob:hunt/er2@proxy.corp:3128"):
+    for bad in ("socks5://bob:hunter2@proxy.corp:1080", "http://bob:hunter2@proxy.corp:31 28",
+                "http://bob:hunt/er2@proxy.corp:3128"):
         cfg.write_text(f'[upstream]\nproxy = "{bad}"\n')
         with pytest.raises(ValidationError) as caught:
-            load_settings(str(cfg), env={})
+            load_settings(str(cfg), env={}, proxies={})
         assert "hunt" not in str(caught.value) and "proxy" in str(caught.value)
         with pytest.raises(ValueError) as raised:
-            load_settings(env={"HTTPS_PROXY": bad})
+            load_settings(env={}, proxies={"https": bad})
         assert "hunt" not in str(raised.value) and "set proxy in [upstream]" in str(raised.value)
 
 
@@ -247,42 +273,41 @@ def test_with_several_upstreams_only_theirs_are_resolved(tmp_path: Path) -> None
     cfg = tmp_path / "c.toml"
     cfg.write_text('[[upstreams]]\nname = "a"\nbase_url = "https://a.example"\nproxy = ""\n'
                    '[[upstreams]]\nname = "b"\nbase_url = "https://b.example"\nproxy = "http://p:1"\n')
-    broken = {"ALL_PROXY": "socks5://127.0.0.1:1080"}
-    assert [u.proxy for u in load_settings(str(cfg), env=broken).upstream_list] == ["", "http://p:1"]
+    broken = {"all": "socks5://127.0.0.1:1080"}
+    assert [u.proxy for u in load_settings(str(cfg), env={}, proxies=broken).upstream_list] == ["", "http://p:1"]
     cfg.write_text(cfg.read_text().replace('proxy = "http://p:1"\n', ""))
     with pytest.raises(ValueError, match=r'the environment\'s proxy for https://b.example: .*\[\[upstreams\]\] "b"'):
-        load_settings(str(cfg), env=broken)
+        load_settings(str(cfg), env={}, proxies=broken)
 
 
-@pytest.mark.parametrize(
-    "host", ["localhost.", "127.1", "2130706433", "0x7f.1", "[::ffff:127.0.0.1]", "0.0.0.0", "[::]", "a.localhost"]
-)
-def test_every_spelling_of_this_machine_goes_direct(host: str) -> None:
-    env = {"HTTP_PROXY": "http://egress:3128", "ANTHROPIC_BASE_URL": f"http://{host}:9000"}
-    assert load_settings(env=env).upstream.proxy == ""
+# --- the upstream's TLS files ---
 
 
-@pytest.mark.parametrize(
-    ("host", "no_proxy", "proxied"),
-    [
-        ("[2001:db8::1]", "[2001:db8::1]", False),
-        ("[2001:db8::1]", "[2001:db8::]/32", False),
-        ("[2001:db8::1]", "2001:db8::1", False),
-        ("[2001:db8::1]", "[2001:db8::1]:9000", False),
-        ("[2001:db8::1]", "[2001:db8::1]:443", True),
-        ("gw.example.com", "example.com.", False),  # trailing dots are ignored
-        ("gw.example.com.", "example.com", False),
-        ("10.1.2.3", "2.3", True),  # an IP host is compared as an IP, never as a name
-        ("GW.Example.COM", "example.com", False),
-    ],
-)
-def test_no_proxy_forms(host: str, no_proxy: str, proxied: bool) -> None:
-    env = {"HTTP_PROXY": "http://egress:3128", "NO_PROXY": no_proxy, "ANTHROPIC_BASE_URL": f"http://{host}:9000"}
-    assert load_settings(env=env).upstream.proxy == ("http://egress:3128" if proxied else "")
+TLS = ROOT / "tests" / "fixtures" / "tls"
+
+
+def test_tls_files_are_read_from_the_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[upstream]\nca_file = "{TLS / "ca.crt"}"\nclient_cert = "{TLS / "client.crt"}"\n'
+                   f'client_key = "{TLS / "client.key"}"\nmax_connections = 50\n')
+    upstream = load_settings(str(cfg), env={}, proxies={}).upstream
+    assert (upstream.ca_file, upstream.client_cert, upstream.client_key) == (
+        TLS / "ca.crt", TLS / "client.crt", TLS / "client.key")
+    assert upstream.max_connections == 50
+    assert UpstreamSettings().max_connections == 0  # (no cap)
+
+
+@pytest.mark.parametrize(("fields", "error"), [
+    ({"ca_file": "/nonexistent/ca.crt"}, r"upstream.ca_file\n  Path does not point to a file"),
+    ({"client_cert": str(TLS)}, r"upstream.client_cert\n  Path does not point to a file"),  # (a folder)
+    ({"client_key": str(TLS / "client.key")}, "client_key is set without client_cert"),
+    ({"max_connections": -1}, r"upstream.max_connections\n  Input should be greater than or equal to 0"),
+])
+def test_tls_files_must_exist_and_a_key_needs_its_cert(fields: dict[str, object], error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        Settings.model_validate({"upstream": fields})
 
 
 def test_an_upstreams_key_and_proxy_stay_out_of_its_repr() -> None:
-    from translator.config import UpstreamSettings
-
     shown = repr(Settings(upstream=UpstreamSettings(api_key="sk-ant-secret", proxy="http://ann:hunter2@p:3128")))
     assert "sk-ant-secret" not in shown and "hunter2" not in shown and "base_url='https://api.anthropic.com'" in shown

@@ -104,6 +104,8 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         Upstream(s, base_url) if settings.demo else Upstream(s, s.base_url, proxy=s.proxy or None)
         for s in settings.upstream_list
     ]
+    for upstream in upstreams:
+        await upstream.start()
     app[LIMITER] = make_rate_limiter(settings.redis)
     sticky = make_sticky_store(settings.redis)
     app[POOL] = UpstreamPool(
