@@ -1,5 +1,6 @@
-"""``python -m bench [--quick]``: start the fake upstream, the proxy and the passthrough, measure, and
-write bench/results/latest.{json,md} (``--quick``: quick.{json,md}). See bench/README.md."""
+"""``python -m bench [--quick] [--baseline REF]``: start the fake upstream, the proxy and the passthrough (and
+the proxy as it was at REF), measure, and write bench/results/latest.{json,md} (``--quick``: quick.{json,md}).
+See bench/README.md."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import uvloop
 
-from bench import analysis, report, runner, scenarios
+from bench import analysis, baseline, report, runner, scenarios
+from bench.baseline import Baseline
 from bench.fleet import Child, Fleet, cpus, pin_self, python_module, translator_command, wait_ready
 from bench.runner import MemorySample, Sample, Servers
-from bench.scenarios import COMPARED, THROUGHPUT_TARGETS, Plan, Target
+from bench.scenarios import Plan, Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -34,13 +36,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--upstream-cpu", choices=["load", "server"], default="load",
                         help="the fake upstream's CPU on a 2-core machine: the load generator's (default) or the "
                              "proxy's and passthrough's (see bench/README.md, Caveats)")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also measure the proxy as it was at this git ref (targets baseline-openai and "
+                             "baseline-claude), built into a virtualenv of its own before round 1")
     return parser.parse_args(argv)
 
 
 class Bench:
     def __init__(self, fleet: Fleet, plan: Plan, load_cpu: int | None, server_cpu: int | None,
-                 upstream_cpu: int | None = None) -> None:
-        self.fleet, self.plan = fleet, plan
+                 upstream_cpu: int | None = None, baseline: Baseline | None = None) -> None:
+        self.fleet, self.plan, self.baseline = fleet, plan, baseline
         self.load_cpu, self.server_cpu = load_cpu, server_cpu
         self.upstream_cpu = load_cpu if upstream_cpu is None else upstream_cpu
         self.started = time.monotonic()
@@ -59,25 +64,38 @@ class Bench:
         return child
 
     def start(self, server: str) -> Child:
+        """Start and await a server: proxy, baseline (the proxy at --baseline REF, from its own virtualenv) or
+        passthrough."""
         assert self.upstream is not None
-        if server == "proxy":
+        if server in ("proxy", "baseline"):
             env = {k: v for k, v in os.environ.items() if not k.startswith(("TRANSLATOR_", "ANTHROPIC_"))}
             env |= {"ANTHROPIC_BASE_URL": self.upstream.url, "ANTHROPIC_API_KEY": "bench-key"}
-            argv = translator_command("serve", "--port", "{port}", *self.proxy_config())
-            child = self.fleet.spawn("proxy", argv, cpu=self.server_cpu, env=env)
+            if server == "baseline":
+                env.pop("PYTHONPATH", None)  # it runs its own copy, never a working tree on the path
+            python, has_limit = self._translator(server)
+            argv = translator_command("serve", "--port", "{port}", *self.proxy_config(server, has_limit),
+                                      python=python)
+            child = self.fleet.spawn(server, argv, cpu=self.server_cpu, env=env)
         else:
             argv = python_module("bench.passthrough", "--port", "{port}", "--upstream", self.upstream.url)
             child = self.fleet.spawn("passthrough", argv, cpu=self.server_cpu)
         wait_ready(child)
         return child
 
-    def proxy_config(self) -> list[str]:
+    def _translator(self, server: str) -> tuple[str, bool]:
+        """The Python whose translator ``server`` runs, and whether that translator has the in-flight limit."""
+        if server == "baseline":
+            assert self.baseline is not None
+            return str(self.baseline.python), self.baseline.has_limit
+        return sys.executable, current_has_limit()
+
+    def proxy_config(self, server: str, has_limit: bool) -> list[str]:
         """``--config FILE`` raising the proxy's in-flight limit above the held-stream count (its default,
-        1024, answers 503 past that); nothing when this translator has no such setting."""
-        settings = proxy_settings(self.plan.held_streams)
+        1024, answers 503 past that); nothing when that translator has no such setting."""
+        settings = proxy_settings(self.plan.held_streams, has_limit)
         if not settings:
             return []
-        path = self.fleet.workdir / "proxy.toml"
+        path = self.fleet.workdir / f"{server}.toml"
         path.write_text("[server]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
         return ["--config", str(path)]
 
@@ -93,7 +111,7 @@ class Bench:
     async def big_bodies(self) -> list[MemorySample]:
         bodies = scenarios.big_bodies(self.plan.big_body_bytes)
         out = []
-        for target in COMPARED:
+        for target in self.plan.compared:
             m = await self._fresh(target, lambda server, t: runner.big_body_probe(
                 server, t, bodies[t.route], self.plan.big_requests))
             self.log(f"big body {target.name}: {m.body_bytes / 2**20:.1f} MB, peak growth "
@@ -105,7 +123,7 @@ class Bench:
         assert self.upstream is not None
         upstream, bodies, count = self.upstream, scenarios.held_bodies(), self.plan.held_streams
         out = []
-        for target in COMPARED:
+        for target in self.plan.compared:
             m = await self._fresh(target, lambda server, t: runner.held_probe(
                 server, t, bodies[t.route], count, upstream, self.log))
             self.log(f"held streams {target.name}: {m.requests} open, "
@@ -122,7 +140,7 @@ class Bench:
             self.fleet.stop(server)
 
     async def throughput(self) -> list[Sample]:
-        """The interleaved rounds. The proxy and the passthrough are started anew every
+        """The interleaved rounds. The proxy and the passthrough (and the baseline) are started anew every
         ``ROUNDS_PER_PROCESS`` rounds (and warmed up, untimed): one process's memory layout (hash seed,
         allocations) moves its CPU per request by 5 to 15% against an identical process, and pooling a
         process of each per round averages that out instead of leaving the ratios to a few draws."""
@@ -140,8 +158,8 @@ class Bench:
                     break
                 if round_no % ROUNDS_PER_PROCESS == 0:
                     self._stop(servers)
-                    servers = Servers(self.upstream, self.start("proxy"), self.start("passthrough"))
-                    await runner.warm_servers(servers, self.plan.scenarios, bodies)
+                    servers = self._start_servers()
+                    await runner.warm_servers(servers, self.plan.compared, self.plan.scenarios, bodies)
                 assert servers is not None
                 samples += await self._round(servers, bodies, round_no)
                 last_round = time.monotonic() - round_started
@@ -150,15 +168,24 @@ class Bench:
             self._stop(servers)
         return samples
 
+    def _start_servers(self) -> Servers:
+        assert self.upstream is not None
+        proxy, passthrough = self.start("proxy"), self.start("passthrough")
+        baseline = self.start("baseline") if self.plan.baseline else None
+        return Servers(self.upstream, proxy, passthrough, baseline)
+
     def _stop(self, servers: Servers | None) -> None:
         if servers is not None:
             self.fleet.stop(servers.proxy)
             self.fleet.stop(servers.passthrough)
+            if servers.baseline is not None:
+                self.fleet.stop(servers.baseline)
 
     async def _round(self, servers: Servers, bodies: dict[str, dict[str, bytes]], round_no: int) -> list[Sample]:
         """Every scenario once against every target; the target order rotates from round to round."""
-        shift = round_no % len(THROUGHPUT_TARGETS)
-        order = THROUGHPUT_TARGETS[shift:] + THROUGHPUT_TARGETS[:shift]
+        targets = self.plan.targets
+        shift = round_no % len(targets)
+        order = targets[shift:] + targets[:shift]
         samples = []
         for scenario in self.plan.scenarios:
             for target in order:
@@ -180,13 +207,29 @@ class Bench:
 ROUNDS_PER_PROCESS = 1
 
 
-def proxy_settings(held_streams: int) -> dict[str, int]:
+def proxy_settings(held_streams: int, has_limit: bool) -> dict[str, int]:
+    return {"max_concurrent_requests": 2 * held_streams + 256} if has_limit else {}
+
+
+def current_has_limit() -> bool:
+    """Whether the translator under test has the in-flight limit setting (bench/baseline.py asks the
+    baseline's own virtualenv)."""
     try:
         from translator.config import ServerSettings
     except ImportError:
-        return {}
-    fields = getattr(ServerSettings, "model_fields", {})
-    return {"max_concurrent_requests": 2 * held_streams + 256} if "max_concurrent_requests" in fields else {}
+        return False
+    return "max_concurrent_requests" in getattr(ServerSettings, "model_fields", {})
+
+
+def build_baseline(ref: str, workdir: Path) -> Baseline:
+    print(f"building the proxy at {ref} into its own virtualenv (about a minute)", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    try:
+        built = baseline.build(ref, workdir)
+    except RuntimeError as e:
+        raise SystemExit(f"--baseline {ref}: {e}") from e
+    print(f"baseline {built.commit} built in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return built
 
 
 def raise_nofile() -> None:
@@ -198,20 +241,23 @@ def raise_nofile() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = scenarios.plan(quick=args.quick, rounds=args.rounds, budget=args.budget)
+    plan = scenarios.plan(quick=args.quick, rounds=args.rounds, budget=args.budget,
+                          baseline=args.baseline is not None)
     available = cpus()
     pinned = len(available) >= 2 and not args.no_pin
     load_cpu, server_cpu = (available[0], available[1]) if pinned else (None, None)
     upstream_cpu = server_cpu if args.upstream_cpu == "server" else load_cpu
-    pinning = (f"load generator on CPU {load_cpu}, fake upstream on CPU {upstream_cpu}, proxy and passthrough on "
+    servers = "proxy, baseline and passthrough" if plan.baseline else "proxy and passthrough"
+    pinning = (f"load generator on CPU {load_cpu}, fake upstream on CPU {upstream_cpu}, {servers} on "
                f"CPU {server_cpu}" if pinned else "none")
     pin_self(load_cpu)
     raise_nofile()
     started = time.monotonic()
     load_before = report.loadavg()
     try:
-        with Fleet() as fleet:
-            bench = Bench(fleet, plan, load_cpu, server_cpu, upstream_cpu)
+        with Fleet() as fleet:  # its work directory, the baseline's build included, is removed on the way out
+            built = build_baseline(args.baseline, fleet.workdir) if args.baseline else None
+            bench = Bench(fleet, plan, load_cpu, server_cpu, upstream_cpu, built)
             bench.log(f"{'quick' if plan.quick else 'full'} run, {plan.rounds} round(s); {pinning}")
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop:
                 samples, big, held = loop.run(bench.run())
@@ -219,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: every benchmark process has been stopped", file=sys.stderr)
         return 130
     command = ("python -m bench" + (" --quick" if args.quick else "")
-               + (" --upstream-cpu server" if args.upstream_cpu == "server" else ""))
+               + (" --upstream-cpu server" if args.upstream_cpu == "server" else "")
+               + (f" --baseline {args.baseline}" if args.baseline else ""))
     results = {
         "machine": report.machine(len(available), pinning),
         "run": {"command": command, "quick": plan.quick, "rounds": bench.rounds_done,
@@ -227,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                 "upstream_cpu": args.upstream_cpu if pinned else None,
                 "held_streams": plan.held_streams, "big_body_bytes": plan.big_body_bytes,
                 "translator": report.git_state("translator"), "loadavg_before": load_before,
-                "loadavg_after": report.loadavg()},
+                "loadavg_after": report.loadavg(),
+                **({"baseline": {"ref": built.ref, "commit": built.commit}} if built else {})},
         **analysis.summarize(plan, samples, big, held),
     }
     json_path, md_path = report.write(args.out, results, args.name or ("quick" if args.quick else "latest"))

@@ -1,5 +1,6 @@
 """From raw samples to numbers: pooled statistics per scenario and target, the added latency over a
-direct call, the proxy/passthrough ratios, CPU per stream event, memory, and the targets' verdicts.
+direct call, the proxy/passthrough ratios (and proxy/baseline with ``--baseline``), CPU per stream event,
+memory, and the targets' verdicts.
 
 Runs of one scenario and target from all rounds are pooled: latencies together (then p50/p99), CPU time
 and request counts summed (CPU per request = total CPU / total successful requests).
@@ -19,8 +20,8 @@ from bench.scenarios import CLAUDE, OPENAI, Plan
 KB = 1024
 MB = 1024 * 1024
 # A reference (passthrough) added latency below max(ADDED_FLOOR_MS, ADDED_FLOOR_SHARE * direct's p99)
-# counts as that floor: at high concurrency the passthrough often adds nothing measurable, and a ratio
-# to ~0 (or to a negative difference of two noisy p99s) means no more than "missed".
+# (for p50, direct's p50) counts as that floor: at high concurrency the passthrough often adds nothing
+# measurable, and a ratio to ~0 (or to a negative difference of two noisy p99s) means no more than "missed".
 ADDED_FLOOR_MS = 0.1
 ADDED_FLOOR_SHARE = 0.05
 LIMITS = {
@@ -102,20 +103,28 @@ def _ratio(a: float | None, b: float | None, floor: float = 0.0) -> float:
     return max(a, floor) / b if floor else a / b
 
 
-def ratios(stats: dict[str, dict[str, Stats]]) -> dict[str, dict[str, dict[str, float]]]:
-    """scenario -> route -> {cpu, rps, added_p99}: proxy over passthrough, from the same rounds."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+def _floor(direct_ms: float | None) -> float:
+    return max(ADDED_FLOOR_MS, ADDED_FLOOR_SHARE * direct_ms) if direct_ms is not None else ADDED_FLOOR_MS
+
+
+Ratios = dict[str, dict[str, dict[str, float]]]  # scenario -> route -> figure -> proxy / reference
+
+
+def ratios(stats: dict[str, dict[str, Stats]], reference: str = "passthrough") -> Ratios:
+    """scenario -> route -> {cpu, rps, added_p50, added_p99}: proxy over ``reference`` (the passthrough, or
+    the baseline), from the same rounds."""
+    out: Ratios = {}
     for scenario, by_target in stats.items():
         direct = by_target.get("direct")
-        floor = max(ADDED_FLOOR_MS, ADDED_FLOOR_SHARE * direct.p99_ms) if direct else ADDED_FLOOR_MS
         for route in (OPENAI, CLAUDE):
-            proxy, ref = by_target.get(f"proxy-{route}"), by_target.get(f"passthrough-{route}")
+            proxy, ref = by_target.get(f"proxy-{route}"), by_target.get(f"{reference}-{route}")
             if proxy is None or ref is None:
                 continue
             out.setdefault(scenario, {})[route] = {
                 "cpu": _ratio(proxy.cpu_us_per_req, ref.cpu_us_per_req),
                 "rps": _ratio(proxy.rps, ref.rps),
-                "added_p99": _ratio(proxy.added_p99_ms, ref.added_p99_ms, floor),
+                "added_p50": _ratio(proxy.added_p50_ms, ref.added_p50_ms, _floor(direct.p50_ms if direct else None)),
+                "added_p99": _ratio(proxy.added_p99_ms, ref.added_p99_ms, _floor(direct.p99_ms if direct else None)),
             }
     return out
 
@@ -227,6 +236,7 @@ def summarize(plan: Plan, samples: list[Sample], big: list[MemorySample], held: 
     return {
         "scenarios": {name: {t: asdict(st) for t, st in by_target.items()} for name, by_target in stats.items()},
         "ratios": ratios(stats),
+        **({"baseline_ratios": ratios(stats, "baseline")} if plan.baseline else {}),
         "event_cpu_us": event_cpu(stats, concs),
         "memory": mem,
         "targets": [asdict(v) for v in verdicts(plan, stats, mem)],

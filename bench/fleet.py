@@ -161,9 +161,9 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def translator_command(*args: str) -> list[str]:
-    """``translator serve ...``: the console script beside this Python, else ``python -m translator``."""
-    script = Path(sys.executable).parent / "translator"
+def translator_command(*args: str, python: str = sys.executable) -> list[str]:
+    """``translator serve ...``: the console script beside ``python``, else ``python -m translator``."""
+    script = Path(python).parent / "translator"
     if script.exists():
         return [str(script), *args]
-    return [sys.executable, "-m", "translator", *args]
+    return [python, "-m", "translator", *args]

@@ -1,5 +1,5 @@
 """Writing results: the machine header, ``latest.json`` (everything, per round too) and ``latest.md``
-(the tables a person reads)."""
+(the tables a person reads; with ``--baseline``, also the proxy beside the baseline)."""
 
 from __future__ import annotations
 
@@ -101,15 +101,16 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, Linux {m['kernel']}, "
         f"aiohttp {m['aiohttp']}, uvloop {m['uvloop']}, orjson {m['orjson']}. Pinning: {m['pinning']}.",
         f"Run: `{run['command']}`, {run['rounds']} of {run['rounds_planned']} round(s), {run['duration_s']:.0f} s; "
-        f"translator at {run['translator']}; load average before {run['loadavg_before']}, "
+        f"translator at {run['translator']}{_baseline_at(run)}; load average before {run['loadavg_before']}, "
         f"after {run['loadavg_after']}.",
         "",
         *_targets(results["targets"]),
         *_scenarios(results["scenarios"]),
         *_ratios(results["ratios"]),
+        *_baseline(results),
         *_events(results["event_cpu_us"]),
         *_memory(results["memory"]),
-        *_method(run.get("upstream_cpu")),
+        *_method(run.get("upstream_cpu"), run.get("baseline")),
     ]
     return "\n".join(lines)
 
@@ -148,6 +149,30 @@ def _ratios(ratios: dict[str, dict[str, dict[str, float]]]) -> list[str]:
             *_table(["scenario", "route", "CPU/req", "req/s", "+p99"], rows)]
 
 
+def _baseline_at(run: dict[str, Any]) -> str:
+    base = run.get("baseline")
+    return f", baseline at {base['commit']} (`--baseline {base['ref']}`)" if base else ""
+
+
+def _baseline(results: dict[str, Any]) -> list[str]:
+    """Proxy beside baseline: CPU per request of each, and proxy/baseline ratios; nothing without --baseline."""
+    if "baseline_ratios" not in results:
+        return []
+    scenarios, rows = results["scenarios"], []
+    for name, by_route in results["baseline_ratios"].items():
+        for route, r in by_route.items():
+            proxy, base = scenarios[name][f"proxy-{route}"], scenarios[name][f"baseline-{route}"]
+            rows.append([name, route, _f(proxy["cpu_us_per_req"], 0), _f(base["cpu_us_per_req"], 0), _f(r["cpu"], 2),
+                         _f(r["added_p50"], 2), _f(r["added_p99"], 2), _f(r["rps"], 2)])
+    commit = results["run"]["baseline"]["commit"]
+    return [f"## Proxy / baseline at {commit} (same rounds)", "",
+            "The proxy beside itself as it was at the baseline commit, run the same way in the same rounds. "
+            "Below 1: the proxy costs less CPU or adds less latency than the baseline (for req/s: served fewer). "
+            "`+p50`/`+p99`: added latency over `direct`, floored as above.", "",
+            *_table(["scenario", "route", "proxy CPU us/req", "baseline CPU us/req", "CPU/req", "+p50", "+p99",
+                     "req/s"], rows)]
+
+
 def _events(events: dict[str, dict[str, float]]) -> list[str]:
     cols = sorted({c for v in events.values() for c in v}, key=lambda c: int(c[1:]))
     rows = [[target, *[_f(v.get(c), 2) for c in cols]] for target, v in events.items()]
@@ -182,7 +207,7 @@ _PLACEMENT = {
 }
 
 
-def _method(upstream_cpu: str | None) -> list[str]:
+def _method(upstream_cpu: str | None, baseline: dict[str, str] | None = None) -> list[str]:
     return [
         "## Method", "",
         "- Processes: fake upstream (`bench/upstream.py`), proxy (`translator serve`), passthrough "
@@ -195,5 +220,8 @@ def _method(upstream_cpu: str | None) -> list[str]:
         "warmed up, untimed) every round, so that the pooled numbers average a process of each per round (one "
         "process's memory layout moves its CPU per request by 5 to 15%).",
         *([_PLACEMENT[upstream_cpu]] if upstream_cpu in _PLACEMENT else []),
+        *([f"- Baseline: `translator serve` at {baseline['commit']}, installed (not editable) into a virtualenv of "
+           "its own before round 1, started, pinned, warmed up and restarted exactly as the proxy."]
+          if baseline else []),
         "",
     ]

@@ -14,7 +14,7 @@ import aiohttp
 from bench import procstats
 from bench.fleet import Child
 from bench.loadgen import HeldStreams, LoadClient, Request, RunResult
-from bench.scenarios import COMPARED, EXPECT, HEADERS, PATHS, Scenario, Target, simple_bodies
+from bench.scenarios import EXPECT, HEADERS, PATHS, Scenario, Target, simple_bodies
 
 WARM_BODIES = simple_bodies(0)
 
@@ -24,9 +24,13 @@ class Servers:
     upstream: Child
     proxy: Child
     passthrough: Child
+    baseline: Child | None = None  # the proxy at --baseline REF
 
     def child(self, target: Target) -> Child:
-        return {"upstream": self.upstream, "proxy": self.proxy, "passthrough": self.passthrough}[target.server]
+        child = {"upstream": self.upstream, "proxy": self.proxy, "passthrough": self.passthrough,
+                 "baseline": self.baseline}[target.server]
+        assert child is not None, f"no {target.server} server running"
+        return child
 
 
 @dataclass
@@ -82,13 +86,13 @@ async def measure(servers: Servers, target: Target, scenario: Scenario, body: by
 WARM_EACH = 10  # untimed requests of each kind a fresh server is sent
 
 
-async def warm_servers(servers: Servers, scenarios: Sequence[Scenario], bodies: dict[str, dict[str, bytes]],
-                       count: int = WARM_EACH) -> None:
-    """A freshly started proxy and passthrough, sent ``count`` sequential requests of every scenario's kind on
-    each route, untimed: the first requests of a process pay for its first use of every code path (imports on
-    first use, the interpreter specializing its bytecode, the allocator growing its arenas), which a
-    long-running server has long paid; measured, they would count against whichever server has more code."""
-    for target in COMPARED:
+async def warm_servers(servers: Servers, targets: Sequence[Target], scenarios: Sequence[Scenario],
+                       bodies: dict[str, dict[str, bytes]], count: int = WARM_EACH) -> None:
+    """Freshly started servers (the ``targets``' own), sent ``count`` sequential requests of every scenario's
+    kind on each route, untimed: the first requests of a process pay for its first use of every code path
+    (imports on first use, the interpreter specializing its bytecode, the allocator growing its arenas), which
+    a long-running server has long paid; measured, they would count against whichever server has more code."""
+    for target in targets:
         server = servers.child(target)
         seen = set()
         async with LoadClient() as client:

@@ -3,7 +3,8 @@
 
 Targets: the proxy under test and the passthrough reference, each on the OpenAI route
 (``/v1/chat/completions``) and the Claude route (``/v1/messages``), and ``direct`` (the fake upstream
-itself, with the Claude body), which the added latency is measured against.
+itself, with the Claude body), which the added latency is measured against. With ``--baseline REF``, also
+the proxy as it was at REF (``baseline``), on both routes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ EXPECT = {
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    server: str  # proxy | passthrough | upstream
+    server: str  # proxy | baseline | passthrough | upstream
     route: str  # openai | claude | direct
 
     @property
@@ -46,9 +47,11 @@ PROXY_OPENAI = Target("proxy", OPENAI)
 PROXY_CLAUDE = Target("proxy", CLAUDE)
 PASS_OPENAI = Target("passthrough", OPENAI)
 PASS_CLAUDE = Target("passthrough", CLAUDE)
+BASE_OPENAI = Target("baseline", OPENAI)
+BASE_CLAUDE = Target("baseline", CLAUDE)
 DIRECT_TARGET = Target("upstream", DIRECT)
 COMPARED = (PROXY_OPENAI, PASS_OPENAI, PROXY_CLAUDE, PASS_CLAUDE)
-THROUGHPUT_TARGETS = (*COMPARED, DIRECT_TARGET)
+WITH_BASELINE = (PROXY_OPENAI, BASE_OPENAI, PASS_OPENAI, PROXY_CLAUDE, BASE_CLAUDE, PASS_CLAUDE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,17 @@ class Plan:
     big_body_bytes: int
     big_requests: int
     held_streams: int
+    baseline: bool = False  # also measure the proxy as it was at --baseline REF
+
+    @property
+    def compared(self) -> tuple[Target, ...]:
+        """The servers measured against each other (every scenario, the memory probes)."""
+        return WITH_BASELINE if self.baseline else COMPARED
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every target of a round: the compared servers and ``direct``."""
+        return (*self.compared, DIRECT_TARGET)
 
 
 # --- bodies ---
@@ -196,7 +210,7 @@ _MATRIX: tuple[tuple[str, str, int, dict[int, int]], ...] = (
 )
 
 
-def plan(*, quick: bool, rounds: int | None = None, budget: float | None = None) -> Plan:
+def plan(*, quick: bool, rounds: int | None = None, budget: float | None = None, baseline: bool = False) -> Plan:
     scale, cap = (8, 1.0) if quick else (1, 3.0)
     scenarios = tuple(
         Scenario(f"{label}-c{conc}", kind, deltas, conc, max(conc, count // scale), cap)
@@ -211,4 +225,5 @@ def plan(*, quick: bool, rounds: int | None = None, budget: float | None = None)
         big_body_bytes=10 * 1024 * 1024,
         big_requests=2 if quick else 5,
         held_streams=300 if quick else 2000,
+        baseline=baseline,
     )
