@@ -9,17 +9,15 @@ relay can pass a stream on exactly as the upstream wrote it. Data stays bytes, f
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: a stream may start with one (and only one is stripped)
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SSEEvent:
     """One dispatched event. ``raw``: its bytes as they came, from the end of the event before it (so with
     any comments or stray blank lines between them) through its own closing blank line. ``complete`` is
@@ -35,16 +33,16 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    """The spec's line-by-line reading, kept across feeds: the bytes of the event being read wait in a buffer
-    until its blank line comes."""
+    """The spec's line-by-line reading, kept across feeds. Lines are cut by ``bytes.splitlines``, which splits at
+    exactly SSE's line ends (CRLF, LF, CR); a line whose end has not come yet waits, in pieces, for the feed
+    that brings it (so a long line read in small pieces costs one join, not one per piece)."""
 
     def __init__(self) -> None:
         self._reset()
 
     def _reset(self) -> None:
-        self._buf = bytearray()  # bytes since the last dispatched event (a bytearray: appends cost no copy)
-        self._pos = 0  # where in _buf the next unread line starts
-        self._scan = 0  # where the search for its end goes on (no line end before it)
+        self._partial: list[bytes] = []  # the start of a line whose end has not come
+        self._raw: list[bytes] = []  # the lines of the event being read, as they came
         self._name: str | None = None
         self._data: list[bytes] = []
         self._at_start = True  # the stream's first bytes may be a BOM
@@ -54,34 +52,39 @@ class SSEDecoder:
         return self._read(chunk, final=False)
 
     def _read(self, chunk: bytes, *, final: bool) -> list[SSEEvent]:
-        buf = self._buf
-        buf += chunk
+        if not final and chunk.find(b"\n") < 0 and chunk.find(b"\r") < 0 and not self._held_cr():
+            self._partial.append(chunk)  # no line ends here: nothing to read yet
+            return []
+        self._partial.append(chunk)
+        buf = b"".join(self._partial)
+        self._partial = []
         if self._at_start:
             if BOM.startswith(buf[:3]) and len(buf) < len(BOM) and not final:
-                return []  # too few bytes to tell a BOM from data
+                self._partial = [buf]  # too few bytes to tell a BOM from data
+                return []
             self._at_start = False
             if buf.startswith(BOM):
-                self._pos = self._scan = len(BOM)
+                self._raw.append(BOM)
+                buf = buf[len(BOM) :]
+        lines = buf.splitlines(keepends=True)
+        if lines and not final and (lines[-1][-1:] != b"\n"):
+            # no line end yet, or a CR that may be the first half of a CRLF: decided by the next feed (or flush)
+            self._partial.append(lines.pop())
         events: list[SSEEvent] = []
-        start, pos, scan = 0, self._pos, self._scan  # start: where the current event's bytes begin
-        while (end := _LINE_END.search(buf, scan)) is not None:
-            if end.end() == len(buf) and end.group() == b"\r" and not final:
-                scan = end.start()  # maybe the first half of a CRLF: decided by the next feed (or flush)
-                break
-            line, pos = bytes(buf[pos : end.start()]), end.end()
-            scan = pos
-            if line:
-                self._field(line)
+        for line in lines:
+            self._raw.append(line)
+            content = line.rstrip(b"\r\n")
+            if content:
+                self._field(content)
             elif self._data:
-                events.append(self._dispatch(bytes(buf[start:pos])))
-                start = pos
+                events.append(self._dispatch(b"".join(self._raw)))
+                self._raw = []
             else:
                 self._name = None  # a blank line with no data dispatches nothing, and forgets the name
-        else:
-            scan = len(buf)
-        del buf[:start]
-        self._pos, self._scan = pos - start, scan - start
         return events
+
+    def _held_cr(self) -> bool:
+        return bool(self._partial) and self._partial[-1].endswith(b"\r")
 
     def flush(self, *, unterminated: bool = False) -> list[SSEEvent]:
         """End of stream: a held-back CR ends its line after all. The spec discards an event whose blank line
@@ -89,12 +92,8 @@ class SSEDecoder:
         for the streams that end right after their last data line, as some Claude streams do. The caller
         decides what such an event is worth: a cut fragment fails as JSON. The decoder is then as new."""
         events = self._read(b"", final=True)
-        if unterminated:
-            rest = bytes(self._buf[self._pos :])
-            if rest:
-                self._field(rest)
-            if self._data:
-                events.append(self._dispatch(bytes(self._buf), complete=False))
+        if unterminated and self._data:
+            events.append(self._dispatch(b"".join(self._raw), complete=False))
         self._reset()
         return events
 

@@ -241,3 +241,9 @@ def test_flush_unterminated_returns_a_last_event_missing_its_blank_line(
     decoder.feed(stream)
     decoder.flush(unterminated=True)
     assert decoder.feed(b"data: again\n\n") == [SSEEvent(None, b"again")]  # as new after a flush
+
+
+def test_a_held_back_cr_is_a_line_end_once_anything_but_lf_follows() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: x\r\r") == []  # the last CR may be half a CRLF
+    assert decoder.feed(b"event: y") == [SSEEvent(None, b"x")]  # it was not: the event is complete now
