@@ -12,7 +12,7 @@ import contextlib
 import fnmatch
 import re
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from types import SimpleNamespace
 from typing import Any
@@ -40,7 +40,7 @@ _STARTED = frozenset({"content_block_start", "content_block_delta", "message_del
 
 
 class UpstreamResponse:
-    """A successful (2xx) upstream answer, read as JSON, as raw bytes, or as a stream of bytes."""
+    """A successful (2xx) upstream answer, read as JSON, as raw bytes, or as a stream of SSE events."""
 
     def __init__(self, resp: aiohttp.ClientResponse, drains: set[asyncio.Task[None]] | None = None) -> None:
         self._resp = resp
@@ -49,7 +49,7 @@ class UpstreamResponse:
         self.status = resp.status
         self.headers = resp.headers
         self._body: bytes | None = None
-        self._prefix: list[bytes] = []  # what prime() read, for read() to give first
+        self._events = StreamEvents(self._read)
 
     def __enter__(self) -> UpstreamResponse:
         return self
@@ -84,26 +84,14 @@ class UpstreamResponse:
             raise UpstreamUnavailable(f"upstream answered {self.status} with a body that is not JSON") from e
 
     async def prime(self) -> None:
-        """Read a stream up to its first content event, so that the request can still be retried
-        elsewhere when the upstream fails before that (an ``error`` event first, a reset, a stall).
-        What was read is replayed by ``read()``."""
-        decoder = SSEDecoder()
-        with map_errors():
-            while data := await self._resp.content.readany():
-                self._prefix.append(data)
-                if _started(decoder.feed(data)):
-                    return
-        # The stream ended before any content. A last event missing only its blank line still counts.
-        if not _started(decoder.flush(unterminated=True)):
-            raise UpstreamUnavailable("upstream stream ended before its first event")
+        """Read a stream up to its first content event (``StreamEvents.prime``)."""
+        await self._events.prime()
 
-    async def read(self) -> bytes:
-        """The stream's next bytes as they arrive (first, what ``prime()`` read, in one piece); b"" at its
-        end. (A method, not an async generator: called for every read of every stream, it costs a
-        fraction of one.)"""
-        if self._prefix:
-            prefix, self._prefix = self._prefix, []
-            return b"".join(prefix)
+    async def next_events(self) -> list[SSEEvent] | None:
+        """The stream's next events (``StreamEvents.next``)."""
+        return await self._events.next()
+
+    async def _read(self) -> bytes:
         with map_errors():
             return await self._resp.content.readany()
 
@@ -132,6 +120,47 @@ class UpstreamResponse:
                         left -= len(data)
         finally:  # also when cancelled
             self._resp.release()  # kept if the body has ended, else closed
+
+
+class StreamEvents:
+    """A stream's SSE events, as the reads that complete them arrive (``read`` gives the body's next bytes,
+    b"" at its end)."""
+
+    def __init__(self, read: Callable[[], Awaitable[bytes]]) -> None:
+        self._read = read
+        self._decoder = SSEDecoder()
+        self._primed: list[SSEEvent] = []  # the events prime() read, for next() to give first
+        self._ended = False  # the stream's last events have been read
+
+    async def prime(self) -> None:
+        """Read up to the first content event, so that the request can still be retried elsewhere when the
+        upstream fails before that (an ``error`` event first, a reset, a stall). The events read are given
+        first by ``next()``."""
+        while data := await self._read():
+            self._primed += self._decoder.feed(data)
+            if _started(self._primed):
+                return
+        # The stream ended before any content. A last event missing only its blank line still counts.
+        self._primed += self._decoder.flush(unterminated=True)
+        self._ended = True
+        if not _started(self._primed):
+            raise UpstreamUnavailable("upstream stream ended before its first event")
+
+    async def next(self) -> list[SSEEvent] | None:
+        """The next events (first those ``prime()`` read); at the end, a last event missing only its blank
+        line (``complete`` False); None once the stream has ended."""
+        if self._primed:
+            events, self._primed = self._primed, []
+            return events
+        while not self._ended:
+            data = await self._read()
+            if data:
+                events = self._decoder.feed(data)
+            else:
+                events, self._ended = self._decoder.flush(unterminated=True), True
+            if events:
+                return events
+        return None
 
 
 def _started(events: list[SSEEvent]) -> bool:

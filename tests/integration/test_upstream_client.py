@@ -20,6 +20,7 @@ from translator import upstream as upstream_module
 from translator.config import Settings, UpstreamSettings
 from translator.errors import UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
 from translator.server import create_app
+from translator.sse import SSEEvent
 from translator.upstream import Upstream, tls_context
 
 
@@ -103,11 +104,11 @@ async def test_a_connection_is_kept_and_reused(make_upstream: MakeUpstream) -> N
 
 
 async def test_an_answer_not_read_to_its_end_has_its_connection_closed(make_upstream: MakeUpstream) -> None:
-    async with RawServer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n") as server:
+    async with RawServer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: a\n\n\r\n") as server:
         upstream = await make_upstream(server.url())
         response = await upstream.open("GET", "/", {})
         with response:
-            assert await response.read() == b"ab"  # and its end has not come
+            assert await response.next_events() == [SSEEvent(None, b"a")]  # and its end has not come
         await closed_by_the_client(server)
 
 
@@ -344,20 +345,20 @@ async def test_read_timeout_waiting_for_the_head(make_upstream: MakeUpstream) ->
 async def test_read_timeout_between_two_reads(make_upstream: MakeUpstream) -> None:
     async def pause(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: a\n\n\r\n")
         for _ in range(3):  # reads 0.05 s apart: within the read timeout
             await asyncio.sleep(0.05)
-            writer.write(b"1\r\nc\r\n")
+            writer.write(b"9\r\ndata: c\n\n\r\n")
         await asyncio.sleep(1)
 
     async with RawServer(handler=pause) as server:
         upstream = await make_upstream(server.url(), read_timeout=0.15)
         response = await upstream.open("GET", "/", {})
-        got = b""
+        got: list[SSEEvent] = []
         with response, pytest.raises(UpstreamTimeout):
-            while data := await response.read():
-                got += data
-        assert got == b"abccc"
+            while (events := await response.next_events()) is not None:
+                got += events
+        assert [e.data for e in got] == [b"a", b"c", b"c", b"c"]
 
 
 async def test_total_timeout_over_a_trickle(make_upstream: MakeUpstream) -> None:
@@ -381,16 +382,16 @@ async def test_total_timeout_over_a_trickle(make_upstream: MakeUpstream) -> None
 async def test_a_reader_that_takes_its_time_is_not_timed_out(make_upstream: MakeUpstream) -> None:
     """Past a few hundred KB unread the socket is paused, and the read timeout does not run meanwhile: a
     slow client of ours never makes its upstream time out."""
-    body = bytes(range(256)) * 4096  # 1 MiB
+    body = b"".join(b"data: %d %s\n\n" % (i, b"x" * 240) for i in range(4096))  # 1 MiB of events
     async with RawServer(ok(body)) as server:
         upstream = await make_upstream(server.url(), read_timeout=0.1)
         response = await upstream.open("GET", "/", {})
         await asyncio.sleep(0.3)  # not reading
-        got = bytearray()
+        got: list[SSEEvent] = []
         with response:
-            while data := await response.read():
-                got += data
-        assert got == body
+            while (events := await response.next_events()) is not None:
+                got += events
+        assert b"".join(e.raw for e in got) == body
 
 
 # --- TLS ---

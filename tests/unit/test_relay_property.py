@@ -20,6 +20,7 @@ from translator.server.claude_route import RelayedStream
 from translator.server.openai_route import _ChatStream
 from translator.server.streaming import EventStream, pump
 from translator.sse import encode_data
+from translator.upstream import StreamEvents
 
 PROPERTY = settings(
     max_examples=200, deadline=None, database=None,
@@ -66,17 +67,19 @@ def _reads(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]  # (an empty read is the stream's end)
 
 
-class _Reads:
-    def __init__(self, reads: list[bytes]) -> None:
-        self.reads = reads[::-1]
+def _upstream_stream(reads: list[bytes]) -> Any:
+    """An upstream stream as the relay's ``pump`` reads it: the given reads, then its end."""
+    pending = reads[::-1]
 
-    async def read(self) -> bytes:
-        return self.reads.pop() if self.reads else b""
+    async def read() -> bytes:
+        return pending.pop() if pending else b""
+
+    return SimpleNamespace(next_events=StreamEvents(read).next)
 
 
 async def _relayed(reads: list[bytes], stream: EventStream) -> bytes:
     source = SimpleNamespace(upstream=SimpleNamespace(settings=SimpleNamespace(stream_idle_timeout=60.0)),
-                             response=_Reads(reads))
+                             response=_upstream_stream(reads))
     written: list[bytes] = []
 
     async def write(data: bytes) -> None:

@@ -10,6 +10,7 @@ import copy
 import random
 from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ import pytest
 from translator.convert import StreamConverter, StreamProtocolError, convert_response
 from translator.errors import UpstreamUnavailable
 from translator.sse import SSEDecoder
+from translator.upstream import StreamEvents
 
 STREAMS = Path(__file__).parent.parent / "fixtures" / "claude" / "streams"
 ALL_STREAMS = sorted(STREAMS.iterdir())
@@ -1134,21 +1136,19 @@ def _chat_stream(**options: Any) -> Any:
     return _ChatStream(conv, options.pop("index", 0), created=1, model="m", stream_id=options.pop("stream_id", None))
 
 
-class _Reads:
+def _upstream_stream(reads: list[bytes]) -> Any:
     """An upstream stream as the relay's ``pump`` reads it: the given reads, then its end."""
+    pending = reads[::-1]
 
-    def __init__(self, reads: list[bytes]) -> None:
-        self.reads = reads[::-1]
+    async def read() -> bytes:
+        return pending.pop() if pending else b""
 
-    async def read(self) -> bytes:
-        return self.reads.pop() if self.reads else b""
+    return SimpleNamespace(next_events=StreamEvents(read).next)
 
 
 def _source(reads: list[bytes]) -> Any:
-    from types import SimpleNamespace
-
     upstream = SimpleNamespace(settings=SimpleNamespace(stream_idle_timeout=60.0))
-    return SimpleNamespace(upstream=upstream, response=_Reads(reads))
+    return SimpleNamespace(upstream=upstream, response=_upstream_stream(reads))
 
 
 async def _pumped(reads: list[bytes], **options: Any) -> tuple[list[Any], Any]:

@@ -28,7 +28,7 @@ from translator.errors import ProxyOverloaded, TranslatorError, UpstreamTimeout
 from translator.router import Attempted
 from translator.server.context import CONTEXT
 from translator.server.state import DRAINING
-from translator.sse import SSEDecoder, SSEEvent
+from translator.sse import SSEEvent
 
 STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 Write = Callable[[bytes], Awaitable[None]]
@@ -107,17 +107,14 @@ async def prepare_stream(request: web.Request, resp: web.StreamResponse) -> None
 
 
 async def pump(source: Attempted, stream: EventStream, write: Write) -> bytes:
-    """One upstream stream onto the client: everything a read brings is converted and written at once (one
-    write per read, not per event). Returns the stream's last bytes, unwritten, for the caller to send
-    with the response's end."""
+    """One upstream stream onto the client: the events each upstream read completes are converted and
+    written at once (one write per read, not per event). Returns the stream's last bytes, unwritten, for the
+    caller to send with the response's end."""
     idle = source.upstream.settings.stream_idle_timeout
-    decoder = SSEDecoder()
     try:
         async with asyncio.timeout(idle) as clock:
-            while data := await source.response.read():
-                events = decoder.feed(data)
-                if events:
-                    clock.reschedule(asyncio.get_running_loop().time() + idle)
+            while (events := await source.response.next_events()) is not None:
+                clock.reschedule(asyncio.get_running_loop().time() + idle)
                 out = _feed(stream, events)
                 if stream.done:
                     return out
@@ -127,9 +124,7 @@ async def pump(source: Attempted, stream: EventStream, write: Write) -> bytes:
         return stream.fail(UpstreamTimeout(f"upstream stream sent no event for {idle:g} s"))
     except TranslatorError as err:
         return stream.fail(err)
-    # A last event missing only its blank line still counts (some Claude streams end that way).
-    out = _feed(stream, decoder.flush(unterminated=True))
-    return out if stream.done else out + stream.end()
+    return stream.end()  # the upstream's body ended before the stream was done: cut short
 
 
 def _feed(stream: EventStream, events: list[SSEEvent]) -> bytes:
