@@ -337,8 +337,8 @@ class _Output:
         if not piece:
             return
         if self._text is None:
-            self._next()
-            self.items.append(message_item(item_id("message", self.response_id, len(self.items)), [], "in_progress"))
+            index = self._next()
+            self.items.append(message_item(item_id("message", self.response_id, index), [], "in_progress"))
             self._text, self._annotations, self._chars = [], [], 0
         self._annotations += url_annotations(citations, self._chars, self._chars + len(piece))
         self._chars += len(piece)
