@@ -176,8 +176,8 @@ class Response(TypedDict):
 # --- the request's echo ---
 
 # The request fields a response echoes, with the spec's defaults (CreateResponse, Response) for those the
-# request leaves out or sends as null. service_tier: OpenAI reports the tier that served the request; Claude
-# serves at its standard tier, OpenAI's "default".
+# request leaves out or sends as null. service_tier: OpenAI reports the tier that served the request, never
+# "auto"; the request's is echoed, "auto" and none as "default" (Claude's standard tier).
 ECHO_DEFAULTS: Final[Mapping[str, Any]] = {
     "background": False,
     "instructions": None,
