@@ -15,8 +15,10 @@ from translator.convert.wire import (
     ClaudeToolChoiceType,
     Effort,
     FinishReason,
+    IncompleteReason,
     OpenAIErrorType,
     ReasoningEffort,
+    ResponseErrorCode,
     StopReason,
     ToolChoiceMode,
 )
@@ -34,6 +36,15 @@ FINISH_REASON: Final[dict[StopReason, FinishReason]] = {
     "pause_turn": "stop",
 }
 FINISH_REASON_DEFAULT: Final[FinishReason] = "stop"
+
+# Claude stop_reason -> the Responses incomplete_details.reason; a stop not listed completes the response.
+# Only a length stop leaves it incomplete: model_context_window_exceeded stopped the output at the context
+# limit, and the spec's enum has no closer reason for that than max_output_tokens. A refusal is a completed
+# response with a refusal part, as OpenAI's own are; pause_turn completes it as far as a client can act on it.
+RESPONSE_INCOMPLETE: Final[dict[StopReason, IncompleteReason]] = {
+    "max_tokens": "max_output_tokens",
+    "model_context_window_exceeded": "max_output_tokens",
+}
 
 # OpenAI string tool_choice -> Claude tool_choice type.
 TOOL_CHOICE: Final[dict[ToolChoiceMode, ClaudeToolChoiceType]] = {"auto": "auto", "none": "none", "required": "any"}
@@ -72,6 +83,15 @@ OPENAI_ERROR: Final[dict[ClaudeErrorType, tuple[OpenAIErrorType, str | None]]] =
     "timeout_error": ("timeout_error", "timeout"),
 }
 OPENAI_ERROR_DEFAULT: Final[tuple[OpenAIErrorType, str | None]] = ("server_error", None)
+
+# Claude error type -> the Responses error code of a failed response (ResponseErrorCode, a closed enum: only
+# rate limits and bad input have codes of their own, anything else is the server's).
+RESPONSE_ERROR_CODE: Final[dict[ClaudeErrorType, ResponseErrorCode]] = {
+    "invalid_request_error": "invalid_prompt",
+    "request_too_large": "invalid_prompt",
+    "rate_limit_error": "rate_limit_exceeded",
+}
+RESPONSE_ERROR_CODE_DEFAULT: Final[ResponseErrorCode] = "server_error"
 
 # Upstream HTTP status -> the status an OpenAI client gets. 529 is Anthropic's own "overloaded"; OpenAI
 # clients know 503 as "retry later" (the openai SDKs retry any 5xx, other clients only the standard ones).

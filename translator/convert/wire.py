@@ -61,6 +61,12 @@ ClaudeToolChoiceType = Literal["auto", "any", "tool", "none"]
 # OpenAI reasoning_effort, and Claude's output_config.effort (newer than the reference copy).
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 Effort = Literal["low", "medium", "high", "max"]
+# OpenAI Responses (openapi.yaml Response): an output item's status, the response's status, its
+# incomplete_details.reason, and the ResponseErrorCode values we send (the enum is closed: the SDKs validate it).
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
+IncompleteReason = Literal["max_output_tokens", "content_filter"]
+ResponseErrorCode = Literal["server_error", "rate_limit_exceeded", "invalid_prompt"]
 
 
 # --- Claude: content blocks (request and response) ---
