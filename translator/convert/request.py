@@ -66,6 +66,9 @@ class ConvertedRequest:
     json_tool: str | None = None  # a forced tool whose input is the answer's content
     ignored: list[str] = field(default_factory=list)
     adjustments: list[str] = field(default_factory=list)
+    # Responses: a function flattened out of a namespace tool, by its Claude name -> (namespace, name), which
+    # the answer's function_call items carry (Codex routes a call by both).
+    tool_namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def convert_request(
