@@ -1,4 +1,4 @@
-"""The pure conversion layer: OpenAI Chat Completions <-> Claude Messages.
+"""The pure conversion layer: OpenAI Chat Completions (and Responses) <-> Claude Messages.
 
 No I/O, no clock, no randomness, no aiohttp: data in, data out. Ids and timestamps are passed in.
 """
@@ -6,6 +6,7 @@ No I/O, no clock, no randomness, no aiohttp: data in, data out. Ids and timestam
 from translator.convert.errors import claude_error_body, openai_error_body, openai_status
 from translator.convert.request import ConvertedRequest, ModelProfile, convert_request
 from translator.convert.response import convert_response, convert_responses
+from translator.convert.responses_request import convert_responses_request
 from translator.convert.stream import StreamConverter, StreamProtocolError
 from translator.convert.usage import add_usage, openai_usage
 
@@ -19,6 +20,7 @@ __all__ = [
     "convert_request",
     "convert_response",
     "convert_responses",
+    "convert_responses_request",
     "openai_error_body",
     "openai_status",
     "openai_usage",

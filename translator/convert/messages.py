@@ -3,7 +3,8 @@
 Claude's rules this module enforces (Messages API, "messages"): system text lives outside the list;
 roles are user/assistant only; consecutive turns of one role are merged; tool results are user content
 and come first in their turn; an assistant turn carries thinking, then text, then tool_use; tool ids
-use Claude's alphabet.
+use Claude's alphabet. The Responses converter (``responses_input``) builds its turns with the same
+``append_turn``, ``tool_result``, ``parse_arguments`` and ``claude_ids``.
 """
 
 from __future__ import annotations
