@@ -1,8 +1,11 @@
-"""OpenAI content parts -> Claude content blocks (text, images, files).
+"""OpenAI content parts -> Claude content blocks (text, images, files), for both APIs' part shapes:
+Chat Completions (``text``, ``image_url``, ``file``, ``input_audio``, ``refusal``) and Responses
+(``input_text``, ``output_text``, ``refusal``, ``input_image``, ``input_file``).
 
 Images: a data URL becomes a base64 source; an http(s) URL becomes a url source, which Claude fetches
 itself (nothing is downloaded here; the server may inline URLs before sending, see ``server/images.py``).
-Files: PDF and plain-text data become document blocks. Audio cannot be represented and is rejected.
+Files: PDF and plain-text data become document blocks (a Responses ``file_url``, a url source). Audio
+cannot be represented and is rejected; so is an OpenAI ``file_id``, which a Claude upstream cannot resolve.
 Empty and whitespace-only text is dropped: Claude refuses a text block without non-whitespace text.
 """
 
@@ -10,8 +13,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 
+from translator.convert.responses_wire import (
+    ResponseInputContentParam,
+    ResponseInputFileParam,
+    ResponseInputImageParam,
+    ResponseTextPartParam,
+)
 from translator.convert.wire import (
     ChatCompletionContentPart,
     ChatCompletionFilePart,
@@ -19,6 +28,7 @@ from translator.convert.wire import (
     ChatCompletionRefusalPart,
     ChatCompletionTextPart,
     DocumentBlock,
+    FileData,
     ImageBlock,
     TextBlock,
 )
@@ -52,6 +62,22 @@ def content_blocks(content: object, where: str) -> list[PartBlock]:
     return _blocks(_parts(content, where), _part, where)
 
 
+def response_text_blocks(content: object, where: str) -> list[TextBlock]:
+    """Responses content that may only hold text (system, developer, assistant messages)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content.strip() else []
+    return _blocks(_parts(content, where), _response_text_part, where)
+
+
+def response_content_blocks(content: object, where: str) -> list[PartBlock]:
+    """Responses user content and function call outputs: text, images and files."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content.strip() else []
+    return _blocks(_parts(content, where), _response_part, where)
+
+
 def _blocks(parts: list[Any], build: Callable[[Any], _B | None], where: str) -> list[_B]:
     """Each part's block (None: the part carries nothing). A part's errors name their place relative to it
     (".type ..."), and get the part's own on the way out: no path string is built for parts that are fine."""
@@ -75,7 +101,7 @@ def placed(err: InvalidRequest, where: str) -> InvalidRequest:
     return err
 
 
-def _parts(content: object, where: str) -> list[ChatCompletionContentPart]:
+def _parts(content: object, where: str) -> list[Any]:
     if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
         raise InvalidRequest(f"{where} must be a string or an array of content parts", param=where)
     return content
@@ -106,6 +132,10 @@ def _text_part(part: ChatCompletionTextPart | ChatCompletionRefusalPart) -> Text
     text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
     if part.get("type") not in ("text", "refusal") or not isinstance(text, str):
         raise InvalidRequest(" must be a text part with a string 'text'", param="")
+    return _text(part, text)
+
+
+def _text(part: Mapping[str, Any], text: str) -> TextBlock | None:
     if not text.strip():
         return None  # Claude rejects empty and whitespace-only text blocks; such a part carries nothing
     block: TextBlock = {"type": "text", "text": text}
@@ -115,49 +145,57 @@ def _text_part(part: ChatCompletionTextPart | ChatCompletionRefusalPart) -> Text
 
 def _image_part(part: ChatCompletionImagePart) -> ImageBlock:
     spec = part.get("image_url")
-    url = spec.get("url") if isinstance(spec, dict) else spec
+    return _image(spec.get("url") if isinstance(spec, dict) else spec, ".image_url.url")
+
+
+def _image(url: object, param: str) -> ImageBlock:
     if not isinstance(url, str):
-        raise InvalidRequest(".image_url.url must be a string", param=".image_url.url")
+        raise InvalidRequest(f"{param} must be a string", param=param)
     if url.startswith("data:"):
-        media_type, data = parse_data_url(url, ".image_url.url")
+        media_type, data = parse_data_url(url, param)
         if media_type not in IMAGE_TYPES:
-            raise InvalidRequest(
-                f": image type {media_type!r} is not supported (jpeg, png, gif, webp)", param=".image_url.url"
-            )
+            raise InvalidRequest(f": image type {media_type!r} is not supported (jpeg, png, gif, webp)", param=param)
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequest(": image URL must be a data: or http(s) URL", param=".image_url.url")
+    raise InvalidRequest(": image URL must be a data: or http(s) URL", param=param)
 
 
 def _file_part(part: ChatCompletionFilePart) -> DocumentBlock:
     spec = part.get("file")
     if not isinstance(spec, dict):
         raise InvalidRequest(".file must be an object", param=".file")
+    return _document(spec, ".file")
+
+
+def _document(spec: FileData, where: str) -> DocumentBlock:
+    """A file's inline data (``where`` names the object holding it: a chat part's ``.file``, or the part
+    itself for a Responses ``input_file``)."""
     if "file_data" not in spec:
         raise InvalidRequest(
             ": only inline file_data is supported (a Claude upstream cannot resolve an OpenAI file_id)",
-            param=".file.file_id",
+            param=f"{where}.file_id",
         )
     data = spec["file_data"]
+    param = f"{where}.file_data"
     if not isinstance(data, str):
-        raise InvalidRequest(".file.file_data must be a string", param=".file.file_data")
+        raise InvalidRequest(f"{param} must be a string", param=param)
     if data.startswith("data:"):
-        media_type, payload = parse_data_url(data, ".file.file_data")
+        media_type, payload = parse_data_url(data, param)
     else:  # bare base64: the filename is the only hint of its type
         name = str(spec.get("filename") or "")
         media_type = "text/plain" if name.lower().endswith(".txt") else "application/pdf"
         payload = data
     if media_type not in DOCUMENT_TYPES:
         raise InvalidRequest(
-            f": file type {media_type!r} is not supported (application/pdf, text/plain)", param=".file.file_data"
+            f": file type {media_type!r} is not supported (application/pdf, text/plain)", param=param
         )
     block: DocumentBlock = {
         "type": "document",
         "source": {"type": "base64", "media_type": media_type, "data": payload},
     }
     if media_type == "text/plain":
-        block["source"] = {"type": "text", "media_type": "text/plain", "data": _b64_text(payload)}
+        block["source"] = {"type": "text", "media_type": "text/plain", "data": _b64_text(payload, param)}
     if spec.get("filename"):
         block["title"] = spec["filename"]
     return block
@@ -177,6 +215,61 @@ _PART_BUILDERS: Final[dict[str, Callable[[Any], PartBlock | None]]] = {
 }
 
 
+# The Responses API's parts (openapi.yaml InputContent, OutputMessageContent). A text part's type names the
+# key its text is under.
+_RESPONSE_TEXT_KEYS: Final[dict[str, Literal["text", "refusal"]]] = {
+    "input_text": "text", "output_text": "text", "refusal": "refusal"
+}
+
+
+def _response_text_part(part: ResponseTextPartParam) -> TextBlock | None:
+    kind = part.get("type")
+    key = _RESPONSE_TEXT_KEYS.get(kind) if isinstance(kind, str) else None
+    text = part.get(key) if key is not None else None
+    if not isinstance(text, str):
+        raise InvalidRequest(" must be an input_text, output_text or refusal part with a string text", param="")
+    return _text(part, text)
+
+
+def _input_image(part: ResponseInputImageParam) -> ImageBlock:
+    if part.get("image_url") is None and part.get("file_id") is not None:
+        raise InvalidRequest(
+            ": only image_url is supported (a Claude upstream cannot resolve an OpenAI file_id)", param=".file_id"
+        )
+    return _image(part.get("image_url"), ".image_url")
+
+
+def _input_file(part: ResponseInputFileParam) -> DocumentBlock:
+    spec = cast(FileData, {k: v for k, v in part.items() if v is not None})  # (the keys are FileData's)
+    url = part.get("file_url")
+    if "file_data" in spec or url is None:
+        return _document(spec, "")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InvalidRequest(".file_url must be an http(s) URL", param=".file_url")
+    block: DocumentBlock = {"type": "document", "source": {"type": "url", "url": url}}  # Claude fetches it (PDF)
+    if spec.get("filename"):
+        block["title"] = spec["filename"]
+    return block
+
+
+def _response_part(part: ResponseInputContentParam) -> PartBlock | None:
+    kind = part.get("type")
+    builder = _RESPONSE_PART_BUILDERS.get(kind) if isinstance(kind, str) else None
+    if builder is None:
+        raise InvalidRequest(f": content part type {kind!r} is not supported", param=".type")
+    block = builder(part)
+    if block is not None:
+        _pass_keys(part, block)
+    return block
+
+
+_RESPONSE_PART_BUILDERS: Final[dict[str, Callable[[Any], PartBlock | None]]] = {
+    **dict.fromkeys(_RESPONSE_TEXT_KEYS, _response_text_part),
+    "input_image": _input_image,
+    "input_file": _input_file,
+}
+
+
 def parse_data_url(url: str, param: str) -> tuple[str, str]:
     """``data:<media type>;base64,<data>`` (RFC 2397) -> (media type, base64 data)."""
     header, sep, data = url.partition(",")
@@ -186,8 +279,8 @@ def parse_data_url(url: str, param: str) -> tuple[str, str]:
     return MEDIA_TYPE_ALIASES.get(media_type, media_type), data
 
 
-def _b64_text(payload: str) -> str:
+def _b64_text(payload: str, param: str) -> str:
     try:
         return base64.b64decode(payload, validate=True).decode("utf-8")
     except ValueError as e:  # binascii.Error, non-ASCII input and UnicodeDecodeError all are ValueErrors
-        raise InvalidRequest(": text file data is not base64 UTF-8", param=".file.file_data") from e
+        raise InvalidRequest(": text file data is not base64 UTF-8", param=param) from e

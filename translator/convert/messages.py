@@ -3,7 +3,8 @@
 Claude's rules this module enforces (Messages API, "messages"): system text lives outside the list;
 roles are user/assistant only; consecutive turns of one role are merged; tool results are user content
 and come first in their turn; an assistant turn carries thinking, then text, then tool_use; tool ids
-use Claude's alphabet.
+use Claude's alphabet. The Responses converter (``responses_input``) builds its turns with the same
+``append_turn``, ``tool_result``, ``parse_arguments`` and ``claude_ids``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from translator.convert.content import content_blocks, placed, text_blocks
+from translator.convert.content import PartBlock, content_blocks, placed, text_blocks
 from translator.convert.wire import (
     ChatCompletionAssistantMessageParam,
     ChatCompletionFunctionMessage,
@@ -58,14 +59,15 @@ def convert_messages(messages: list[ChatCompletionMessageParam]) -> tuple[list[T
             claude_role, blocks = builder(msg, legacy_ids)
         except InvalidRequest as err:
             raise placed(err, f"messages[{i}]") from err.__cause__
-        _append(turns, claude_role, blocks)
+        append_turn(turns, claude_role, blocks)
     if not turns:  # Claude needs one message at least; only system text (or only empty turns) is not one
         raise InvalidRequest("'messages' holds no user or assistant content", param="messages")
-    _claude_ids(turns)
+    claude_ids(turns)
     return system, turns
 
 
-def _append(turns: list[MessageParam], role: Role, blocks: Sequence[ContentBlockParam]) -> None:
+def append_turn(turns: list[MessageParam], role: Role, blocks: Sequence[ContentBlockParam]) -> None:
+    """A turn at the end of the conversation, merged into the last one if that has the same role."""
     if not blocks:
         return  # an empty turn (say, an assistant's "") carries nothing Claude would accept
     if turns and turns[-1]["role"] == role:
@@ -113,13 +115,13 @@ def _tool(msg: ChatCompletionToolMessage, _ids: _LegacyCallIds) -> Turn:
     call_id = msg.get("tool_call_id")
     if not isinstance(call_id, str) or not call_id:
         raise InvalidRequest(".tool_call_id must be a non-empty string", param=".tool_call_id")
-    return "user", [_tool_result(call_id, msg.get("content"))]
+    return "user", [tool_result(call_id, msg.get("content"))]
 
 
 def _function(msg: ChatCompletionFunctionMessage, ids: _LegacyCallIds) -> Turn:
     """The legacy ``function`` role answers the latest open ``function_call`` of the same name."""
     name = str(msg.get("name"))
-    return "user", [_tool_result(ids.close(name), msg.get("content"))]
+    return "user", [tool_result(ids.close(name), msg.get("content"))]
 
 
 # A message's role decides its shape: each builder takes the message its role names (a claim it checks).
@@ -139,11 +141,11 @@ def _tool_use(call: ChatCompletionMessageToolCall) -> ToolUseBlock:
         "type": "tool_use",
         "id": call["id"],
         "name": fn["name"],
-        "input": _arguments(fn.get("arguments"), ".function.arguments"),
+        "input": parse_arguments(fn.get("arguments"), ".function.arguments"),
     }
 
 
-def _arguments(raw: object, param: str) -> dict[str, Any]:
+def parse_arguments(raw: object, param: str) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}  # a call without arguments; peers send "" or omit it
     if isinstance(raw, dict):
@@ -157,13 +159,19 @@ def _arguments(raw: object, param: str) -> dict[str, Any]:
     return value
 
 
-def _tool_result(call_id: str, content: object) -> ToolResultBlock:
+def tool_result(
+    call_id: str,
+    content: object,
+    where: str = ".content",
+    build: Callable[[object, str], list[PartBlock]] = content_blocks,
+) -> ToolResultBlock:
+    """A tool's result: a string, or parts (``build`` makes them blocks: each API has its own parts)."""
     block: ToolResultBlock = {"type": "tool_result", "tool_use_id": call_id}
     if isinstance(content, str) or content is None:
         if content and content.strip():
             block["content"] = content
         return block
-    parts = content_blocks(content, ".content")
+    parts = build(content, where)
     if parts:
         block["content"] = parts
     return block
@@ -174,7 +182,7 @@ _CLAUDE_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _CLAUDE_IDS = re.compile(r"[a-zA-Z0-9_-]+(?: [a-zA-Z0-9_-]+)*")  # ids joined by spaces
 
 
-def _claude_ids(turns: list[MessageParam]) -> None:
+def claude_ids(turns: list[MessageParam]) -> None:
     """Claude's tool ids match ``^[a-zA-Z0-9_-]+$``. Ids another provider made (``functions.get:0``) are
     rewritten, the same way in a call and in its result, and never onto an id another call has."""
     ids = [

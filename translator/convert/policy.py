@@ -8,6 +8,7 @@ names the param, because answering without it would mislead.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from translator.convert.wire import ChatCompletionRequest
@@ -65,7 +66,7 @@ IGNORED: Final = frozenset(
 )
 
 
-def _reject_if(check: Callable[[Any], bool], why: str) -> Callable[[str, Any], None]:
+def reject_if(check: Callable[[Any], bool], why: str) -> Callable[[str, Any], None]:
     def rule(name: str, value: Any) -> None:
         if check(value):
             raise InvalidRequest(f"'{name}' {why}", param=name, code="unsupported_parameter")
@@ -76,26 +77,39 @@ def _reject_if(check: Callable[[Any], bool], why: str) -> Callable[[str, Any], N
 # Values of mapped fields that Claude cannot honour.
 Rejectable = Literal["logprobs", "top_logprobs", "audio", "modalities"]
 REJECTED_VALUES: Final[dict[Rejectable, Callable[[str, Any], None]]] = {
-    "logprobs": _reject_if(bool, "is not supported: Claude models do not return log probabilities"),
-    "top_logprobs": _reject_if(
+    "logprobs": reject_if(bool, "is not supported: Claude models do not return log probabilities"),
+    "top_logprobs": reject_if(
         lambda v: v not in (None, 0), "is not supported: Claude models do not return log probabilities"
     ),
-    "audio": _reject_if(lambda v: v is not None, "is not supported: Claude models do not produce audio"),
-    "modalities": _reject_if(
+    "audio": reject_if(lambda v: v is not None, "is not supported: Claude models do not produce audio"),
+    "modalities": reject_if(
         lambda v: isinstance(v, list) and "audio" in v, "is not supported: Claude models do not produce audio"
     ),
 }
 
 
-def screen(body: ChatCompletionRequest, *, strict: bool) -> list[str]:
-    """Raise for rejected values; return the ignored fields present (sorted), or raise in strict mode."""
-    if not _REJECTABLE.isdisjoint(body):
-        for field, rule in REJECTED_VALUES.items():
+@dataclass(frozen=True, slots=True)
+class FieldPolicy:
+    """One API's request fields: those mapped (every other top-level field is ignored), the rules that
+    reject values of mapped fields, and the finder of ignored fields nested in mapped ones, as (name, first
+    param path) pairs."""
+
+    mapped: frozenset[str]
+    rejected: Mapping[Any, Callable[[str, Any], None]]  # (keys: the field names, as a table types them)
+    nested: Callable[[Any], list[tuple[str, str]]]
+
+
+def screen(body: Mapping[str, Any], *, strict: bool, policy: FieldPolicy | None = None) -> list[str]:
+    """Raise for rejected values; return the ignored fields present (sorted), or raise in strict mode.
+    ``policy``: the API's (Chat Completions' by default)."""
+    policy = policy or CHAT
+    if not policy.rejected.keys().isdisjoint(body):
+        for field, rule in policy.rejected.items():
             if field in body:
                 rule(field, body[field])
-    extra = body.keys() - MAPPED
+    extra = body.keys() - policy.mapped
     ignored = [(k, k) for k in sorted(extra)] if extra else []
-    ignored += _nested_ignored(body)
+    ignored += policy.nested(body)
     if not ignored:
         return []
     if strict:
@@ -106,9 +120,6 @@ def screen(body: ChatCompletionRequest, *, strict: bool) -> list[str]:
             code="unsupported_parameter",
         )
     return list(dict.fromkeys(name for name, _ in ignored))
-
-
-_REJECTABLE = frozenset(REJECTED_VALUES)
 
 
 def _nested_ignored(body: ChatCompletionRequest) -> list[tuple[str, str]]:
@@ -137,3 +148,6 @@ def _nested_ignored(body: ChatCompletionRequest) -> list[tuple[str, str]]:
     if isinstance(options, dict) and options.get("search_context_size") is not None:
         found.append(("web_search_options.search_context_size", "web_search_options.search_context_size"))
     return found
+
+
+CHAT: Final = FieldPolicy(MAPPED, REJECTED_VALUES, _nested_ignored)

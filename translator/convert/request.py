@@ -22,6 +22,7 @@ from translator.convert.tables import (
     TOOL_CHOICE,
 )
 from translator.convert.wire import (
+    ApproximateLocation,
     ChatCompletionRequest,
     ChatCompletionTool,
     ClaudeTool,
@@ -65,6 +66,9 @@ class ConvertedRequest:
     json_tool: str | None = None  # a forced tool whose input is the answer's content
     ignored: list[str] = field(default_factory=list)
     adjustments: list[str] = field(default_factory=list)
+    # Responses: a function flattened out of a namespace tool, by its Claude name -> (namespace, name), which
+    # the answer's function_call items carry (Codex routes a call by both).
+    tool_namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def convert_request(
@@ -78,26 +82,26 @@ def convert_request(
     if system:
         out.body["system"] = system
     out.body["messages"] = messages
-    _trim_prefill(messages, out)
-    _max_tokens(req, profile, out)
+    trim_prefill(messages, out)
+    set_max_tokens(req, _max_tokens_field(req), profile, out)
     # (each step below reads only the fields named in its guard: a request without them skips it)
     if not _SAMPLING_FIELDS.isdisjoint(req):
-        _sampling(req, out)
+        sampling(req, out)
     if "stop" in req:
         _stop(req, out)
     if not _TOOL_FIELDS.isdisjoint(req):
         _tools(req, profile, out)
     if "response_format" in req:
-        _response_format(req, profile, out)
+        output_format(req["response_format"], "response_format", "json_schema", profile, out)
     if "thinking" in req or "reasoning_effort" in req:
         _thinking(req, out, profile)
-    _prefill_thinking(out)
-    _one_sampler(out)
-    _stream(req, out)
+    prefill_thinking(out)
+    one_sampler(out)
+    set_stream(req, out)
     if "n" in req:
         _n(req, out)
     if "user" in req:
-        _user(req, out)
+        set_user_id(req["user"], out)
     return out
 
 
@@ -106,7 +110,7 @@ _TOOL_FIELDS = frozenset({"tools", "functions", "web_search_options", "tool_choi
                           "parallel_tool_calls"})
 
 
-def _trim_prefill(messages: list[MessageParam], out: ConvertedRequest) -> None:
+def trim_prefill(messages: list[MessageParam], out: ConvertedRequest) -> None:
     """A final assistant turn is a prefill the answer continues; Claude refuses one ending in whitespace."""
     last = messages[-1]
     block = last["content"][-1]
@@ -115,7 +119,7 @@ def _trim_prefill(messages: list[MessageParam], out: ConvertedRequest) -> None:
         out.adjustments.append("trailing whitespace trimmed from the final assistant message (a prefill)")
 
 
-def _prefill_thinking(out: ConvertedRequest) -> None:
+def prefill_thinking(out: ConvertedRequest) -> None:
     """With thinking off, Claude refuses thinking blocks in a final assistant message (a prefill); they
     go, and the prefill's text stays. (Earlier turns may keep theirs: Claude ignores those.)"""
     if out.body.get("thinking", {}).get("type") in ("enabled", "adaptive"):
@@ -132,8 +136,8 @@ def _prefill_thinking(out: ConvertedRequest) -> None:
             raise InvalidRequest("'messages' holds no user or assistant content", param="messages")
 
 
-def _user(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
-    user = req.get("user")
+def set_user_id(user: object, out: ConvertedRequest) -> None:
+    """A client's end-user id as Claude's metadata.user_id (which takes nothing else)."""
     if not isinstance(user, str) or not user:
         return
     if len(user) > MAX_USER_ID:
@@ -142,7 +146,7 @@ def _user(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
     out.body["metadata"] = {"user_id": user}
 
 
-def _number(req: ChatCompletionRequest, name: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
+def _number(req: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
     value = req.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
         what = "an integer" if kind is int else "a number"
@@ -150,8 +154,13 @@ def _number(req: ChatCompletionRequest, name: str, kind: type | tuple[type, ...]
     return value
 
 
-def _max_tokens(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequest) -> None:
-    name = "max_completion_tokens" if req.get("max_completion_tokens") is not None else "max_tokens"
+def _max_tokens_field(req: ChatCompletionRequest) -> str:
+    return "max_completion_tokens" if req.get("max_completion_tokens") is not None else "max_tokens"
+
+
+def set_max_tokens(req: Mapping[str, Any], name: str, profile: ModelProfile, out: ConvertedRequest) -> None:
+    """``max_tokens`` from the request's field ``name`` (the profile's default without it), within the
+    model's output limit."""
     value = _number(req, name, int)
     if value is not None and value < 1:
         raise InvalidRequest(f"'{name}' must be at least 1", param=name)
@@ -167,7 +176,7 @@ def _grow_max_tokens(out: ConvertedRequest, profile: ModelProfile, by: int) -> N
     out.body["max_tokens"] = min(out.body["max_tokens"] + by, profile.max_output_tokens or MAX_BUDGET)
 
 
-def _sampling(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
+def sampling(req: Mapping[str, Any], out: ConvertedRequest) -> None:
     temperature = _number(req, "temperature")
     if temperature is not None:
         clamped = min(max(float(temperature), 0.0), 1.0)  # OpenAI allows 0..2, Claude 0..1
@@ -180,7 +189,7 @@ def _sampling(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
             out.body[name] = value
 
 
-def _one_sampler(out: ConvertedRequest) -> None:
+def one_sampler(out: ConvertedRequest) -> None:
     """Newer Claude models (Sonnet 4.5 and later) answer 400 to temperature and top_p together. A no-op
     goes first (top_p 1, a default many OpenAI clients send; temperature 1, Claude's default); else
     temperature stays, the one OpenAI clients set on purpose far more often."""
@@ -215,16 +224,27 @@ def _stop(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
 
 def _tools(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequest) -> None:
     custom = [_tool(t, f"tools[{i}]") for i, t in enumerate(_list(req, "tools"))]
-    custom += [_function(f, f"functions[{i}]") for i, f in enumerate(_list(req, "functions"))]
+    custom += [function_tool(f, f"functions[{i}]") for i, f in enumerate(_list(req, "functions"))]
+    server = [] if req.get("web_search_options") is None else [_web_search(req["web_search_options"])]
+    set_tools(custom, server, _tool_choice(req), req.get("parallel_tool_calls"), profile, out)
+
+
+def set_tools(
+    custom: list[ClaudeTool],
+    server: list[WebSearchTool],
+    choice: ClaudeToolChoice | None,
+    parallel: object,
+    profile: ModelProfile,
+    out: ConvertedRequest,
+) -> None:
+    """The client's tools, then the server tools, with the tool choice (``parallel``: the request's
+    parallel_tool_calls)."""
     if not profile.structured_output:
         _drop_strict(custom, out)
-    tools: Sequence[ClaudeTool | WebSearchTool] = custom
-    if req.get("web_search_options") is not None:
-        tools = [*custom, _web_search(req["web_search_options"])]
+    tools: Sequence[ClaudeTool | WebSearchTool] = [*custom, *server]
     if tools:
         out.body["tools"] = tools
-    choice = _tool_choice(req)
-    if req.get("parallel_tool_calls") is False and tools:
+    if parallel is False and tools:
         choice = choice or {"type": "auto"}
         if choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
@@ -250,10 +270,11 @@ def _tool(tool: ChatCompletionTool, where: str) -> ClaudeTool:
         raise InvalidRequest(
             f"{where}.type {kind!r} is not supported (only 'function')", param=f"{where}.type"
         )
-    return _function(tool.get("function"), f"{where}.function")
+    return function_tool(tool.get("function"), f"{where}.function")
 
 
-def _function(fn: FunctionDefinition, where: str) -> ClaudeTool:
+def function_tool(fn: FunctionDefinition, where: str) -> ClaudeTool:
+    """A function (a chat tool's ``function``; a Responses function tool, which has the same keys)."""
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise InvalidRequest(f"{where}.name must be a non-empty string", param=f"{where}.name")
     schema = fn.get("parameters")
@@ -280,11 +301,15 @@ def _drop_strict(tools: list[ClaudeTool], out: ConvertedRequest) -> None:
 
 
 def _web_search(options: WebSearchOptions) -> WebSearchTool:
-    tool: WebSearchTool = {"type": "web_search_20250305", "name": "web_search"}
     location = options.get("user_location") if isinstance(options, dict) else None
-    approx = location.get("approximate") if isinstance(location, dict) else None
-    if isinstance(approx, dict):
-        tool["user_location"] = {"type": "approximate", **approx}
+    return web_search_tool(location.get("approximate") if isinstance(location, dict) else None)
+
+
+def web_search_tool(approximate: ApproximateLocation | None) -> WebSearchTool:
+    """Claude's web search server tool; ``approximate``: the user's city, region, country, timezone."""
+    tool: WebSearchTool = {"type": "web_search_20250305", "name": "web_search"}
+    if isinstance(approximate, dict):
+        tool["user_location"] = {"type": "approximate", **approximate}
     return tool
 
 
@@ -301,43 +326,47 @@ def _tool_choice(req: ChatCompletionRequest) -> ClaudeToolChoice | None:
     raise InvalidRequest(f"'{name}' must be auto, none, required, or a named function", param=name)
 
 
-def _response_format(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequest) -> None:
-    fmt = req.get("response_format")
-    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
+def output_format(
+    fmt: object, where: str, spec_key: str | None, profile: ModelProfile, out: ConvertedRequest
+) -> None:
+    """The answer's format (``where``: its field, ``response_format`` or ``text.format``; ``spec_key``: the
+    key of a json_schema format's spec in it, None where the spec's keys are the format's own)."""
+    if fmt is None:
         return
     kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if not isinstance(fmt, dict) or kind not in ("text", "json_schema", "json_object"):
+        raise InvalidRequest(f"{where} type {kind!r} is not supported", param=f"{where}.type")
     if kind == "json_schema":
-        spec = fmt.get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-            raise InvalidRequest(
-                "response_format.json_schema.schema must be an object",
-                param="response_format.json_schema.schema",
-            )
-        if profile.structured_output:
-            out.body["output_config"] = {"format": {"type": "json_schema", "schema": spec["schema"]}}
-            if spec.get("description"):
-                out.ignored.append("response_format.json_schema.description")
-            return
-        _force_json_tool(out, str(spec.get("name") or JSON_TOOL_DEFAULT), _tool_schema(spec["schema"]),
-                         spec.get("description"))
+        spec_where = f"{where}.{spec_key}" if spec_key else where
+        _json_schema(fmt.get(spec_key) if spec_key else fmt, spec_where, profile, out)
     elif kind == "json_object":
-        _force_json_tool(out, JSON_TOOL_DEFAULT, {"type": "object"}, None)
-    else:
-        raise InvalidRequest(f"response_format type {kind!r} is not supported", param="response_format.type")
+        force_json_tool(out, JSON_TOOL_DEFAULT, {"type": "object"}, None)
 
 
-def _tool_schema(schema: dict[str, Any]) -> dict[str, Any]:
+def _json_schema(spec: object, where: str, profile: ModelProfile, out: ConvertedRequest) -> None:
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise InvalidRequest(f"{where}.schema must be an object", param=f"{where}.schema")
+    if profile.structured_output:
+        out.body["output_config"] = {"format": {"type": "json_schema", "schema": spec["schema"]}}
+        if spec.get("description"):
+            out.ignored.append(f"{where}.description")
+        return
+    force_json_tool(out, str(spec.get("name") or JSON_TOOL_DEFAULT), _tool_schema(spec["schema"], f"{where}.schema"),
+                    spec.get("description"))
+
+
+def _tool_schema(schema: dict[str, Any], param: str) -> dict[str, Any]:
     """A tool's input is an object: a schema whose root is anything else needs native structured output."""
     if schema.get("type", "object") != "object":
         raise InvalidRequest(
-            "response_format.json_schema.schema: a root that is not an object needs a model with native "
+            f"{param}: a root that is not an object needs a model with native "
             "structured output (models.profiles structured_output = true)",
-            param="response_format.json_schema.schema",
+            param=param,
         )
     return schema if "type" in schema else {"type": "object", **schema}
 
 
-def _force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], description: object) -> None:
+def force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], description: object) -> None:
     """No native structured output: a tool the model must call, once, whose input becomes the answer. Its
     name is the schema's unless one of the client's own tools has it."""
     taken = {tool.get("name") for tool in out.body.get("tools", [])}
@@ -369,7 +398,7 @@ def _thinking(req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelP
     elif (thinking := req.get("thinking")) is not None:
         _client_thinking(req, out, profile, thinking)
     elif (effort := _effort(req)) is not None and effort != "none":
-        _reasoning_effort(req, out, profile, effort)
+        reasoning_effort(effort, "reasoning_effort", explicit=_explicit_max_tokens(req), profile=profile, out=out)
 
 
 def _client_thinking(
@@ -387,14 +416,16 @@ def _client_thinking(
         _thinking_constraints(out)
 
 
-def _reasoning_effort(
-    req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile, effort: ReasoningEffort
+def reasoning_effort(
+    effort: ReasoningEffort, name: str, *, explicit: bool, profile: ModelProfile, out: ConvertedRequest
 ) -> None:
+    """Thinking at an effort level (not "none"; ``name``: the request's field for it; ``explicit``: whether
+    the request set the output limit, which thinking then has to fit under)."""
     if _thinking_ruled_out(out):
         if profile.thinking_mode == "adaptive":
             _set_effort(out, effort)  # on an adaptive model the effort level still applies on its own
         return
-    thinking = _effort_thinking(req, out, profile, effort)
+    thinking = _effort_thinking(effort, name, explicit, out, profile)
     if thinking is not None:
         out.body["thinking"] = thinking
         _thinking_constraints(out)
@@ -439,18 +470,18 @@ def _set_effort(out: ConvertedRequest, effort: ReasoningEffort) -> None:
 
 
 def _effort_thinking(
-    req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile, effort: ReasoningEffort
+    effort: ReasoningEffort, name: str, explicit: bool, out: ConvertedRequest, profile: ModelProfile
 ) -> ThinkingConfig | None:
     """reasoning_effort as the model asks for it: a token budget, or adaptive thinking at an effort level
     (with the same room above our default max_tokens, since thinking counts against it)."""
     budget = REASONING_BUDGET[effort]
     assert budget is not None
     if profile.thinking_mode == "adaptive":
-        if not _explicit_max_tokens(req):
+        if not explicit:
             _grow_max_tokens(out, profile, budget)
         _set_effort(out, effort)
         return {"type": "adaptive"}
-    fitted = _fit_budget(req, out, profile, budget)
+    fitted = _fit_budget(budget, name, explicit, out, profile)
     return None if fitted is None else {"type": "enabled", "budget_tokens": fitted}
 
 
@@ -490,13 +521,13 @@ def _budget(thinking: ThinkingConfig) -> int | None:
     return budget
 
 
-def _fit_budget(req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile, budget: int) -> int | None:
-    """OpenAI's max_completion_tokens counts reasoning; Claude's budget must stay under max_tokens."""
-    if not _explicit_max_tokens(req):
+def _fit_budget(budget: int, name: str, explicit: bool, out: ConvertedRequest, profile: ModelProfile) -> int | None:
+    """OpenAI's output limits count reasoning; Claude's budget must stay under max_tokens."""
+    if not explicit:
         _grow_max_tokens(out, profile, budget)
     room: int = out.body["max_tokens"] - 1
     if room < MIN_THINKING_BUDGET:
-        out.adjustments.append(f"reasoning_effort ignored: max_tokens {room + 1} leaves no room for thinking")
+        out.adjustments.append(f"{name} ignored: max_tokens {room + 1} leaves no room for thinking")
         return None
     return min(budget, room)
 
@@ -521,7 +552,7 @@ def _thinking_constraints(out: ConvertedRequest) -> None:
         choice.pop("name", None)
 
 
-def _stream(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
+def set_stream(req: Mapping[str, Any], out: ConvertedRequest) -> None:
     out.stream = req.get("stream") is True
     if out.stream:
         out.body["stream"] = True

@@ -121,7 +121,7 @@ class ImageBlock(TypedDict):
 
 class DocumentBlock(TypedDict):
     type: Literal["document"]
-    source: Base64Source | PlainTextSource
+    source: Base64Source | PlainTextSource | URLSource  # url: a PDF Claude fetches itself
     title: NotRequired[str]
     cache_control: NotRequired[CacheControl]
 
@@ -213,6 +213,7 @@ class WebSearchTool(TypedDict):
     type: Literal["web_search_20250305"]
     name: Literal["web_search"]
     user_location: NotRequired[UserLocation]
+    allowed_domains: NotRequired[list[str]]
 
 
 class ClaudeToolChoice(TypedDict):
