@@ -116,6 +116,14 @@ class RedisSettings(_Frozen):
     url: str = ""  # e.g. redis://127.0.0.1:6379/0; empty: limits and stickiness live in process memory
 
 
+class ResponsesSettings(_Frozen):
+    # Keep responses made with store (the Responses API's default) for previous_response_id, GET and DELETE:
+    # in process memory, or in Redis when [redis] url is set.
+    store: bool = True
+    ttl_seconds: float = Field(3600.0, gt=0)  # how long a stored response can be continued
+    max_store_bytes: int = Field(256 * 1024 * 1024, ge=1024)  # in memory: past it, the oldest go first
+
+
 class ImageSettings(_Frozen):
     fetch: bool = False  # download http(s) image URLs and inline them as base64
     max_bytes: int = Field(5 * 1024 * 1024, ge=1)
@@ -190,6 +198,7 @@ class Settings(_Frozen):
     models: ModelSettings = ModelSettings()
     keys: list[KeySettings] = []
     redis: RedisSettings = RedisSettings()
+    responses: ResponsesSettings = ResponsesSettings()
     demo: bool = False
 
     @model_validator(mode="before")

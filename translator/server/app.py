@@ -18,9 +18,10 @@ from translator.demo import create_demo_app
 from translator.gateway.keys import KeyRing
 from translator.gateway.metrics import Metrics
 from translator.gateway.ratelimit import make_rate_limiter
+from translator.gateway.response_store import make_response_store
 from translator.gateway.sticky import make_sticky_store
 from translator.router import UpstreamPool
-from translator.server import claude_route, models_route, openai_route
+from translator.server import claude_route, models_route, openai_route, responses_route
 from translator.server.gate import authenticate
 from translator.server.images import image_session
 from translator.server.middleware import handle_requests
@@ -34,6 +35,7 @@ from translator.server.state import (
     METRICS,
     POOL,
     RESOLVE,
+    RESPONSE_STORE,
     SETTINGS,
 )
 from translator.upstream import Upstream
@@ -77,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     app[RESOLVE] = resolve
     app[models_route.CACHE] = {}
     app.cleanup_ctx.append(_upstream_ctx)
+    app.cleanup_ctx.append(_response_store_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -84,6 +87,12 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/chat/completions", openai_route.chat_completions)
     app.router.add_post("/v1/messages", claude_route.messages)
     app.router.add_post("/v1/messages/count_tokens", claude_route.count_tokens)
+    for prefix in ("/v1", ""):
+        app.router.add_post(f"{prefix}/responses", responses_route.create_response)
+        app.router.add_post(f"{prefix}/responses/input_tokens", responses_route.input_tokens)
+        app.router.add_get(f"{prefix}/responses/{{response_id}}", responses_route.get_response)
+        app.router.add_delete(f"{prefix}/responses/{{response_id}}", responses_route.delete_response)
+        app.router.add_get(f"{prefix}/responses/{{response_id}}/input_items", responses_route.list_input_items)
     app.router.add_get("/v1/models", models_route.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", models_route.get_model)
     return app
@@ -130,3 +139,14 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
             await upstream.close()
         if demo is not None:
             await demo.cleanup()
+
+
+async def _response_store_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = make_response_store(settings.redis.url, settings.responses.ttl_seconds,
+                                settings.responses.max_store_bytes)
+    app[RESPONSE_STORE] = store
+    try:
+        yield
+    finally:
+        await store.close()

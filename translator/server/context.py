@@ -17,7 +17,7 @@ from aiohttp import web
 
 from translator.convert.usage import openai_usage
 
-Route = Literal["openai", "claude"]
+Route = Literal["openai", "claude", "responses"]
 
 
 def _request_id() -> str:

@@ -75,7 +75,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
 @asynccontextmanager
 async def _in_flight(request: web.Request) -> AsyncIterator[None]:
     """API requests are counted while in flight (shutdown waits for them), up to the configured bound."""
-    if not request.path.startswith(("/v1/", "/chat/")):
+    if not request.path.startswith(("/v1/", "/chat/", "/responses")):
         yield
         return
     inflight = _admit(request)

@@ -14,6 +14,7 @@ from translator.convert import ModelProfile
 from translator.gateway.keys import KeyRing
 from translator.gateway.metrics import Metrics
 from translator.gateway.ratelimit import RateLimiter
+from translator.gateway.response_store import ResponseStore
 from translator.router import UpstreamPool
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,3 +27,4 @@ DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM: /readyz answ
 INFLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("inflight")  # the tasks of API requests in flight
 IMAGE_SESSION = web.AppKey("image_session", aiohttp.ClientSession)  # only with images.fetch
 CLOSING = web.AppKey("closing", asyncio.Event)  # set once the listener closed: new API requests get 503
+RESPONSE_STORE: web.AppKey[ResponseStore] = web.AppKey("response_store")  # stored Responses API answers

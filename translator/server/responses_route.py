@@ -1,0 +1,316 @@
+"""``/v1/responses``: the OpenAI Responses API on a Claude upstream.
+
+``POST /v1/responses`` converts the request (``translator.convert.responses_request``), sends it through the
+upstream pool and converts the answer back (``responses_response``, or ``responses_stream`` event by event
+through the relay). ``POST /v1/responses/input_tokens`` asks the upstream's ``count_tokens``.
+
+With ``[responses] store`` on, a response made with ``store`` (the spec's default) is kept with its
+conversation (``translator.gateway.response_store``): ``previous_response_id`` continues it, and
+``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` read it. A stored response
+belongs to the key that made it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from translator.convert import StreamProtocolError
+from translator.convert.errors import openai_error_from_claude
+from translator.convert.request import ConvertedRequest
+from translator.convert.responses_request import convert_responses_request
+from translator.convert.responses_response import request_echo, response_from_message
+from translator.convert.responses_stream import ResponsesStreamConverter
+from translator.errors import InvalidRequest, NotFound, TranslatorError, UpstreamUnavailable
+from translator.gateway.response_store import StoredResponse
+from translator.router import UpstreamCall
+from translator.server.common import header_text
+from translator.server.context import CONTEXT
+from translator.server.gate import Admission, admit, authenticate
+from translator.server.images import inline_images
+from translator.server.state import IMAGE_SESSION, POOL, RESPONSE_STORE, SETTINGS
+from translator.server.streaming import relay
+from translator.sse import SSEEvent, encode_event
+
+
+def _session_from(body: dict[str, Any]) -> object:
+    """``prompt_cache_key`` names the conversation (the upstream's prompt cache is what stickiness keeps
+    warm), else the end user."""
+    for name in ("prompt_cache_key", "safety_identifier", "user"):
+        if isinstance(body.get(name), str) and body[name]:
+            return body[name]
+    return None
+
+
+async def create_response(request: web.Request) -> web.StreamResponse:
+    async with admit(request, "responses", session_from=_session_from) as admission:
+        req = admission.take_body()
+        history = await _history(request, req.get("previous_response_id"))
+        conv = _converted(request, admission, req, history)
+        if request.app[SETTINGS].images.fetch:
+            await inline_images(conv.body, request.app[IMAGE_SESSION], request.app[SETTINGS].images)
+        admission.ctx.stream = conv.stream
+        turn = _Turn(request, admission, req, history, conv)
+        call = UpstreamCall("POST", "/v1/messages", orjson.dumps(conv.body), request.headers, model=admission.model,
+                            stream=conv.stream, session=admission.session, forward_key=admission.ctx.forward_key)
+        conv.body.clear()
+        if conv.stream:
+            return await _stream(request, call, turn)
+        return await _complete(request, call, turn)
+
+
+def _converted(
+    request: web.Request, admission: Admission, req: dict[str, Any], history: list[dict[str, Any]]
+) -> ConvertedRequest:
+    strict = request.app[SETTINGS].server.strict
+    return convert_responses_request(req, model=admission.model, profile=admission.profile, strict=strict,
+                                     history=history)
+
+
+class _Turn:
+    """One request's answer-to-be: its ids, what its response echoes, and what to store once answered."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        admission: Admission,
+        req: dict[str, Any],
+        history: list[dict[str, Any]],
+        conv: ConvertedRequest,
+    ) -> None:
+        self.request = request
+        self.response_id = f"resp_{uuid.uuid4().hex}"
+        self.created_at = int(time.time())
+        self.model = admission.model
+        self.owner = admission.ctx.key
+        self.echo = request_echo(req)
+        self.json_tool = conv.json_tool
+        self.history = history
+        self.input = _input_items(req.get("input"), self.response_id)
+        self.store = req.get("store") is not False and request.app[SETTINGS].responses.store
+        self.headers = _policy_headers(conv)
+
+    async def stored(self, response: dict[str, Any]) -> None:
+        if self.store:
+            stored = StoredResponse(self.owner, response, self.history, self.input)
+            await self.request.app[RESPONSE_STORE].put(self.response_id, stored)
+
+
+async def _complete(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.Response:
+    ctx = request[CONTEXT]
+    async with request.app[POOL].forward(call, ctx.attempted) as done:
+        message = await done.response.json()
+        request_id = done.response.headers.get("request-id")
+    if not isinstance(message, dict):
+        raise StreamProtocolError("upstream answered with JSON that is not a message object")
+    usage = message.get("usage")
+    ctx.usage = usage if isinstance(usage, dict) else {}
+    response = response_from_message(message, response_id=turn.response_id, created_at=turn.created_at,
+                                     model=turn.model, echo=turn.echo, json_tool=turn.json_tool)
+    await turn.stored(response)
+    headers = {**turn.headers, **({"x-request-id": request_id} if request_id else {})}
+    return web.Response(body=orjson.dumps(response), content_type="application/json", headers=headers)
+
+
+async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.StreamResponse:
+    ctx = request[CONTEXT]
+    async with request.app[POOL].forward(call, ctx.attempted) as done:
+        if not done.response.is_stream:
+            raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
+        request_id = done.response.headers.get("request-id")
+        headers = {**turn.headers, **({"x-request-id": request_id} if request_id else {})}
+        stream = _ResponsesStream(ResponsesStreamConverter(
+            response_id=turn.response_id, created_at=turn.created_at, model=turn.model, echo=turn.echo,
+            json_tool=turn.json_tool,
+        ))
+        resp = await relay(request, [done], [stream], headers=headers, farewell=_FAREWELL)
+    if stream.converter.response is not None and not stream.failed:
+        await turn.stored(stream.converter.response)
+    return resp
+
+
+class _ResponsesStream:
+    """The Claude stream as Responses events, for the relay."""
+
+    def __init__(self, converter: ResponsesStreamConverter) -> None:
+        self.converter = converter
+
+    @property
+    def done(self) -> bool:
+        return self.converter.done
+
+    @property
+    def failed(self) -> bool:
+        return self.converter.failed
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return self.converter.claude_usage
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.converter.stop_reason
+
+    @property
+    def error_type(self) -> str | None:
+        return self.converter.error_type
+
+    def feed(self, event: SSEEvent) -> bytes:
+        if event.event == "ping":  # a keep-alive, skipped unread
+            return b""
+        return _encoded(self.converter.feed(_event_json(event.data)))
+
+    def end(self) -> bytes:
+        return _encoded(self.converter.finish())
+
+    def fail(self, err: TranslatorError) -> bytes:
+        return _encoded(self.converter.fail(err))
+
+
+def _encoded(events: list[dict[str, Any]]) -> bytes:
+    return b"".join([encode_event(event["type"], event) for event in events])
+
+
+def _event_json(data: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise StreamProtocolError(f"upstream stream event is not JSON: {data[:100]!r}") from e
+    if not isinstance(payload, dict):
+        raise StreamProtocolError("upstream stream event is not a JSON object")
+    return payload
+
+
+# A stream cut by shutdown: an error event the SDKs raise on (no response.failed: there is no response
+# object to give at that point that would not claim more than is known).
+_SHUTTING_DOWN = openai_error_from_claude("overloaded_error", "the proxy is shutting down; retry the request")
+_FAREWELL = encode_event("error", {"type": "error", "sequence_number": 0, **_SHUTTING_DOWN["error"]})
+
+
+def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
+    headers = {}
+    if conv.ignored:
+        headers["x-translator-ignored"] = header_text(conv.ignored)
+    if conv.adjustments:
+        headers["x-translator-adjustments"] = header_text(conv.adjustments)
+    return headers
+
+
+def _input_items(value: object, response_id: str) -> list[dict[str, Any]]:
+    """The request's input as items (a string is one user message), each with an id (``input_items``
+    lists them by id; the client's own are kept)."""
+    if isinstance(value, str):
+        value = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+    items = [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+    return [item if isinstance(item.get("id"), str) else {"id": f"item_{response_id[5:]}_{n}", **item}
+            for n, item in enumerate(items)]
+
+
+# --- state: previous_response_id, GET, DELETE, input_items ---
+
+
+async def _history(request: web.Request, previous: object) -> list[dict[str, Any]]:
+    """The items ``previous_response_id`` continues from: never silently none."""
+    if previous is None:
+        return []
+    if not isinstance(previous, str) or not previous:
+        raise InvalidRequest("previous_response_id: a response id", param="previous_response_id")
+    if not request.app[SETTINGS].responses.store:
+        raise InvalidRequest("previous_response_id needs stored responses, which this proxy does not keep "
+                             "([responses] store = false): send the whole conversation as input",
+                             param="previous_response_id")
+    stored = await _owned(request, previous)
+    if stored is None:
+        raise InvalidRequest(f"previous response with id {previous!r} not found (it may have expired)",
+                             param="previous_response_id")
+    return stored.conversation()
+
+
+async def _owned(request: web.Request, response_id: str) -> StoredResponse | None:
+    """The stored response, if there is one that the caller's key may see."""
+    stored = await request.app[RESPONSE_STORE].get(response_id)
+    if stored is None or stored.owner != request[CONTEXT].key:
+        return None
+    return stored
+
+
+async def _found(request: web.Request) -> StoredResponse:
+    authenticate(request)
+    response_id = request.match_info["response_id"]
+    if not request.app[SETTINGS].responses.store:
+        raise NotFound("this proxy does not store responses ([responses] store = false)", param="response_id")
+    stored = await _owned(request, response_id)
+    if stored is None:
+        raise NotFound(f"no response with id {response_id!r} (it may have expired)", param="response_id")
+    return stored
+
+
+async def get_response(request: web.Request) -> web.Response:
+    return web.json_response((await _found(request)).response, dumps=_dumps)
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    stored = await _found(request)
+    await request.app[RESPONSE_STORE].delete(stored.response["id"])
+    return web.json_response({"id": stored.response["id"], "object": "response.deleted", "deleted": True})
+
+
+async def list_input_items(request: web.Request) -> web.Response:
+    """``GET /v1/responses/{id}/input_items``: the input items of that response, newest first by default
+    (``order``, ``limit`` 1..100, ``after``), as the spec's list object."""
+    stored = await _found(request)
+    items = [*stored.history, *stored.input]
+    order, limit, after = _list_params(request)
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[:limit]
+    return web.json_response({
+        "object": "list", "data": page, "first_id": page[0].get("id") if page else None,
+        "last_id": page[-1].get("id") if page else None, "has_more": len(items) > limit,
+    }, dumps=_dumps)
+
+
+def _list_params(request: web.Request) -> tuple[str, int, str | None]:
+    order = request.query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order: 'asc' or 'desc'", param="order")
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        raise InvalidRequest("limit: a number from 1 to 100", param="limit") from None
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("limit: a number from 1 to 100", param="limit")
+    return order, limit, request.query.get("after")
+
+
+async def input_tokens(request: web.Request) -> web.Response:
+    """``POST /v1/responses/input_tokens``: the request as it would go upstream, counted by the upstream's
+    ``count_tokens``."""
+    async with admit(request, "responses", session_from=_session_from) as admission:
+        req = admission.take_body()
+        history = await _history(request, req.get("previous_response_id"))
+        conv = _converted(request, admission, req, history)
+        body = {k: v for k, v in conv.body.items() if k in _COUNTED}
+        call = UpstreamCall("POST", "/v1/messages/count_tokens", orjson.dumps(body), request.headers,
+                            model=admission.model, forward_key=admission.ctx.forward_key)
+        async with request.app[POOL].forward(call, admission.ctx.attempted) as done:
+            counted = await done.response.json()
+    tokens = counted.get("input_tokens") if isinstance(counted, dict) else None
+    if type(tokens) is not int:
+        raise UpstreamUnavailable("upstream's count_tokens answered without input_tokens")
+    return web.json_response({"object": "response.input_tokens", "input_tokens": tokens})
+
+
+# What the Claude count_tokens endpoint takes of a Messages body.
+_COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking", "output_config")
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
