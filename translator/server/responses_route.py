@@ -20,7 +20,6 @@ import orjson
 from aiohttp import web
 
 from translator.convert import StreamProtocolError
-from translator.convert.errors import openai_error_from_claude
 from translator.convert.request import ConvertedRequest
 from translator.convert.responses_request import convert_responses_request
 from translator.convert.responses_response import request_echo, response_from_message
@@ -127,7 +126,7 @@ async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.
             response_id=turn.response_id, created_at=turn.created_at, model=turn.model, echo=turn.echo,
             json_tool=turn.json_tool,
         ))
-        resp = await relay(request, [done], [stream], headers=headers, farewell=_FAREWELL)
+        resp = await relay(request, [done], [stream], headers=headers)
     if stream.converter.response is not None and not stream.failed:
         await turn.stored(stream.converter.response)
     return resp
@@ -183,12 +182,6 @@ def _event_json(data: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise StreamProtocolError("upstream stream event is not a JSON object")
     return payload
-
-
-# A stream cut by shutdown: an error event the SDKs raise on (no response.failed: there is no response
-# object to give at that point that would not claim more than is known).
-_SHUTTING_DOWN = openai_error_from_claude("overloaded_error", "the proxy is shutting down; retry the request")
-_FAREWELL = encode_event("error", {"type": "error", "sequence_number": 0, **_SHUTTING_DOWN["error"]})
 
 
 def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
