@@ -1,0 +1,201 @@
+"""``/v1/responses`` through the real server against the fake upstream: the request upstream, the answer
+back (JSON and SSE), stored responses (previous_response_id, GET, DELETE, input_items, per-key ownership,
+the store off), input_tokens, and the gateway's keys, limits and log line on the new route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import CLIENT_KEYS
+from tests.fakes import FakeUpstream
+from translator.gateway.keys import hash_key
+
+ALICE = "sk-tr-alice-responses-0123456789"
+BOB = "sk-tr-bob-responses-0123456789"
+CLIENT_KEYS.update({ALICE, BOB})
+KEYS = [{"name": "alice", "hash": hash_key(ALICE), "models": ["claude-*"]},
+        {"name": "bob", "hash": hash_key(BOB), "models": ["claude-*"]}]
+
+MESSAGE = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+           "content": [{"type": "text", "text": "Hello there"}], "stop_reason": "end_turn", "stop_sequence": None,
+           "usage": {"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 3}}
+STREAM = [
+    {"type": "message_start", "message": {**MESSAGE, "content": [], "stop_reason": None,
+                                          "usage": {"input_tokens": 5, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " there"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+     "usage": {"output_tokens": 2}},
+    {"type": "message_stop"},
+]
+
+
+def sse_events(body: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line[6:]) for line in body.split(b"\n") if line.startswith(b"data: ")]
+
+
+async def test_a_string_input_is_answered_with_a_response_object(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.json(MESSAGE, headers={"request-id": "req_up_9"})
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi", "store": False})
+    assert resp.status == 200
+    assert resp.headers["x-request-id"] == "req_up_9"
+    body = await resp.json()
+    assert body["object"] == "response" and body["id"].startswith("resp_") and body["status"] == "completed"
+    assert [item["type"] for item in body["output"]] == ["message"]
+    assert body["output"][0]["content"][0]["text"] == "Hello there"
+    assert body["usage"]["input_tokens"] == 8 and body["usage"]["input_tokens_details"]["cached_tokens"] == 3
+    sent = fake_upstream.last.json
+    assert fake_upstream.last.path == "/v1/messages"
+    assert sent["model"] == "claude-x" and sent["messages"] == [{"role": "user", "content": "Hi"}] or \
+        sent["messages"][0]["role"] == "user"
+    assert "store" not in sent and "input" not in sent
+
+
+async def test_without_v1_too(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.json(MESSAGE)
+    resp = await proxy.post("/responses", json={"model": "claude-x", "input": "Hi"})
+    assert resp.status == 200
+
+
+async def test_the_stream_runs_in_order_and_ends_completed(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.events(STREAM, chunk_size=7)
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi", "stream": True})
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+    events = sse_events(await resp.read())
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert deltas == ["Hello", " there"]
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hello there"
+
+
+async def test_an_upstream_error_before_the_first_byte_is_an_http_error(proxy, fake_upstream: FakeUpstream) -> None:
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    for _ in range(3):
+        fake_upstream.json(overloaded, status=529)
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi", "stream": True})
+    assert resp.status == 503
+    assert (await resp.json())["error"]["message"] == "Overloaded"
+
+
+async def test_an_error_midstream_ends_in_response_failed(proxy, fake_upstream: FakeUpstream) -> None:
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded midway"}}
+    fake_upstream.events([*STREAM[:3], error])
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi", "stream": True})
+    events = sse_events(await resp.read())
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["message"] == "Overloaded midway"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"model": "claude-x", "input": 42}, "input"),
+    ({"model": "claude-x", "input": [{"type": "function_call_output"}]}, "input"),
+    ({"input": "hi"}, "model"),
+])
+async def test_malformed_input_is_a_400_naming_its_param(proxy, fake_upstream: FakeUpstream, body, param) -> None:
+    resp = await proxy.post("/v1/responses", json=body)
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["type"] == "invalid_request_error" and (error["param"] or "").startswith(param)
+    assert fake_upstream.requests == []
+
+
+# --- stored responses ---
+
+
+async def test_previous_response_id_continues_the_stored_conversation(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.json(MESSAGE)
+    first = await (await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi"})).json()
+    fake_upstream.json({**MESSAGE, "content": [{"type": "text", "text": "Fine"}]})
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "How are you?",
+                                                  "previous_response_id": first["id"]})
+    assert resp.status == 200
+    sent = fake_upstream.last.json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert orjson.dumps(sent[1]).count(b"Hello there") == 1
+    assert orjson.dumps(sent[2]).count(b"How are you?") == 1
+
+
+async def test_get_delete_and_input_items(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.json(MESSAGE)
+    made = await (await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi"})).json()
+    got = await proxy.get(f"/v1/responses/{made['id']}")
+    assert got.status == 200 and await got.json() == made
+    items = await (await proxy.get(f"/v1/responses/{made['id']}/input_items")).json()
+    assert items["object"] == "list" and items["has_more"] is False
+    assert [i["role"] for i in items["data"]] == ["user"] and items["first_id"] == items["data"][0]["id"]
+    deleted = await proxy.delete(f"/v1/responses/{made['id']}")
+    assert await deleted.json() == {"id": made["id"], "object": "response.deleted", "deleted": True}
+    gone = await proxy.get(f"/v1/responses/{made['id']}")
+    assert gone.status == 404 and (await gone.json())["error"]["type"] == "invalid_request_error"
+    again = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "x",
+                                                   "previous_response_id": made["id"]})
+    assert again.status == 400 and (await again.json())["error"]["param"] == "previous_response_id"
+
+
+async def test_store_false_keeps_nothing(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.json(MESSAGE)
+    made = await (await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi", "store": False})).json()
+    assert (await proxy.get(f"/v1/responses/{made['id']}")).status == 404
+
+
+async def test_a_streamed_response_is_stored_too(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.events(STREAM)
+    events = sse_events(await (await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi",
+                                                                        "stream": True})).read())
+    final = events[-1]["response"]
+    got = await (await proxy.get(f"/v1/responses/{final['id']}")).json()
+    assert got == final
+
+
+async def test_with_the_store_off_previous_response_id_is_refused(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(responses={"store": False})
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "x",
+                                                  "previous_response_id": "resp_123"})
+    assert resp.status == 400
+    assert "store = false" in (await resp.json())["error"]["message"]
+    assert (await proxy.get("/v1/responses/resp_123")).status == 404
+    assert fake_upstream.requests == []
+
+
+async def test_a_stored_response_belongs_to_its_key(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(keys=KEYS, upstream={"api_key": "sk-upstream-responses"})
+    fake_upstream.json(MESSAGE)
+    alice = {"Authorization": f"Bearer {ALICE}"}
+    bob = {"Authorization": f"Bearer {BOB}"}
+    made = await (await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi"}, headers=alice)).json()
+    assert (await proxy.get(f"/v1/responses/{made['id']}", headers=alice)).status == 200
+    assert (await proxy.get(f"/v1/responses/{made['id']}", headers=bob)).status == 404
+    assert (await proxy.delete(f"/v1/responses/{made['id']}", headers=bob)).status == 404
+    stolen = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "x",
+                                                    "previous_response_id": made["id"]}, headers=bob)
+    assert stolen.status == 400
+    assert (await proxy.get(f"/v1/responses/{made['id']}")).status == 401
+
+
+async def test_input_tokens_asks_count_tokens(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.json({"input_tokens": 17})
+    resp = await proxy.post("/v1/responses/input_tokens", json={"model": "claude-x", "input": "Hi",
+                                                               "instructions": "Be brief", "max_output_tokens": 9})
+    assert resp.status == 200
+    assert await resp.json() == {"object": "response.input_tokens", "input_tokens": 17}
+    assert fake_upstream.last.path == "/v1/messages/count_tokens"
+    sent = fake_upstream.last.json
+    assert set(sent) <= {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config"}
+    assert sent["model"] == "claude-x" and "max_tokens" not in sent
+
+
+async def test_the_log_line_and_metrics_name_the_route(proxy, fake_upstream: FakeUpstream, server_log) -> None:
+    fake_upstream.json(MESSAGE)
+    await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi"})
+    line = [orjson.loads(x) for x in server_log().splitlines() if '"request"' in x][-1]
+    assert line["route"] == "responses" and line["status"] == 200 and line["model"] == "claude-x"
+    metrics = await (await proxy.get("/metrics")).text()
+    assert 'translator_requests_total{model="claude-x",route="responses",status="200"' in metrics or \
+        'route="responses"' in metrics
