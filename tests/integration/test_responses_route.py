@@ -51,8 +51,8 @@ async def test_a_string_input_is_answered_with_a_response_object(proxy, fake_ups
     assert body["usage"]["input_tokens"] == 8 and body["usage"]["input_tokens_details"]["cached_tokens"] == 3
     sent = fake_upstream.last.json
     assert fake_upstream.last.path == "/v1/messages"
-    assert sent["model"] == "claude-x" and sent["messages"] == [{"role": "user", "content": "Hi"}] or \
-        sent["messages"][0]["role"] == "user"
+    assert sent["model"] == "claude-x"
+    assert sent["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
     assert "store" not in sent and "input" not in sent
 
 
@@ -197,5 +197,47 @@ async def test_the_log_line_and_metrics_name_the_route(proxy, fake_upstream: Fak
     line = [orjson.loads(x) for x in server_log().splitlines() if '"request"' in x][-1]
     assert line["route"] == "responses" and line["status"] == 200 and line["model"] == "claude-x"
     metrics = await (await proxy.get("/metrics")).text()
-    assert 'translator_requests_total{model="claude-x",route="responses",status="200"' in metrics or \
-        'route="responses"' in metrics
+    assert 'translator_requests_total{model="claude-x",route="responses",status="200",upstream="default"} 1.0' \
+        in metrics
+
+
+NAMESPACE_TOOLS = [
+    {"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {}}},
+    {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.",
+     "tools": [{"type": "function", "name": "spawn_agent", "description": "Spawn one.",
+                "parameters": {"type": "object", "properties": {"task": {"type": "string"}}}}]},
+]
+SPAWN = {"type": "tool_use", "id": "toolu_9", "name": "spawn_agent", "input": {"task": "look"}}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_a_call_to_a_namespace_function_comes_back_with_its_namespace(
+    proxy, fake_upstream: FakeUpstream, stream: bool
+) -> None:
+    # Codex finds the tool to run by namespace and name: without the namespace it answers "unsupported call"
+    message = {**MESSAGE, "content": [SPAWN], "stop_reason": "tool_use"}
+    if stream:
+        fake_upstream.events([
+            {"type": "message_start", "message": {**message, "content": [], "stop_reason": None}},
+            {"type": "content_block_start", "index": 0, "content_block": {**SPAWN, "input": {}}},
+            {"type": "content_block_delta", "index": 0,
+             "delta": {"type": "input_json_delta", "partial_json": '{"task": "look"}'}},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}},
+            {"type": "message_stop"},
+        ])
+    else:
+        fake_upstream.json(message)
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "go", "tools": NAMESPACE_TOOLS,
+                                                  "stream": stream, "store": False})
+    assert [t["name"] for t in fake_upstream.last.json["tools"]] == ["exec_command", "spawn_agent"]
+    if stream:
+        events = sse_events(await resp.read())
+        done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+        output = events[-1]["response"]["output"]
+        assert done == output
+    else:
+        output = (await resp.json())["output"]
+    assert output == [{"id": output[0]["id"], "type": "function_call", "status": "completed",
+                       "arguments": '{"task":"look"}', "call_id": "toolu_9", "name": "spawn_agent",
+                       "namespace": "multi_agent_v1"}]

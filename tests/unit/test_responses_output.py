@@ -753,7 +753,12 @@ ECHOED_ALIKE = ("instructions", "max_output_tokens", "max_tool_calls", "parallel
                 "truncation", "user", "metadata", "background")
 
 
-@pytest.mark.parametrize("request_path", sorted(OPENAI_REQUESTS.iterdir()), ids=lambda p: p.name)
+# The requests recorded with OpenAI's answers (the Codex requests beside them were sent to a fake of ours).
+RECORDED_REQUESTS = [p for p in sorted(OPENAI_REQUESTS.iterdir())
+                     if (FIXTURES / "responses" / "streams" / p.name.replace(".request.json", ".sse")).exists()]
+
+
+@pytest.mark.parametrize("request_path", RECORDED_REQUESTS, ids=lambda p: p.name)
 def test_request_echo_agrees_with_openai_recordings(request_path: Path) -> None:
     stem = request_path.name.removesuffix(".request.json")
     [created] = [e for e in sse_events(FIXTURES / "responses" / "streams" / f"{stem}.sse")

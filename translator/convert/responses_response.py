@@ -108,6 +108,11 @@ class FunctionCallItem(TypedDict):
     arguments: str
     call_id: str
     name: str
+    namespace: NotRequired[str]  # a function of a namespace tool (Codex finds its tools by namespace and name)
+
+
+Namespaces = Mapping[str, tuple[str, str]]  # a Claude tool name -> its namespace and its function's own name
+NO_NAMESPACES: Namespaces = {}
 
 
 OutputItem = MessageItem | ReasoningItem | FunctionCallItem
@@ -272,21 +277,23 @@ def response_from_message(
     model: str,
     echo: Mapping[str, Any],
     json_tool: str | None = None,
+    namespaces: Namespaces = NO_NAMESPACES,
 ) -> Response:
     """``message`` is the upstream's JSON object, read as a ``ClaudeMessage``: a shape that breaks that claim
-    is reported as an ``UpstreamProtocolError``."""
+    is reported as an ``UpstreamProtocolError``. ``namespaces``: the request's flattened namespace functions
+    (``ConvertedRequest.tool_namespaces``), whose calls get their namespace back."""
     try:
         return _response(cast(ClaudeMessage, message), response_id=response_id, created_at=created_at, model=model,
-                         echo=echo, json_tool=json_tool)
+                         echo=echo, json_tool=json_tool, namespaces=namespaces)
     except (AttributeError, TypeError, ValueError, KeyError) as e:
         raise UpstreamProtocolError(f"upstream answer is not a Claude message: {type(e).__name__}") from e
 
 
 def _response(
     msg: ClaudeMessage, *, response_id: str, created_at: int, model: str, echo: Mapping[str, Any],
-    json_tool: str | None,
+    json_tool: str | None, namespaces: Namespaces,
 ) -> Response:
-    out = _Output(response_id)
+    out = _Output(response_id, namespaces)
     for block in msg.get("content") or []:
         out.block(block, json_tool=json_tool)
     out.close()
@@ -307,8 +314,9 @@ class _Output:
     """The output items of a whole message, in the making: text gathers into the open message until an item
     of another type comes."""
 
-    def __init__(self, response_id: str) -> None:
+    def __init__(self, response_id: str, namespaces: Namespaces) -> None:
         self.response_id = response_id
+        self.namespaces = namespaces
         self.items: list[OutputItem] = []
         self._text: list[str] | None = None  # the open message's text, None when no message is open
         self._annotations: list[URLCitationAnnotation] = []
@@ -326,7 +334,8 @@ class _Output:
                 index = self._next()
                 self.items.append(function_call_item(
                     item_id("function_call", self.response_id, index), call_id=block["id"], name=block["name"],
-                    arguments=orjson.dumps(block.get("input") or {}).decode(), status="completed"))
+                    arguments=orjson.dumps(block.get("input") or {}).decode(), status="completed",
+                    namespaces=self.namespaces))
             case "thinking" | "redacted_thinking":
                 index = self._next()
                 self.items.append(reasoning_item(item_id("reasoning", self.response_id, index), block))
@@ -404,10 +413,14 @@ def summary_text(text: str) -> SummaryText:
 
 
 def function_call_item(
-    item_id: str, *, call_id: str, name: str, arguments: str, status: ItemStatus
+    item_id: str, *, call_id: str, name: str, arguments: str, status: ItemStatus,
+    namespaces: Namespaces = NO_NAMESPACES,
 ) -> FunctionCallItem:
-    return {"id": item_id, "type": "function_call", "status": status, "arguments": arguments, "call_id": call_id,
-            "name": name}
+    item: FunctionCallItem = {"id": item_id, "type": "function_call", "status": status, "arguments": arguments,
+                              "call_id": call_id, "name": name}
+    if name in namespaces:
+        item["namespace"], item["name"] = namespaces[name]
+    return item
 
 
 def url_annotations(citations: list[Citation] | None, start: int, end: int) -> list[URLCitationAnnotation]:

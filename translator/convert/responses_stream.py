@@ -38,9 +38,11 @@ from typing import Any, Literal
 import orjson
 
 from translator.convert.responses_response import (
+    NO_NAMESPACES,
     REFUSAL,
     FunctionCallItem,
     MessageItem,
+    Namespaces,
     OutputItem,
     OutputRefusal,
     OutputText,
@@ -122,13 +124,16 @@ class ResponsesStreamConverter:
         model: str,
         echo: Mapping[str, Any],
         json_tool: str | None = None,
+        namespaces: Namespaces = NO_NAMESPACES,
     ) -> None:
-        """``echo``: the request's fields the response repeats (``request_echo``)."""
+        """``echo``: the request's fields the response repeats (``request_echo``); ``namespaces``: the
+        request's flattened namespace functions, whose calls get their namespace back."""
         self._id = response_id
         self._created_at = created_at
         self._model = model
         self._echo = echo
         self._json_tool = json_tool
+        self._namespaces = namespaces
         self._seq = 0
         self._started = False  # response.created went out
         self._blocks: dict[int, _Block] = {}
@@ -311,7 +316,7 @@ class ResponsesStreamConverter:
         else:
             assert block is not None
             added = function_call_item(item.id, call_id=block.start["id"], name=block.start["name"], arguments="",
-                                       status="in_progress")
+                                       status="in_progress", namespaces=self._namespaces)
         return [*events, self._emit("response.output_item.added", output_index=index, item=added)]
 
     def _write(self, state: _Block, piece: str) -> list[ResponsesEvent]:
@@ -429,8 +434,8 @@ class ResponsesStreamConverter:
         arguments = compact_json("".join(state.input))
         name = state.start["name"]
         done: FunctionCallItem = function_call_item(item.id, call_id=state.start["id"], name=name,
-                                                    arguments=arguments, status=status)
-        return [*events, self._emit("response.function_call_arguments.done", item_id=item.id, name=name,
+                                                    arguments=arguments, status=status, namespaces=self._namespaces)
+        return [*events, self._emit("response.function_call_arguments.done", item_id=item.id, name=done["name"],
                                     output_index=item.index, arguments=arguments)], done
 
     # --- the response ---

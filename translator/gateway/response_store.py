@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ class StoreUnavailable(ProxyOverloaded):
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     owner: str | None  # the client key's name (None: the proxy is open)
-    response: dict[str, Any]
+    response: Mapping[str, Any]
     history: list[dict[str, Any]]  # the items of the turns before this one
     input: list[dict[str, Any]]  # this request's own input items
 
@@ -126,7 +126,7 @@ class RedisResponseStore:
             data = await self._redis.get(self._prefix + response_id)
         except RedisError as exc:
             raise StoreUnavailable(f"the response store is unavailable ({exc.__class__.__name__})") from exc
-        return None if data is None else StoredResponse.loads(data)
+        return None if data is None else StoredResponse.loads(data if isinstance(data, bytes) else data.encode())
 
     async def put(self, response_id: str, stored: StoredResponse) -> None:
         try:

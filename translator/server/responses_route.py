@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -88,12 +89,13 @@ class _Turn:
         self.owner = admission.ctx.key
         self.echo = request_echo(req)
         self.json_tool = conv.json_tool
+        self.namespaces = conv.tool_namespaces
         self.history = history
         self.input = _input_items(req.get("input"), self.response_id)
         self.store = req.get("store") is not False and request.app[SETTINGS].responses.store
         self.headers = _policy_headers(conv)
 
-    async def stored(self, response: dict[str, Any]) -> None:
+    async def stored(self, response: Mapping[str, Any]) -> None:
         if self.store:
             stored = StoredResponse(self.owner, response, self.history, self.input)
             await self.request.app[RESPONSE_STORE].put(self.response_id, stored)
@@ -109,7 +111,8 @@ async def _complete(request: web.Request, call: UpstreamCall, turn: _Turn) -> we
     usage = message.get("usage")
     ctx.usage = usage if isinstance(usage, dict) else {}
     response = response_from_message(message, response_id=turn.response_id, created_at=turn.created_at,
-                                     model=turn.model, echo=turn.echo, json_tool=turn.json_tool)
+                                     model=turn.model, echo=turn.echo, json_tool=turn.json_tool,
+                                     namespaces=turn.namespaces)
     await turn.stored(response)
     headers = {**turn.headers, **({"x-request-id": request_id} if request_id else {})}
     return web.Response(body=orjson.dumps(response), content_type="application/json", headers=headers)
@@ -124,7 +127,7 @@ async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.
         headers = {**turn.headers, **({"x-request-id": request_id} if request_id else {})}
         stream = _ResponsesStream(ResponsesStreamConverter(
             response_id=turn.response_id, created_at=turn.created_at, model=turn.model, echo=turn.echo,
-            json_tool=turn.json_tool,
+            json_tool=turn.json_tool, namespaces=turn.namespaces,
         ))
         resp = await relay(request, [done], [stream], headers=headers)
     if stream.converter.response is not None and not stream.failed:
