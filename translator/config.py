@@ -6,6 +6,7 @@ or the file after that.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import ipaddress
 import itertools
@@ -22,7 +23,7 @@ from urllib.request import (  # type: ignore[attr-defined]  # (proxy_bypass_envi
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
 
-from translator.convert import ModelProfile
+from translator.profiles import BUILTIN_PROFILES, ModelProfile
 
 ANTHROPIC_API = "https://api.anthropic.com"
 
@@ -152,43 +153,6 @@ class ModelSettings(_Frozen):
     profiles: dict[str, ProfileSettings] = {}
 
 
-ThinkingMode = Literal["budget", "adaptive"]
-
-
-def _profile(max_tokens: int, structured: bool, thinking: bool, mode: ThinkingMode, output: int) -> ProfileSettings:
-    return ProfileSettings(max_tokens=max_tokens, structured_output=structured, thinking=thinking,
-                           thinking_mode=mode, max_output_tokens=output)
-
-
-# What the model families are known to take: default max_tokens, native structured output
-# (output_config.format), extended thinking and how it is asked for, and the output limit. Every entry
-# sets every field, so a broad pattern further down never fills in a gap for a family named above it.
-BUILTIN_PROFILES: dict[str, ProfileSettings] = {
-    "claude-3-7-sonnet*": _profile(8192, False, True, "budget", 64000),
-    "claude-3-5-*": _profile(4096, False, False, "budget", 8192),
-    "claude-3-*": _profile(4096, False, False, "budget", 4096),
-    "claude-sonnet-4-0*": _profile(8192, False, True, "budget", 64000),
-    "claude-sonnet-4-2*": _profile(8192, False, True, "budget", 64000),  # claude-sonnet-4-20250514
-    "claude-sonnet-4@*": _profile(8192, False, True, "budget", 64000),  # Vertex AI: claude-sonnet-4@20250514
-    "claude-opus-4@*": _profile(8192, False, True, "budget", 32000),
-    "claude-opus-4-0*": _profile(8192, False, True, "budget", 32000),
-    "claude-opus-4-2*": _profile(8192, False, True, "budget", 32000),  # claude-opus-4-20250514
-    "claude-opus-4-1*": _profile(8192, True, True, "budget", 32000),
-    "claude-sonnet-4-5*": _profile(8192, True, True, "budget", 64000),
-    "claude-haiku-4-5*": _profile(8192, True, True, "budget", 64000),
-    "claude-opus-4-5*": _profile(8192, True, True, "budget", 64000),
-    "claude-*-4-6*": _profile(8192, True, True, "adaptive", 128000),
-    "claude-opus-4-7*": _profile(8192, True, True, "adaptive", 128000),
-    "claude-opus-4-8*": _profile(8192, True, True, "adaptive", 128000),
-    "claude-opus-5*": _profile(8192, True, True, "adaptive", 128000),
-    "claude-sonnet-5*": _profile(8192, True, True, "adaptive", 128000),
-    "claude-haiku-5*": _profile(8192, True, True, "adaptive", 128000),
-    "claude-fable-5*": _profile(8192, True, True, "adaptive", 128000),
-    # Anything else named claude-*: a newer family (adaptive thinking); the forced-tool JSON path is safe.
-    "claude-*": ProfileSettings(max_tokens=8192, structured_output=False, thinking=True, thinking_mode="adaptive"),
-}
-
-
 class Settings(_Frozen):
     server: ServerSettings = ServerSettings()
     upstream: UpstreamSettings = UpstreamSettings()
@@ -232,12 +196,19 @@ class Settings(_Frozen):
         the first matching pattern that sets it: the config's profiles, then the built-in table."""
         model = self.models.aliases.get(name, name)
         found: dict[str, Any] = {}
-        for pattern, prof in [*self.models.profiles.items(), *BUILTIN_PROFILES.items()]:
+        configured = [(pattern, prof.model_dump(exclude_none=True)) for pattern, prof in self.models.profiles.items()]
+        builtin = [(pattern, _set_fields(prof)) for pattern, prof in BUILTIN_PROFILES.items()]
+        for pattern, fields in [*configured, *builtin]:
             if fnmatch.fnmatchcase(model, pattern):
-                for key, value in prof.model_dump(exclude_none=True).items():
+                for key, value in fields.items():
                     found.setdefault(key, value)
         found.setdefault("max_tokens", self.models.default_max_tokens)
         return model, ModelProfile(**found)
+
+
+def _set_fields(profile: ModelProfile) -> dict[str, Any]:
+    """A built-in profile's fields that it sets (None: left to a broader pattern, or to the default)."""
+    return {name: value for name, value in dataclasses.asdict(profile).items() if value is not None}
 
 
 _ENV: dict[str, tuple[str, str]] = {

@@ -4,13 +4,14 @@ No I/O, no clock, no randomness, no aiohttp: data in, data out. Ids and timestam
 """
 
 from translator.convert.errors import claude_error_body, openai_error_body, openai_status
-from translator.convert.request import ConvertedRequest, ModelProfile, convert_request
+from translator.convert.request import ConvertedRequest, convert_request
 from translator.convert.response import convert_response, convert_responses
 from translator.convert.responses_request import convert_responses_request
 from translator.convert.responses_response import request_echo, response_from_message
 from translator.convert.responses_stream import ResponsesStreamConverter
 from translator.convert.stream import StreamConverter, StreamProtocolError
 from translator.convert.usage import add_usage, openai_usage
+from translator.profiles import ModelProfile
 
 __all__ = [
     "ConvertedRequest",

@@ -35,24 +35,12 @@ from translator.convert.wire import (
     WebSearchTool,
 )
 from translator.errors import InvalidRequest
+from translator.profiles import ModelProfile
 
 JSON_TOOL_DEFAULT = "json_response"
 MAX_USER_ID = 256  # Claude's metadata.user_id maxLength
 MAX_BUDGET = 2**31 - 1  # far beyond any model's output; bounds the max_tokens we derive from it
 MAX_N = 8
-
-
-@dataclass(frozen=True, slots=True)
-class ModelProfile:
-    """What we know of an upstream model that the OpenAI request does not say."""
-
-    max_tokens: int = 4096
-    structured_output: bool = False  # Claude's native output_config.format json_schema
-    thinking: bool = True  # extended thinking (claude-3-7-sonnet and later)
-    # How reasoning_effort is asked for: "budget" (thinking.type enabled with budget_tokens, up to the 4.5
-    # models) or "adaptive" (thinking.type adaptive with output_config.effort, 4.6 and later).
-    thinking_mode: str = "budget"
-    max_output_tokens: int | None = None  # the model's output limit: max_tokens never goes above it
 
 
 @dataclass(slots=True)

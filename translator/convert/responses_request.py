@@ -21,7 +21,6 @@ from translator.convert.content import response_text_blocks
 from translator.convert.policy import screen
 from translator.convert.request import (
     ConvertedRequest,
-    ModelProfile,
     one_sampler,
     output_format,
     prefill_thinking,
@@ -40,6 +39,7 @@ from translator.convert.responses_wire import ResponseCreateParams
 from translator.convert.tables import REASONING_BUDGET
 from translator.convert.wire import ReasoningEffort, TextBlock
 from translator.errors import InvalidRequest
+from translator.profiles import ModelProfile
 
 # reasoning.effort values Chat Completions' reasoning_effort lacks -> the one they stand for here: max and
 # xhigh both ask for Claude's max effort (and the largest budget).

@@ -13,13 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from translator.config import Settings
-from translator.convert import ModelProfile
 from translator.demo import create_demo_app
 from translator.gateway.keys import KeyRing
 from translator.gateway.metrics import Metrics
 from translator.gateway.ratelimit import make_rate_limiter
 from translator.gateway.response_store import make_response_store
 from translator.gateway.sticky import make_sticky_store
+from translator.profiles import ModelProfile
 from translator.router import UpstreamPool
 from translator.server import claude_route, models_route, openai_route, responses_route
 from translator.server.gate import authenticate

@@ -16,9 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from translator.convert import ModelProfile
 from translator.gateway.keys import ClientKey, presented_keys
 from translator.gateway.ratelimit import RateLimitExceeded
+from translator.profiles import ModelProfile
 from translator.server.common import read_json_object, require_model
 from translator.server.context import CONTEXT, RequestContext, Route
 from translator.server.state import KEYRING, LIMITER, METRICS, RESOLVE, SETTINGS

@@ -10,11 +10,11 @@ import aiohttp
 from aiohttp import web
 
 from translator.config import Settings
-from translator.convert import ModelProfile
 from translator.gateway.keys import KeyRing
 from translator.gateway.metrics import Metrics
 from translator.gateway.ratelimit import RateLimiter
 from translator.gateway.response_store import ResponseStore
+from translator.profiles import ModelProfile
 from translator.router import UpstreamPool
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -1,0 +1,57 @@
+"""What the proxy knows of each upstream model that a request does not say: a neutral module, read by
+``translator.config`` (which resolves a model name to its profile) and by ``translator.convert`` (which
+shapes a request by it), so that neither imports the other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ThinkingMode = Literal["budget", "adaptive"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """What we know of an upstream model that the OpenAI request does not say."""
+
+    max_tokens: int = 4096
+    structured_output: bool = False  # Claude's native output_config.format json_schema
+    thinking: bool = True  # extended thinking (claude-3-7-sonnet and later)
+    # How reasoning_effort is asked for: "budget" (thinking.type enabled with budget_tokens, up to the 4.5
+    # models) or "adaptive" (thinking.type adaptive with output_config.effort, 4.6 and later).
+    thinking_mode: ThinkingMode = "budget"
+    max_output_tokens: int | None = None  # the model's output limit: max_tokens never goes above it
+
+
+def _profile(max_tokens: int, structured: bool, thinking: bool, mode: ThinkingMode, output: int) -> ModelProfile:
+    return ModelProfile(max_tokens=max_tokens, structured_output=structured, thinking=thinking,
+                        thinking_mode=mode, max_output_tokens=output)
+
+
+# What the model families are known to take: default max_tokens, native structured output
+# (output_config.format), extended thinking and how it is asked for, and the output limit. Every entry
+# sets every field, so a broad pattern further down never fills in a gap for a family named above it.
+BUILTIN_PROFILES: dict[str, ModelProfile] = {
+    "claude-3-7-sonnet*": _profile(8192, False, True, "budget", 64000),
+    "claude-3-5-*": _profile(4096, False, False, "budget", 8192),
+    "claude-3-*": _profile(4096, False, False, "budget", 4096),
+    "claude-sonnet-4-0*": _profile(8192, False, True, "budget", 64000),
+    "claude-sonnet-4-2*": _profile(8192, False, True, "budget", 64000),  # claude-sonnet-4-20250514
+    "claude-sonnet-4@*": _profile(8192, False, True, "budget", 64000),  # Vertex AI: claude-sonnet-4@20250514
+    "claude-opus-4@*": _profile(8192, False, True, "budget", 32000),
+    "claude-opus-4-0*": _profile(8192, False, True, "budget", 32000),
+    "claude-opus-4-2*": _profile(8192, False, True, "budget", 32000),  # claude-opus-4-20250514
+    "claude-opus-4-1*": _profile(8192, True, True, "budget", 32000),
+    "claude-sonnet-4-5*": _profile(8192, True, True, "budget", 64000),
+    "claude-haiku-4-5*": _profile(8192, True, True, "budget", 64000),
+    "claude-opus-4-5*": _profile(8192, True, True, "budget", 64000),
+    "claude-*-4-6*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-opus-4-7*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-opus-4-8*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-opus-5*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-sonnet-5*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-haiku-5*": _profile(8192, True, True, "adaptive", 128000),
+    "claude-fable-5*": _profile(8192, True, True, "adaptive", 128000),
+    # Anything else named claude-*: a newer family (adaptive thinking); the forced-tool JSON path is safe.
+    "claude-*": ModelProfile(max_tokens=8192, structured_output=False, thinking=True, thinking_mode="adaptive"),
+}
