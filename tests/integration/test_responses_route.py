@@ -196,6 +196,9 @@ async def test_the_log_line_and_metrics_name_the_route(proxy, fake_upstream: Fak
     await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi"})
     line = [orjson.loads(x) for x in server_log().splitlines() if '"request"' in x][-1]
     assert line["route"] == "responses" and line["status"] == 200 and line["model"] == "claude-x"
+    assert line["usage"] == {"input_tokens": 8, "input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0},
+                             "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0},
+                             "total_tokens": 10}
     metrics = await (await proxy.get("/metrics")).text()
     assert 'translator_requests_total{model="claude-x",route="responses",status="200",upstream="default"} 1.0' \
         in metrics

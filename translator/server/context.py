@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
 
+from translator.convert.responses_response import response_usage
 from translator.convert.usage import openai_usage
 
 Route = Literal["openai", "claude", "responses"]
@@ -68,7 +70,7 @@ class RequestContext:
             if value is not None:
                 fields[name] = value
         if self.usage is not None:
-            fields["usage"] = openai_usage(self.usage) if self.route == "openai" else self.usage
+            fields["usage"] = _USAGE_SHAPE.get(self.route, dict)(self.usage)
         if self.shutdown:
             fields["error"] = "shutdown"
         if self.cancelled:
@@ -80,5 +82,11 @@ class RequestContext:
 
 _LOGGED = ("route", "key", "model", "upstream_model", "stream", "n", "upstream", "attempts", "ttft_ms",
            "stop_reason", "stream_error", "error")
+
+# The usage in the log line, in the caller's API's shape (Claude's, as kept, on the Claude route).
+_USAGE_SHAPE: dict[Route | None, Callable[[dict[str, Any]], Any]] = {
+    "openai": openai_usage,
+    "responses": response_usage,
+}
 
 CONTEXT = web.RequestKey("context", RequestContext)
