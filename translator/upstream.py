@@ -95,6 +95,10 @@ class UpstreamResponse:
         with map_errors():
             return await self._resp.content.readany()
 
+    def abort(self, error: Exception) -> None:
+        """Fail the stream: the pending read (or the next) raises ``error`` (the relay's idle clock)."""
+        self._resp.content.set_exception(error)
+
     def finish(self) -> None:
         """The stream has ended (message_stop) and the client has its answer: the connection goes back to the
         pool, once the rest of its body (normally just the chunked encoding's last chunk) has come. With the

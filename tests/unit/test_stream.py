@@ -1143,7 +1143,7 @@ def _upstream_stream(reads: list[bytes]) -> Any:
     async def read() -> bytes:
         return pending.pop() if pending else b""
 
-    return SimpleNamespace(next_events=StreamEvents(read).next)
+    return SimpleNamespace(next_events=StreamEvents(read).next, abort=lambda error: None)
 
 
 def _source(reads: list[bytes]) -> Any:

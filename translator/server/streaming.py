@@ -110,21 +110,48 @@ async def pump(source: Attempted, stream: EventStream, write: Write) -> bytes:
     """One upstream stream onto the client: the events each upstream read completes are converted and
     written at once (one write per read, not per event). Returns the stream's last bytes, unwritten, for the
     caller to send with the response's end."""
-    idle = source.upstream.settings.stream_idle_timeout
+    seconds = source.upstream.settings.stream_idle_timeout
+    timeout = UpstreamTimeout(f"upstream stream sent no event for {seconds:g} s")
+    clock = IdleClock(seconds, lambda: source.response.abort(timeout))
     try:
-        async with asyncio.timeout(idle) as clock:
-            while (events := await source.response.next_events()) is not None:
-                clock.reschedule(asyncio.get_running_loop().time() + idle)
-                out = _feed(stream, events)
-                if stream.done:
-                    return out
-                if out:
-                    await write(out)
-    except TimeoutError:  # the idle clock's (the upstream's own timeouts come as UpstreamTimeout)
-        return stream.fail(UpstreamTimeout(f"upstream stream sent no event for {idle:g} s"))
-    except TranslatorError as err:
+        while (events := await source.response.next_events()) is not None:
+            clock.tick()
+            out = _feed(stream, events)
+            if stream.done:
+                return out
+            if out:
+                await write(out)
+    except TranslatorError as err:  # the idle clock's timeout too: the upstream's read raises it
         return stream.fail(err)
+    finally:
+        clock.stop()
     return stream.end()  # the upstream's body ended before the stream was done: cut short
+
+
+class IdleClock:
+    """Calls ``on_idle`` once no ``tick()`` (an event) has come for ``seconds``. One timer, moved only when it
+    fires while the stream is not idle: ``tick()`` just notes the time (a timer moved on every read of every
+    stream would cost more than the read's own work)."""
+
+    def __init__(self, seconds: float, on_idle: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._seconds = seconds
+        self._on_idle = on_idle
+        self._last = self._loop.time()
+        self._timer = self._loop.call_at(self._last + seconds, self._check)
+
+    def tick(self) -> None:
+        self._last = self._loop.time()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        due = self._last + self._seconds
+        if self._loop.time() >= due:
+            self._on_idle()
+        else:
+            self._timer = self._loop.call_at(due, self._check)
 
 
 def _feed(stream: EventStream, events: list[SSEEvent]) -> bytes:
