@@ -37,8 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the fake upstream's CPU on a 2-core machine: the load generator's (default) or the "
                              "proxy's and passthrough's (see bench/README.md, Caveats)")
     parser.add_argument("--baseline", metavar="REF",
-                        help="also measure the proxy as it was at this git ref (targets baseline-openai and "
-                             "baseline-claude), built into a virtualenv of its own before round 1")
+                        help="also measure the proxy as it was at this git ref (targets baseline-openai, "
+                             "baseline-claude and, if it has that route, baseline-responses), built into a "
+                             "virtualenv of its own before round 1")
     return parser.parse_args(argv)
 
 
@@ -111,7 +112,7 @@ class Bench:
     async def big_bodies(self) -> list[MemorySample]:
         bodies = scenarios.big_bodies(self.plan.big_body_bytes)
         out = []
-        for target in self.plan.compared:
+        for target in self.plan.probed:
             m = await self._fresh(target, lambda server, t: runner.big_body_probe(
                 server, t, bodies[t.route], self.plan.big_requests))
             self.log(f"big body {target.name}: {m.body_bytes / 2**20:.1f} MB, peak growth "
@@ -123,7 +124,7 @@ class Bench:
         assert self.upstream is not None
         upstream, bodies, count = self.upstream, scenarios.held_bodies(), self.plan.held_streams
         out = []
-        for target in self.plan.compared:
+        for target in self.plan.probed:
             m = await self._fresh(target, lambda server, t: runner.held_probe(
                 server, t, bodies[t.route], count, upstream, self.log))
             self.log(f"held streams {target.name}: {m.requests} open, "
@@ -228,7 +229,9 @@ def build_baseline(ref: str, workdir: Path) -> Baseline:
         built = baseline.build(ref, workdir)
     except RuntimeError as e:
         raise SystemExit(f"--baseline {ref}: {e}") from e
-    print(f"baseline {built.commit} built in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    missing = [scenarios.PATHS[route] for route in scenarios.ROUTES if route not in built.routes]
+    skipped = f" (it has no {', '.join(missing)}: no baseline target there)" if missing else ""
+    print(f"baseline {built.commit} built in {time.monotonic() - started:.0f} s{skipped}", file=sys.stderr, flush=True)
     return built
 
 
@@ -241,13 +244,11 @@ def raise_nofile() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = scenarios.plan(quick=args.quick, rounds=args.rounds, budget=args.budget,
-                          baseline=args.baseline is not None)
     available = cpus()
     pinned = len(available) >= 2 and not args.no_pin
     load_cpu, server_cpu = (available[0], available[1]) if pinned else (None, None)
     upstream_cpu = server_cpu if args.upstream_cpu == "server" else load_cpu
-    servers = "proxy, baseline and passthrough" if plan.baseline else "proxy and passthrough"
+    servers = "proxy, baseline and passthrough" if args.baseline else "proxy and passthrough"
     pinning = (f"load generator on CPU {load_cpu}, fake upstream on CPU {upstream_cpu}, {servers} on "
                f"CPU {server_cpu}" if pinned else "none")
     pin_self(load_cpu)
@@ -257,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Fleet() as fleet:  # its work directory, the baseline's build included, is removed on the way out
             built = build_baseline(args.baseline, fleet.workdir) if args.baseline else None
+            plan = scenarios.plan(quick=args.quick, rounds=args.rounds, budget=args.budget,
+                                  baseline_routes=built.routes if built else ())
             bench = Bench(fleet, plan, load_cpu, server_cpu, upstream_cpu, built)
             bench.log(f"{'quick' if plan.quick else 'full'} run, {plan.rounds} round(s); {pinning}")
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop:
@@ -275,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 "held_streams": plan.held_streams, "big_body_bytes": plan.big_body_bytes,
                 "translator": report.git_state("translator"), "loadavg_before": load_before,
                 "loadavg_after": report.loadavg(),
-                **({"baseline": {"ref": built.ref, "commit": built.commit}} if built else {})},
+                **({"baseline": {"ref": built.ref, "commit": built.commit, "routes": list(built.routes)}}
+                   if built else {})},
         **analysis.summarize(plan, samples, big, held),
     }
     json_path, md_path = report.write(args.out, results, args.name or ("quick" if args.quick else "latest"))

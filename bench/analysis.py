@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.runner import MemorySample, Sample
-from bench.scenarios import CLAUDE, OPENAI, Plan
+from bench.scenarios import PROBED_ROUTES, ROUTES, Plan
 
 KB = 1024
 MB = 1024 * 1024
@@ -112,11 +112,12 @@ Ratios = dict[str, dict[str, dict[str, float]]]  # scenario -> route -> figure -
 
 def ratios(stats: dict[str, dict[str, Stats]], reference: str = "passthrough") -> Ratios:
     """scenario -> route -> {cpu, rps, added_p50, added_p99}: proxy over ``reference`` (the passthrough, or
-    the baseline), from the same rounds."""
+    the baseline), from the same rounds; a route without a ``reference`` target (a baseline from before that
+    route) has none."""
     out: Ratios = {}
     for scenario, by_target in stats.items():
         direct = by_target.get("direct")
-        for route in (OPENAI, CLAUDE):
+        for route in ROUTES:
             proxy, ref = by_target.get(f"proxy-{route}"), by_target.get(f"{reference}-{route}")
             if proxy is None or ref is None:
                 continue
@@ -197,7 +198,7 @@ def verdicts(plan: Plan, stats: dict[str, dict[str, Stats]], mem: dict[str, Any]
     rat = ratios(stats)
     concs = sorted({s.concurrency for s in plan.scenarios if s.kind != "history"})
     out: list[Verdict] = []
-    for route in (OPENAI, CLAUDE):
+    for route in ROUTES:
         for label in ("json", "stream20", "stream500"):
             cpu = {f"c{c}": rat[f"{label}-c{c}"][route]["cpu"] for c in concs
                    if route in rat.get(f"{label}-c{c}", {})}
@@ -205,21 +206,21 @@ def verdicts(plan: Plan, stats: dict[str, dict[str, Stats]], mem: dict[str, Any]
             out.append(_verdict("CPU/request <= 1.5x passthrough", f"{route} {label} (worst: {worst})",
                                 value, LIMITS["cpu_ratio"], "x"))
     per_event = event_cpu(stats, concs)
-    for route in (OPENAI, CLAUDE):
+    for route in ROUTES:
         worst, value = _worst(per_event.get(f"proxy-{route}", {}))
         out.append(_verdict("CPU per stream event <= 25 us", f"{route} (worst: {worst})", value,
                             LIMITS["event_cpu_us"], "us"))
     top = max(concs)
-    for route in (OPENAI, CLAUDE):
+    for route in ROUTES:
         for label in ("json", "stream20", "stream500"):
             value = rat.get(f"{label}-c{top}", {}).get(route, {}).get("added_p99", math.nan)
             out.append(_verdict(f"p99 added latency at c{top} <= 1.5x passthrough", f"{route} {label}", value,
                                 LIMITS["p99_added_ratio"], "x"))
-    for route in (OPENAI, CLAUDE):
+    for route in PROBED_ROUTES:
         big = mem["big_body"].get(f"proxy-{route}", {})
         out.append(_verdict("10 MB request: peak growth < 4x body", route, big.get("growth_x_body", math.nan),
                             LIMITS["big_body_growth"], "x"))
-    for route in (OPENAI, CLAUDE):
+    for route in PROBED_ROUTES:
         held = mem["held_streams"].get(f"proxy-{route}", {})
         out.append(_verdict("memory per open idle stream < 64 KB", f"{route} ({held.get('streams_open', 0)} open)",
                             held.get("kb_per_stream", math.nan), LIMITS["held_stream_kb"], "KB"))

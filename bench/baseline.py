@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.fleet import ROOT
+from bench.scenarios import CLAUDE, OPENAI, RESPONSES
 
 # Exits 0 when the installed translator has the in-flight limit setting (bench/__main__.py, proxy_settings).
 _HAS_LIMIT = ("import sys\nfrom translator.config import ServerSettings\n"
               "sys.exit(0 if 'max_concurrent_requests' in ServerSettings.model_fields else 1)")
+# Exits 0 when it has the /v1/responses route (added in e6b4478): without it, the baseline has no Responses target.
+_HAS_RESPONSES = "import translator.server.responses_route"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class Baseline:
     commit: str  # the short hash it resolved to
     python: Path  # the baseline virtualenv's interpreter
     has_limit: bool  # its config has server.max_concurrent_requests
+    routes: tuple[str, ...] = (OPENAI, CLAUDE, RESPONSES)  # the benchmark's routes it serves
 
 
 def build(ref: str, workdir: Path) -> Baseline:
@@ -46,8 +50,13 @@ def build(ref: str, workdir: Path) -> Baseline:
     _run([str(python), "-m", "pip", "install", "-q", str(source)], workdir)
     if not (venv / "bin" / "translator").exists():
         raise RuntimeError(f"the translator at {commit} installs no `translator` console script")
-    has_limit = subprocess.run([str(python), "-c", _HAS_LIMIT], cwd=workdir, capture_output=True).returncode == 0
-    return Baseline(ref, commit, python, has_limit)
+    routes = (OPENAI, CLAUDE, *((RESPONSES,) if _succeeds(python, _HAS_RESPONSES, workdir) else ()))
+    return Baseline(ref, commit, python, _succeeds(python, _HAS_LIMIT, workdir), routes)
+
+
+def _succeeds(python: Path, code: str, cwd: Path) -> bool:
+    """Whether ``code`` exits 0 under the baseline's interpreter (outside the working tree, as in ``_run``)."""
+    return subprocess.run([str(python), "-c", code], cwd=cwd, capture_output=True).returncode == 0
 
 
 def _export(commit: str, dest: Path) -> None:

@@ -1,5 +1,5 @@
 """Instructions per request, counted by valgrind's cachegrind: ``python -m bench.instructions [--route
-openai|claude] [--kind json|stream20|stream500|history] [--requests N]``.
+openai|claude|responses] [--kind json|stream20|stream500|history] [--requests N]``.
 
 Starts the fake upstream, then the proxy and the passthrough one at a time under ``valgrind --tool=cachegrind
 --cache-sim=yes``, each twice: once sent N requests, once 5N. The difference between the two runs' counts,
@@ -34,7 +34,7 @@ from bench.fleet import Child, Fleet, python_module, translator_command, wait_re
 from bench.loadgen import LoadClient
 from bench.profile import body_for, proxy_env
 from bench.runner import request_for, warm_request
-from bench.scenarios import CLAUDE, OPENAI, Target
+from bench.scenarios import OPENAI, ROUTES, Target
 
 EVENTS = ("Ir", "I1mr", "D1mr")  # instructions; first-level instruction and data read misses (simulated)
 LONGER = 5  # the second run sends this many times the first's requests
@@ -51,7 +51,7 @@ class Counts:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.splitlines()[0])
-    parser.add_argument("--route", choices=[OPENAI, CLAUDE], default=OPENAI)
+    parser.add_argument("--route", choices=ROUTES, default=OPENAI)
     parser.add_argument("--kind", choices=["json", "stream20", "stream500", "history"], default="stream20")
     parser.add_argument("--requests", type=int, default=50, help="requests of the shorter run (default 50)")
     parser.add_argument("--top", type=int, default=25)

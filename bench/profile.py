@@ -1,4 +1,4 @@
-"""Profile the proxy under one scenario's load: ``python -m bench.profile [--route openai|claude]
+"""Profile the proxy under one scenario's load: ``python -m bench.profile [--route openai|claude|responses]
 [--kind json|stream20|stream500|history] [--concurrency N] [--seconds S] [--tool py-spy|cprofile]``.
 
 Starts the fake upstream and the proxy (pinned as in the benchmark), drives the chosen scenario for S
@@ -29,12 +29,12 @@ from bench.__main__ import RESULTS
 from bench.fleet import Child, Fleet, cpus, pin_self, python_module, translator_command, wait_ready
 from bench.loadgen import LoadClient
 from bench.runner import request_for, warm_request
-from bench.scenarios import CLAUDE, OPENAI, Target
+from bench.scenarios import OPENAI, ROUTES, Target
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
-    parser.add_argument("--route", choices=[OPENAI, CLAUDE], default=OPENAI)
+    parser.add_argument("--route", choices=ROUTES, default=OPENAI)
     parser.add_argument("--kind", choices=["json", "stream20", "stream500", "history"], default="stream500")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=15.0)

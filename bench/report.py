@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from bench.analysis import ADDED_FLOOR_MS, ADDED_FLOOR_SHARE
+from bench.scenarios import ROUTES
 
 
 def machine(nproc: int, pinning: str) -> dict[str, Any]:
@@ -164,11 +165,13 @@ def _baseline(results: dict[str, Any]) -> list[str]:
             proxy, base = scenarios[name][f"proxy-{route}"], scenarios[name][f"baseline-{route}"]
             rows.append([name, route, _f(proxy["cpu_us_per_req"], 0), _f(base["cpu_us_per_req"], 0), _f(r["cpu"], 2),
                          _f(r["added_p50"], 2), _f(r["added_p99"], 2), _f(r["rps"], 2)])
-    commit = results["run"]["baseline"]["commit"]
-    return [f"## Proxy / baseline at {commit} (same rounds)", "",
+    base = results["run"]["baseline"]
+    missing = [route for route in ROUTES if route not in base.get("routes", ROUTES)]
+    skipped = f" The baseline has no {', '.join(missing)} route: no rows for it here." if missing else ""
+    return [f"## Proxy / baseline at {base['commit']} (same rounds)", "",
             "The proxy beside itself as it was at the baseline commit, run the same way in the same rounds. "
             "Below 1: the proxy costs less CPU or adds less latency than the baseline (for req/s: served fewer). "
-            "`+p50`/`+p99`: added latency over `direct`, floored as above.", "",
+            f"`+p50`/`+p99`: added latency over `direct`, floored as above.{skipped}", "",
             *_table(["scenario", "route", "proxy CPU us/req", "baseline CPU us/req", "CPU/req", "+p50", "+p99",
                      "req/s"], rows)]
 

@@ -2,9 +2,9 @@
 ``--quick``). Nothing here does I/O.
 
 Targets: the proxy under test and the passthrough reference, each on the OpenAI route
-(``/v1/chat/completions``) and the Claude route (``/v1/messages``), and ``direct`` (the fake upstream
-itself, with the Claude body), which the added latency is measured against. With ``--baseline REF``, also
-the proxy as it was at REF (``baseline``), on both routes.
+(``/v1/chat/completions``), the Claude route (``/v1/messages``) and the Responses route (``/v1/responses``),
+and ``direct`` (the fake upstream itself, with the Claude body), which the added latency is measured
+against. With ``--baseline REF``, also the proxy as it was at REF (``baseline``), on the routes it has.
 """
 
 from __future__ import annotations
@@ -18,16 +18,21 @@ import orjson
 
 MODEL = "claude-sonnet-4-5"
 SLOW_MODEL = "bench-slow"  # bench/upstream.py holds these streams open until released
-OPENAI, CLAUDE, DIRECT = "openai", "claude", "direct"
-PATHS = {OPENAI: "/v1/chat/completions", CLAUDE: "/v1/messages", DIRECT: "/v1/messages"}
+OPENAI, CLAUDE, RESPONSES, DIRECT = "openai", "claude", "responses", "direct"
+ROUTES = (OPENAI, CLAUDE, RESPONSES)  # the routes the proxy and the passthrough serve
+PROBED_ROUTES = (OPENAI, CLAUDE)  # the routes of the memory probes (big body, held streams)
+PATHS = {OPENAI: "/v1/chat/completions", CLAUDE: "/v1/messages", RESPONSES: "/v1/responses", DIRECT: "/v1/messages"}
 HEADERS = {
     OPENAI: {"Content-Type": "application/json", "Authorization": "Bearer bench"},
+    RESPONSES: {"Content-Type": "application/json", "Authorization": "Bearer bench"},
     CLAUDE: {"Content-Type": "application/json", "x-api-key": "bench", "anthropic-version": "2023-06-01"},
     DIRECT: {"Content-Type": "application/json", "x-api-key": "bench", "anthropic-version": "2023-06-01"},
 }
-# What the last bytes of a good answer contain, by route and streamed or not.
+# What the last bytes of a good answer contain, by route and streamed or not. A Responses answer ends with
+# the response object (streamed: in its last event, response.completed), whose usage is written once it is done.
 EXPECT = {
     (OPENAI, True): b"[DONE]", (OPENAI, False): b"}",
+    (RESPONSES, True): b"total_tokens", (RESPONSES, False): b"total_tokens",
     (CLAUDE, True): b"message_stop", (CLAUDE, False): b"output_tokens",
     (DIRECT, True): b"message_stop", (DIRECT, False): b"output_tokens",
 }
@@ -43,15 +48,7 @@ class Target:
         return "direct" if self.route == DIRECT else f"{self.server}-{self.route}"
 
 
-PROXY_OPENAI = Target("proxy", OPENAI)
-PROXY_CLAUDE = Target("proxy", CLAUDE)
-PASS_OPENAI = Target("passthrough", OPENAI)
-PASS_CLAUDE = Target("passthrough", CLAUDE)
-BASE_OPENAI = Target("baseline", OPENAI)
-BASE_CLAUDE = Target("baseline", CLAUDE)
 DIRECT_TARGET = Target("upstream", DIRECT)
-COMPARED = (PROXY_OPENAI, PASS_OPENAI, PROXY_CLAUDE, PASS_CLAUDE)
-WITH_BASELINE = (PROXY_OPENAI, BASE_OPENAI, PASS_OPENAI, PROXY_CLAUDE, BASE_CLAUDE, PASS_CLAUDE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +74,24 @@ class Plan:
     big_body_bytes: int
     big_requests: int
     held_streams: int
-    baseline: bool = False  # also measure the proxy as it was at --baseline REF
+    baseline_routes: tuple[str, ...] = ()  # the routes of the proxy at --baseline REF (none: no baseline)
+
+    @property
+    def baseline(self) -> bool:
+        """Whether the proxy as it was at --baseline REF is measured too."""
+        return bool(self.baseline_routes)
 
     @property
     def compared(self) -> tuple[Target, ...]:
-        """The servers measured against each other (every scenario, the memory probes)."""
-        return WITH_BASELINE if self.baseline else COMPARED
+        """The servers measured against each other in every scenario, route by route: the proxy, the baseline
+        (on the routes it has) and the passthrough."""
+        return tuple(Target(server, route) for route in ROUTES for server in ("proxy", "baseline", "passthrough")
+                     if server != "baseline" or route in self.baseline_routes)
+
+    @property
+    def probed(self) -> tuple[Target, ...]:
+        """The servers of the memory probes: the compared ones on ``PROBED_ROUTES``."""
+        return tuple(t for t in self.compared if t.route in PROBED_ROUTES)
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -114,12 +123,26 @@ def claude_body(messages: list[dict[str, Any]], *, deltas: int = 0, tools: list[
     return body
 
 
+def responses_body(input_: str | list[dict[str, Any]], *, deltas: int = 0, tools: list[Any] | None = None,
+                   instructions: str | None = None, model: str = MODEL) -> dict[str, Any]:
+    """``store: false``: the proxy's response store (on by default) does not grow during the benchmark."""
+    body: dict[str, Any] = {"model": model, "input": input_, "max_output_tokens": deltas or 64, "store": False}
+    if instructions:
+        body["instructions"] = instructions
+    if tools:
+        body["tools"] = tools
+    if deltas:
+        body["stream"] = True
+    return body
+
+
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
 def simple_bodies(deltas: int, model: str = MODEL) -> dict[str, bytes]:
     claude = orjson.dumps(claude_body(HELLO, deltas=deltas, model=model))
-    return {OPENAI: orjson.dumps(openai_body(HELLO, deltas=deltas, model=model)), CLAUDE: claude, DIRECT: claude}
+    return {OPENAI: orjson.dumps(openai_body(HELLO, deltas=deltas, model=model)), CLAUDE: claude, DIRECT: claude,
+            RESPONSES: orjson.dumps(responses_body(HELLO[0]["content"], deltas=deltas, model=model))}
 
 
 def _tool_specs(count: int = 12) -> list[dict[str, Any]]:
@@ -140,10 +163,12 @@ def _tool_specs(count: int = 12) -> list[dict[str, Any]]:
 
 def history_bodies(messages: int = 200) -> dict[str, bytes]:
     """A tool-using conversation of ``messages`` messages (cycles of user, assistant tool call, tool
-    result, assistant text) with 12 tools, as an OpenAI and as a Claude request; answered as JSON."""
+    result, assistant text) with 12 tools, as an OpenAI, a Claude and a Responses request (its input items:
+    messages, function_call, function_call_output); answered as JSON."""
     specs = _tool_specs()
     openai_msgs: list[dict[str, Any]] = [{"role": "system", "content": "You are a benchmark assistant."}]
     claude_msgs: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
     for i in range(messages // 4):
         question = f"Question {i}: " + "please look up the weather and summarise it. " * 4
         args = orjson.dumps({"query": f"weather {i}", "limit": 5}).decode()
@@ -164,13 +189,22 @@ def history_bodies(messages: int = 200) -> dict[str, bytes]:
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": result}]},
             {"role": "assistant", "content": answer},
         ]
-    claude_msgs.append({"role": "user", "content": "And tomorrow?"})
-    openai_msgs.append({"role": "user", "content": "And tomorrow?"})
+        items += [
+            {"role": "user", "content": question},
+            {"type": "function_call", "call_id": call_id, "name": f"tool_{i % 12}", "arguments": args},
+            {"type": "function_call_output", "call_id": call_id, "output": result},
+            {"role": "assistant", "content": answer},
+        ]
+    for conversation in (claude_msgs, openai_msgs, items):
+        conversation.append({"role": "user", "content": "And tomorrow?"})
     claude_tools = [{"name": s["name"], "description": s["description"], "input_schema": s["parameters"]}
                     for s in specs]
     openai_tools = [{"type": "function", "function": s} for s in specs]
+    responses_tools = [{"type": "function", **s} for s in specs]
     claude = orjson.dumps(claude_body(claude_msgs, tools=claude_tools, system="You are a benchmark assistant."))
-    return {OPENAI: orjson.dumps(openai_body(openai_msgs, tools=openai_tools)), CLAUDE: claude, DIRECT: claude}
+    return {OPENAI: orjson.dumps(openai_body(openai_msgs, tools=openai_tools)), CLAUDE: claude, DIRECT: claude,
+            RESPONSES: orjson.dumps(responses_body(items, tools=responses_tools,
+                                                   instructions="You are a benchmark assistant."))}
 
 
 def big_bodies(size: int, images: int = 5) -> dict[str, bytes]:
@@ -201,7 +235,8 @@ def bodies_for(scenario: Scenario) -> dict[str, bytes]:
 # --- the matrix ---
 
 # (label, kind, deltas, requests per concurrency) for the full run, sized for about 1-1.5 s per run of
-# the slowest target on the 2-core reference machine (a full run: about 5 minutes); --quick divides the counts by 8.
+# the slowest target on the 2-core reference machine (a full run: about 5 minutes before the Responses route's two
+# targets joined each round); --quick divides the counts by 8.
 _MATRIX: tuple[tuple[str, str, int, dict[int, int]], ...] = (
     ("json", "json", 0, {1: 1200, 16: 3000, 64: 3000}),
     ("stream20", "stream", 20, {1: 500, 16: 1500, 64: 1500}),
@@ -210,7 +245,8 @@ _MATRIX: tuple[tuple[str, str, int, dict[int, int]], ...] = (
 )
 
 
-def plan(*, quick: bool, rounds: int | None = None, budget: float | None = None, baseline: bool = False) -> Plan:
+def plan(*, quick: bool, rounds: int | None = None, budget: float | None = None,
+         baseline_routes: tuple[str, ...] = ()) -> Plan:
     scale, cap = (8, 1.0) if quick else (1, 3.0)
     scenarios = tuple(
         Scenario(f"{label}-c{conc}", kind, deltas, conc, max(conc, count // scale), cap)
@@ -225,5 +261,5 @@ def plan(*, quick: bool, rounds: int | None = None, budget: float | None = None,
         big_body_bytes=10 * 1024 * 1024,
         big_requests=2 if quick else 5,
         held_streams=300 if quick else 2000,
-        baseline=baseline,
+        baseline_routes=baseline_routes,
     )

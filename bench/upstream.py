@@ -5,7 +5,8 @@
 - ``POST /v1/messages``: the body is read and parsed once (orjson). Without ``"stream": true`` the answer
   is one fixed Claude message (JSON). With it, a Claude SSE stream of N ``text_delta`` events, where
   N = the body's ``max_tokens`` (clamped to 1..100000): the proxy forwards ``max_tokens`` unchanged on
-  both of its routes, so the client chooses N without any extra header. Each event goes out in its own
+  its chat and Claude routes (and sends a Responses request's ``max_output_tokens`` as ``max_tokens``), so
+  the client chooses N without any extra header. Each event goes out in its own
   write (``--events-per-write`` groups them), with no pause between them: one chunk of the chunked
   encoding, framed in advance and written straight to the transport (aiohttp's own write path cost this
   process 4x the CPU at concurrency 64, where it shares a CPU with the load generator and became the
