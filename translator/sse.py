@@ -52,22 +52,24 @@ class SSEDecoder:
         return self._read(chunk, final=False)
 
     def _read(self, chunk: bytes, *, final: bool) -> list[SSEEvent]:
-        if not final and chunk.find(b"\n") < 0 and chunk.find(b"\r") < 0 and not self._held_cr():
-            self._partial.append(chunk)  # no line ends here: nothing to read yet
-            return []
-        self._partial.append(chunk)
-        buf = b"".join(self._partial)
-        self._partial = []
+        partial = self._partial
+        if partial:
+            if not final and chunk.find(b"\n") < 0 and chunk.find(b"\r") < 0 and not self._held_cr():
+                partial.append(chunk)  # no line ends here: nothing to read yet
+                return []
+            partial.append(chunk)
+            chunk = b"".join(partial)
+            self._partial = []
         if self._at_start:
-            if BOM.startswith(buf[:3]) and len(buf) < len(BOM) and not final:
-                self._partial = [buf]  # too few bytes to tell a BOM from data
+            if BOM.startswith(chunk[:3]) and len(chunk) < len(BOM) and not final:
+                self._partial = [chunk]  # too few bytes to tell a BOM from data
                 return []
             self._at_start = False
-            if buf.startswith(BOM):
+            if chunk.startswith(BOM):
                 self._raw.append(BOM)
-                buf = buf[len(BOM) :]
-        lines = buf.splitlines(keepends=True)
-        if lines and not final and (lines[-1][-1:] != b"\n"):
+                chunk = chunk[len(BOM) :]
+        lines = chunk.splitlines(keepends=True)
+        if lines and not final and lines[-1][-1] != 0x0A:  # (LF)
             # no line end yet, or a CR that may be the first half of a CRLF: decided by the next feed (or flush)
             self._partial.append(lines.pop())
         events: list[SSEEvent] = []
