@@ -4,7 +4,7 @@ Each request gets one fault, chosen (first match wins) by:
   1. the queue: ``faults.push("reset_mid", "ok")`` scripts the next requests in order;
   2. an ``x-fault`` request header (for tests that talk to the fault upstream directly);
   3. the request body's model name: ``"fault-<name>"`` (``fault-stall_mid``). The proxy sends the model
-     upstream on both routes, so one proxy serves every fault at once (the soak test relies on it);
+     upstream on every route, so one proxy serves every fault at once (the soak test relies on it);
   4. ``faults.default`` (``"ok"``).
 
 What a fault does depends on whether the request asked for a stream (``"stream": true`` in its body):
@@ -20,6 +20,8 @@ What a fault does depends on whether the request asked for a stream (``"stream":
 | invalid_json         | 200 ``application/json`` whose body is not JSON                              |
 | not_sse              | 200 ``text/event-stream`` whose bytes are not SSE (an HTML page, NUL, 0xFF)  |
 | wrong_shape          | well-framed events, valid JSON, wrong field types | a JSON object that is no Claude message   |
+| wrong_shape_mid      | ``HEAD`` events, the text block's stop, then a    | a message whose second block is that      |
+|                      | tool_use block without id or name, the rest clean | tool_use block                            |
 | error_first          | 200, then an ``error`` event (overloaded_error)   | 529 overloaded_error                      |
 | reset_mid            | ``HEAD`` events, then a reset                     | half the body (Content-Length set), reset |
 | stall_mid            | ``HEAD`` events, then silence                     | half the body, then silence               |
@@ -61,6 +63,7 @@ FAULTS = (
     "invalid_json",
     "not_sse",
     "wrong_shape",
+    "wrong_shape_mid",
     "error_first",
     "reset_mid",
     "stall_mid",
@@ -118,6 +121,17 @@ WRONG_STREAM = sse(
     MESSAGE_STOP,
 )
 WRONG_MESSAGE = orjson.dumps({"id": "msg_f", "type": "message", "content": "Hello", "usage": "none"})
+# Broken after content: a second block that lacks the fields a converter needs (a tool call's id and name).
+NAMELESS_TOOL = {"type": "tool_use", "input": {}}
+WRONG_MID_STREAM = HEAD + sse(
+    BLOCK_STOP,
+    {"type": "content_block_start", "index": 1, "content_block": NAMELESS_TOOL},
+    {"type": "content_block_stop", "index": 1},
+    {**MESSAGE_DELTA, "delta": {"stop_reason": "tool_use", "stop_sequence": None}},
+    MESSAGE_STOP,
+)
+WRONG_MID_MESSAGE = orjson.dumps({**MESSAGE, "content": [{"type": "text", "text": "Hel"}, NAMELESS_TOOL],
+                                  "stop_reason": "tool_use"})
 TRICKLE_JSON_HEAD = b'{"id": "msg_f", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "'
 TRICKLE_SSE_HEAD = HEAD + b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,' \
                           b'"delta":{"type":"text_delta","text":"'
@@ -347,6 +361,11 @@ class FaultUpstream:
         if stream:
             return web.Response(body=WRONG_STREAM, content_type="text/event-stream")
         return web.Response(body=WRONG_MESSAGE, content_type="application/json")
+
+    async def _wrong_shape_mid(self, request: web.Request, stream: bool) -> web.StreamResponse:
+        if stream:
+            return web.Response(body=WRONG_MID_STREAM, content_type="text/event-stream")
+        return web.Response(body=WRONG_MID_MESSAGE, content_type="application/json")
 
     async def _error_first(self, request: web.Request, stream: bool) -> web.StreamResponse:
         if stream:

@@ -1,9 +1,12 @@
-"""Breaking the upstream on purpose (tests/faults.py): for every fault, on both routes, streamed and not,
-the client gets within the configured time limits a well-formed answer in its own API's shape:
+"""Breaking the upstream on purpose (tests/faults.py): for every fault, on every route (OpenAI chat
+completions, Claude messages, OpenAI Responses), streamed and not, the client gets within the configured time
+limits a well-formed answer in its own API's shape:
 
 - before the first byte: an error status (502 for an answer we cannot use, 504 for a timeout; an
-  upstream's own error status passed on) with an OpenAI or Claude error body;
-- after it: the stream ends in an OpenAI error chunk (no ``[DONE]``) or a Claude ``event: error``;
+  upstream's own error status passed on) with an OpenAI or Claude error body (the Responses route answers
+  as the chat route does);
+- after it: the stream ends in an OpenAI error chunk (no ``[DONE]``), a Claude ``event: error``, or the
+  Responses events so far then ``error`` and ``response.failed`` (``sequence_number`` unbroken throughout);
 - never a stream that ends as if all were well, never a hang, never a traceback, never a bare 500.
 
 Also: with retries on, the retryable pre-first-byte faults end in the same error after ``max_attempts``
@@ -11,8 +14,8 @@ attempts; a client that leaves cancels the upstream call and is logged ``cancell
 whole matrix again leaks no file descriptors, tasks or memory.
 
 ``BUGS`` lists the cases the proxy gets wrong (each an ``xfail(strict=True)``), ``LEAKS`` the cases that leak
-(left out of the leak run, pinned by their own xfail test): both are empty now that the bugs this suite found
-are fixed; a regression found later goes there until its fix lands.
+(left out of the leak run, pinned by their own xfail test). A bug found goes there until its fix lands;
+``LEAKS`` is empty, ``BUGS`` holds what wrong_shape_mid found.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from tests.faults import (
     OVERLOADED,
     STREAM,
     WRONG_MESSAGE,
+    WRONG_MID_MESSAGE,
+    WRONG_MID_STREAM,
     WRONG_STREAM,
     FaultUpstream,
     fault_upstream_fixture,  # noqa: F401
@@ -62,7 +67,7 @@ ONE_ATTEMPT = {"max_attempts": 1}
 SLACK = 1.0  # scheduling headroom on a busy 2-core machine, on top of the configured bound
 EARLY = 0.9  # a timeout may fire a little before its nominal time (timer granularity), never much before
 
-ROUTES = {"openai": "/v1/chat/completions", "claude": "/v1/messages"}
+ROUTES = {"openai": "/v1/chat/completions", "claude": "/v1/messages", "responses": "/v1/responses"}
 Case = tuple[str, str, bool]  # fault, route, stream
 CASES: list[Case] = [(f, r, s) for f in FAULTS for r in ROUTES for s in (False, True)]
 
@@ -74,7 +79,19 @@ def case_id(case: Case) -> str:
 
 # --- the bugs this suite found (see the report); remove an entry when its fix lands ---
 
-BUGS: dict[Case, str] = {}
+_NAMELESS_TOOL = ("a tool_use block without id or name (wrong_shape_mid) is no protocol error on the chat route: "
+                  "{how} (translator/convert/{where}), where a 502 or a final error chunk is due")
+BUGS: dict[Case, str] = {
+    ("wrong_shape_mid", "openai", False): _NAMELESS_TOOL.format(
+        how="answered 200 with a tool call whose id and name are null", where="response.py tool_call"),
+    ("wrong_shape_mid", "openai", True): _NAMELESS_TOOL.format(
+        how="its input streams as content ('{}'; its name None equals json_tool None), then finish_reason "
+            "tool_calls and [DONE]", where="stream.py _block_start"),
+    ("wrong_shape_mid", "responses", True): (
+        "a malformed event that breaks the converter after it emitted (closing the message before opening the "
+        "call) loses those events but not their sequence numbers: 0-4, then error at 8; response.failed lists "
+        "the message whose output_item.done never went out (translator/convert/responses_stream.py feed)"),
+}
 
 
 def with_bugs(cases: list[Case]) -> list[Any]:
@@ -116,10 +133,28 @@ HEAD_DELTAS = [ROLE, {"content": "Hel"}]  # what the OpenAI client got from HEAD
 OK_DELTAS = [*HEAD_DELTAS, {"content": "lo"}, {}]
 
 
+# The Responses route's events, each as its type (a text delta with its text): what comes before the fault.
+CREATED = ["response.created", "response.in_progress"]
+TEXT_OPEN = [*CREATED, "response.output_item.added", "response.content_part.added"]
+TEXT_CLOSE = ["response.output_text.done", "response.content_part.done", "response.output_item.done"]
+HEAD_EVENTS = [*TEXT_OPEN, "response.output_text.delta:Hel"]  # from HEAD
+ENDED_EVENTS = [*HEAD_EVENTS, "response.output_text.delta:lo", *TEXT_CLOSE]  # from NO_STOP: the message done
+
+
+def responses_error(type_: str, message: Any = TEXT, code: str = "server_error") -> dict[str, Any]:
+    """A Responses ``error`` event (but its sequence_number): the details flat (the spec's) and nested (what
+    the openai SDKs read). ``code`` is the failed response's ResponseErrorCode: ``server_error`` for anything
+    not the caller's."""
+    return {"type": "error", "code": code, "message": message, "param": None,
+            "error": {"type": type_, "code": code, "message": message, "param": None}}
+
+
 @dataclass(frozen=True)
 class Expect:
-    """``status``: an error status and body. ``cut``: 200, then what came before (OpenAI deltas, or the
-    Claude bytes), then one final error. ``ok``: a complete answer. ``relay``: the upstream's bytes as sent."""
+    """``status``: an error status and body. ``cut``: 200, then what came before (OpenAI deltas, the
+    Claude bytes, or the Responses events' summaries), then one final error (on the Responses route the
+    ``error`` event, then ``response.failed``). ``ok``: a complete answer. ``relay``: the upstream's bytes
+    as sent."""
 
     kind: str
     status: int = 200
@@ -131,22 +166,26 @@ class Expect:
     at_least: float = 0.0  # a timeout must really have been waited for
 
 
+WRONG = {"wrong_shape": {True: WRONG_STREAM, False: WRONG_MESSAGE},
+         "wrong_shape_mid": {True: WRONG_MID_STREAM, False: WRONG_MID_MESSAGE}}
+
+
 def expect(fault: str, route: str, stream: bool, *, huge_bytes: int = 20 * 1024 * 1024) -> Expect:
-    oa = route == "openai"
+    oa = route != "claude"  # OpenAI's shape: chat completions and Responses alike, until a stream is under way
     if fault in ("ok", "paced", "drip", "huge"):
         return _completes(fault, stream, huge_bytes)
     if fault == "error_first":  # the upstream's own error: 529 on the Claude route, 503 for OpenAI clients
         return Expect("status", 503, oa_error("server_error", "overloaded", "Overloaded")) if oa else \
             Expect("status", 529, OVERLOADED)
-    if fault == "wrong_shape":
-        if not oa:  # the Claude route relays what it cannot judge, as sent
-            return Expect("relay", claude=WRONG_STREAM if stream else WRONG_MESSAGE)
-        return _cut(_gone(oa), [ROLE], b"", oa=oa) if stream else _bad(oa)
+    if fault in WRONG and not oa:  # the Claude route relays what it cannot judge, as sent
+        return Expect("relay", claude=WRONG[fault][stream])
     if fault == "stall_before_headers":
         return _timed_out(oa, READ)
     if fault in ("refused", "reset_before_headers", "html_502", "invalid_json", "not_sse"):
         return _bad(oa)
-    return _broken_midway(fault, oa) if stream else _broken_body(fault, oa)
+    if not stream:
+        return _broken_body(fault, oa)
+    return _responses_cut(fault) if route == "responses" else _broken_midway(fault, oa)
 
 
 def _completes(fault: str, stream: bool, huge_bytes: int) -> Expect:
@@ -165,12 +204,14 @@ def _broken_body(fault: str, oa: bool) -> Expect:
         return _timed_out(oa, READ)
     if fault == "trickle":  # a byte every 0.1 s defeats read_timeout; total_timeout ends it
         return _timed_out(oa, TOTAL)
-    return _bad(oa)  # reset_mid, no_message_stop (a clean close before Content-Length)
+    return _bad(oa)  # reset_mid, no_message_stop (a clean close before Content-Length), wrong_shape(_mid)
 
 
 def _broken_midway(fault: str, oa: bool) -> Expect:
     """A stream breaks after its first events: the client's stream ends in an error."""
-    if fault == "reset_mid":
+    if fault == "wrong_shape":  # (OpenAI only: the Claude route relays it) its first delta is the broken event
+        return _cut(_gone(oa), [ROLE], b"", oa=oa)
+    if fault in ("reset_mid", "wrong_shape_mid"):
         return _cut(_gone(oa), HEAD_DELTAS, HEAD, oa=oa)
     if fault == "no_message_stop":
         exact = oa_error("server_error", None, CUT_SHORT) if oa else claude_error("api_error", CUT_SHORT)
@@ -179,6 +220,17 @@ def _broken_midway(fault: str, oa: bool) -> Expect:
         late = oa_error("timeout_error", "timeout") if oa else claude_error("timeout_error")
         return _cut(late, HEAD_DELTAS, HEAD, nominal=IDLE, oa=oa)
     raise AssertionError(f"no expectation for {fault}")
+
+
+def _responses_cut(fault: str) -> Expect:
+    """A Responses stream breaks after its first events: they, then ``error`` and ``response.failed``."""
+    if fault == "no_message_stop":  # the message was finished (message_delta came): its item is done
+        return Expect("cut", 200, responses_error("server_error", CUT_SHORT), ENDED_EVENTS)
+    if fault in ("stall_mid", "trickle"):  # stream_idle_timeout, as on the other routes
+        return Expect("cut", 200, responses_error("timeout_error"), HEAD_EVENTS, nominal=IDLE, at_least=IDLE * EARLY)
+    # wrong_shape: its first delta is the broken event, so only the response's start came; reset_mid,
+    # wrong_shape_mid (what the broken event would have sent, the message's end included, is dropped with it)
+    return Expect("cut", 200, responses_error("server_error"), CREATED if fault == "wrong_shape" else HEAD_EVENTS)
 
 
 def _gone(oa: bool) -> Any:
@@ -210,6 +262,8 @@ class Outcome:
 
 
 def request_body(route: str, fault: str, stream: bool) -> dict[str, Any]:
+    if route == "responses":  # not stored: a kept response is memory held on purpose, not a leak
+        return {"model": FaultUpstream.model(fault), "stream": stream, "input": "hi", "store": False}
     body: dict[str, Any] = {"model": FaultUpstream.model(fault), "stream": stream,
                             "messages": [{"role": "user", "content": "hi"}]}
     if route == "claude":
@@ -234,35 +288,42 @@ def data_lines(raw: bytes) -> list[bytes]:
 
 
 def check(out: Outcome, exp: Expect, route: str, stream: bool, *, timing: bool = True) -> None:
-    oa = route == "openai"
-    if exp.kind == "status":
-        assert (out.status, out.content_type) == (exp.status, "application/json"), out.raw[:300]
-        assert orjson.loads(out.raw) == exp.error
-    elif exp.kind == "relay":
-        assert out.status == 200
-        assert out.raw == exp.claude
-    elif exp.kind == "ok":
-        assert out.status == 200, out.raw[:300]
-        assert out.content_type == ("text/event-stream" if stream else "application/json")
-        if not oa:
-            assert out.raw == exp.claude
-        elif stream:
-            _check_openai_stream(out.raw, exp.text)
-        else:
-            body = orjson.loads(out.raw)
-            assert body["object"] == "chat.completion"
-            assert body["choices"] == [{"index": 0, "message": {"role": "assistant", "content": exp.text,
-                                                                "refusal": None},
-                                        "logprobs": None, "finish_reason": "stop"}]
-    else:
-        assert (out.status, out.content_type) == (200, "text/event-stream"), out.raw[:300]
-        if oa:
-            _check_openai_cut(out.raw, exp)
-        else:
-            _check_claude_cut(out.raw, exp)
+    _CHECKS[exp.kind](out, exp, route, stream)
     if timing:
         assert out.elapsed <= exp.nominal + SLACK, f"took {out.elapsed:.2f} s"
         assert out.elapsed >= exp.at_least, f"took {out.elapsed:.2f} s: the timeout did not wait"
+
+
+def _check_status(out: Outcome, exp: Expect, route: str, stream: bool) -> None:
+    assert (out.status, out.content_type) == (exp.status, "application/json"), out.raw[:300]
+    assert orjson.loads(out.raw) == exp.error
+
+
+def _check_relay(out: Outcome, exp: Expect, route: str, stream: bool) -> None:
+    assert out.status == 200
+    assert out.raw == exp.claude
+
+
+def _check_ok(out: Outcome, exp: Expect, route: str, stream: bool) -> None:
+    assert out.status == 200, out.raw[:300]
+    assert out.content_type == ("text/event-stream" if stream else "application/json")
+    if route == "claude":
+        assert out.raw == exp.claude
+    elif route == "responses":
+        (_check_responses_stream if stream else _check_response)(out.raw, exp.text)
+    elif stream:
+        _check_openai_stream(out.raw, exp.text)
+    else:
+        body = orjson.loads(out.raw)
+        assert body["object"] == "chat.completion"
+        assert body["choices"] == [{"index": 0, "message": {"role": "assistant", "content": exp.text,
+                                                            "refusal": None},
+                                    "logprobs": None, "finish_reason": "stop"}]
+
+
+def _check_cut(out: Outcome, exp: Expect, route: str, stream: bool) -> None:
+    assert (out.status, out.content_type) == (200, "text/event-stream"), out.raw[:300]
+    {"openai": _check_openai_cut, "claude": _check_claude_cut, "responses": _check_responses_cut}[route](out.raw, exp)
 
 
 def _check_openai_stream(raw: bytes, text: str) -> None:
@@ -293,6 +354,72 @@ def _check_claude_cut(raw: bytes, exp: Expect) -> None:
     events = SSEDecoder().feed(tail)
     assert [e.event for e in events] == ["error"]
     assert orjson.loads(events[0].data) == exp.error
+
+
+def responses_events(raw: bytes) -> list[dict[str, Any]]:
+    """A Responses stream's events, checked whole: each ``event: <its type>`` and one ``data:`` line, numbered
+    from 0 without a gap. (Split by hand, not by SSEDecoder: a huge answer's 100 MB would take it a second.)"""
+    *blocks, rest = raw.split(b"\n\n")
+    assert rest == b"", raw[-300:]
+    events = []
+    for block in blocks:
+        lines = block.split(b"\n")
+        assert len(lines) == 2 and lines[1].startswith(b"data: "), block[:300]
+        name, data = lines
+        events.append(orjson.loads(memoryview(data)[6:]))
+        assert name == b"event: " + events[-1]["type"].encode()
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    return events
+
+
+def _summary(event: dict[str, Any]) -> str:
+    return f"{event['type']}:{event['delta']}" if event["type"] == "response.output_text.delta" else event["type"]
+
+
+def message_item(text: str) -> dict[str, Any]:
+    """The answer's one output item, but its id."""
+    return {"type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]}
+
+
+def _without_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in item.items() if k != "id"} for item in items]
+
+
+def _check_response(raw: bytes, text: str) -> None:
+    body = orjson.loads(raw)
+    assert (body["object"], body["status"], body["error"], body["store"]) == ("response", "completed", None, False)
+    assert _without_ids(body["output"]) == [message_item(text)]
+
+
+def _check_responses_stream(raw: bytes, text: str) -> None:
+    events = responses_events(raw)
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert "".join(deltas) == text
+    assert [e["type"] for e in events] == [*TEXT_OPEN, *["response.output_text.delta"] * len(deltas), *TEXT_CLOSE,
+                                           "response.completed"]
+    done = events[-1]["response"]
+    assert (done["id"], done["status"], done["error"]) == (events[0]["response"]["id"], "completed", None)
+    assert done["output"] == [events[-2]["item"]]
+    assert _without_ids(done["output"]) == [message_item(text)]
+
+
+def _check_responses_cut(raw: bytes, exp: Expect) -> None:
+    events = responses_events(raw)
+    *before, error, failed = events
+    assert [_summary(e) for e in before] == exp.before
+    assert {k: v for k, v in error.items() if k != "sequence_number"} == exp.error
+    assert failed["type"] == "response.failed"
+    response = failed["response"]
+    assert response["id"] == events[0]["response"]["id"]
+    assert (response["status"], response["error"]) == ("failed", {"code": error["code"], "message": error["message"]})
+    # the failed response holds the items finished before the fault (as their output_item.done gave them)
+    assert response["output"] == [e["item"] for e in before if e["type"] == "response.output_item.done"]
+
+
+_CHECKS: dict[str, Callable[[Outcome, Expect, str, bool], None]] = {
+    "status": _check_status, "relay": _check_relay, "ok": _check_ok, "cut": _check_cut,
+}
 
 
 # --- proxies in front of the fault upstream ---
