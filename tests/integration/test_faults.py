@@ -15,7 +15,7 @@ whole matrix again leaks no file descriptors, tasks or memory.
 
 ``BUGS`` lists the cases the proxy gets wrong (each an ``xfail(strict=True)``), ``LEAKS`` the cases that leak
 (left out of the leak run, pinned by their own xfail test). A bug found goes there until its fix lands;
-``LEAKS`` is empty, ``BUGS`` holds what wrong_shape_mid found.
+``LEAKS`` is empty, ``BUGS`` holds what wrong_shape_mid found on the chat route.
 """
 
 from __future__ import annotations
@@ -38,12 +38,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.faults import (
+    BLOCK_STOP,
     FAULTS,
     HEAD,
     MESSAGE_BYTES,
+    MESSAGE_START,
+    NAMELESS_TOOL,
     NO_STOP,
     OVERLOADED,
     STREAM,
+    TEXT_START,
     WRONG_MESSAGE,
     WRONG_MID_MESSAGE,
     WRONG_MID_STREAM,
@@ -52,9 +56,12 @@ from tests.faults import (
     fault_upstream_fixture,  # noqa: F401
     huge_body,
     huge_text,
+    text_delta,
 )
+from translator.convert import StreamProtocolError
+from translator.convert.responses_stream import ResponsesStreamConverter
 from translator.router import BACKOFF
-from translator.sse import SSEDecoder
+from translator.sse import SSEDecoder, encode_event
 from translator.upstream import UpstreamResponse
 
 MakeProxy = Callable[..., Awaitable[TestClient]]
@@ -87,10 +94,6 @@ BUGS: dict[Case, str] = {
     ("wrong_shape_mid", "openai", True): _NAMELESS_TOOL.format(
         how="its input streams as content ('{}'; its name None equals json_tool None), then finish_reason "
             "tool_calls and [DONE]", where="stream.py _block_start"),
-    ("wrong_shape_mid", "responses", True): (
-        "a malformed event that breaks the converter after it emitted (closing the message before opening the "
-        "call) loses those events but not their sequence numbers: 0-4, then error at 8; response.failed lists "
-        "the message whose output_item.done never went out (translator/convert/responses_stream.py feed)"),
 }
 
 
@@ -498,6 +501,29 @@ async def test_fault(
     logged = [x for x in log_lines(server_log) if x.get("event") == "request"]
     assert [(x["path"], x["status"]) for x in logged] == [(ROUTES[route], out.status)]
     assert "Traceback" not in server_log() and "unhandled error" not in server_log()
+
+
+# --- a Responses event that breaks halfway through its conversion takes what it made with it ---
+
+
+@pytest.mark.parametrize(("events", "before"), [
+    # the call's start closes the message first (3 events), then finds no id: wrong_shape_mid
+    pytest.param([text_delta("Hel"), BLOCK_STOP, {"type": "content_block_start", "index": 1,
+                                                  "content_block": NAMELESS_TOOL}], HEAD_EVENTS, id="closing"),
+    # the first text opens the message and its part (2 events), then is no string
+    pytest.param([{**text_delta(""), "delta": {"type": "text_delta", "text": 5}}], CREATED, id="opening"),
+])
+def test_a_responses_event_broken_halfway_spends_no_sequence_number(
+    events: list[dict[str, Any]], before: list[str]
+) -> None:
+    converter = ResponsesStreamConverter(response_id="resp_f", created_at=0, model="claude-f", echo={})
+    out = []
+    with pytest.raises(StreamProtocolError) as broken:
+        for event in [MESSAGE_START, TEXT_START, *events]:
+            out += converter.feed(event)
+    out += converter.fail(broken.value)
+    raw = b"".join(encode_event(e["type"], e) for e in out)
+    _check_responses_cut(raw, Expect("cut", error=responses_error("server_error"), before=before))
 
 
 # --- the same with retries on ---

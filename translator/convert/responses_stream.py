@@ -156,10 +156,15 @@ class ResponsesStreamConverter:
             return []  # an event type newer than this code: nothing an OpenAI client could use
         if not self._started and kind not in ("message_start", "ping", "error"):
             raise StreamProtocolError(f"stream event {kind!r} before 'message_start'")
+        seq, finished = self._seq, len(self._output)
         try:
             return handler(self, event)
         except (AttributeError, TypeError, ValueError, KeyError) as e:
-            # A field of the wrong type: the upstream broke the protocol; say so, never crash the stream.
+            # A field of the wrong type: the upstream broke the protocol; say so, never crash the stream. What
+            # the event made before it broke goes with it: its sequence numbers are not spent (the error event
+            # follows the last event sent) nor its finished items (response.failed holds those sent as done).
+            self._seq = seq
+            del self._output[finished:]
             raise StreamProtocolError(f"malformed {kind!r} event from upstream: {type(e).__name__}") from e
 
     def finish(self) -> list[ResponsesEvent]:
