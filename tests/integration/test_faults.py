@@ -15,7 +15,7 @@ whole matrix again leaks no file descriptors, tasks or memory.
 
 ``BUGS`` lists the cases the proxy gets wrong (each an ``xfail(strict=True)``), ``LEAKS`` the cases that leak
 (left out of the leak run, pinned by their own xfail test). A bug found goes there until its fix lands;
-``LEAKS`` is empty, ``BUGS`` holds what wrong_shape_mid found on the chat route.
+``LEAKS`` and ``BUGS`` are empty.
 """
 
 from __future__ import annotations
@@ -86,15 +86,7 @@ def case_id(case: Case) -> str:
 
 # --- the bugs this suite found (see the report); remove an entry when its fix lands ---
 
-_NAMELESS_TOOL = ("a tool_use block without id or name (wrong_shape_mid) is no protocol error on the chat route: "
-                  "{how} (translator/convert/{where}), where a 502 or a final error chunk is due")
-BUGS: dict[Case, str] = {
-    ("wrong_shape_mid", "openai", False): _NAMELESS_TOOL.format(
-        how="answered 200 with a tool call whose id and name are null", where="response.py tool_call"),
-    ("wrong_shape_mid", "openai", True): _NAMELESS_TOOL.format(
-        how="its input streams as content ('{}'; its name None equals json_tool None), then finish_reason "
-            "tool_calls and [DONE]", where="stream.py _block_start"),
-}
+BUGS: dict[Case, str] = {}
 
 
 def with_bugs(cases: list[Case]) -> list[Any]:

@@ -167,6 +167,8 @@ def url_citations(citations: list[Citation] | None, start: int, end: int) -> lis
 
 
 def tool_call(block: ToolUseBlock) -> ChatCompletionMessageToolCall:
+    if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+        raise UpstreamProtocolError("upstream sent a tool_use block without its id or name")
     return {
         "id": block.get("id"),
         "type": "function",

@@ -140,6 +140,8 @@ class StreamConverter:
         block = event.get("content_block") or {}
         kind = block.get("type")
         state = _Block(_BLOCK_KINDS.get(kind, "other") if isinstance(kind, str) else "other")
+        if state.kind == "tool" and not (isinstance(block.get("id"), str) and isinstance(block.get("name"), str)):
+            raise StreamProtocolError("upstream sent a tool_use block without its id or name")
         self._blocks[int(event.get("index", -1))] = state
         if state.kind == "tool" and block.get("name") == self._json_tool:
             state.kind = "json"
@@ -147,11 +149,11 @@ class StreamConverter:
             state.data = block
         if state.kind == "tool":
             state.tool_index, self._tools = self._tools, self._tools + 1
-            call: ChoiceDeltaToolCall = {  # id and name as the upstream sent them
+            call: ChoiceDeltaToolCall = {
                 "index": state.tool_index,
-                "id": cast(str, block.get("id")),
+                "id": block["id"],
                 "type": "function",
-                "function": {"name": cast(str, block.get("name")), "arguments": ""},
+                "function": {"name": block["name"], "arguments": ""},
             }
             return [self._chunk({"tool_calls": [call]})]
         if state.kind == "text":
