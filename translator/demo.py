@@ -10,7 +10,8 @@ Served endpoints:
 * ``POST /v1/messages`` -- non-streaming JSON or SSE streaming answers.  The
   reply is derived from the request: a ``tool_use`` call of the first (or
   forced) tool when tools are offered, otherwise an echo of the last user
-  message (or of the first ``tool_result``), or, with native structured output
+  message (or of the first ``tool_result``; with ``tool_choice`` ``any`` a call
+  of the last tool offered instead), or, with native structured output
   (``output_config.format`` json_schema), a JSON document the schema accepts.
   ``stop_sequences``, ``max_tokens`` and ``thinking`` are honoured in a simplified
   way.
@@ -293,8 +294,13 @@ def _tool_to_call(body: JSONObject) -> JSONObject | None:
     if not tools or choice_type == "none":
         return None
     last = body["messages"][-1]
-    if last.get("role") != "user" or _tool_results(last):
+    if last.get("role") != "user":
         return None
+    if _tool_results(last):
+        # After a result the demo answers, unless a tool call is a must ("any"): then it ends the loop with the
+        # last tool offered, where a response format's JSON tool goes when the agent's own tools come first.
+        last_tool: JSONObject = tools[-1]
+        return last_tool if choice_type == "any" else None
     if choice_type == "tool":
         return _find_tool(body, body["tool_choice"].get("name"))
     first: JSONObject = tools[0]
