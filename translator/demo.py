@@ -9,8 +9,10 @@ Served endpoints:
 
 * ``POST /v1/messages`` -- non-streaming JSON or SSE streaming answers.  The
   reply is derived from the request: a ``tool_use`` call of the first (or
-  forced) tool when tools are offered, otherwise an echo of the last user
-  message (or of the first ``tool_result``), or, with native structured output
+  forced) tool when tools are offered (placeholder arguments its schema accepts;
+  a shell command property, ``cmd`` or ``command``, is ``echo demo``), otherwise an echo of the last user
+  message (or of the first ``tool_result``; with ``tool_choice`` ``any`` a call
+  of the last tool offered instead), or, with native structured output
   (``output_config.format`` json_schema), a JSON document the schema accepts.
   ``stop_sequences``, ``max_tokens`` and ``thinking`` are honoured in a simplified
   way.
@@ -293,8 +295,13 @@ def _tool_to_call(body: JSONObject) -> JSONObject | None:
     if not tools or choice_type == "none":
         return None
     last = body["messages"][-1]
-    if last.get("role") != "user" or _tool_results(last):
+    if last.get("role") != "user":
         return None
+    if _tool_results(last):
+        # After a result the demo answers, unless a tool call is a must ("any"): then it ends the loop with the
+        # last tool offered, where a response format's JSON tool goes when the agent's own tools come first.
+        last_tool: JSONObject = tools[-1]
+        return last_tool if choice_type == "any" else None
     if choice_type == "tool":
         return _find_tool(body, body["tool_choice"].get("name"))
     first: JSONObject = tools[0]
@@ -344,7 +351,18 @@ def _demo_object(schema: JSONObject, root: Any, depth: int) -> JSONObject:
     properties = properties if isinstance(properties, dict) else {}
     required = schema.get("required")
     names = required if isinstance(required, list) and required else list(properties)
-    return {str(name): _demo_value(properties.get(name), root, depth + 1) for name in names}
+    return {str(name): _demo_property(str(name), properties.get(name), root, depth + 1) for name in names}
+
+
+# A shell tool's command (Codex's exec_command ``cmd``, Claude Code's Bash ``command``): agents run it, so the
+# placeholder is a command that works anywhere and does nothing, never a program named "demo".
+SHELL_COMMAND_PROPERTIES: Final = frozenset({"cmd", "command"})
+SHELL_COMMAND: Final = "echo demo"
+
+
+def _demo_property(name: str, schema: Any, root: Any, depth: int) -> Any:
+    value = _demo_value(schema, root, depth)
+    return SHELL_COMMAND if name in SHELL_COMMAND_PROPERTIES and value == "demo" else value
 
 
 _MAX_DEPTH: Final = 16

@@ -275,6 +275,47 @@ async def test_tool_result_is_echoed(client: TestClient[Any, Any]) -> None:
     ]
 
 
+@pytest.mark.parametrize(("tool", "expected"), [
+    # Codex CLI's exec_command (trimmed): Codex runs the command it gets
+    ({"name": "exec_command", "input_schema": {"type": "object", "properties": {
+        "cmd": {"type": "string"}, "workdir": {"type": "string"}, "tty": {"type": "boolean"}},
+        "required": ["cmd"]}}, {"cmd": "echo demo"}),
+    # Claude Code's Bash (trimmed)
+    ({"name": "Bash", "input_schema": {"type": "object", "properties": {
+        "command": {"type": "string"}, "timeout": {"type": "number"}}, "required": ["command"]}},
+     {"command": "echo demo"}),
+    # a command that is no free string keeps its placeholder
+    ({"name": "run", "input_schema": {"type": "object", "properties": {
+        "command": {"enum": ["start", "stop"]}}}}, {"command": "start"}),
+])
+async def test_a_shell_tool_is_called_with_a_harmless_command(
+    client: TestClient[Any, Any], tool: JSONObject, expected: JSONObject
+) -> None:
+    """Agents run the command they are given: never a program named "demo" (Codex reported it failed, exit 127)."""
+    message = await _create(client, _request("Say hello", tools=[tool]))
+    assert message["content"][-1]["input"] == expected
+
+
+async def test_a_tool_result_under_tool_choice_any_is_answered_with_the_last_tool(
+    client: TestClient[Any, Any],
+) -> None:
+    """Claude must call a tool under ``any``: after a result the demo calls the last tool offered (where the
+    proxy puts a response format's JSON tool beside an agent's tools), which ends the loop."""
+    answer = {"name": "json_response", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    body = _request("weather as JSON?", tools=[WEATHER_TOOL, answer], tool_choice={"type": "any"})
+    first = await _create(client, body)
+    assert [(block["type"], block["name"]) for block in first["content"]] == [("tool_use", "get_weather")]
+    body["messages"] += [
+        {"role": "assistant", "content": first["content"]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first["content"][0]["id"],
+                                      "content": "sunny, 21C"}]},
+    ]
+    second = await _create(client, body)
+    assert second["stop_reason"] == "tool_use"
+    assert [(block["type"], block["name"], block["input"]) for block in second["content"]] == [
+        ("tool_use", "json_response", {"city": "demo"})]
+
+
 async def test_stop_sequences(client: TestClient[Any, Any]) -> None:
     body = _request("alpha beta gamma", stop_sequences=["gamma", "beta"])
     message = await _create(client, body)

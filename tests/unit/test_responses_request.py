@@ -53,6 +53,8 @@ SIGNED = {"type": "thinking", "thinking": "Weather first.", "signature": "EqQBCk
 REDACTED = {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"}
 PDF = "data:application/pdf;base64,JVBERi0xLjQ="
 PNG = "data:image/png;base64,iVBORw0KGgo="
+BESIDE_TOOLS = ("text.format: its JSON tool offered beside the request's tools, tool_choice any (the model has no "
+                "native structured output): the JSON tool's call is the answer")
 
 
 def convert(
@@ -449,6 +451,52 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
                             "input_schema": {"type": "object"}}],
                     tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True}),
              json_tool="json_response"),
+    ),
+    (
+        # an agent's tools and its answer's schema (Codex's --output-schema, an Agents SDK output_type): a forced
+        # JSON tool would leave the agent's tools uncallable
+        "text.format beside tools without native structured output: any tool, the JSON tool's call the answer",
+        {"tools": [WEATHER], "text": {"format": {"type": "json_schema", "name": "city", "schema": SCHEMA_OBJ}}},
+        PLAIN,
+        done(claude(max_tokens=4096,
+                    tools=[WEATHER_TOOL, {"name": "city", "description": "Respond with JSON matching this schema.",
+                                          "input_schema": SCHEMA_OBJ}],
+                    tool_choice={"type": "any"}),
+             json_tool="city", adjustments=[BESIDE_TOOLS]),
+    ),
+    (
+        "text.format beside tools, tool_choice auto and parallel_tool_calls false: any tool, one at a time",
+        {"tools": [WEATHER], "tool_choice": "auto", "parallel_tool_calls": False,
+         "text": {"format": {"type": "json_object"}}},
+        PLAIN,
+        done(claude(max_tokens=4096,
+                    tools=[WEATHER_TOOL, {"name": "json_response", "description": "Respond with JSON matching this "
+                                          "schema.", "input_schema": {"type": "object"}}],
+                    tool_choice={"type": "any", "disable_parallel_tool_use": True}),
+             json_tool="json_response", adjustments=[BESIDE_TOOLS]),
+    ),
+    (
+        "text.format beside tools the request will not have called (tool_choice none): the JSON tool forced",
+        {"tools": [WEATHER], "tool_choice": "none", "text": {"format": {"type": "json_object"}}},
+        PLAIN,
+        done(claude(max_tokens=4096,
+                    tools=[WEATHER_TOOL, {"name": "json_response", "description": "Respond with JSON matching this "
+                                          "schema.", "input_schema": {"type": "object"}}],
+                    tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True}),
+             json_tool="json_response", adjustments=["tool_choice replaced: response_format forces the JSON tool"]),
+    ),
+    (
+        "text.format beside tools with thinking: thinking off, as with the JSON tool forced",
+        {"tools": [WEATHER], "reasoning": {"effort": "low"}, "text": {"format": {"type": "json_object"}}},
+        PLAIN,
+        done(claude(max_tokens=4096,
+                    tools=[WEATHER_TOOL, {"name": "json_response", "description": "Respond with JSON matching this "
+                                          "schema.", "input_schema": {"type": "object"}}],
+                    tool_choice={"type": "any"}),
+             json_tool="json_response",
+             adjustments=[BESIDE_TOOLS,
+                          "thinking off for this request: response_format needs its JSON tool forced, which "
+                          "thinking forbids (the model has no native structured output)"]),
     ),
     ("text.format text is the default", {"text": {"format": {"type": "text"}}}, NATIVE, done(claude())),
     ("text.verbosity is ignored", {"text": {"format": {"type": "text"}, "verbosity": "low"}}, NATIVE,
