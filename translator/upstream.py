@@ -252,8 +252,7 @@ class Upstream:
         self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
     ) -> UpstreamResponse:
         """Send the request; an error status is raised, a 2xx answer returned open. The caller ends it:
-        ``with response:`` releases the connection, or closes it on an exception (the router's hot path
-        holds no context manager of its own)."""
+        ``with response:`` releases the connection, or closes it on an exception."""
         if body is not None:
             headers = {**headers, "Content-Type": "application/json"}
         url = URL(self.base_url + path, encoded=True)  # (the path is sent as the caller quoted it)
