@@ -742,8 +742,12 @@ async def test_upstream_529_is_503(direct: TestClient, fake_upstream: FakeUpstre
          openai_error("model: claude-nope", "invalid_request_error", code="not_found")),
         (500, {"type": "api_error", "message": "Internal server error"},
          openai_error("Internal server error", "server_error")),
+        # Claude's wording for a prompt over the context window; OpenAI clients know it by its code
+        (400, {"type": "invalid_request_error", "message": "prompt is too long: 209364 tokens > 200000 maximum"},
+         openai_error("prompt is too long: 209364 tokens > 200000 maximum", "invalid_request_error",
+                      code="context_length_exceeded")),
     ],
-    ids=["400", "401", "404", "500"],
+    ids=["400", "401", "404", "500", "400 prompt too long"],
 )
 async def test_upstream_error_status_passes_through(
     direct: TestClient, fake_upstream: FakeUpstream, status: int, error: JSONObject, expected: JSONObject

@@ -14,7 +14,18 @@ from translator.errors import TranslatorError, UpstreamStatusError
 
 
 def openai_error_body(err: TranslatorError) -> OpenAIErrorResponse:
-    return openai_error_from_claude(err.claude_type, err.message, param=err.param, code=err.code)
+    return openai_error_from_claude(err.claude_type, err.message, param=err.param, code=err.code or _code(err))
+
+
+# Claude refuses a prompt over the model's context window as an invalid_request_error saying "prompt is too
+# long: N tokens > M maximum"; OpenAI clients know that case by its code (Codex, for one, handles it apart).
+_TOO_LONG = "prompt is too long"
+
+
+def _code(err: TranslatorError) -> str | None:
+    if err.claude_type == "invalid_request_error" and err.message.startswith(_TOO_LONG):
+        return "context_length_exceeded"
+    return None
 
 
 def openai_error_from_claude(
