@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from translator.convert import ConvertedRequest
 from translator.server.claude_route import RelayedStream
-from translator.server.openai_route import _ChatStream
-from translator.server.streaming import EventStream, pump
+from translator.server.openai_route import chat_converter
+from translator.server.streaming import ConvertedStream, EventStream, pump
 from translator.sse import encode_data
 from translator.upstream import StreamEvents
 
@@ -89,8 +89,9 @@ async def _relayed(reads: list[bytes], stream: EventStream) -> bytes:
     return b"".join(written) + end
 
 
-def _chat_stream() -> _ChatStream:
-    return _ChatStream(ConvertedRequest(body={}, include_usage=True), 0, created=1, model="m", stream_id=None)
+def _new_chat_stream() -> ConvertedStream:
+    converter = chat_converter(ConvertedRequest(body={}, include_usage=True), 0, created=1, model="m", stream_id=None)
+    return ConvertedStream(converter, encode_data)
 
 
 @PROPERTY
@@ -98,10 +99,10 @@ def _chat_stream() -> _ChatStream:
 def test_the_openai_relay_writes_what_feeding_each_event_gives(
     events: list[dict[str, Any]], eol: bytes, cuts: list[int]
 ) -> None:
-    expected = _chat_stream()
+    expected = _new_chat_stream()
     want = b"".join(encode_data(chunk) for event in events for chunk in expected.converter.feed(event))
     data = b"".join(_event(e) for e in events).replace(b"\n", eol)
-    stream = _chat_stream()
+    stream = _new_chat_stream()
     assert asyncio.run(_relayed(_reads(data, cuts), stream)) == want
     assert (stream.done, stream.failed) == (True, False)
 

@@ -1111,7 +1111,7 @@ def test_usage_chunk_alone_adds_nothing_without_include_usage() -> None:
     assert not any("usage" in c for c in run(TEXT_EVENTS, usage_chunk=True))
 
 
-# --- as the route reads a stream: the relay's pump, the OpenAI route's _ChatStream ------------------------
+# --- as the route reads a stream: the relay's pump, the OpenAI route's converted stream -------------
 
 
 def _by_feed(path: Path, **options: Any) -> list[Any]:
@@ -1129,11 +1129,15 @@ def _by_feed(path: Path, **options: Any) -> list[Any]:
 
 def _chat_stream(**options: Any) -> Any:
     from translator.convert import ConvertedRequest
-    from translator.server.openai_route import _ChatStream
+    from translator.server.openai_route import chat_converter
+    from translator.server.streaming import ConvertedStream
+    from translator.sse import encode_data
 
     conv = ConvertedRequest(body={}, include_usage=options.pop("include_usage", False),
                             json_tool=options.pop("json_tool", None))
-    return _ChatStream(conv, options.pop("index", 0), created=1, model="m", stream_id=options.pop("stream_id", None))
+    converter = chat_converter(conv, options.pop("index", 0), created=1, model="m",
+                               stream_id=options.pop("stream_id", None))
+    return ConvertedStream(converter, encode_data)
 
 
 def _upstream_stream(reads: list[bytes]) -> Any:

@@ -34,8 +34,8 @@ from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit
 from translator.server.images import inline_images
 from translator.server.state import IMAGE_SESSION, POOL, SETTINGS
-from translator.server.streaming import relay, sum_usage
-from translator.sse import DONE, SSEEvent, encode_data
+from translator.server.streaming import ConvertedStream, EventStream, relay, sum_usage
+from translator.sse import DONE, encode_data
 from translator.upstream import UpstreamResponse
 
 MESSAGES = "/v1/messages"
@@ -146,82 +146,39 @@ async def _stream(
         _pass_request_id(sources[0].response, headers)
         created = int(time.time())
         stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
-        streams = [_ChatStream(conv, i, created=created, model=call.model, stream_id=stream_id) for i in range(conv.n)]
+        converters = [chat_converter(conv, i, created=created, model=call.model, stream_id=stream_id)
+                      for i in range(conv.n)]
 
         def closing(clean: bool) -> bytes:
             if not clean:
                 return b""  # the stream ended in an error chunk: no [DONE] after it
             usage = b""
             if stream_id is not None and conv.include_usage:  # n > 1: one usage chunk, the choices' summed
-                usage = encode_data(_usage_chunk(stream_id, created, call.model, streams))
+                usage = encode_data(_usage_chunk(stream_id, created, call.model, converters))
             return usage + DONE
 
-        return await relay(request, sources, list(streams), headers=headers, closing=closing)
+        streams: list[EventStream] = [ConvertedStream(converter, encode_data) for converter in converters]
+        return await relay(request, sources, streams, headers=headers, closing=closing)
 
 
-class _ChatStream:
-    """One choice's Claude stream as OpenAI chunks, for the relay."""
-
-    def __init__(self, conv: ConvertedRequest, index: int, *, created: int, model: str, stream_id: str | None) -> None:
-        self.converter = StreamConverter(
-            created=created,
-            model=model,
-            index=index,
-            json_tool=conv.json_tool,
-            stream_id=stream_id,
-            include_usage=conv.include_usage,
-            usage_chunk=conv.n == 1,  # n > 1: one usage chunk, the choices' summed, written by closing()
-        )
-
-    @property
-    def done(self) -> bool:
-        return self.converter.done
-
-    @property
-    def failed(self) -> bool:
-        return self.converter.failed
-
-    @property
-    def usage(self) -> dict[str, Any]:
-        return self.converter.claude_usage
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self.converter.stop_reason
-
-    @property
-    def error_type(self) -> str | None:
-        return self.converter.error_type
-
-    def feed(self, event: SSEEvent) -> bytes:
-        if event.event == "ping":  # a keep-alive, skipped unread (by its name, as the Anthropic SDKs skip it)
-            return b""
-        return _encoded(self.converter.feed(_event_json(event.data)))
-
-    def end(self) -> bytes:
-        return _encoded(self.converter.finish())
-
-    def fail(self, err: TranslatorError) -> bytes:
-        return _encoded(self.converter.fail(err))
+def chat_converter(
+    conv: ConvertedRequest, index: int, *, created: int, model: str, stream_id: str | None
+) -> StreamConverter:
+    """The converter of one choice's Claude stream into OpenAI chunks."""
+    return StreamConverter(
+        created=created,
+        model=model,
+        index=index,
+        json_tool=conv.json_tool,
+        stream_id=stream_id,
+        include_usage=conv.include_usage,
+        usage_chunk=conv.n == 1,  # n > 1: one usage chunk, the choices' summed, written by closing()
+    )
 
 
-def _encoded(chunks: list[Chunk]) -> bytes:
-    return b"".join([encode_data(chunk) for chunk in chunks])
-
-
-def _usage_chunk(stream_id: str, created: int, model: str, streams: list[_ChatStream]) -> Chunk:
-    usage = streams[0].converter.usage
-    for stream in streams[1:]:
-        usage = add_usage(usage, stream.converter.usage)
+def _usage_chunk(stream_id: str, created: int, model: str, converters: list[StreamConverter]) -> Chunk:
+    usage = converters[0].usage
+    for converter in converters[1:]:
+        usage = add_usage(usage, converter.usage)
     return {"id": stream_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
             "usage": usage}
-
-
-def _event_json(data: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise StreamProtocolError(f"upstream stream event is not JSON: {data[:100]!r}") from e
-    if not isinstance(payload, dict):
-        raise StreamProtocolError("upstream stream event is not a JSON object")
-    return payload

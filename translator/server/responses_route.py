@@ -25,7 +25,7 @@ from translator.convert.request import ConvertedRequest
 from translator.convert.responses_request import convert_responses_request
 from translator.convert.responses_response import request_echo, response_from_message
 from translator.convert.responses_stream import ResponsesStreamConverter
-from translator.errors import InvalidRequest, NotFound, TranslatorError, UpstreamUnavailable
+from translator.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from translator.gateway.response_store import StoredResponse
 from translator.router import UpstreamCall
 from translator.server.common import header_text
@@ -33,8 +33,8 @@ from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit, authenticate
 from translator.server.images import inline_images
 from translator.server.state import IMAGE_SESSION, POOL, RESPONSE_STORE, SETTINGS
-from translator.server.streaming import relay
-from translator.sse import SSEEvent, encode_event
+from translator.server.streaming import ConvertedStream, relay
+from translator.sse import encode_event
 
 
 def _session_from(body: dict[str, Any]) -> object:
@@ -125,66 +125,19 @@ async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.
             raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
         request_id = done.response.headers.get("request-id")
         headers = {**turn.headers, **({"x-request-id": request_id} if request_id else {})}
-        stream = _ResponsesStream(ResponsesStreamConverter(
+        converter = ResponsesStreamConverter(
             response_id=turn.response_id, created_at=turn.created_at, model=turn.model, echo=turn.echo,
             json_tool=turn.json_tool, namespaces=turn.namespaces,
-        ))
+        )
+        stream = ConvertedStream(converter, _encoded_event)
         resp = await relay(request, [done], [stream], headers=headers)
-    if stream.converter.response is not None and not stream.failed:
-        await turn.stored(stream.converter.response)
+    if converter.response is not None and not converter.failed:
+        await turn.stored(converter.response)
     return resp
 
 
-class _ResponsesStream:
-    """The Claude stream as Responses events, for the relay."""
-
-    def __init__(self, converter: ResponsesStreamConverter) -> None:
-        self.converter = converter
-
-    @property
-    def done(self) -> bool:
-        return self.converter.done
-
-    @property
-    def failed(self) -> bool:
-        return self.converter.failed
-
-    @property
-    def usage(self) -> dict[str, Any]:
-        return self.converter.claude_usage
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self.converter.stop_reason
-
-    @property
-    def error_type(self) -> str | None:
-        return self.converter.error_type
-
-    def feed(self, event: SSEEvent) -> bytes:
-        if event.event == "ping":  # a keep-alive, skipped unread
-            return b""
-        return _encoded(self.converter.feed(_event_json(event.data)))
-
-    def end(self) -> bytes:
-        return _encoded(self.converter.finish())
-
-    def fail(self, err: TranslatorError) -> bytes:
-        return _encoded(self.converter.fail(err))
-
-
-def _encoded(events: list[dict[str, Any]]) -> bytes:
-    return b"".join([encode_event(event["type"], event) for event in events])
-
-
-def _event_json(data: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise StreamProtocolError(f"upstream stream event is not JSON: {data[:100]!r}") from e
-    if not isinstance(payload, dict):
-        raise StreamProtocolError("upstream stream event is not a JSON object")
-    return payload
+def _encoded_event(event: dict[str, Any]) -> bytes:
+    return encode_event(event["type"], event)
 
 
 def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:

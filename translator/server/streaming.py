@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
-from translator.errors import ProxyOverloaded, TranslatorError, UpstreamTimeout
+from translator.errors import ProxyOverloaded, TranslatorError, UpstreamProtocolError, UpstreamTimeout
 from translator.router import Attempted
 from translator.server.context import CONTEXT
 from translator.server.state import DRAINING
@@ -64,6 +65,76 @@ class EventStream(Protocol):
 
     def fail(self, err: TranslatorError) -> bytes:
         """An error mid-stream, in the client's shape; the stream is then done and failed."""
+
+
+class Converter(Protocol):
+    """A pure stream converter (``translator.convert``): Claude events in, the client's objects out."""
+
+    done: bool
+    failed: bool
+    claude_usage: dict[str, Any]
+    stop_reason: str | None
+    error_type: str | None
+
+    def feed(self, event: Mapping[str, Any]) -> Sequence[Any]: ...
+
+    def finish(self) -> Sequence[Any]: ...
+
+    def fail(self, err: TranslatorError) -> Sequence[Any]: ...
+
+
+class ConvertedStream:
+    """An ``EventStream`` over a ``Converter``: each event parsed as JSON and fed to it (a ``ping`` skipped
+    by its name, unread, as the Anthropic SDKs skip it), what it gives written by ``encode``."""
+
+    def __init__(self, converter: Converter, encode: Callable[[Any], bytes]) -> None:
+        self.converter = converter
+        self._encode = encode
+
+    @property
+    def done(self) -> bool:
+        return self.converter.done
+
+    @property
+    def failed(self) -> bool:
+        return self.converter.failed
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return self.converter.claude_usage
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.converter.stop_reason
+
+    @property
+    def error_type(self) -> str | None:
+        return self.converter.error_type
+
+    def feed(self, event: SSEEvent) -> bytes:
+        if event.event == "ping":
+            return b""
+        return self._encoded(self.converter.feed(event_json(event.data)))
+
+    def end(self) -> bytes:
+        return self._encoded(self.converter.finish())
+
+    def fail(self, err: TranslatorError) -> bytes:
+        return self._encoded(self.converter.fail(err))
+
+    def _encoded(self, items: Sequence[Any]) -> bytes:
+        return b"".join([self._encode(item) for item in items])
+
+
+def event_json(data: bytes) -> dict[str, Any]:
+    """An upstream event's data: a JSON object, or the stream is broken."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise UpstreamProtocolError(f"upstream stream event is not JSON: {data[:100]!r}") from e
+    if not isinstance(payload, dict):
+        raise UpstreamProtocolError("upstream stream event is not a JSON object")
+    return payload
 
 
 async def relay(
