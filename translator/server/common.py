@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from translator.convert.request import ConvertedRequest
 from translator.errors import BodyTooLarge, ClientTooSlow, InvalidRequest
 from translator.server.state import SETTINGS
 
@@ -69,3 +70,14 @@ def header_text(items: list[str]) -> str:
         return text
     # Control characters (a header can hold none) and non-ASCII become \x.. escapes; the rest stays as is.
     return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def policy_headers(conv: ConvertedRequest) -> dict[str, str]:
+    """What the conversion ignored and adjusted, for the caller to see (``x-translator-ignored``,
+    ``x-translator-adjustments``)."""
+    headers = {}
+    if conv.ignored:
+        headers["x-translator-ignored"] = header_text(conv.ignored)
+    if conv.adjustments:
+        headers["x-translator-adjustments"] = header_text(conv.adjustments)
+    return headers

@@ -29,7 +29,7 @@ from translator.convert import (
 from translator.convert.stream import Chunk
 from translator.errors import TranslatorError, UpstreamUnavailable
 from translator.router import UpstreamCall
-from translator.server.common import header_text
+from translator.server.common import policy_headers
 from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit
 from translator.server.images import inline_images
@@ -53,7 +53,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         admission.ctx.stream, admission.ctx.n = conv.stream, conv.n
         call = _call(request, admission, orjson.dumps(conv.body), stream=conv.stream)
         conv.body.clear()  # a large body (images) is held once, as the bytes that go upstream
-        headers = _policy_headers(conv)
+        headers = policy_headers(conv)
         if conv.stream:
             return await _stream(request, call, conv, headers)
         return await _complete(request, call, conv, headers)
@@ -70,15 +70,6 @@ def _call(request: web.Request, admission: Admission, body: bytes, *, stream: bo
         session=admission.session,
         forward_key=admission.ctx.forward_key,
     )
-
-
-def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
-    headers = {}
-    if conv.ignored:
-        headers["x-translator-ignored"] = header_text(conv.ignored)
-    if conv.adjustments:
-        headers["x-translator-adjustments"] = header_text(conv.adjustments)
-    return headers
 
 
 def _pass_request_id(source: UpstreamResponse, headers: dict[str, str]) -> None:

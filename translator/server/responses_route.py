@@ -28,7 +28,7 @@ from translator.convert.responses_stream import ResponsesStreamConverter
 from translator.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from translator.gateway.response_store import StoredResponse
 from translator.router import UpstreamCall
-from translator.server.common import header_text
+from translator.server.common import policy_headers
 from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit, authenticate
 from translator.server.images import inline_images
@@ -93,7 +93,7 @@ class _Turn:
         self.history = history
         self.input = _input_items(req.get("input"), self.response_id)
         self.store = req.get("store") is not False and request.app[SETTINGS].responses.store
-        self.headers = _policy_headers(conv)
+        self.headers = policy_headers(conv)
 
     async def stored(self, response: Mapping[str, Any]) -> None:
         if self.store:
@@ -138,15 +138,6 @@ async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.
 
 def _encoded_event(event: dict[str, Any]) -> bytes:
     return encode_event(event["type"], event)
-
-
-def _policy_headers(conv: ConvertedRequest) -> dict[str, str]:
-    headers = {}
-    if conv.ignored:
-        headers["x-translator-ignored"] = header_text(conv.ignored)
-    if conv.adjustments:
-        headers["x-translator-adjustments"] = header_text(conv.adjustments)
-    return headers
 
 
 def _input_items(value: object, response_id: str) -> list[dict[str, Any]]:
