@@ -8,12 +8,14 @@ the client must get the upstream's bytes back, event for event, whatever block t
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import FIXTURES
@@ -643,3 +645,33 @@ async def test_error_event_before_any_content_is_retried(make_proxy: MakeProxy, 
     assert (resp.status, await resp.read()) == (200, healthy)
     assert len(fake_upstream.requests) == 2
     assert fake_upstream.requests[0].raw == fake_upstream.requests[1].raw
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions", "/v1/responses"])
+async def test_a_write_that_finds_the_client_gone_is_no_server_error(
+    proxy: TestClient, fake_upstream: FakeUpstream, server_log: Any, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    # Before aiohttp notices a closed connection (and cancels the handler), a write to it fails.
+    writes = 0
+    write = web.StreamResponse.write
+
+    async def gone_after_the_first(self: web.StreamResponse, data: bytes) -> None:
+        nonlocal writes
+        if self.headers.get("X-Accel-Buffering") == "no":  # the proxy's stream (not the fake upstream's)
+            writes += 1
+            if writes > 1:
+                raise ConnectionResetError("Cannot write to closing transport")
+        await write(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write", gone_after_the_first)
+    fake_upstream.sse(encode(MESSAGE_START, TEXT_START, *[TEXT_DELTA] * 20), chunk_size=len(encode(TEXT_DELTA)),
+                      delay=0.01)
+    body = {"model": "m", "max_tokens": 9, "stream": True, "input": "hi",
+            "messages": [{"role": "user", "content": "hi"}]}
+    resp = await proxy.post(path, json=body)
+    await resp.read()
+    assert writes == 2
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    line = [orjson.loads(x) for x in server_log().splitlines() if '"request"' in x][-1]
+    assert (line["status"], line.get("cancelled")) == (499, True)

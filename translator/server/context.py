@@ -51,6 +51,7 @@ class RequestContext:
     status: int = 500  # until a response is made; an exception that escapes is a bug
     extra_headers: dict[str, str] = field(default_factory=dict)  # added to the response, whatever it is
     prepared: bool = False  # a streamed response's head went out: no other answer is possible now
+    stream_response: web.StreamResponse | None = None  # that response, once prepared
 
     def attempted(self, upstream: str, attempt: int) -> None:
         """The router's report of each attempt."""

@@ -33,9 +33,13 @@ async def handle_requests(request: web.Request, handler: Handler) -> web.StreamR
             response.headers.update(ctx.extra_headers)
         ctx.status = response.status
         return response
-    except (asyncio.CancelledError, ConnectionResetError):
+    except (asyncio.CancelledError, ConnectionResetError) as exc:
         ctx.cancelled = True  # the client went away; the handler was cancelled with it
         ctx.status = 499
+        if isinstance(exc, ConnectionResetError) and ctx.stream_response is not None:
+            # A write found the connection gone before aiohttp cancelled the handler: the stream ends here,
+            # and aiohttp finishes it quietly (raising would log it as a server error, with a traceback).
+            return ctx.stream_response
         raise
     finally:
         log_request(ctx.log_fields())

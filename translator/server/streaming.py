@@ -173,7 +173,7 @@ async def prepare_stream(request: web.Request, resp: web.StreamResponse) -> None
     the stream, as no other answer is possible."""
     ctx = request[CONTEXT]
     resp.headers.update(ctx.extra_headers)
-    ctx.prepared = True
+    ctx.prepared, ctx.stream_response = True, resp
     await resp.prepare(request)
 
 
