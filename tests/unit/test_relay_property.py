@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from translator.convert import ConvertedRequest
+from translator.errors import ProxyOverloaded
 from translator.server.claude_route import RelayedStream
 from translator.server.openai_route import chat_converter
 from translator.server.streaming import ConvertedStream, EventStream, pump
@@ -117,3 +118,11 @@ def test_the_claude_relay_passes_the_bytes_on_as_they_came(
     assert asyncio.run(_relayed(_reads(data, cuts), stream)) == data
     assert (stream.usage, stream.stop_reason, stream.failed) == ({"input_tokens": 3, "output_tokens": 9}, "end_turn",
                                                                  False)
+
+
+def test_nothing_follows_a_stream_that_has_ended() -> None:
+    # The relay's shutdown farewell is the stream's own fail(): once the stream is done it adds nothing.
+    err = ProxyOverloaded("the proxy is shutting down; retry the request")
+    for stream in (_new_chat_stream(), RelayedStream()):
+        stream.end()
+        assert (stream.done, stream.fail(err)) == (True, b"")

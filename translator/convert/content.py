@@ -48,34 +48,29 @@ _PASSED_KEYS: Final[tuple[Literal["cache_control"], ...]] = ("cache_control",)
 
 def text_blocks(content: object, where: str) -> list[TextBlock]:
     """Content that may only hold text (system, developer, assistant turns)."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content.strip() else []
-    return _blocks(_parts(content, where), _text_part, where)
+    return _content(content, where, _text_part)
 
 
 def content_blocks(content: object, where: str) -> list[PartBlock]:
     """User content: text, images and files."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content.strip() else []
-    return _blocks(_parts(content, where), _part, where)
+    return [] if content is None else _content(content, where, _part)
 
 
 def response_text_blocks(content: object, where: str) -> list[TextBlock]:
     """Responses content that may only hold text (system, developer, assistant messages)."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content.strip() else []
-    return _blocks(_parts(content, where), _response_text_part, where)
+    return _content(content, where, _response_text_part)
 
 
 def response_content_blocks(content: object, where: str) -> list[PartBlock]:
     """Responses user content and function call outputs: text, images and files."""
-    if content is None:
-        return []
+    return [] if content is None else _content(content, where, _response_part)
+
+
+def _content(content: object, where: str, build: Callable[[Any], _B | None]) -> list[_B]:
+    """A string (one text block, none when blank) or parts, each built by ``build``."""
     if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content.strip() else []
-    return _blocks(_parts(content, where), _response_part, where)
+        return [cast(_B, {"type": "text", "text": content})] if content.strip() else []
+    return _blocks(_parts(content, where), build, where)
 
 
 def _blocks(parts: list[Any], build: Callable[[Any], _B | None], where: str) -> list[_B]:

@@ -118,7 +118,10 @@ class StreamConverter:
         return self._failed("api_error", "upstream stream ended before message_stop")
 
     def fail(self, err: TranslatorError) -> list[Chunk]:
-        """The stream broke (a broken event, a reset, a timeout): it ends in an error chunk."""
+        """The stream broke (a broken event, a reset, a timeout): it ends in an error chunk (none once it has
+        ended: nothing may follow its last chunk)."""
+        if self.done:
+            return []
         self.done = self.failed = True
         self.error_type = err.claude_type
         return [openai_error_body(err)]

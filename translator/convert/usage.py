@@ -66,3 +66,19 @@ def add_usage(a: Mapping[str, Any], b: Mapping[str, Any]) -> CompletionUsage | d
         k: a["prompt_tokens_details"][k] + b["prompt_tokens_details"][k] for k in _PROMPT_DETAILS
     }
     return total
+
+
+def message_usage(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A Claude message's usage object as sent ({} without one: its counts are checked where read)."""
+    usage = message.get("usage")
+    return usage if isinstance(usage, dict) else {}
+
+
+def sum_claude_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Claude usages added up (OpenAI's ``n`` > 1): every count; other fields as the first has them."""
+    total = dict(usages[0])
+    for usage in usages[1:]:
+        for name, value in usage.items():
+            if type(value) is int and type(total.get(name, 0)) is int:
+                total[name] = total.get(name, 0) + value
+    return total

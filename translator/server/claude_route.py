@@ -141,7 +141,7 @@ class RelayedStream:
         return self._failed("api_error", "upstream stream ended before message_stop")
 
     def fail(self, err: TranslatorError) -> bytes:
-        return self._failed(err.claude_type, err.message)
+        return b"" if self.done else self._failed(err.claude_type, err.message)
 
     def _failed(self, claude_type: str, message: str) -> bytes:
         self.done = self.failed = True

@@ -27,6 +27,7 @@ from translator.convert import (
     convert_responses,
 )
 from translator.convert.stream import Chunk
+from translator.convert.usage import message_usage, sum_claude_usage
 from translator.errors import TranslatorError, UpstreamUnavailable
 from translator.router import UpstreamCall
 from translator.server.common import policy_headers
@@ -34,7 +35,7 @@ from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit
 from translator.server.images import inline_images
 from translator.server.state import IMAGE_SESSION, POOL, SETTINGS
-from translator.server.streaming import ConvertedStream, EventStream, relay, sum_usage
+from translator.server.streaming import ConvertedStream, EventStream, relay
 from translator.sse import DONE, encode_data
 from translator.upstream import UpstreamResponse
 
@@ -88,14 +89,9 @@ async def _complete(
 ) -> web.Response:
     ctx = request[CONTEXT]
     messages = await _at_once([_message(request, call, headers) for _ in range(conv.n)])
-    ctx.usage = sum_usage([_usage_of(m) for m in messages])
+    ctx.usage = sum_claude_usage([message_usage(m) for m in messages])
     completion = convert_responses(messages, created=int(time.time()), model=call.model, json_tool=conv.json_tool)
     return web.Response(body=orjson.dumps(completion), content_type="application/json", headers=headers)
-
-
-def _usage_of(message: dict[str, Any]) -> dict[str, Any]:
-    usage = message.get("usage")
-    return usage if isinstance(usage, dict) else {}
 
 
 async def _message(request: web.Request, call: UpstreamCall, headers: dict[str, str]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from translator.convert.request import ConvertedRequest
 from translator.convert.responses_request import convert_responses_request
 from translator.convert.responses_response import request_echo, response_from_message
 from translator.convert.responses_stream import ResponsesStreamConverter
+from translator.convert.usage import message_usage
 from translator.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from translator.gateway.response_store import StoredResponse
 from translator.router import UpstreamCall
@@ -108,8 +109,7 @@ async def _complete(request: web.Request, call: UpstreamCall, turn: _Turn) -> we
         request_id = done.response.headers.get("request-id")
     if not isinstance(message, dict):
         raise StreamProtocolError("upstream answered with JSON that is not a message object")
-    usage = message.get("usage")
-    ctx.usage = usage if isinstance(usage, dict) else {}
+    ctx.usage = message_usage(message)
     response = response_from_message(message, response_id=turn.response_id, created_at=turn.created_at,
                                      model=turn.model, echo=turn.echo, json_tool=turn.json_tool,
                                      namespaces=turn.namespaces)

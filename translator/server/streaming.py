@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from translator.convert.usage import sum_claude_usage
 from translator.errors import ProxyOverloaded, TranslatorError, UpstreamProtocolError, UpstreamTimeout
 from translator.router import Attempted
 from translator.server.context import CONTEXT
@@ -295,16 +296,6 @@ async def farewell_on_shutdown(
 def _report(request: web.Request, streams: list[EventStream]) -> None:
     """What the streams say, for the log line, the metrics and the rate limiter."""
     ctx = request[CONTEXT]
-    ctx.usage = sum_usage([stream.usage for stream in streams])
+    ctx.usage = sum_claude_usage([stream.usage for stream in streams])
     ctx.stop_reason = streams[0].stop_reason
     ctx.stream_error = next((s.error_type for s in streams if s.error_type is not None), None)
-
-
-def sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Claude usages added up (OpenAI's ``n`` > 1): every count; other fields as the first has them."""
-    total = dict(usages[0])
-    for usage in usages[1:]:
-        for name, value in usage.items():
-            if type(value) is int and type(total.get(name, 0)) is int:
-                total[name] = total.get(name, 0) + value
-    return total
