@@ -216,7 +216,10 @@ class FaultUpstream:
         # handler_cancellation: a caller that goes away cancels the handler, so stalls end and are counted
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        # A backlog above the fault matrix's concurrency (all three routes' cases at once, each on a new
+        # connection in the leak run): with aiohttp's 128 a SYN past it is dropped, retried 1 s later, and the
+        # proxy's 0.5 s connect timeout fails a case that should succeed.
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
