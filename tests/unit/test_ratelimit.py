@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from translator.config import RedisSettings
-from translator.errors import RateLimited
+from translator.errors import ProxyOverloaded, RateLimited
 from translator.gateway.keys import ClientKey, hash_key
 from translator.gateway.ratelimit import (
     Lease,
@@ -26,6 +26,7 @@ from translator.gateway.ratelimit import (
     RedisRateLimiter,
     make_rate_limiter,
 )
+from translator.gateway.redis_health import RedisHealth
 
 T0 = 1_700_000_000.25  # wall-clock sized, so Redis scores are checked at real precision
 
@@ -377,19 +378,50 @@ def _unused_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_redis_down_fails_closed_with_503() -> None:
-    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_unused_port()}/0", timeout=0.5)
+async def test_redis_down_under_deny_refuses_with_503() -> None:
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_unused_port()}/0", timeout=0.5, on_error="deny")
     try:
         key = client_key(rpm=10, concurrency=1)
         with pytest.raises(LimiterUnavailable) as info:
             await limiter.acquire(key)
         assert info.value.status == 503
-        assert info.value.message.startswith("rate limit store unavailable")
-        await limiter.release(Lease(key=key, id="x"), 5)  # logged, not raised: the answer was already sent
+        assert isinstance(info.value, ProxyOverloaded)  # so its answer carries Retry-After
+        assert info.value.message == "rate limits cannot be checked: the rate limit store is unavailable"
+        await limiter.release(Lease(key=key, id="x"), 5)  # counted, not raised: the answer was already sent
         unlimited = await limiter.acquire(client_key())  # no limits: Redis is not even asked
         assert limiter.headers(unlimited) == {}
     finally:
         await limiter.close()
+
+
+async def test_redis_down_under_allow_admits_unmetered() -> None:
+    health = RedisHealth()
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_unused_port()}/0", timeout=0.5, health=health)
+    try:
+        key = client_key(rpm=1, concurrency=1)
+        leases = [await limiter.acquire(key) for _ in range(3)]  # over both limits, yet admitted
+        assert [(lease.unmetered, limiter.headers(lease)) for lease in leases] == [(True, {})] * 3
+        assert health.up is False
+        for lease in leases:
+            await limiter.release(lease, 5)  # nothing to release: Redis is not asked
+            assert not lease.released
+    finally:
+        await limiter.close()
+
+
+async def test_redis_up_again_meters_again(redis_url: str, clock: Clock) -> None:
+    health = RedisHealth(retry_seconds=0.0)
+    down = RedisRateLimiter(f"redis://127.0.0.1:{_unused_port()}/0", clock, timeout=0.5, health=health)
+    up = RedisRateLimiter(redis_url, clock, health=health)
+    try:
+        key = client_key(rpm=1)
+        assert (await down.acquire(key)).unmetered and health.up is False
+        assert not (await up.acquire(key)).unmetered and health.up is True
+        with pytest.raises(RateLimitExceeded):
+            await up.acquire(key)
+    finally:
+        await down.close()
+        await up.close()
 
 
 async def test_make_rate_limiter_picks_the_backend() -> None:
@@ -399,3 +431,15 @@ async def test_make_rate_limiter_picks_the_backend() -> None:
     assert isinstance(redis_backed, RedisRateLimiter)
     await memory.close()
     await redis_backed.close()
+
+
+async def test_make_rate_limiter_takes_the_outage_policy_and_the_shared_health() -> None:
+    health = RedisHealth()
+    url = f"redis://127.0.0.1:{_unused_port()}/0"
+    limiter = make_rate_limiter(RedisSettings(url=url, on_error="deny", timeout_seconds=0.5), health)
+    try:
+        with pytest.raises(LimiterUnavailable):
+            await limiter.acquire(client_key(rpm=1))
+        assert health.up is False
+    finally:
+        await limiter.close()

@@ -17,12 +17,16 @@ A refused request consumes nothing. When several limits refuse at once, Retry-Af
 (retrying sooner would only be refused again) and the message names that limit.
 
 ``MemoryRateLimiter`` keeps the log in process memory (one process); ``RedisRateLimiter`` keeps it in Redis,
-shared by every worker and host, checked and updated atomically by one Lua script per call.
+shared by every worker and host, checked and updated atomically by one Lua script per call. While Redis does not
+answer, ``redis.on_error`` decides: "allow" lets requests through unmetered (their tokens are not recorded),
+"deny" refuses them with ``LimiterUnavailable`` (503, Retry-After). See ``redis_health`` for how an outage is
+noticed, logged once and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -32,12 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from translator.config import RedisSettings
-from translator.errors import RateLimited, TranslatorError
+from translator.errors import ProxyOverloaded, RateLimited
 from translator.gateway.keys import ClientKey
-from translator.log import log
+from translator.gateway.redis_health import RedisDown, RedisHealth
 
 WINDOW = 60.0  # seconds: every limit here is "per minute"
 LEASE_TTL = 3600.0  # a lease older than this is presumed leaked; longer than any upstream call may take
@@ -53,10 +56,10 @@ class RateLimitExceeded(RateLimited):
         self.limit = limit
 
 
-class LimiterUnavailable(TranslatorError):
-    """The shared limit store (Redis) did not answer. Requests are refused rather than let through unmetered."""
+class LimiterUnavailable(ProxyOverloaded):
+    """The shared limit store (Redis) did not answer and ``redis.on_error`` is "deny": the request is refused
+    (503, with the Retry-After every ``ProxyOverloaded`` carries) rather than let through unmetered."""
 
-    status = 503
     claude_type = "api_error"
 
 
@@ -68,6 +71,7 @@ class Lease:
     id: str
     headers: dict[str, str] = field(default_factory=dict)  # the x-ratelimit-* state when it was admitted
     released: bool = False
+    unmetered: bool = False  # let through while the limit store was down ("allow"): nothing to release
 
 
 class RateLimiter(Protocol):
@@ -351,7 +355,8 @@ class RedisRateLimiter:
     Every call is one Lua script (atomic in Redis). All keys carry TTLs refreshed on write: the logs live one
     window past their last entry, the leases ``lease_ttl`` past the last admission, so idle keys vanish.
     Timestamps come from ``clock`` (wall time by default, so hosts agree to within their NTP skew).
-    If Redis does not answer, ``acquire`` raises ``LimiterUnavailable`` (503): fail closed, never unmetered.
+    If Redis does not answer, ``acquire`` follows ``on_error``: "allow" admits the request unmetered, "deny"
+    raises ``LimiterUnavailable`` (503). ``health`` is the outage view shared with the app's other Redis users.
     """
 
     def __init__(
@@ -362,10 +367,14 @@ class RedisRateLimiter:
         lease_ttl: float = LEASE_TTL,
         prefix: str = "translator:rl",
         timeout: float = 5.0,
+        on_error: str = "allow",
+        health: RedisHealth | None = None,
     ) -> None:
         self._clock = clock
         self._lease_ttl = lease_ttl
         self._prefix = prefix
+        self._on_error = on_error
+        self._health = health or RedisHealth(on_error=on_error)
         self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
@@ -381,19 +390,26 @@ class RedisRateLimiter:
             lease_id, repr(now + self._lease_ttl), _ms(WINDOW), _ms(self._lease_ttl),
         ]
         try:
-            reply = await self._acquire(keys=self._keys(key), args=args)
-        except RedisError as exc:
-            raise LimiterUnavailable(f"rate limit store unavailable: {exc.__class__.__name__}") from exc
+            reply = await self._health.call("ratelimit", lambda: self._acquire(keys=self._keys(key), args=args))
+        except RedisDown:
+            return self._without_store(key, lease_id)
         usage = _usage_from_reply(now, reply)
         error = refusal(key, usage)
         if error is not None:
             raise error
         return Lease(key=key, id=lease_id, headers=usage_headers(key, usage, admitted=True))
 
+    def _without_store(self, key: ClientKey, lease_id: str) -> Lease:
+        """Redis is down: refuse ("deny") or admit without limits ("allow")."""
+        if self._on_error == "deny":
+            raise LimiterUnavailable("rate limits cannot be checked: the rate limit store is unavailable")
+        return Lease(key=key, id=lease_id, unmetered=True)
+
     async def release(self, lease: Lease, tokens: int) -> None:
-        """Shielded, so a handler cancelled by a departing client still frees its slot; errors are logged only,
-        since the request has already been served (an unfreed slot expires after ``lease_ttl``)."""
-        if lease.released:
+        """Shielded, so a handler cancelled by a departing client still frees its slot. A failure is only
+        counted (the outage is logged once): the request has already been served, and an unfreed slot expires
+        after ``lease_ttl``."""
+        if lease.released or lease.unmetered:
             return
         lease.released = True
         recorded = tokens if lease.key.tpm is not None and tokens > 0 else 0
@@ -407,10 +423,9 @@ class RedisRateLimiter:
     async def _send_release(self, lease: Lease, recorded: int) -> None:
         _, tokens_key, total_key, leases_key = self._keys(lease.key)
         args: list[str | int] = [repr(self._clock()), lease.id, recorded, _ms(WINDOW)]
-        try:
-            await self._release(keys=[tokens_key, total_key, leases_key], args=args)
-        except RedisError as exc:
-            log.warning("rate limit release failed", key=lease.key.name, error=exc.__class__.__name__)
+        with contextlib.suppress(RedisDown):
+            await self._health.call("ratelimit", lambda: self._release(keys=[tokens_key, total_key, leases_key],
+                                                                       args=args))
 
     def headers(self, lease: Lease) -> dict[str, str]:
         return dict(lease.headers)
@@ -448,8 +463,9 @@ def _score(value: bytes | str) -> float | None:
     return float(text) if text else None
 
 
-def make_rate_limiter(settings: RedisSettings) -> RateLimiter:
+def make_rate_limiter(settings: RedisSettings, health: RedisHealth | None = None) -> RateLimiter:
     """Redis when a URL is configured (limits shared by all workers), else process memory."""
     if settings.url:
-        return RedisRateLimiter(settings.url)
+        return RedisRateLimiter(settings.url, timeout=settings.timeout_seconds, on_error=settings.on_error,
+                                health=health)
     return MemoryRateLimiter()
