@@ -40,7 +40,7 @@ import redis.asyncio as aioredis
 from translator.config import RedisSettings
 from translator.errors import ProxyOverloaded, RateLimited
 from translator.gateway.keys import ClientKey
-from translator.gateway.redis_health import RedisDown, RedisHealth
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 
 WINDOW = 60.0  # seconds: every limit here is "per minute"
 LEASE_TTL = 3600.0  # a lease older than this is presumed leaked; longer than any upstream call may take
@@ -375,7 +375,7 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._on_error = on_error
         self._health = health or RedisHealth(on_error=on_error)
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
         self._pending: set[asyncio.Task[None]] = set()

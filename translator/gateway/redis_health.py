@@ -16,7 +16,7 @@ Redis calls through ``RedisHealth.call`` and, when it raises ``RedisDown``, take
   at once. Every ``retry_seconds`` one call is let through to try again; the first that succeeds ends the outage.
 - Each call that fails or is skipped counts in ``translator_redis_errors_total{component}``.
 
-The connection settings live here too (``connect``), so every user of Redis gets the same timeouts, and
+The connection settings live here too (``redis_client``), so every user of Redis gets the same timeouts, and
 ``RedisBackend`` is what the app holds: the settings, the shared ``RedisHealth`` and a client for readiness.
 """
 
@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from translator.config import RedisSettings
@@ -121,10 +123,14 @@ class RedisHealth:
         self._on_change(True)
 
 
-def connect(settings: RedisSettings) -> aioredis.Redis:
-    """A client with the configured timeouts (to connect, and for each reply), so no call hangs a request."""
-    timeout = settings.timeout_seconds
-    return aioredis.from_url(settings.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    """A client whose every call ends within about twice ``timeout`` (to connect, and for each reply).
+
+    One retry, at once, on a refused, reset or timed-out connection: after a Redis restart, each pooled
+    connection fails once before it is replaced, and that must not open another outage. redis-py's default
+    (three retries with backoff) would hold a request for four timeouts when Redis is unreachable."""
+    return aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                             retry=Retry(NoBackoff(), 1))
 
 
 @dataclass
@@ -146,7 +152,7 @@ class RedisBackend:
     ) -> RedisBackend:
         health = RedisHealth(on_error=settings.on_error, retry_seconds=settings.retry_seconds,
                              on_change=on_change, count_error=count_error)
-        return cls(settings, health, connect(settings))
+        return cls(settings, health, redis_client(settings.url, settings.timeout_seconds))
 
     async def check(self) -> bool:
         """Whether Redis answers a PING now (not tried while it is known down and no retry is due)."""

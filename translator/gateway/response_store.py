@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 
 from translator.config import RedisSettings
 from translator.errors import ProxyOverloaded
-from translator.gateway.redis_health import RedisDown, RedisHealth
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 from translator.log import log
 
 
@@ -134,7 +134,7 @@ class RedisResponseStore:
     ) -> None:
         self._ttl_ms = max(1, round(ttl * 1000))
         self._prefix = prefix
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
         self._health = health or RedisHealth()
 
     async def get(self, response_id: str) -> StoredResponse | None:

@@ -18,7 +18,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from translator.config import RedisSettings
-from translator.gateway.redis_health import RedisDown, RedisHealth
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 
 
 class StickyStore(Protocol):
@@ -92,7 +92,7 @@ class RedisStickyStore:
         self, url: str, *, prefix: str = "translator:sticky:", timeout: float = 2.0, health: RedisHealth | None = None
     ) -> None:
         self._prefix = prefix
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
         self._health = health or RedisHealth()
 
     async def get(self, session: str) -> str | None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from translator.config import RedisSettings
-from translator.gateway.redis_health import RedisDown, RedisHealth
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 
 # KEYS: the upstream's cool-down key.  ARGV: its length in ms.  A longer cool-down already set is kept.
 _PUBLISH = """
@@ -48,7 +48,7 @@ class SharedCooldowns:
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._health = health or RedisHealth()
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
         self._publish = self._redis.register_script(_PUBLISH)
         self._read_at = -float("inf")
         self._until: dict[str, float] = {}  # upstream -> end of its shared cool-down, on our clock
