@@ -5,6 +5,7 @@ responses without Redis, and upstream cool-downs shared between replicas through
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -186,6 +187,35 @@ async def test_a_cooldown_is_shared_by_replicas_through_redis(
     assert (await replica_b.post("/v1/messages", json=CLAUDE)).status == 200
     assert (len(failing.requests), len(healthy.requests)) == (1, 2)  # B kept away from it too
     assert sample(replica_b, "translator_upstream_healthy", upstream="failing") == 0
+
+
+async def test_a_redis_that_never_answers_holds_no_request(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream, server_log: Callable[[], str]
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # reads what it is sent, and never answers
+        await reader.read()
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        redis = {"url": f"redis://127.0.0.1:{port}/0", "on_error": "deny", "timeout_seconds": 0.2}
+        proxy = await make_proxy(keys=KEYS, redis=redis)
+        fake_upstream.json(MESSAGE)
+        # (the guard only keeps a regression from hanging the suite; the call ends after the socket timeout)
+        refused = await asyncio.wait_for(proxy.post("/v1/messages", json=CLAUDE, headers=LIMITED_AUTH), 60)
+        assert refused.status == 503
+        free = await asyncio.wait_for(proxy.post("/v1/messages", json=CLAUDE, headers=FREE_AUTH), 60)
+        assert free.status == 200
+        lines = [x for x in map(orjson.loads, server_log().splitlines()) if x["event"] == "redis unavailable"]
+        assert [(x["component"], x["error"]) for x in lines] == [("ping", "TimeoutError")]  # at start, once
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
 
 
 @pytest.mark.parametrize("on_error", ["allow", "deny"])
