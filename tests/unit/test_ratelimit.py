@@ -6,6 +6,7 @@ Time is an injected clock, so window edges are tested to the millisecond without
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,6 +19,7 @@ from translator.config import RedisSettings
 from translator.errors import ProxyOverloaded, RateLimited
 from translator.gateway.keys import ClientKey, hash_key
 from translator.gateway.ratelimit import (
+    _RELEASE,
     Lease,
     LimiterUnavailable,
     MemoryRateLimiter,
@@ -422,6 +424,88 @@ async def test_redis_up_again_meters_again(redis_url: str, clock: Clock) -> None
     finally:
         await down.close()
         await up.close()
+
+
+class Relay:
+    """A TCP relay in front of Redis that can be cut (its connections dropped, new ones refused) and joined
+    again: a network partition, with Redis and its data still there on the other side."""
+
+    def __init__(self, target: str) -> None:
+        self._target_port = int(target.rsplit(":", 1)[1].split("/")[0])
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def join(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        await asyncio.gather(*self._handlers, return_exceptions=True)  # each ends as its sockets close
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._handlers.discard(task)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+
+async def test_a_release_lost_to_an_outage_is_sent_again(redis_url: str, clock: Clock) -> None:
+    relay = Relay(redis_url)
+    await relay.join()
+    health_clock = Clock()
+    health = RedisHealth(retry_seconds=1.0, clock=health_clock)
+    limiter = RedisRateLimiter(relay.url, clock, timeout=0.5, health=health)
+    try:
+        key = client_key(tpm=100, concurrency=1)
+        lease = await limiter.acquire(key)
+        await relay.cut()
+        await limiter.release(lease, 7)  # Redis unreachable: its slot would stay taken for an hour
+        assert health.up is False
+        await relay.join()
+        health_clock.now += 1.0  # a retry is due
+        again = await limiter.acquire(key)  # the release goes first: the slot is free, the tokens counted
+        assert (again.unmetered, limiter.headers(again)["x-ratelimit-remaining-tokens"]) == (False, "93")
+        with pytest.raises(RateLimitExceeded) as info:
+            await limiter.acquire(key)  # one slot, held by `again` alone
+        assert info.value.limit == "concurrency"
+    finally:
+        await limiter.close()
+        await relay.cut()
+
+
+async def test_a_release_sent_twice_counts_its_tokens_once(redis_url: str) -> None:
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = ["t:{k}:tokens", "t:{k}:token_total", "t:{k}:leases"]
+        for _ in range(2):  # a release that timed out, yet ran, and was sent again
+            await client.eval(_RELEASE, 3, *keys, repr(T0), "lease-1", 7, 60_000)
+        assert await client.get("t:{k}:token_total") == b"7"
+        assert await client.zcard("t:{k}:tokens") == 1
+    finally:
+        await client.aclose()
 
 
 async def test_make_rate_limiter_picks_the_backend() -> None:

@@ -26,7 +26,6 @@ noticed, logged once and counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 import uuid
@@ -328,11 +327,11 @@ return {requests, oldest_request, tokens, oldest_tokens, free_at, in_flight}
 """
 
 # KEYS: tokens zset, token total, leases zset.  ARGV: now, lease id, tokens (0 = none to record), window ms
+# Idempotent, so a release sent again after a timeout (which may have run after all) counts its tokens once.
 _RELEASE = """
 local now, id, tokens, window_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREM', KEYS[3], id)
-if tokens > 0 then
-  redis.call('ZADD', KEYS[1], now, id .. ':' .. tokens)
+if tokens > 0 and redis.call('ZADD', KEYS[1], now, id .. ':' .. tokens) == 1 then
   if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('INCRBY', KEYS[2], tokens)
   else
@@ -356,7 +355,10 @@ class RedisRateLimiter:
     window past their last entry, the leases ``lease_ttl`` past the last admission, so idle keys vanish.
     Timestamps come from ``clock`` (wall time by default, so hosts agree to within their NTP skew).
     If Redis does not answer, ``acquire`` follows ``on_error``: "allow" admits the request unmetered, "deny"
-    raises ``LimiterUnavailable`` (503). ``health`` is the outage view shared with the app's other Redis users.
+    raises ``LimiterUnavailable`` (503). A release that fails is kept and sent again by the first ``acquire``
+    after Redis answers again, so a short outage does not hold a key's concurrency slots for ``lease_ttl``
+    (only releases of leases taken before the outage can fail: that many at most). ``health`` is the outage
+    view shared with the app's other Redis users.
     """
 
     def __init__(
@@ -379,6 +381,7 @@ class RedisRateLimiter:
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
         self._pending: set[asyncio.Task[None]] = set()
+        self._unsent: list[tuple[list[str], list[str | int]]] = []  # releases that failed: (keys, args)
 
     async def acquire(self, key: ClientKey) -> Lease:
         if not key.has_limits:
@@ -389,6 +392,7 @@ class RedisRateLimiter:
             repr(now), repr(now - WINDOW), key.rpm or 0, key.tpm or 0, key.concurrency or 0,
             lease_id, repr(now + self._lease_ttl), _ms(WINDOW), _ms(self._lease_ttl),
         ]
+        await self._resend_releases()
         try:
             reply = await self._health.call("ratelimit", lambda: self._acquire(keys=self._keys(key), args=args))
         except RedisDown:
@@ -423,9 +427,27 @@ class RedisRateLimiter:
     async def _send_release(self, lease: Lease, recorded: int) -> None:
         _, tokens_key, total_key, leases_key = self._keys(lease.key)
         args: list[str | int] = [repr(self._clock()), lease.id, recorded, _ms(WINDOW)]
-        with contextlib.suppress(RedisDown):
-            await self._health.call("ratelimit", lambda: self._release(keys=[tokens_key, total_key, leases_key],
-                                                                       args=args))
+        await self._release_or_keep([tokens_key, total_key, leases_key], args)
+
+    async def _release_or_keep(self, keys: list[str], args: list[str | int]) -> bool:
+        """Whether the release reached Redis; if not, it is kept to be sent again."""
+        try:
+            await self._health.call("ratelimit", lambda: self._release(keys=keys, args=args))
+        except RedisDown:
+            self._unsent.append((keys, args))
+            return False
+        return True
+
+    async def _resend_releases(self) -> None:
+        """The releases that failed, sent again unless Redis is down with no retry due (each would only be
+        skipped); the first that fails keeps the rest for later."""
+        if not self._unsent or self._health.waiting():
+            return
+        unsent, self._unsent = self._unsent, []  # (taken whole: a concurrent acquire does not send them twice)
+        for i, (keys, args) in enumerate(unsent):
+            if not await self._release_or_keep(keys, args):
+                self._unsent.extend(unsent[i + 1:])
+                return
 
     def headers(self, lease: Lease) -> dict[str, str]:
         return dict(lease.headers)

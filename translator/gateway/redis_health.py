@@ -87,6 +87,10 @@ class RedisHealth:
         self._answered()
         return result
 
+    def waiting(self) -> bool:
+        """Down, and no retry due yet: a call now would be skipped."""
+        return self.up is False and self._clock() < self._retry_at
+
     def _may_try(self) -> bool:
         if self.up is not False:
             return True
