@@ -75,9 +75,9 @@ async def test_allow_lets_limited_keys_through_until_redis_is_back(
     assert sample(proxy, "translator_redis_errors_total", component="ratelimit") == 3
 
     restartable_redis.start()  # empty: the window starts again
-    assert await ready(proxy) == (200, {"status": "ready", "redis": "up"})
     resp = await proxy.post("/v1/chat/completions", json=CHAT, headers=LIMITED_AUTH)
     assert (resp.status, resp.headers["x-ratelimit-remaining-requests"]) == (200, "1")
+    assert await ready(proxy) == (200, {"status": "ready", "redis": "up"})
     resp = await proxy.post("/v1/chat/completions", json=CHAT, headers=LIMITED_AUTH)
     assert resp.status == 200
     assert (await proxy.post("/v1/chat/completions", json=CHAT, headers=LIMITED_AUTH)).status == 429
@@ -132,6 +132,8 @@ async def test_redis_down_at_start_is_a_warning_and_the_proxy_serves(
     assert (await proxy.post("/v1/chat/completions", json=CHAT, headers=LIMITED_AUTH)).status == 200
     assert await ready(proxy) == (200, {"status": "ready", "redis": "down"})
     restartable_redis.start()
+    fake_upstream.json(MESSAGE)
+    assert (await proxy.post("/v1/chat/completions", json=CHAT, headers=LIMITED_AUTH)).status == 200
     assert await ready(proxy) == (200, {"status": "ready", "redis": "up"})
     assert redis_log(server_log) == [("redis unavailable", "warning"), ("redis available again", "info")]
 
@@ -201,7 +203,8 @@ async def test_a_redis_that_never_answers_holds_no_request(
     silent = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     try:
-        redis = {"url": f"redis://127.0.0.1:{port}/0", "on_error": "deny", "timeout_seconds": 0.2}
+        redis = {"url": f"redis://127.0.0.1:{port}/0", "on_error": "deny", "timeout_seconds": 0.2,
+                 "retry_seconds": 0.001}
         proxy = await make_proxy(keys=KEYS, redis=redis)
         fake_upstream.json(MESSAGE)
         # (the guard only keeps a regression from hanging the suite; the call ends after the socket timeout)
@@ -209,6 +212,8 @@ async def test_a_redis_that_never_answers_holds_no_request(
         assert refused.status == 503
         free = await asyncio.wait_for(proxy.post("/v1/messages", json=CLAUDE, headers=FREE_AUTH), 60)
         assert free.status == 200
+        for _ in range(3):  # each probe answers from the last state; its PING (which hangs) runs on behind it
+            assert await asyncio.wait_for(ready(proxy), 60) == (503, {"status": "unavailable", "redis": "down"})
         lines = [x for x in map(orjson.loads, server_log().splitlines()) if x["event"] == "redis unavailable"]
         assert [(x["component"], x["error"]) for x in lines] == [("ping", "TimeoutError")]  # at start, once
     finally:

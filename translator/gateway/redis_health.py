@@ -22,9 +22,10 @@ The connection settings live here too (``redis_client``), so every user of Redis
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -145,6 +146,7 @@ class RedisBackend:
     settings: RedisSettings
     health: RedisHealth
     client: aioredis.Redis
+    _checking: asyncio.Task[bool] | None = field(default=None, init=False)
 
     @classmethod
     def open(
@@ -166,10 +168,18 @@ class RedisBackend:
             return False
         return True
 
+    def refresh(self) -> None:
+        """PING in the background (one at a time, none while a retry is not due), so that ``health.up`` is
+        fresh for whoever asks next: a readiness probe must answer at once, not wait out a Redis timeout."""
+        if (self._checking is None or self._checking.done()) and not self.health.waiting():
+            self._checking = asyncio.create_task(self.check())
+
     @property
     def refuses_when_down(self) -> bool:
         """``redis.on_error = "deny"``: while Redis is down, rate-limited keys are refused (and not ready)."""
         return self.settings.on_error == "deny"
 
     async def close(self) -> None:
+        if self._checking is not None:
+            await self._checking  # (ends within the client's timeouts)
         await self.client.aclose()
