@@ -10,7 +10,7 @@
   a cool-down; after it, the next request probes it (alone: concurrent requests keep away until the probe
   answers), and one success puts it back.
 - With Redis configured, cool-downs are shared (``gateway.upstream_health``): each one this process starts is
-  published, each one another process published is adopted, and a success clears it for all. Failure counts
+  published, each one another process published is adopted, and a success ends it for all. Failure counts
   and probes stay per process, as does everything while Redis is down.
 """
 
@@ -47,6 +47,7 @@ class _Health:
     failures: int = 0
     out_until: float = 0.0  # cooling down until then; past it (and not 0), back on probation
     probe_until: float = 0.0  # a request is probing it until then: the others still treat it as cooling
+    adopted_until: float = 0.0  # the end of a cool-down taken in from another process (shared health)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class UpstreamPool:
         back = bool(health.out_until)
         if health.failures or health.out_until:
             self._on_health(upstream.name, True)
-        health.failures, health.out_until, health.probe_until = 0, 0.0, 0.0
+        health.failures, health.out_until, health.probe_until, health.adopted_until = 0, 0.0, 0.0, 0.0
         return back
 
     def failed(self, upstream: Upstream, err: TranslatorError) -> None:
@@ -141,19 +142,29 @@ class UpstreamPool:
 
     # --- health shared with other processes (when Redis is configured) ---
 
-    async def _adopt_shared_cooldowns(self) -> None:
-        """Take in the cool-downs other processes published, where they end later than our own."""
+    async def sync_health(self) -> None:
+        """Take in the cool-downs other processes published (where they end later than our own), and end those
+        taken in that were cleared since (the upstream answered someone). One this process started stands until
+        it ends or succeeds here, even while Redis does not (yet) have it."""
         if self._shared is None:
             return
         remaining = await self._shared.remaining()
         now = self._clock()
-        for name, left in remaining.items():
-            health = self._health.get(name)
-            if health is None or health.out_until >= now + left:
-                continue
-            if health.out_until <= now:  # it was in service here (or on probation): out now
-                self._on_health(name, False)
-            health.out_until, health.probe_until = now + left, 0.0
+        for upstream in self.upstreams:
+            health = self._health[upstream.name]
+            left = remaining.get(upstream.name)
+            if left is not None:
+                self._adopt(upstream.name, health, now + left, now)
+            elif health.adopted_until > now and health.out_until == health.adopted_until:
+                self.succeeded(upstream)
+
+    def _adopt(self, name: str, health: _Health, until: float, now: float) -> None:
+        if health.out_until >= until:
+            return
+        if health.out_until <= now:  # it was in service here (or on probation): out now
+            self._on_health(name, False)
+        health.out_until = health.adopted_until = until
+        health.probe_until = 0.0
 
     async def _share_cooldown(self, upstream: Upstream) -> None:
         left = self._health[upstream.name].out_until - self._clock()
@@ -218,7 +229,7 @@ class UpstreamPool:
 
     async def _send(self, call: UpstreamCall, on_attempt: Callable[[str, int], None]) -> Attempted:
         preferred = await self.sticky.get(call.session) if self.sticky is not None and call.session else None
-        await self._adopt_shared_cooldowns()
+        await self.sync_health()
         plan = self.plan(call.model, preferred)
         deadline = self._clock() + self.settings.max_retry_seconds
         last: TranslatorError | None = None

@@ -410,9 +410,8 @@ class RedisRateLimiter:
         return Lease(key=key, id=lease_id, unmetered=True)
 
     async def release(self, lease: Lease, tokens: int) -> None:
-        """Shielded, so a handler cancelled by a departing client still frees its slot. A failure is only
-        counted (the outage is logged once): the request has already been served, and an unfreed slot expires
-        after ``lease_ttl``."""
+        """Shielded, so a handler cancelled by a departing client still frees its slot. A failure is not
+        raised (the request has already been served): the release is kept and sent again once Redis answers."""
         if lease.released or lease.unmetered:
             return
         lease.released = True
