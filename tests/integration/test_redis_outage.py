@@ -1,7 +1,8 @@
 """Redis going away and coming back while the proxy serves: a real redis-server, stopped and started again on
 its port, under each ``redis.on_error`` policy. Checked: the answers (in each route's shape), the outage logged
-once each way, the ``translator_redis_*`` metrics, ``/readyz``, the warning at start, stickiness and stored
-responses without Redis, and upstream cool-downs shared between replicas through Redis."""
+once each way, the ``translator_redis_*`` metrics, ``/readyz``, the warning at start, streams in flight across a
+restart, stickiness and stored responses without Redis, a Redis that never answers, and upstream cool-downs
+shared between replicas through Redis."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import CLIENT_KEYS
@@ -50,6 +52,15 @@ def sample(proxy: TestClient, name: str, **labels: str) -> float | None:
     return proxy.server.app[METRICS].registry.get_sample_value(name, labels)
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for something the server does after its answer has gone out (the guard only stops a hang)."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), 60)
+
+
 async def ready(proxy: TestClient) -> tuple[int, Any]:
     resp = await proxy.get("/readyz")
     return resp.status, await resp.json()
@@ -83,6 +94,66 @@ async def test_allow_lets_limited_keys_through_until_redis_is_back(
     assert (await proxy.post("/v1/chat/completions", json=CHAT, headers=LIMITED_AUTH)).status == 429
     assert sample(proxy, "translator_redis_up") == 1
     assert sample(proxy, "translator_redis_outages_total") == 1
+    assert redis_log(server_log) == [
+        ("redis available", "info"), ("redis unavailable", "warning"), ("redis available again", "info")]
+
+
+STREAM = [
+    {"type": "message_start", "message": {**MESSAGE, "content": [], "stop_reason": None,
+                                          "usage": {"input_tokens": 3, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}},
+    {"type": "message_stop"},
+]
+
+
+def held_upstream(hold: asyncio.Event) -> web.Application:
+    """A Claude upstream whose streams stop before their end (``message_delta``) until ``hold`` is set; a
+    request that does not stream gets ``MESSAGE``."""
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        if not (await request.json()).get("stream"):
+            return web.json_response(MESSAGE)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for event in STREAM:
+            if event["type"] == "message_delta":
+                await hold.wait()
+            await resp.write(b"event: %s\ndata: %s\n\n" % (event["type"].encode(), orjson.dumps(event)))
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", messages)
+    return app
+
+
+async def test_streams_in_flight_ride_through_a_restart(
+    make_proxy: MakeProxy, aiohttp_server: Any, restartable_redis: RestartableRedis,
+    server_log: Callable[[], str],
+) -> None:
+    hold = asyncio.Event()
+    upstream = await aiohttp_server(held_upstream(hold))
+    keys = [{"name": "limited", "hash": hash_key(LIMITED), "concurrency": 3, "tpm": 10_000}]
+    proxy = await make_proxy(keys=keys, redis=redis_settings(restartable_redis, "allow"),
+                             upstream={"base_url": str(upstream.make_url("")).rstrip("/")})
+    streams = [await proxy.post("/v1/messages", json={**CLAUDE, "stream": True}, headers=LIMITED_AUTH)
+               for _ in range(3)]
+    assert [s.status for s in streams] == [200] * 3  # all three slots taken, the streams under way
+
+    restartable_redis.stop()
+    hold.set()
+    for stream in streams:  # they end well; their releases (a slot, 5 tokens each) wait for Redis
+        assert (await stream.read()).endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    # (a request's log line is written once its handler has ended: lease released, or kept to send again)
+    await until(lambda: sum(x["event"] == "request" for x in map(orjson.loads, server_log().splitlines())) == 3)
+    assert sample(proxy, "translator_redis_errors_total", component="ratelimit") == 3
+
+    restartable_redis.start()  # empty: the releases, sent now, record the streams' tokens
+    resp = await proxy.post("/v1/messages", json=CLAUDE, headers=LIMITED_AUTH)
+    assert (resp.status, resp.headers["x-ratelimit-remaining-tokens"]) == (200, str(10_000 - 3 * 5))
     assert redis_log(server_log) == [
         ("redis available", "info"), ("redis unavailable", "warning"), ("redis available again", "info")]
 
