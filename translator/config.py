@@ -115,6 +115,11 @@ class KeySettings(_Frozen):
 
 class RedisSettings(_Frozen):
     url: str = ""  # e.g. redis://127.0.0.1:6379/0; empty: limits and stickiness live in process memory
+    # While Redis does not answer, a rate-limited key's request is let through unmetered ("allow", as Envoy's
+    # rate limit filter does by default) or refused with 503 and Retry-After ("deny", and /readyz fails).
+    on_error: Literal["allow", "deny"] = "allow"
+    timeout_seconds: float = Field(1.0, gt=0)  # to connect, and for each reply: no Redis call hangs a request
+    retry_seconds: float = Field(1.0, gt=0)  # while Redis is down, one call tries it again this often
 
 
 class ResponsesSettings(_Frozen):

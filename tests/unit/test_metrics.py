@@ -73,6 +73,23 @@ def test_rate_limited(metrics: Metrics) -> None:
         metrics.rate_limited("ci", "minutes")
 
 
+def test_redis_metrics_appear_once_redis_is_heard_of(metrics: Metrics) -> None:
+    assert b"translator_redis" not in metrics.render()[0]  # no Redis configured: no "translator_redis_up 0"
+    metrics.redis_state(True)
+    metrics.redis_state(False)
+    metrics.redis_error("ratelimit")
+    metrics.redis_error("ratelimit")
+    metrics.redis_error("sticky")
+    metrics.redis_state(True)
+    metrics.redis_state(False)
+    assert value(metrics, "translator_redis_up") == 0
+    assert value(metrics, "translator_redis_outages_total") == 2
+    assert value(metrics, "translator_redis_errors_total", component="ratelimit") == 2
+    assert value(metrics, "translator_redis_errors_total", component="sticky") == 1
+    metrics.redis_state(True)
+    assert value(metrics, "translator_redis_up") == 1
+
+
 def test_model_label_is_capped() -> None:
     metrics = Metrics(max_models=2)
     for model in ["m1", "m2", "m3", "m4", "m1"]:

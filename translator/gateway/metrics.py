@@ -45,6 +45,18 @@ class _CappedLabel:
         return value
 
 
+class _RedisMetrics:
+    """Redis outages (only with redis.url set; see gateway/redis_health.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge("translator_redis_up", "1 while Redis answers, 0 during an outage", registry=registry)
+        self.outages = Counter("translator_redis_outages_total", "Redis outages begun", registry=registry)
+        self.errors = Counter(
+            "translator_redis_errors_total", "Redis calls that failed, or were not tried during an outage",
+            ["component"], registry=registry,
+        )
+
+
 class Metrics:
     """The proxy's metrics; every name starts with ``translator_``."""
 
@@ -76,6 +88,7 @@ class Metrics:
         self._rate_limited = Counter(
             "translator_rate_limited_total", "Requests refused by a key's own limits", ["key", "limit"], registry=r
         )
+        self._redis: _RedisMetrics | None = None  # registered on first use: only where Redis is configured
 
     def observe_request(
         self, route: str, model: str, upstream: str, status: int, latency_s: float, ttft_s: float | None
@@ -107,6 +120,24 @@ class Metrics:
         if limit not in LIMITS:
             raise ValueError(f"unknown limit {limit!r}; expected one of {sorted(LIMITS)}")
         self._rate_limited.labels(key_name, limit).inc()
+
+    def redis_state(self, up: bool) -> None:
+        """Redis answered (``translator_redis_up`` 1), or an outage began (0, and counted)."""
+        redis = self._redis_metrics()
+        redis.up.set(1 if up else 0)
+        if not up:
+            redis.outages.inc()
+
+    def redis_error(self, component: str) -> None:
+        """One Redis call that failed or was skipped: ratelimit, sticky, responses, upstream_health, ping."""
+        self._redis_metrics().errors.labels(component).inc()
+
+    def _redis_metrics(self) -> _RedisMetrics:
+        # (a label-less gauge is exposed from the moment it exists: translator_redis_up 0 on a proxy with no Redis
+        # would read as an outage)
+        if self._redis is None:
+            self._redis = _RedisMetrics(self.registry)
+        return self._redis
 
     def upstream_attempt(self, upstream: str, outcome: str) -> None:
         self._attempts.labels(upstream, outcome).inc()
