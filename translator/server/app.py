@@ -14,15 +14,16 @@ from aiohttp import web
 
 from translator.config import Settings
 from translator.demo import create_demo_app
-from translator.gateway.keys import KeyRing
+from translator.gateway.keys import KeyRing, presented_keys
 from translator.gateway.metrics import Metrics
+from translator.gateway.prices import PriceTable
 from translator.gateway.ratelimit import make_rate_limiter
 from translator.gateway.response_store import make_response_store
 from translator.gateway.sticky import make_sticky_store
+from translator.gateway.usage import make_usage_store
 from translator.profiles import ModelProfile
 from translator.router import UpstreamPool
-from translator.server import claude_route, models_route, openai_route, responses_route
-from translator.server.gate import authenticate
+from translator.server import claude_route, models_route, openai_route, responses_route, usage_route
 from translator.server.images import image_session
 from translator.server.middleware import handle_requests
 from translator.server.state import (
@@ -34,9 +35,11 @@ from translator.server.state import (
     LIMITER,
     METRICS,
     POOL,
+    PRICES,
     RESOLVE,
     RESPONSE_STORE,
     SETTINGS,
+    USAGE,
 )
 from translator.upstream import Upstream
 
@@ -53,7 +56,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    authenticate(request)  # with client keys configured, metrics (key names, traffic) need a key too
+    # Every key's name and traffic: with client keys configured, for an admin key only (open otherwise).
+    request.app[KEYRING].require_admin(presented_keys(request.headers))
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -80,9 +84,12 @@ def create_app(settings: Settings) -> web.Application:
     app[models_route.CACHE] = {}
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_response_store_ctx)
+    app[PRICES] = PriceTable(settings.prices)
+    app.cleanup_ctx.append(_usage_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/usage", usage_route.get_usage)
     app.router.add_post("/v1/chat/completions", openai_route.chat_completions)
     app.router.add_post("/chat/completions", openai_route.chat_completions)
     app.router.add_post("/v1/messages", claude_route.messages)
@@ -146,6 +153,15 @@ async def _response_store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = make_response_store(settings.redis.url, settings.responses.ttl_seconds,
                                 settings.responses.max_store_bytes)
     app[RESPONSE_STORE] = store
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = make_usage_store(app[SETTINGS].redis.url)
+    app[USAGE] = store
     try:
         yield
     finally:
