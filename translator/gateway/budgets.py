@@ -22,7 +22,7 @@ def budget_refusal(key: ClientKey, spent: Spent, now: dt.datetime) -> BudgetExce
     if key.budget_tokens is not None and spent.tokens >= key.budget_tokens:
         over.append(f"{key.budget_tokens} tokens (used {spent.tokens})")
     if key.budget_usd is not None and spent.cost_usd >= key.budget_usd:
-        over.append(f"${key.budget_usd:.2f} (used ${spent.cost_usd:.2f})")
+        over.append(f"${key.budget_usd:.2f} (used ${spent.cost_usd:.4f})")
     if not over:
         return None
     renews = period_end(key.budget_period, now).strftime("%Y-%m-%dT%H:%M:%SZ")
