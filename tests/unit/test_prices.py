@@ -51,7 +51,8 @@ def test_each_count_is_priced_at_its_own_rate() -> None:
              "cache_creation_input_tokens": 3_000_000}
     assert table.cost("m", usage) == 1 + 20 + 2 + 6
     # 1-hour writes, when the usage splits the writes by lifetime, at the 1-hour rate
-    split = {**usage, "cache_creation": {"ephemeral_5m_input_tokens": 2_000_000, "ephemeral_1h_input_tokens": 1_000_000}}
+    lifetimes = {"ephemeral_5m_input_tokens": 2_000_000, "ephemeral_1h_input_tokens": 1_000_000}
+    split = {**usage, "cache_creation": lifetimes}
     assert table.cost("m", split) == 1 + 20 + 2 + 4 + 3
 
 

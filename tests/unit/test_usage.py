@@ -28,10 +28,8 @@ ONE = Counts(requests=1, input_tokens=10, output_tokens=5, cache_read_input_toke
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[UsageStore]:
-    made: UsageStore
-    if request.param == "memory":
-        made = MemoryUsageStore()
-    else:
+    made: UsageStore = MemoryUsageStore()
+    if request.param == "redis":
         made = RedisUsageStore(request.getfixturevalue("redis_url"))
     yield made
     await made.close()
@@ -44,7 +42,8 @@ def test_counts_from_claude_usage() -> None:
     assert Counts.from_claude({"input_tokens": "3", "output_tokens": -1}) == Counts()
     assert Counts.from_claude(None) == Counts()
     assert ONE.tokens == 135
-    assert ONE + ONE == Counts(2, 20, 10, 200, 40, 0.5)
+    total = ONE + ONE
+    assert total == Counts(2, 20, 10, 200, 40, 0.5)
 
 
 def test_periods_are_utc_days_and_months() -> None:
