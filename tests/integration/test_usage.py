@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.conftest import CLIENT_KEYS
@@ -98,6 +100,28 @@ async def test_a_stream_cut_short_still_records_what_it_used(gateway, fake_upstr
     assert resp.status == 200
     assert b"ended before message_stop" in await resp.read()
     report = await usage(gateway)
+    assert report["data"] == [row(report["until"], "alice", requests=1, input_tokens=40, output_tokens=1,
+                                  cost_usd=round((40 * 3 + 15) / 1e6, 8))]
+
+
+async def test_a_client_that_goes_away_mid_stream_is_charged_what_it_used(gateway, fake_upstream) -> None:
+    start = {"type": "message_start", "message": {**MESSAGE, "content": [], "stop_reason": None,
+                                                  "usage": {"input_tokens": 40, "output_tokens": 1}}}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "o"}}
+    head = b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in (start, block, delta))
+    fake_upstream.sse(head + b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", chunk_size=len(head),
+                      delay=30)
+    resp = await gateway.post("/v1/messages", json={**CLAUDE, "stream": True}, headers={"x-api-key": ALICE})
+    assert resp.status == 200
+    seen = b""
+    async with asyncio.timeout(5):
+        while b"text_delta" not in seen:
+            seen += await resp.content.readany()
+    resp.close()  # the client leaves mid-stream
+    async with asyncio.timeout(5):
+        while not (report := await usage(gateway))["data"]:
+            await asyncio.sleep(0.02)
     assert report["data"] == [row(report["until"], "alice", requests=1, input_tokens=40, output_tokens=1,
                                   cost_usd=round((40 * 3 + 15) / 1e6, 8))]
 
