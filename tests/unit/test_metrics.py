@@ -130,7 +130,8 @@ def test_render_is_parseable_prometheus_text(metrics: Metrics) -> None:
     assert families["translator_request_duration_seconds"].type == "histogram"
     assert [f for f in families] == [  # in the order they were always exposed in
         "translator_requests", "translator_request_duration_seconds", "translator_time_to_first_token_seconds",
-        "translator_tokens", "translator_upstream_healthy", "translator_upstream_attempts", "translator_rate_limited"]
+        "translator_tokens", "translator_upstream_healthy", "translator_upstream_attempts", "translator_rate_limited",
+        "translator_key_requests", "translator_key_tokens", "translator_key_cost_usd"]
     assert b'translator_tokens_total{kind="input",model="claude-sonnet-4-5",route="chat"} 7.0' in body
     assert b'translator_rate_limited_total{key="ci",limit="tokens"} 1.0' in body
 
