@@ -94,6 +94,9 @@ async def test_memory_keeps_retention_days_and_at_most_max_rows() -> None:
         await store.record("alice", model, ONE, NOON + dt.timedelta(days=4))
     rows = await store.rows(DAY, DAY + dt.timedelta(days=10))
     assert [(r.date.day, r.model) for r in rows] == [(4, "a"), (4, "b"), (4, "c"), (4, "d"), (4, "m")]
+    assert await store.spent("alice", "day", NOON + dt.timedelta(days=4)) == Spent(5 * 135, 5 * 0.25)
+    assert await store.spent("alice", "month", NOON + dt.timedelta(days=4)) == Spent(8 * 135, 8 * 0.25)
+    assert await store.spent("alice", "day", NOON + dt.timedelta(days=3)) == Spent()  # its day went
 
 
 async def test_redis_days_expire_after_retention(redis_url: str) -> None:

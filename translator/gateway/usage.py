@@ -150,21 +150,31 @@ class UsageStore(Protocol):
 
 
 class MemoryUsageStore:
-    """The usage table in this process: one worker's view (with ``--workers`` or replicas, use Redis)."""
+    """The usage table in this process: one worker's view (with ``--workers`` or replicas, use Redis).
+
+    Beside the rows it keeps each key's running total per day and month, so a budget check does not sum
+    rows; a period's totals go when none of its days is left."""
 
     def __init__(self, *, retention_days: int = RETENTION_DAYS, max_rows: int = MAX_ROWS) -> None:
         self._retention = dt.timedelta(days=retention_days)
         self._max_rows = max_rows
         self._days: dict[dt.date, dict[tuple[str, str], Counts]] = {}
         self._size = 0
+        self._spent: dict[str, dict[str, Spent]] = {}  # period name (day or month) -> key -> its total
 
     async def record(self, key: str, model: str, counts: Counts, now: dt.datetime) -> None:
         day = now.astimezone(dt.UTC).date()
+        new_day = day not in self._days
         table = self._days.setdefault(day, {})
         before = table.get((key, model))
         table[(key, model)] = counts if before is None else before + counts
         self._size += before is None
-        self._forget(day)
+        for period in ("day", "month"):
+            totals = self._spent.setdefault(period_name(period, now), {})
+            spent = totals.get(key, Spent())
+            totals[key] = Spent(spent.tokens + counts.tokens, spent.cost_usd + counts.cost_usd)
+        if new_day or self._size > self._max_rows:
+            self._forget(day)
 
     def _forget(self, today: dt.date) -> None:
         """Days past retention go, then the oldest days while the table is over ``max_rows``."""
@@ -172,16 +182,12 @@ class MemoryUsageStore:
             if day > today - self._retention and (self._size <= self._max_rows or day == today):
                 break
             self._size -= len(self._days.pop(day))
+        kept = {name for day in self._days for name in (day.isoformat(), day.isoformat()[:7])}
+        for name in [name for name in self._spent if name not in kept]:
+            del self._spent[name]
 
     async def spent(self, key: str, period: Period, now: dt.datetime) -> Spent:
-        name = period_name(period, now)
-        total = Counts()
-        for day, table in self._days.items():
-            if day.isoformat().startswith(name):
-                for (row_key, _), counts in table.items():
-                    if row_key == key:
-                        total += counts
-        return Spent(total.tokens, total.cost_usd)
+        return self._spent.get(period_name(period, now), {}).get(key, Spent())
 
     async def rows(self, since: dt.date, until: dt.date, key: str | None = None) -> list[Row]:
         return [
@@ -193,6 +199,7 @@ class MemoryUsageStore:
 
     async def close(self) -> None:
         self._days.clear()
+        self._spent.clear()
         self._size = 0
 
 
