@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from translator.config import KeySettings
+import pytest
+from pydantic import ValidationError
+
+from translator.config import KeySettings, Settings
 from translator.errors import BudgetExceeded
 from translator.gateway.budgets import budget_refusal
 from translator.gateway.keys import ClientKey, hash_key
@@ -40,3 +43,14 @@ def test_a_daily_usd_budget_names_both_when_both_are_used_up() -> None:
                          dt.datetime(2026, 12, 7, 11, 0, tzinfo=dt.UTC))
     assert err is not None
     assert err.message == "key 'alice' used its daily budget of $0.50 (used $0.7500); it renews at 2026-12-08T00:00:00Z"
+
+
+def test_budget_settings_are_validated() -> None:
+    for bad in ({"budget_period": "week"}, {"budget_tokens": 0}, {"budget_usd": 0}, {"admin": "maybe"}):
+        with pytest.raises(ValidationError):
+            KeySettings.model_validate({"name": "alice", "hash": hash_key("k"), **bad})
+    for bad_price in ({"model": "m", "input": -1, "output": 1}, {"model": "m", "input": 1}, {"input": 1, "output": 1}):
+        with pytest.raises(ValidationError):
+            Settings.model_validate({"prices": [bad_price]})
+    assert key().budget_period == "month"
+    assert not key().admin and not key().has_budget
