@@ -8,8 +8,8 @@ the 1-hour ones are priced at the 1-hour rate, and all others at the 5-minute ra
 
 The built-in table is Anthropic's public price list (platform.claude.com/docs/en/about-claude/pricing and the
 models' overview pages, read 2026-12-07); ``[[prices]]`` entries in the config come first and override it.
-A model no pattern matches has no price: it costs 0 here (``PriceTable.price`` says None), which
-``translator usage`` shows, and which a ``budget_usd`` cannot see (use ``budget_tokens``, or add a price).
+A model no pattern matches has no price (``PriceTable.price`` says None): it costs 0 here, which a
+``budget_usd`` cannot see (use ``budget_tokens``, or add a price).
 What is kept and where lives in ``translator.gateway.usage``.
 """
 
