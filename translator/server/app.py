@@ -14,17 +14,18 @@ from aiohttp import web
 
 from translator.config import Settings
 from translator.demo import create_demo_app
-from translator.gateway.keys import KeyRing
+from translator.gateway.keys import KeyRing, presented_keys
 from translator.gateway.metrics import Metrics
+from translator.gateway.prices import PriceTable
 from translator.gateway.ratelimit import make_rate_limiter
 from translator.gateway.redis_health import RedisBackend, RedisHealth
 from translator.gateway.response_store import make_response_store
 from translator.gateway.sticky import make_sticky_store
 from translator.gateway.upstream_health import make_shared_cooldowns
+from translator.gateway.usage import make_usage_store
 from translator.profiles import ModelProfile
 from translator.router import UpstreamPool
-from translator.server import claude_route, models_route, openai_route, responses_route
-from translator.server.gate import authenticate
+from translator.server import claude_route, models_route, openai_route, responses_route, usage_route
 from translator.server.images import image_session
 from translator.server.middleware import handle_requests
 from translator.server.state import (
@@ -36,10 +37,12 @@ from translator.server.state import (
     LIMITER,
     METRICS,
     POOL,
+    PRICES,
     REDIS,
     RESOLVE,
     RESPONSE_STORE,
     SETTINGS,
+    USAGE,
 )
 from translator.upstream import Upstream
 
@@ -69,7 +72,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    authenticate(request)  # with client keys configured, metrics (key names, traffic) need a key too
+    # Every key's name and traffic: with client keys configured, for an admin key only (open otherwise).
+    request.app[KEYRING].require_admin(presented_keys(request.headers))
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -97,9 +101,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_response_store_ctx)
+    app[PRICES] = PriceTable(settings.prices)
+    app.cleanup_ctx.append(_usage_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/usage", usage_route.get_usage)
     app.router.add_post("/v1/chat/completions", openai_route.chat_completions)
     app.router.add_post("/chat/completions", openai_route.chat_completions)
     app.router.add_post("/v1/messages", claude_route.messages)
@@ -193,3 +200,12 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 def _redis_health(app: web.Application) -> RedisHealth | None:
     redis = app.get(REDIS)
     return redis.health if redis is not None else None
+
+
+async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = make_usage_store(app[SETTINGS].redis.url)
+    app[USAGE] = store
+    try:
+        yield
+    finally:
+        await store.close()
