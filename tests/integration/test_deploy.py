@@ -9,6 +9,7 @@ test_package.py runs the image's commands on the wheel installed in a fresh virt
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -36,7 +37,9 @@ from tests.integration.deployfiles import (
     tool,
     yaml_documents,
 )
+from translator.cli import open_access_refusal
 from translator.config import Settings, load_settings
+from translator.keys_command import keys_command
 
 # After the grace period the proxy gives the streams still open this long to write their error event
 # (translator.cli.serve), then exits.
@@ -154,7 +157,7 @@ def test_requirements_lock_pins_every_dependency_of_pyproject_with_hashes() -> N
         if dependency.marker and not dependency.marker.evaluate(linux):
             continue
         name = canonicalize_name(dependency.name)
-        assert name in pinned, f"{dependency} is not in requirements.lock: run the pip-compile line at its top"
+        assert name in pinned, f"{dependency} is not in requirements.lock: run the command at its top"
         assert dependency.specifier.contains(pinned[name]), f"requirements.lock pins {name}=={pinned[name]}"
 
 
@@ -343,13 +346,38 @@ def test_the_service_autoscaler_and_disruption_budget_select_the_proxy() -> None
 
 def test_the_upstream_key_comes_from_the_secret_and_none_is_written_in(tmp_path: Path) -> None:
     secret = manifest("Secret", "translator-secrets")
-    assert secret["stringData"] == {"ANTHROPIC_API_KEY": ""}
+    assert "data" not in secret
+    assert "stringData" not in secret  # set in the cluster; an apply of deploy/ must not empty it
     (key,) = [var for var in _proxy_container()["env"] if var["name"] == "ANTHROPIC_API_KEY"]
     assert key["valueFrom"]["secretKeyRef"] == {"name": "translator-secrets", "key": "ANTHROPIC_API_KEY",
                                                 "optional": True}
     assert _cluster_settings(tmp_path).upstream.api_key == ""
     _, settings = _compose_settings()
     assert settings.upstream.api_key == ""
+
+
+@pytest.mark.parametrize("where", ["compose", "kubernetes"])
+def test_the_proxy_starts_once_a_created_key_is_appended_to_its_config(where: str, tmp_path: Path) -> None:
+    """The README's steps: without a client key the proxy refuses to bind 0.0.0.0; with the entry that
+    ``translator keys create`` prints appended to the config, it starts and knows that key."""
+    if where == "compose":
+        config = ROOT / compose()["configs"]["translator_config"]["file"]
+        text, env = config.read_text(encoding="utf-8"), image_env()
+    else:
+        text = manifest("ConfigMap", "translator-config")["data"]["config.toml"]
+        env = {**image_env(), **_container_env(_proxy_container())}
+    mounted = tmp_path / "config.toml"
+    mounted.write_text(text, encoding="utf-8")
+    assert open_access_refusal(load_settings(str(mounted), env=env, proxies={}))
+
+    entry, shown = io.StringIO(), io.StringIO()
+    assert keys_command(["create", "--name", "me"], stdout=entry, stderr=shown) == 0
+    with mounted.open("a", encoding="utf-8") as appended:
+        appended.write(entry.getvalue())
+    settings = load_settings(str(mounted), env=env, proxies={})
+    assert open_access_refusal(settings) is None
+    assert [key.name for key in settings.keys] == ["me"]
+    assert settings.redis.url
 
 
 def test_every_manifest_file_is_one_that_kubectl_applies() -> None:
