@@ -198,6 +198,16 @@ def test_the_compose_stop_grace_period_covers_the_proxys_shutdown() -> None:
     assert seconds(service["stop_grace_period"]) >= shutdown + 5  # and a margin for the process to exit
 
 
+def test_every_compose_service_runs_unprivileged() -> None:
+    services = compose()["services"]
+    assert "user" not in services["translator"]  # the image's: 10001:10001
+    assert services["redis"]["user"] == "999:1000"  # the redis image's redis user
+    for service in services.values():
+        assert service["cap_drop"] == ["ALL"]
+        assert service["security_opt"] == ["no-new-privileges:true"]
+        assert service["read_only"] is True
+
+
 def _run_compose_entrypoint(tmp_path: Path, secret: str) -> list[str]:
     """The service's entrypoint run by sh as the container would (Compose turns ``$$`` into ``$``), with
     the mounted secret's path pointing at a file here and a ``translator`` that prints what it was given."""
