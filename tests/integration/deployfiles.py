@@ -46,6 +46,13 @@ def healthcheck_command() -> list[str]:
     return [str(part) for part in parsed]
 
 
+def image_user() -> tuple[int, int]:
+    """The uid and gid of the Dockerfile's (last) USER, which must be numeric."""
+    user = [rest for keyword, rest in dockerfile_instructions() if keyword == "USER"][-1]
+    uid, gid = user.split(":")
+    return int(uid), int(gid)
+
+
 def image_env() -> dict[str, str]:
     """The variables the image's ENV instructions set (``ENV A=1 B=2`` form)."""
     env: dict[str, str] = {}

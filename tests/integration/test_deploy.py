@@ -31,6 +31,7 @@ from tests.integration.deployfiles import (
     dockerfile_instructions,
     healthcheck_command,
     image_env,
+    image_user,
     manifest,
     manifests,
     seconds,
@@ -93,7 +94,7 @@ def test_the_image_runs_as_the_non_root_user_the_manifests_name() -> None:
     (user,) = [rest for keyword, rest in dockerfile_instructions() if keyword == "USER"]
     assert user == "10001:10001"  # numeric, so that Kubernetes' runAsNonRoot can check it
     pod = manifest("Deployment", "translator")["spec"]["template"]["spec"]
-    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (10001, 10001)
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == image_user()
     assert image_env()["TRANSLATOR_PORT"] == "8080"
     assert image_env()["TRANSLATOR_HOST"] == "0.0.0.0"
 

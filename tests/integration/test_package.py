@@ -22,12 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.deployfiles import ROOT, dockerfile_instructions, healthcheck_command
+from tests.integration.deployfiles import ROOT, dockerfile_instructions, healthcheck_command, image_user
 
 pytestmark = pytest.mark.package
-
-IMAGE_USER = (10001, 10001)  # the Dockerfile's USER
-
 
 def _as_image_user() -> list[str]:
     """The command prefix that runs a program as the image's user (nothing when we are not root)."""
@@ -36,7 +33,7 @@ def _as_image_user() -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("running as root without setpriv (util-linux): cannot drop to the image's user")
-    uid, gid = IMAGE_USER
+    uid, gid = image_user()
     return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
 
 
@@ -139,7 +136,7 @@ def test_the_installed_wheel_serves_as_the_image_user_and_passes_the_healthcheck
     try:
         _wait_until_listening(port, server)
         if prefix:
-            assert _uid_gid(server.pid) == IMAGE_USER
+            assert _uid_gid(server.pid) == image_user() == (10001, 10001)
 
         assert _healthcheck(python, port) == 0
         assert _healthcheck(python, _free_port()) != 0  # nothing listens there
