@@ -209,35 +209,44 @@ def test_every_compose_service_runs_unprivileged() -> None:
         assert service["read_only"] is True
 
 
-def _run_compose_entrypoint(tmp_path: Path, secret: str) -> list[str]:
+def _run_compose_entrypoint(tmp_path: Path, secret: str | None) -> subprocess.CompletedProcess[str]:
     """The service's entrypoint run by sh as the container would (Compose turns ``$$`` into ``$``), with
-    the mounted secret's path pointing at a file here and a ``translator`` that prints what it was given."""
+    the mounted secret's path pointing at a file here (None: a missing one) and a ``translator`` that
+    prints what it was given."""
     service = compose()["services"]["translator"]
     (mount,) = service["secrets"]
     secret_path = f"/run/secrets/{mount['target']}"
     shell, flag, script, name = [part.replace("$$", "$") for part in service["entrypoint"]]
     assert (shell, flag, name) == ("/bin/sh", "-c", "translator")
     assert secret_path in script
-    (tmp_path / "secret").write_text(secret, encoding="utf-8")
+    if secret is not None:
+        (tmp_path / "secret").write_text(secret, encoding="utf-8")
     fake = tmp_path / "bin" / "translator"
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\nprintf "%s\\n" "key=$ANTHROPIC_API_KEY" "$@"\n', encoding="utf-8")
     fake.chmod(0o755)
     script = script.replace(secret_path, str(tmp_path / "secret"))
     env = {"PATH": f"{fake.parent}:{os.environ['PATH']}"}
-    done = subprocess.run([shell, flag, script, name, *service["command"], "--flag"], env=env,
-                          capture_output=True, text=True, check=True)
-    return done.stdout.splitlines()
+    return subprocess.run([shell, flag, script, name, *service["command"], "--flag"], env=env,
+                          capture_output=True, text=True, check=False)
 
 
 def test_the_compose_entrypoint_reads_the_upstream_key_from_its_secret(tmp_path: Path) -> None:
-    assert _run_compose_entrypoint(tmp_path, "sk-ant-test") == ["key=sk-ant-test", "serve", "--flag"]
+    done = _run_compose_entrypoint(tmp_path, "sk-ant-test")
+    assert (done.returncode, done.stdout.splitlines()) == (0, ["key=sk-ant-test", "serve", "--flag"])
 
 
 def test_the_compose_entrypoint_with_an_empty_secret_leaves_the_key_to_clients(tmp_path: Path) -> None:
-    assert _run_compose_entrypoint(tmp_path, "") == ["key=", "serve", "--flag"]
+    done = _run_compose_entrypoint(tmp_path, "")
+    assert (done.returncode, done.stdout.splitlines()) == (0, ["key=", "serve", "--flag"])
     env = {**image_env(), "ANTHROPIC_API_KEY": ""}
     assert load_settings(None, env=env, proxies={}).upstream.api_key == ""
+
+
+def test_the_compose_entrypoint_stops_when_the_secret_cannot_be_read(tmp_path: Path) -> None:
+    """Rather than start without the upstream key and forward clients' keys instead."""
+    done = _run_compose_entrypoint(tmp_path, None)
+    assert (done.returncode, done.stdout) == (1, "")
 
 
 # -- Kubernetes --------------------------------------------------------------------------------------------
