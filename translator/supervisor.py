@@ -71,7 +71,7 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         try:
             for _ in range(self._count):
-                self._workers.append(self._spawn())
+                self._start()
             return self._supervise()
         finally:
             for sig, handler in previous.items():
@@ -117,9 +117,14 @@ class Supervisor:
         due = [t for t in self._restarts if t <= now]
         self._restarts = [t for t in self._restarts if t > now]
         for _ in due:
-            worker = self._spawn()
-            self._workers.append(worker)
-            log.info("worker started", pid=worker.pid)
+            log.info("worker started", pid=self._start().pid)
+
+    def _start(self) -> BaseProcess:
+        worker = self._spawn()
+        self._workers.append(worker)
+        if self._stopping:  # (a SIGTERM that came while it was starting was not sent to it)
+            self._send(signal.SIGTERM, [worker])
+        return worker
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -137,8 +142,8 @@ class Supervisor:
                 self._on_exit(worker.pid)
         self._workers.clear()
 
-    def _send(self, signum: int) -> None:
-        for worker in self._workers:
+    def _send(self, signum: int, workers: list[BaseProcess] | None = None) -> None:
+        for worker in self._workers if workers is None else workers:
             if worker.pid is not None and worker.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.pid, signum)
