@@ -31,7 +31,7 @@ from translator.keys_command import keys_command
 from translator.log import configure_logging, log
 from translator.server import create_app, runner_kwargs
 from translator.server.app import reload_app
-from translator.server.runtime import reload_problems
+from translator.server.runtime import reloaded_settings
 from translator.server.state import CLOSING, DRAINING, INFLIGHT
 from translator.supervisor import Supervisor
 from translator.upstream import tls_context
@@ -322,7 +322,7 @@ def _run_workers(settings: Settings, source: ConfigSource, count: int) -> int:
 
     def reread() -> None:
         with contextlib.suppress(OSError, ValueError):  # (a refusal: each worker logs and counts it)
-            latest[0] = reload_problems(settings, source.load(), workers=count)[0]
+            latest[0] = reloaded_settings(settings, source.load(), workers=count)[0]
 
     metrics_dir = tempfile.mkdtemp(prefix="translator-metrics-")
     os.environ[MULTIPROC_DIR] = metrics_dir  # (before the workers start: they read it at import)

@@ -410,3 +410,20 @@ def test_limits_in_memory_with_several_workers_are_refused_naming_the_fix(
     assert workers_refusal(shared, 4) is None  # Redis: shared and exact
     unlimited = settings.model_copy(update={"keys": settings.keys[1:]})
     assert workers_refusal(unlimited, 4) is None  # nothing to count
+
+
+def test_the_readmes_ready_made_config_loads(tmp_path: Path) -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### A ready-made config"):]
+    example = section[section.index("```toml\n") + len("```toml\n"):section.index("```\n", section.index("```toml"))]
+    filled = re.sub(r'"sha256:<[^>]*>"', lambda m: f'"sha256:{"%064x" % (len(m.group()) + m.start())}"', example)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(filled)
+    settings = load_settings(str(cfg), env={}, proxies={})
+    assert [u.name for u in settings.upstream_list] == ["anthropic", "gateway"]
+    assert [(k.name, k.rpm, k.concurrency) for k in settings.keys] == [("ci", 60, None), ("alice", None, 4)]
+    assert settings.resolve_model("fast")[0] == "claude-haiku-4-5"
+    assert settings.redis.url == "redis://127.0.0.1:6379/0"
+    assert settings.server.pid_file == "/run/translator/translator.pid"

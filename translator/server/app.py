@@ -23,7 +23,7 @@ from translator.server import claude_route, models_route, openai_route, response
 from translator.server.gate import authenticate
 from translator.server.images import image_session
 from translator.server.middleware import handle_requests
-from translator.server.runtime import RuntimeHolder, open_runtime, reload_problems
+from translator.server.runtime import RuntimeHolder, open_runtime, reloaded_settings
 from translator.server.state import (
     CLOSING,
     DRAINING,
@@ -130,7 +130,7 @@ async def reload_app(app: web.Application, load: Callable[[], Settings]) -> bool
     holder, inflight = app[RUNTIME], app[INFLIGHT]
     async with holder.lock:
         try:
-            settings, changed = reload_problems(app[SETTINGS], load(), workers=app[WORKERS])
+            settings, changed = reloaded_settings(app[SETTINGS], load(), workers=app[WORKERS])
             await holder.replace(settings, inflight)
         except (OSError, ValueError) as err:  # (a TOML, UTF-8, validation or TLS file mistake)
             log.error("config reload refused; the running config stays", error=one_line(err))

@@ -112,7 +112,7 @@ async def _retire(old: Runtime, inflight: set[asyncio.Task[Any]]) -> None:
         await close_runtime(old)
 
 
-def reload_problems(running: Settings, new: Settings, *, workers: int) -> tuple[Settings, list[str]]:
+def reloaded_settings(running: Settings, new: Settings, *, workers: int) -> tuple[Settings, list[str]]:
     """The settings a reload applies (the restart-only sections kept as they run), and the names of those
     sections that changed (each needs a restart). A config that cannot run here raises ``ValueError``."""
     changed = [name for name in RESTART_ONLY if getattr(running, name) != getattr(new, name)]
