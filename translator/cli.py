@@ -316,7 +316,7 @@ def _run_workers(settings: Settings, source: ConfigSource, count: int) -> int:
     latest = [settings]  # what a restarted worker starts with: the last config that loaded
 
     def spawn() -> BaseProcess:
-        worker = ctx.Process(target=_worker, args=(latest[0], source, count), daemon=False)
+        worker = ctx.Process(target=_worker, args=(latest[0], source, count, os.getpid()), daemon=False)
         worker.start()
         return worker
 
@@ -337,7 +337,22 @@ def _run_workers(settings: Settings, source: ConfigSource, count: int) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _worker(settings: Settings, source: ConfigSource, workers: int) -> None:
+def _worker(settings: Settings, source: ConfigSource, workers: int, parent: int) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: a reload must not kill a starting worker
+    stop_with_the_parent(parent)
     configure_logging(settings.server.log_level)
     _run(settings, source, workers=workers)
+
+
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): a signal for this process when its parent dies
+
+
+def stop_with_the_parent(parent: int) -> None:
+    """A worker whose parent was killed (``kill -9``: it could not stop them) gets SIGTERM and drains, rather
+    than serving on, unsupervised, on a port the next server cannot take. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # (it died before that was set)
+        raise SystemExit(0)
