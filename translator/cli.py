@@ -234,6 +234,7 @@ def return_big_blocks_to_the_os() -> bool:
 
 
 def _run(settings: Settings, source: ConfigSource, *, sock: socket.socket | None = None, workers: int = 1) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: SIGHUP's default would end the process
     return_big_blocks_to_the_os()
     with contextlib.suppress(ImportError):
         import uvloop
@@ -338,7 +339,6 @@ def _run_workers(settings: Settings, source: ConfigSource, count: int) -> int:
 
 
 def _worker(settings: Settings, source: ConfigSource, workers: int, parent: int) -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: a reload must not kill a starting worker
     stop_with_the_parent(parent)
     configure_logging(settings.server.log_level)
     _run(settings, source, workers=workers)
