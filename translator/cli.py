@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -106,6 +106,12 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"translator: cannot listen on {settings.server.host} port {settings.server.port}: "
               f"{err.strerror or err}", file=sys.stderr)
         return 2
+    try:
+        write_pid_file(settings.server.pid_file)
+    except OSError as err:
+        print(f"translator: cannot write server.pid_file: {one_line(err)}", file=sys.stderr)
+        sock.close()
+        return 2
     configure_logging(settings.server.log_level)
     upstream = "built-in demo upstream" if settings.demo else ", ".join(_described(u) for u in settings.upstream_list)
     log.info("starting", host=settings.server.host, port=settings.server.port, upstream=upstream, workers=args.workers)
@@ -117,12 +123,14 @@ def serve_command(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    with pid_file(settings.server.pid_file):
+    try:
         if args.workers <= 1:
             _run(settings, source, sock=sock)
             return 0
         sock.close()  # (it showed the port free; each worker binds its own, sharing it with SO_REUSEPORT)
         return _run_workers(settings, source, args.workers)
+    finally:
+        remove_pid_file(settings.server.pid_file)
 
 
 def preflight(settings: Settings) -> None:
@@ -146,16 +154,14 @@ def bound_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-@contextlib.contextmanager
-def pid_file(path: str) -> Iterator[None]:
+def write_pid_file(path: str) -> None:
     """``server.pid_file`` holds this process's pid while it serves (for ``translator reload``)."""
-    if not path:
-        yield
-        return
-    Path(path).write_text(f"{os.getpid()}\n")
-    try:
-        yield
-    finally:
+    if path:
+        Path(path).write_text(f"{os.getpid()}\n")
+
+
+def remove_pid_file(path: str) -> None:
+    if path:
         with contextlib.suppress(OSError):
             Path(path).unlink()
 
@@ -281,8 +287,11 @@ async def serve(
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if load is not None:  # (a SIGHUP while draining is ignored: its default would end the process)
+            loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
     await asyncio.gather(*reloads, return_exceptions=True)
     log.info("shutting down", drain_seconds=server.drain_seconds, grace_seconds=server.shutdown_grace_seconds)
     app[DRAINING].set()

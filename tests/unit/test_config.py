@@ -427,3 +427,35 @@ def test_the_readmes_ready_made_config_loads(tmp_path: Path) -> None:
     assert settings.resolve_model("fast")[0] == "claude-haiku-4-5"
     assert settings.redis.url == "redis://127.0.0.1:6379/0"
     assert settings.server.pid_file == "/run/translator/translator.pid"
+
+
+def test_a_pid_file_that_cannot_be_written_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from translator.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nport = 0\npid_file = "{tmp_path}/no/such/dir/translator.pid"\n')
+    assert main(["serve", "--demo", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"translator: cannot write server.pid_file: [Errno 2] No such file or directory: " \
+                  f"'{tmp_path}/no/such/dir/translator.pid'"
+
+
+def test_translator_reload_needs_a_server_and_a_sound_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from translator.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\n")
+    assert main(["reload", "--config", str(cfg)]) == 2
+    assert capsys.readouterr().err == ("translator: which server? Give --pid PID, or set server.pid_file in the "
+                                       "config\n")
+    cfg.write_text(f'[server]\npid_file = "{tmp_path}/gone.pid"\n')
+    assert main(["reload", "--config", str(cfg)]) == 1
+    assert capsys.readouterr().err.startswith(f"translator: cannot read the pid file {tmp_path}/gone.pid: ")
+    cfg.write_text('[redis]\nurl = "localhost"\n')
+    assert main(["reload", "--config", str(cfg), "--pid", "1"]) == 2  # checked before anything is sent
+    assert capsys.readouterr().err == ("translator: not reloading, the config has a mistake: redis.url: not a "
+                                       "redis://, rediss:// or unix:// URL (leave it empty for no Redis)\n")
