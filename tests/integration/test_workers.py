@@ -4,6 +4,7 @@ replaced, and SIGHUP (or ``translator reload``) reloads every worker's config un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -83,14 +84,24 @@ class Server:
 
     def workers(self) -> set[int]:
         """The worker processes (not multiprocessing's resource tracker, also a child of the parent)."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        return {int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except FileNotFoundError:  # (the parent has exited)
+            return set()
+        return {int(pid) for pid in children if b"spawn_main" in _cmdline(pid)}
 
     def stop(self) -> list[dict[str, Any]]:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         self.proc.communicate(timeout=DEADLINE)
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # (it has just exited)
+        return b""
 
 
 def _until(condition: Any, message: str) -> None:
@@ -232,3 +243,24 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path, servers: list[
     _until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), "the workers outlived their parent")
     with pytest.raises(OSError):  # and the port is free again
         socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+def test_workers_that_keep_dying_make_the_parent_exit_1(tmp_path: Path, servers: list[Server]) -> None:
+    """Five deaths within a minute (here: kill -9, as an OOM killer would) and the parent gives up, so that
+    Docker's or systemd's restart policy takes over."""
+    server = Server(tmp_path, "", "--workers", "2")
+    servers.append(server)
+    killed: set[int] = set()
+    while server.proc.poll() is None and len(killed) < 5:
+        _until(lambda: server.proc.poll() is not None or bool(server.workers() - killed), "no worker to kill")
+        for pid in server.workers() - killed:
+            with contextlib.suppress(ProcessLookupError):  # (the parent may be stopping it already)
+                os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+
+    assert server.proc.wait(timeout=DEADLINE) == 1  # on its own, with no SIGTERM from us
+    logged = server.stop()
+    events = [line["event"] for line in logged]
+    assert events.count("worker died") == 5
+    assert events[-1] == "workers keep dying: stopping"
+    assert not server.pid_file.exists()
