@@ -1,4 +1,5 @@
-"""Command line: ``translator serve [--config FILE] [--host H] [--port P] [--demo] [--workers N]``."""
+"""Command line: ``translator serve [--config FILE] [--host H] [--port P] [--demo] [--workers N]``, and
+``translator reload [--config FILE] [--pid PID]`` (SIGHUP to the running server: it re-reads its config)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,31 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import shutil
 import signal
+import socket
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from prometheus_client.multiprocess import mark_process_dead
 
-from translator.config import Settings, UpstreamSettings, load_settings
+from translator.config import Settings, UpstreamSettings, load_settings, one_line, workers_refusal
+from translator.gateway.metrics import MULTIPROC_DIR
 from translator.keys_command import keys_command
 from translator.log import configure_logging, log
 from translator.server import create_app, runner_kwargs
+from translator.server.app import reload_app
+from translator.server.runtime import reloaded_settings
 from translator.server.state import CLOSING, DRAINING, INFLIGHT
+from translator.supervisor import Supervisor
+from translator.upstream import tls_context
 from translator.usage_command import usage_command
 
 
@@ -49,20 +62,61 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--demo", action="store_true", help="use the built-in offline demo upstream (no key needed)")
-    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument("--workers", type=_positive, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    reload = sub.add_parser("reload", help="make the running server re-read its config (sends it SIGHUP)")
+    reload.add_argument("--config", help="its TOML settings file (default: $TRANSLATOR_CONFIG): checked first, "
+                                         "and its server.pid_file names the process")
+    reload.add_argument("--pid", type=_positive, help="the server's pid (the parent's, with workers)")
     args = parser.parse_args(argv)
+    if args.command == "reload":
+        return reload_command(args.config, args.pid)
+    return serve_command(args)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the settings come from, to read them again on SIGHUP (in each worker, too: it is pickled)."""
+
+    path: str | None
+    overrides: dict[str, Any]
+
+    def load(self) -> Settings:
+        return load_settings(self.path, overrides=self.overrides)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Every config mistake is one line on stderr and exit 2, before anything listens."""
+    source = ConfigSource(args.config, {"server.host": args.host, "server.port": args.port, "demo": args.demo or None})
     try:
-        settings = load_settings(
-            args.config, overrides={"server.host": args.host, "server.port": args.port, "demo": args.demo or None}
-        )
-    except (OSError, ValueError) as err:  # a config mistake (TOML, UTF-8, validation, shape), not a crash
-        print(f"translator: cannot load the settings: {err}", file=sys.stderr)
+        settings = source.load()
+        preflight(settings)
+    except (OSError, ValueError) as err:  # a config mistake (TOML, UTF-8, validation, shape, TLS files)
+        print(f"translator: cannot load the settings: {one_line(err)}", file=sys.stderr)
+        return 2
+    refusal = open_access_refusal(settings) or workers_refusal(settings, args.workers)
+    if refusal:
+        print(f"translator: {refusal}", file=sys.stderr)
+        return 2
+    try:
+        sock = bound_socket(settings.server.host, settings.server.port, reuse_port=args.workers > 1)
+    except OSError as err:
+        print(f"translator: cannot listen on {settings.server.host} port {settings.server.port}: "
+              f"{err.strerror or err}", file=sys.stderr)
+        return 2
+    try:
+        write_pid_file(settings.server.pid_file)
+    except OSError as err:
+        print(f"translator: cannot write server.pid_file: {one_line(err)}", file=sys.stderr)
+        sock.close()
         return 2
     configure_logging(settings.server.log_level)
-    refusal = open_access_refusal(settings)
-    if refusal:
-        print(refusal, file=sys.stderr)
-        return 2
     upstream = "built-in demo upstream" if settings.demo else ", ".join(_described(u) for u in settings.upstream_list)
     log.info("starting", host=settings.server.host, port=settings.server.port, upstream=upstream, workers=args.workers)
     for warning in config_warnings(settings, os.environ):
@@ -73,10 +127,74 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    if args.workers <= 1:
-        _run(settings, reuse_port=False)
-    else:
-        _run_workers(settings, args.workers)
+    try:
+        if args.workers <= 1:
+            _run(settings, source, sock=sock)
+            return 0
+        sock.close()  # (it showed the port free; each worker binds its own, sharing it with SO_REUSEPORT)
+        return _run_workers(settings, source, args.workers)
+    finally:
+        remove_pid_file(settings.server.pid_file)
+
+
+def preflight(settings: Settings) -> None:
+    """What the settings' types cannot check but the start would trip on: the TLS files must be PEM."""
+    for upstream in settings.upstream_list:
+        tls_context(upstream)
+
+
+def bound_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """The listening address, bound now so that a port in use is a start-up error, not a crash later."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def write_pid_file(path: str) -> None:
+    """``server.pid_file`` holds this process's pid while it serves (for ``translator reload``)."""
+    if path:
+        Path(path).write_text(f"{os.getpid()}\n")
+
+
+def remove_pid_file(path: str) -> None:
+    if path:
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
+
+
+def reload_command(config: str | None, pid: int | None) -> int:
+    """Check the config, then send SIGHUP to the server: the pid given, else the one in server.pid_file."""
+    try:
+        settings = load_settings(config)
+        preflight(settings)
+    except (OSError, ValueError) as err:
+        print(f"translator: not reloading, the config has a mistake: {one_line(err)}", file=sys.stderr)
+        return 2
+    if pid is None:
+        if not settings.server.pid_file:
+            print("translator: which server? Give --pid PID, or set server.pid_file in the config", file=sys.stderr)
+            return 2
+        try:
+            pid = int(Path(settings.server.pid_file).read_text().strip())
+        except (OSError, ValueError) as err:
+            print(f"translator: cannot read the pid file {settings.server.pid_file}: {one_line(err)}",
+                  file=sys.stderr)
+            return 1
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as err:
+        print(f"translator: cannot signal process {pid}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"translator: asked process {pid} to reload; its log says whether the config was applied",
+          file=sys.stderr)
     return 0
 
 
@@ -125,21 +243,31 @@ def return_big_blocks_to_the_os() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, BIG_BLOCK))
 
 
-def _run(settings: Settings, *, reuse_port: bool) -> None:
+def _run(settings: Settings, source: ConfigSource, *, sock: socket.socket | None = None, workers: int = 1) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: SIGHUP's default would end the process
     return_big_blocks_to_the_os()
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(serve(settings, reuse_port=reuse_port))
+    asyncio.run(serve(settings, sock=sock, load=source.load, workers=workers))
 
 
-async def serve(settings: Settings, *, reuse_port: bool = False, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop``), then shut down gracefully:
+async def serve(
+    settings: Settings,
+    *,
+    sock: socket.socket | None = None,
+    stop: asyncio.Event | None = None,
+    load: Callable[[], Settings] | None = None,
+    workers: int = 1,
+) -> None:
+    """Serve on ``sock`` (else bind host and port, sharing them with SO_REUSEPORT when ``workers`` > 1)
+    until SIGTERM/SIGINT (or ``stop``); on SIGHUP apply ``load()``'s settings (``reload_app``). Then shut
+    down gracefully:
     1. /readyz turns 503 and, for ``drain_seconds``, requests are still served while a load balancer notices;
     2. the listener closes and in-flight requests get ``shutdown_grace_seconds`` to finish;
     3. streams still open then end with an error event (not a cut connection), and the process exits."""
-    app = create_app(settings)
+    app = create_app(settings, workers=workers)
     server = settings.server
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, **runner_kwargs(settings))
     await runner.setup()
@@ -147,17 +275,28 @@ async def serve(settings: Settings, *, reuse_port: bool = False, stop: asyncio.E
     # collect young objects less often; request bodies make many short-lived containers.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port or None)
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock)
+    else:
+        site = web.TCPSite(runner, server.host, server.port, reuse_port=workers > 1 or None)
     await site.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+    if load is not None:
+        loop.add_signal_handler(signal.SIGHUP, _start_reload, app, load, reloads)
     try:
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if load is not None:  # (a SIGHUP while draining is ignored: its default would end the process)
+            loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    await asyncio.gather(*reloads, return_exceptions=True)
     log.info("shutting down", drain_seconds=server.drain_seconds, grace_seconds=server.shutdown_grace_seconds)
     app[DRAINING].set()
     await asyncio.sleep(server.drain_seconds)
@@ -177,25 +316,56 @@ async def serve(settings: Settings, *, reuse_port: bool = False, stop: asyncio.E
     await runner.cleanup()
 
 
-def _run_workers(settings: Settings, count: int) -> None:
-    """N processes bind the same port with SO_REUSEPORT; the kernel spreads connections between them."""
+def _start_reload(app: web.Application, load: Callable[[], Settings], reloads: set[asyncio.Task[bool]]) -> None:
+    task = asyncio.create_task(reload_app(app, load))
+    reloads.add(task)
+    task.add_done_callback(reloads.discard)
+
+
+def _run_workers(settings: Settings, source: ConfigSource, count: int) -> int:
+    """N processes bind the same port with SO_REUSEPORT; the kernel spreads connections between them. Their
+    metrics go to files in a directory of ours (prometheus_client's multiprocess mode), so that any worker's
+    /metrics shows them all; it goes when the server stops."""
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(settings,), daemon=False) for _ in range(count)]
-    for w in workers:
-        w.start()
+    latest = [settings]  # what a restarted worker starts with: the last config that loaded
 
-    def forward(signum: int, _frame: object) -> None:
-        for w in workers:
-            if w.pid is not None and w.is_alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(w.pid, signum)
+    def spawn() -> BaseProcess:
+        worker = ctx.Process(target=_worker, args=(latest[0], source, count, os.getpid()), daemon=False)
+        worker.start()
+        return worker
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for w in workers:
-        w.join()
+    def reread() -> None:
+        with contextlib.suppress(OSError, ValueError):  # (a refusal: each worker logs and counts it)
+            latest[0] = reloaded_settings(settings, source.load(), workers=count)[0]
+
+    metrics_dir = tempfile.mkdtemp(prefix="translator-metrics-")
+    os.environ[MULTIPROC_DIR] = metrics_dir  # (before the workers start: they read it at import)
+    try:
+        supervisor = Supervisor(
+            spawn, count, on_exit=lambda pid: mark_process_dead(pid, metrics_dir),  # type: ignore[no-untyped-call]
+            on_reload=reread,
+        )
+        return supervisor.run()
+    finally:
+        del os.environ[MULTIPROC_DIR]
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _worker(settings: Settings) -> None:
+def _worker(settings: Settings, source: ConfigSource, workers: int, parent: int) -> None:
+    stop_with_the_parent(parent)
     configure_logging(settings.server.log_level)
-    _run(settings, reuse_port=True)
+    _run(settings, source, workers=workers)
+
+
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): a signal for this process when its parent dies
+
+
+def stop_with_the_parent(parent: int) -> None:
+    """A worker whose parent was killed (``kill -9``: it could not stop them) gets SIGTERM and drains, rather
+    than serving on, unsupervised, on a port the next server cannot take. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # (it died before that was set)
+        raise SystemExit(0)

@@ -11,6 +11,7 @@ import fnmatch
 import ipaddress
 import itertools
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,7 @@ from urllib.request import (  # type: ignore[attr-defined]  # (proxy_bypass_envi
     proxy_bypass_environment,
 )
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator, model_validator
 
 from translator.profiles import BUILTIN_PROFILES, ModelProfile
 
@@ -46,6 +47,9 @@ class ServerSettings(_Frozen):
     max_header_bytes: int = Field(16384, ge=1024)  # longest request line or header field
     drain_seconds: float = Field(0.0, ge=0)  # on SIGTERM: /readyz says 503 this long before we stop accepting
     shutdown_grace_seconds: float = Field(30.0, ge=0)  # then in-flight requests get this long to finish
+    # Written with the serving process's pid (the parent's, with workers) while it runs: `translator reload`
+    # reads it to know whom to signal. Empty: none (then `translator reload --pid PID`, or send SIGHUP).
+    pid_file: str = ""
 
 
 class UpstreamSettings(_Frozen):
@@ -70,6 +74,14 @@ class UpstreamSettings(_Frozen):
     ca_file: FilePath | None = None
     client_cert: FilePath | None = None
     client_key: FilePath | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http:// or https:// URL with a host (such as https://api.anthropic.com)")
+        return value
 
     @field_validator("proxy")
     @classmethod
@@ -118,6 +130,17 @@ class KeySettings(_Frozen):
     budget_usd: float | None = Field(None, gt=0)
     budget_period: Literal["day", "month"] = "month"
 
+    @field_validator("hash")
+    @classmethod
+    def _sha256_hash(cls, value: str) -> str:
+        if not _KEY_HASH.fullmatch(value.strip()):
+            raise ValueError("not 'sha256:' and 64 hex digits (`translator keys create` prints one)")
+        return value
+
+    @property
+    def has_limits(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.concurrency is not None
+
 
 class PriceSettings(_Frozen):
     """A ``[[prices]]`` entry: USD per million tokens for the models its glob matches, ahead of the built-in
@@ -132,6 +155,10 @@ class PriceSettings(_Frozen):
     cache_read: float | None = Field(None, ge=0)
 
 
+_KEY_HASH = re.compile(r"sha256:[0-9a-fA-F]{64}")
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url reads
+
+
 class RedisSettings(_Frozen):
     url: str = ""  # e.g. redis://127.0.0.1:6379/0; empty: limits and stickiness live in process memory
     # While Redis does not answer, a rate-limited key's request is let through unmetered ("allow", as Envoy's
@@ -139,6 +166,13 @@ class RedisSettings(_Frozen):
     on_error: Literal["allow", "deny"] = "allow"
     timeout_seconds: float = Field(1.0, gt=0)  # to connect, and for each reply: no Redis call hangs a request
     retry_seconds: float = Field(1.0, gt=0)  # while Redis is down, one call tries it again this often
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError("not a redis://, rediss:// or unix:// URL (leave it empty for no Redis)")
+        return value
 
 
 class ResponsesSettings(_Frozen):
@@ -212,6 +246,18 @@ class Settings(_Frozen):
             raise ValueError(f"upstream names must be unique: {', '.join(twice)} used more than once")
         return self
 
+    @model_validator(mode="after")
+    def _unique_keys(self) -> Settings:
+        """Two keys of one name would share limits and log lines; two of one hash, an ambiguous identity."""
+        names = [k.name for k in self.keys]
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"key names must be unique: {', '.join(twice)} used more than once")
+        hashes = [k.hash.strip().lower() for k in self.keys]
+        if len(set(hashes)) < len(hashes):
+            raise ValueError("two keys have the same hash")
+        return self
+
     @property
     def upstream_list(self) -> list[UpstreamSettings]:
         return self.upstreams or [self.upstream]
@@ -268,6 +314,38 @@ def load_settings(
         target[key] = value
     settings = Settings.model_validate(data)
     return _with_env_proxies(settings, getproxies_environment() if proxies is None else proxies)
+
+
+def workers_refusal(settings: Settings, workers: int) -> str | None:
+    """Rate limits kept in process memory count per process: N workers would let a key through N times its
+    limit. So with several workers, limits need Redis (shared and exact), or the server does not start."""
+    if workers <= 1 or settings.redis.url:
+        return None
+    limited = [k.name for k in settings.keys if k.has_limits]
+    if not limited:
+        return None
+    return (f"--workers {workers} with rate limits in process memory would let each worker through a key's "
+            f"whole limit (keys with limits: {', '.join(limited)}): set [redis] url to share the limits between "
+            "workers, or run one worker")
+
+
+def one_line(err: Exception) -> str:
+    """A config mistake as one line: pydantic's report is a paragraph per error (location, message, a link)."""
+    if not isinstance(err, ValidationError):
+        return " ".join(str(err).split())
+    return "; ".join(_one_error(e["loc"], e["msg"].removeprefix("Value error, ")) for e in err.errors())
+
+
+def _one_error(loc: tuple[int | str, ...], message: str) -> str:
+    return f"{_location(loc)}: {message}" if loc else message
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """``('keys', 1, 'hash')`` -> ``keys[1].hash``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
 
 
 def _with_env_proxies(settings: Settings, proxies: Mapping[str, str]) -> Settings:

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes import FakeUpstream, Reply
 from translator import upstream
-from translator.server.state import POOL
+from translator.server.state import RUNTIME
 
 START = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
                                               "model": "claude-x", "content": [], "stop_reason": None,
@@ -70,7 +70,7 @@ async def _next_on_the_same_connection(proxy: TestClient, fake_upstream: FakeUps
 
 def _draining(proxy: TestClient) -> set[asyncio.Task[None]]:
     """The tasks still waiting for a stream's body to end (the connections not yet released or closed)."""
-    return proxy.server.app[POOL].upstreams[0].drains
+    return proxy.server.app[RUNTIME].current.pool.upstreams[0].drains
 
 
 async def _drained(proxy: TestClient) -> None:

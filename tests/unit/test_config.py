@@ -116,7 +116,7 @@ def test_a_bad_config_is_a_message_and_exit_2_not_a_traceback(
     cfg.write_text("[server]\nprot = 1\n")
     assert main(["serve", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("translator: cannot load the settings: 1 validation error for Settings\nserver.prot")
+    assert err == "translator: cannot load the settings: server.prot: Extra inputs are not permitted\n"
     assert "Traceback" not in err
     assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "No such file or directory" in capsys.readouterr().err
@@ -321,3 +321,151 @@ def test_redis_outage_policy_defaults_to_allow_and_takes_only_allow_or_deny() ->
         Settings.model_validate({"redis": {"on_error": "fail"}})
     with pytest.raises(ValidationError, match="timeout_seconds"):
         Settings.model_validate({"redis": {"timeout_seconds": 0}})
+
+
+HASH_A, HASH_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+@pytest.mark.parametrize(("toml", "line"), [
+    (f'[[keys]]\nname = "alice"\nhash = "{HASH_A}"\n[[keys]]\nname = "alice"\nhash = "{HASH_B}"\n',
+     "key names must be unique: alice used more than once"),
+    (f'[[keys]]\nname = "alice"\nhash = "{HASH_A}"\n[[keys]]\nname = "bob"\nhash = "sha256:{"A" * 64}"\n',
+     "two keys have the same hash"),
+    ('[[keys]]\nname = "alice"\nhash = "sk-tr-the-key-itself"\n',
+     "keys[0].hash: not 'sha256:' and 64 hex digits (`translator keys create` prints one)"),
+    (f'[[keys]]\nname = "alice"\nhash = "sha256:{"a" * 63}"\n',
+     "keys[0].hash: not 'sha256:' and 64 hex digits (`translator keys create` prints one)"),
+    ('[upstream]\nbase_url = "api.anthropic.com"\n',
+     "upstream.base_url: not an http:// or https:// URL with a host (such as https://api.anthropic.com)"),
+    ('[[upstreams]]\nbase_url = "https://a"\n[[upstreams]]\nbase_url = "ftp://b"\n',
+     "upstreams[1].base_url: not an http:// or https:// URL with a host (such as https://api.anthropic.com)"),
+    ('[redis]\nurl = "127.0.0.1:6379"\n',
+     "redis.url: not a redis://, rediss:// or unix:// URL (leave it empty for no Redis)"),
+    ('[redis]\nurl = "http://127.0.0.1:6379"\n',
+     "redis.url: not a redis://, rediss:// or unix:// URL (leave it empty for no Redis)"),
+])
+def test_each_config_mistake_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, line: str
+) -> None:
+    from translator.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    assert main(["serve", "--config", str(cfg)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"translator: cannot load the settings: {line}\n"
+    assert captured.out == ""  # nothing started: not even the "starting" log line
+
+
+@pytest.mark.parametrize("url", ["", "redis://127.0.0.1:6379/0", "rediss://h:6380", "unix:///run/redis.sock"])
+def test_redis_urls_redis_py_reads_are_accepted(url: str) -> None:
+    assert Settings.model_validate({"redis": {"url": url}}).redis.url == url
+
+
+def test_several_mistakes_share_the_one_line() -> None:
+    from translator.config import one_line
+
+    with pytest.raises(ValidationError) as caught:
+        Settings.model_validate({"server": {"port": -1}, "keys": [{"name": "a", "hash": "x"}]})
+    assert one_line(caught.value) == (
+        "server.port: Input should be greater than or equal to 0; keys[0].hash: not 'sha256:' and 64 hex digits "
+        "(`translator keys create` prints one)"
+    )
+
+
+def test_a_port_in_use_is_one_line_and_exit_2_before_listening(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from translator.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            assert main(["serve", "--demo", "--port", str(port), "--workers", workers]) == 2
+            err = capsys.readouterr().err
+            assert err == f"translator: cannot listen on 127.0.0.1 port {port}: Address already in use\n"
+
+
+def test_a_tls_file_that_is_not_pem_is_found_at_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from translator.cli import main
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[upstream]\nbase_url = "https://gw"\nca_file = "{ca}"\n')
+    assert main(["serve", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("translator: cannot load the settings: ") and err.count("\n") == 1
+
+
+def test_limits_in_memory_with_several_workers_are_refused_naming_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from translator.cli import main
+    from translator.config import workers_refusal
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[[keys]]\nname = "alice"\nhash = "{HASH_A}"\nrpm = 3\n'
+                   f'[[keys]]\nname = "bob"\nhash = "{HASH_B}"\n')
+    assert main(["serve", "--demo", "--config", str(cfg), "--workers", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "translator: --workers 2 with rate limits in process memory would let each worker through a key's whole "
+        "limit (keys with limits: alice): set [redis] url to share the limits between workers, or run one worker\n"
+    )
+    settings = load_settings(str(cfg), env={})
+    assert workers_refusal(settings, 1) is None  # one process: its memory is exact
+    shared = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": "redis://r"})})
+    assert workers_refusal(shared, 4) is None  # Redis: shared and exact
+    unlimited = settings.model_copy(update={"keys": settings.keys[1:]})
+    assert workers_refusal(unlimited, 4) is None  # nothing to count
+
+
+def test_the_readmes_ready_made_config_loads(tmp_path: Path) -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### A ready-made config"):]
+    example = section[section.index("```toml\n") + len("```toml\n"):section.index("```\n", section.index("```toml"))]
+    filled = re.sub(r'"sha256:<[^>]*>"', lambda m: f'"sha256:{"%064x" % (len(m.group()) + m.start())}"', example)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(filled)
+    settings = load_settings(str(cfg), env={}, proxies={})
+    assert [u.name for u in settings.upstream_list] == ["anthropic", "gateway"]
+    assert [(k.name, k.rpm, k.concurrency) for k in settings.keys] == [("ci", 60, None), ("alice", None, 4)]
+    assert settings.resolve_model("fast")[0] == "claude-haiku-4-5"
+    assert settings.redis.url == "redis://127.0.0.1:6379/0"
+    assert settings.server.pid_file == "/run/translator/translator.pid"
+
+
+def test_a_pid_file_that_cannot_be_written_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from translator.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nport = 0\npid_file = "{tmp_path}/no/such/dir/translator.pid"\n')
+    assert main(["serve", "--demo", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"translator: cannot write server.pid_file: [Errno 2] No such file or directory: " \
+                  f"'{tmp_path}/no/such/dir/translator.pid'"
+
+
+def test_translator_reload_needs_a_server_and_a_sound_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from translator.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\n")
+    assert main(["reload", "--config", str(cfg)]) == 2
+    assert capsys.readouterr().err == ("translator: which server? Give --pid PID, or set server.pid_file in the "
+                                       "config\n")
+    cfg.write_text(f'[server]\npid_file = "{tmp_path}/gone.pid"\n')
+    assert main(["reload", "--config", str(cfg)]) == 1
+    assert capsys.readouterr().err.startswith(f"translator: cannot read the pid file {tmp_path}/gone.pid: ")
+    cfg.write_text('[redis]\nurl = "localhost"\n')
+    assert main(["reload", "--config", str(cfg), "--pid", "1"]) == 2  # checked before anything is sent
+    assert capsys.readouterr().err == ("translator: not reloading, the config has a mistake: redis.url: not a "
+                                       "redis://, rediss:// or unix:// URL (leave it empty for no Redis)\n")

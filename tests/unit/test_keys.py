@@ -102,8 +102,10 @@ def test_uppercase_hash_in_config_is_normalized() -> None:
     "bad", ["", "sha256:", "md5:" + "0" * 64, "sha256:" + "0" * 63, "sha256:" + "g" * 64, "0" * 64]
 )
 def test_malformed_hash_fails_at_start_up(bad: str) -> None:
-    with pytest.raises(ValueError, match="key 'x': hash must be"):
-        KeyRing([KeySettings(name="x", hash=bad)])
+    with pytest.raises(ValueError, match="not 'sha256:' and 64 hex digits"):  # (the config's own check)
+        KeySettings(name="x", hash=bad)
+    with pytest.raises(ValueError, match="key 'x': hash must be"):  # (and the ring's, for settings made unchecked)
+        KeyRing([KeySettings.model_construct(name="x", hash=bad, models=["*"], rpm=None, tpm=None, concurrency=None)])
 
 
 def test_duplicate_names_or_hashes_fail_at_start_up() -> None:

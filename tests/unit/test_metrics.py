@@ -140,6 +140,7 @@ def test_render_is_parseable_prometheus_text(metrics: Metrics) -> None:
         "translator_key_requests",
         "translator_key_tokens",
         "translator_key_cost_usd",
+        "translator_config_reloads",
     }
     assert [f.type for f in (families["translator_requests"], families["translator_upstream_healthy"])] == [
         "counter", "gauge"
@@ -148,7 +149,7 @@ def test_render_is_parseable_prometheus_text(metrics: Metrics) -> None:
     assert [f for f in families] == [  # in the order they were always exposed in
         "translator_requests", "translator_request_duration_seconds", "translator_time_to_first_token_seconds",
         "translator_tokens", "translator_upstream_healthy", "translator_upstream_attempts", "translator_rate_limited",
-        "translator_key_requests", "translator_key_tokens", "translator_key_cost_usd"]
+        "translator_key_requests", "translator_key_tokens", "translator_key_cost_usd", "translator_config_reloads"]
     assert b'translator_tokens_total{kind="input",model="claude-sonnet-4-5",route="chat"} 7.0' in body
     assert b'translator_rate_limited_total{key="ci",limit="tokens"} 1.0' in body
 
@@ -195,3 +196,19 @@ def test_buckets_hold_values_up_to_their_bound_and_series_carry_created(metrics:
 )
 def test_token_kinds_of_claude_usage(usage: object, kinds: dict[str, int]) -> None:
     assert token_kinds(usage) == kinds
+
+
+def test_reloads_are_counted_by_result_and_a_removed_upstream_loses_its_health_series(metrics: Metrics) -> None:
+    metrics.config_reload("applied")
+    metrics.config_reload("refused")
+    metrics.config_reload("refused")
+    assert value(metrics, "translator_config_reloads_total", result="applied") == 1
+    assert value(metrics, "translator_config_reloads_total", result="refused") == 2
+    with pytest.raises(ValueError, match="unknown reload result 'maybe'"):
+        metrics.config_reload("maybe")
+    metrics.set_upstream_health("gone", False)
+    metrics.set_upstream_health("kept", True)
+    metrics.forget_upstream("gone")
+    metrics.forget_upstream("never-seen")  # (nothing to forget: no error)
+    assert value(metrics, "translator_upstream_healthy", upstream="gone") is None
+    assert value(metrics, "translator_upstream_healthy", upstream="kept") == 1

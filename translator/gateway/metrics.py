@@ -6,18 +6,29 @@ prometheus_client's own ``Counter``, ``Histogram`` and ``Gauge``, with no collec
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) can serve them when several worker processes share a port.
 
 The ``key`` label is a configured key's name (or "-" on an open proxy): its values are bounded by the config.
+With several workers (``translator serve --workers N``) the parent sets ``PROMETHEUS_MULTIPROC_DIR`` before
+it starts them: each worker's metrics then live in files there and ``render`` sums every worker's (counters
+and histograms added up; the health gauge the lowest any live worker reports), so one scrape shows the whole
+server whichever worker answers it.
+
 The ``model`` label comes from clients, so it is capped: after ``max_models`` distinct values, new ones are
 counted as "other". Without a cap, a client cycling random model names would grow every series without bound.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from translator.gateway.usage import Counts
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable: set, the workers share metrics
+RELOAD_RESULTS = frozenset({"applied", "refused"})
 
 TOKEN_KINDS = frozenset({"input", "output", "cache_read", "cache_creation"})
 LIMITS = frozenset({"requests", "tokens", "concurrency", "budget"})
@@ -59,7 +70,8 @@ class _RedisMetrics:
     """Redis outages (only with redis.url set; see gateway/redis_health.py)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.up = Gauge("translator_redis_up", "1 while Redis answers, 0 during an outage", registry=registry)
+        self.up = Gauge("translator_redis_up", "1 while Redis answers, 0 during an outage", registry=registry,
+                        multiprocess_mode="livemin")  # (several workers: 0 when any live one finds it down)
         self.outages = Counter("translator_redis_outages_total", "Redis outages begun", registry=registry)
         self.errors = Counter(
             "translator_redis_errors_total", "Redis calls that failed, or were not tried during an outage",
@@ -89,7 +101,7 @@ class Metrics:
         self._tokens = Counter("translator_tokens_total", "Tokens used", ["route", "model", "kind"], registry=r)
         self.upstream_healthy = Gauge(
             "translator_upstream_healthy", "1 while the upstream is considered healthy, else 0", ["upstream"],
-            registry=r,
+            registry=r, multiprocess_mode="livemin",  # (several workers: 0 when any live one has it out)
         )
         self._attempts = Counter(
             "translator_upstream_attempts_total", "Calls made to an upstream, by outcome", ["upstream", "outcome"],
@@ -107,6 +119,9 @@ class Metrics:
         )
         self._key_cost = Counter(
             "translator_key_cost_usd_total", "Cost in USD by the price table, by client key", ["key"], registry=r
+        )
+        self._reloads = Counter(
+            "translator_config_reloads_total", "Config reloads (SIGHUP), applied or refused", ["result"], registry=r
         )
 
     def observe_request(
@@ -171,6 +186,23 @@ class Metrics:
     def upstream_attempt(self, upstream: str, outcome: str) -> None:
         self._attempts.labels(upstream, outcome).inc()
 
+    def forget_upstream(self, upstream: str) -> None:
+        """An upstream a reload removed: its health series goes (a gauge would otherwise keep its last value)."""
+        with contextlib.suppress(KeyError):
+            self.upstream_healthy.remove(upstream)
+
+    def config_reload(self, result: str) -> None:
+        """One reload: ``applied``, or ``refused`` (the config did not validate; the old one stays)."""
+        if result not in RELOAD_RESULTS:
+            raise ValueError(f"unknown reload result {result!r}; expected one of {sorted(RELOAD_RESULTS)}")
+        self._reloads.labels(result).inc()
+
     def render(self) -> tuple[bytes, str]:
-        """The text exposition format and its content type, for a ``GET /metrics`` handler."""
-        return generate_latest(self.registry), CONTENT_TYPE
+        """The text exposition format and its content type, for a ``GET /metrics`` handler: this registry's,
+        or with several workers every worker's, read from their files."""
+        path = os.environ.get(MULTIPROC_DIR)
+        if not path:
+            return generate_latest(self.registry), CONTENT_TYPE
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone, path)  # type: ignore[no-untyped-call]
+        return generate_latest(everyone), CONTENT_TYPE

@@ -1,50 +1,46 @@
 """``create_app(settings)``: routes, middleware, and the upstreams with their connections (opened and closed
 with the app). With ``settings.demo`` the built-in offline upstream runs in-process on 127.0.0.1 and the
-proxy talks to it over real HTTP, exactly as it would to Anthropic.
+proxy talks to it over real HTTP, exactly as it would to Anthropic. ``reload_app`` applies re-read settings
+to a running app (SIGHUP; see ``runtime.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
-from translator.config import Settings
+from translator.config import Settings, one_line
 from translator.demo import create_demo_app
-from translator.gateway.keys import KeyRing, presented_keys
+from translator.gateway.keys import presented_keys
 from translator.gateway.metrics import Metrics
-from translator.gateway.prices import PriceTable
 from translator.gateway.ratelimit import make_rate_limiter
 from translator.gateway.redis_health import RedisBackend, RedisHealth
 from translator.gateway.response_store import make_response_store
 from translator.gateway.sticky import make_sticky_store
-from translator.gateway.upstream_health import make_shared_cooldowns
 from translator.gateway.usage import make_usage_store
-from translator.profiles import ModelProfile
-from translator.router import UpstreamPool
+from translator.log import log
 from translator.server import claude_route, models_route, openai_route, responses_route, usage_route
 from translator.server.images import image_session
 from translator.server.middleware import handle_requests
+from translator.server.runtime import RuntimeHolder, open_runtime, reloaded_settings
 from translator.server.state import (
     CLOSING,
     DRAINING,
     IMAGE_SESSION,
     INFLIGHT,
-    KEYRING,
     LIMITER,
     METRICS,
-    POOL,
-    PRICES,
     REDIS,
-    RESOLVE,
     RESPONSE_STORE,
+    RUNTIME,
     SETTINGS,
     USAGE,
+    WORKERS,
+    runtime,
 )
-from translator.upstream import Upstream
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -73,7 +69,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     # Every key's name and traffic: with client keys configured, for an admin key only (open otherwise).
-    request.app[KEYRING].require_admin(presented_keys(request.headers))
+    runtime(request).keyring.require_admin(presented_keys(request.headers))
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -87,21 +83,19 @@ def runner_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, workers: int = 1) -> web.Application:
+    """``workers``: how many processes serve the port (what a reload must respect: ``workers_refusal``)."""
     app = web.Application(middlewares=[handle_requests], client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
-    app[KEYRING] = KeyRing(settings.keys)
+    app[WORKERS] = workers
     app[METRICS] = Metrics()
     app[DRAINING] = asyncio.Event()
     app[CLOSING] = asyncio.Event()
     app[INFLIGHT] = set()
-    resolve: Callable[[str], tuple[str, ModelProfile]] = functools.lru_cache(maxsize=4096)(settings.resolve_model)
-    app[RESOLVE] = resolve
     app[models_route.CACHE] = {}
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_response_store_ctx)
-    app[PRICES] = PriceTable(settings.prices)
     app.cleanup_ctx.append(_usage_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -124,35 +118,20 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    base_url = settings.upstream.base_url
     demo: web.AppRunner | None = None
+    demo_url = None
     if settings.demo:
         demo = web.AppRunner(create_demo_app(), access_log=None)
         await demo.setup()
         site = web.TCPSite(demo, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        base_url = f"http://127.0.0.1:{port}"
-    upstreams = [
-        Upstream(s, base_url) if settings.demo else Upstream(s, s.base_url, proxy=s.proxy or None)
-        for s in settings.upstream_list
-    ]
-    for upstream in upstreams:
-        await upstream.start()
+        demo_url = f"http://127.0.0.1:{port}"
     health = _redis_health(app)
     app[LIMITER] = make_rate_limiter(settings.redis, health)
     sticky = make_sticky_store(settings.redis, health)
-    shared = make_shared_cooldowns(settings.redis, [u.name for u in upstreams], health)
-    app[POOL] = UpstreamPool(
-        upstreams,
-        settings.routing,
-        sticky,
-        on_health=app[METRICS].set_upstream_health,
-        on_attempt=app[METRICS].upstream_attempt,
-        shared=shared,
-    )
-    for upstream in upstreams:
-        app[METRICS].set_upstream_health(upstream.name, True)
+    first = await open_runtime(settings, sticky=sticky, metrics=app[METRICS], demo_url=demo_url, health=health)
+    app[RUNTIME] = RuntimeHolder(first, sticky=sticky, metrics=app[METRICS], demo_url=demo_url, health=health)
     if settings.images.fetch:
         app[IMAGE_SESSION] = image_session(settings.images)
     try:
@@ -161,13 +140,32 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.images.fetch:
             await app[IMAGE_SESSION].close()
         await app[LIMITER].close()
+        await app[RUNTIME].close()
         await sticky.close()
-        if shared is not None:
-            await shared.close()
-        for upstream in upstreams:
-            await upstream.close()
         if demo is not None:
             await demo.cleanup()
+
+
+async def reload_app(app: web.Application, load: Callable[[], Settings]) -> bool:
+    """Re-read the settings (``load``) and apply them (see ``runtime.py``): True when applied. A config that
+    does not load or validate is refused: logged, counted in ``translator_config_reloads_total``, and the
+    running one stays."""
+    holder, inflight = app[RUNTIME], app[INFLIGHT]
+    async with holder.lock:
+        try:
+            settings, changed = reloaded_settings(app[SETTINGS], load(), workers=app[WORKERS])
+            await holder.replace(settings, inflight)
+        except (OSError, ValueError) as err:  # (a TOML, UTF-8, validation or TLS file mistake)
+            log.error("config reload refused; the running config stays", error=one_line(err))
+            app[METRICS].config_reload("refused")
+            return False
+    app[models_route.CACHE].clear()  # (the upstreams listed may have changed)
+    for section in changed:
+        log.warning("config reload: this section changed but needs a restart; it keeps its running values",
+                    section=section)
+    log.info("config reloaded", upstreams=[u.name for u in settings.upstream_list], keys=len(settings.keys))
+    app[METRICS].config_reload("applied")
+    return True
 
 
 async def _response_store_ctx(app: web.Application) -> AsyncIterator[None]:

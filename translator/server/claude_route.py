@@ -21,7 +21,7 @@ from aiohttp import web
 from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
 from translator.router import UpstreamCall
 from translator.server.gate import Admission, admit
-from translator.server.state import POOL
+from translator.server.state import runtime
 from translator.server.streaming import relay
 from translator.sse import SSEEvent, encode_event
 from translator.upstream import UpstreamResponse
@@ -58,7 +58,7 @@ async def _handle(request: web.Request, path: str, *, counting: bool) -> web.Str
         admission.take_body()
         # The pool fails over (connect errors, 429/5xx/529, an error event before any content) before anything
         # has gone to the client; a stream is read up to its first content event for that, then replayed.
-        async with request.app[POOL].forward(call, admission.ctx.attempted) as done:
+        async with runtime(request).pool.forward(call, admission.ctx.attempted) as done:
             source = done.response
             if streamed and source.is_stream:
                 headers = _passed_headers(source)

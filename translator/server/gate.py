@@ -5,7 +5,8 @@
 parsing), reads the JSON body, requires and resolves the model, authorizes the key for it, checks its
 budget and records what the request used when it ends (``translator.server.spend``), holds a rate-limit
 lease (released with the tokens the request used, read from its context) and names the conversation for
-stickiness. Keys are never logged: the log line carries the key's name.
+stickiness. It takes the app's current runtime (keys, models, upstreams, prices) for the request, which keeps
+it to its end whatever a reload does meanwhile. Keys are never logged: the log line carries the key's name.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from translator.profiles import ModelProfile
 from translator.server.common import read_json_object, require_model
 from translator.server.context import CONTEXT, RequestContext, Route
 from translator.server.spend import check_budget, recorded
-from translator.server.state import KEYRING, LIMITER, METRICS, RESOLVE, SETTINGS
+from translator.server.state import LIMITER, METRICS, runtime
 from translator.server.tokens import tokens_used
 
 
@@ -55,7 +56,7 @@ async def admit(
     key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
     body, raw = await read_json_object(request)
     asked = require_model(body)
-    model, profile = request.app[RESOLVE](asked)
+    model, profile = runtime(request).resolve(asked)
     ctx.model, ctx.upstream_model = asked, model
     async with admitted(request, key, asked, model), recorded(request, key):  # before any work for the caller
         admission = Admission(ctx, body, raw, asked, model, profile, session_key(request, session_from(body)))
@@ -65,7 +66,7 @@ async def admit(
 
 def authenticate(request: web.Request) -> ClientKey | None:
     """The caller's key (None when the proxy is open); 401 when missing or not one of ours."""
-    ring = request.app[KEYRING]
+    ring = runtime(request).keyring  # (the request's runtime from here on: a reload does not change it)
     ctx = request[CONTEXT]
     ctx.forward_key = ring.is_open  # our own client keys never go upstream
     if ring.is_open:
@@ -82,7 +83,7 @@ async def admitted(request: web.Request, key: ClientKey | None, asked: str, mode
     and hold a rate-limit lease, if the key has limits, until the request ends: released with the tokens it
     used."""
     if key is not None and not key.allows(asked):
-        request.app[KEYRING].authorize(key, model)
+        runtime(request).keyring.authorize(key, model)
     await check_budget(request, key)
     if key is None or not key.has_limits:
         yield
@@ -105,7 +106,7 @@ def session_key(request: web.Request, from_body: object) -> str | None:
     """What names a conversation, for upstream stickiness: the body's own name, else a session header."""
     if isinstance(from_body, str) and from_body:
         return from_body
-    for name in request.app[SETTINGS].routing.session_headers:
+    for name in runtime(request).settings.routing.session_headers:
         value = request.headers.get(name)
         if value:
             return value

@@ -20,7 +20,7 @@ from translator.errors import NotFound, TranslatorError, UpstreamProtocolError, 
 from translator.server.context import CONTEXT
 from translator.server.errors import is_claude_shape
 from translator.server.gate import authenticate
-from translator.server.state import POOL, SETTINGS
+from translator.server.state import runtime
 from translator.upstream import Upstream
 
 CACHE = web.AppKey("models_cache", dict)
@@ -51,7 +51,7 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def _fetched(request: web.Request, wanted: str) -> dict[str, Any] | None:
     """``GET /v1/models/{id}`` from the first upstream serving that name that knows it; None if none does."""
-    for upstream in request.app[POOL].upstreams:
+    for upstream in runtime(request).pool.upstreams:
         if not upstream.serves(wanted):
             continue
         headers = upstream.headers(request.headers, version=request.headers.get("anthropic-version"),
@@ -71,7 +71,7 @@ async def _fetched(request: web.Request, wanted: str) -> dict[str, Any] | None:
 
 async def _models(request: web.Request) -> list[dict[str, Any]]:
     authenticate(request)  # with client keys configured, listing needs one too (401)
-    settings, pool = request.app[SETTINGS], request.app[POOL]
+    settings, pool = runtime(request).settings, runtime(request).pool
     # Shared (cacheable) only when the proxy holds every upstream's key: clients' own keys may see other lists.
     shared = settings.demo or all(u.settings.api_key for u in pool.upstreams)
     cache = request.app[CACHE]

@@ -34,7 +34,7 @@ from translator.server.common import policy_headers
 from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit
 from translator.server.images import inline_images
-from translator.server.state import IMAGE_SESSION, POOL, SETTINGS
+from translator.server.state import IMAGE_SESSION, SETTINGS, runtime
 from translator.server.streaming import ConvertedStream, EventStream, relay
 from translator.sse import DONE, encode_data
 from translator.upstream import UpstreamResponse
@@ -96,7 +96,7 @@ async def _complete(
 
 async def _message(request: web.Request, call: UpstreamCall, headers: dict[str, str]) -> dict[str, Any]:
     ctx = request[CONTEXT]
-    async with request.app[POOL].forward(call, ctx.attempted) as done:
+    async with runtime(request).pool.forward(call, ctx.attempted) as done:
         message = await done.response.json()
         _pass_request_id(done.response, headers)
     if not isinstance(message, dict):
@@ -125,7 +125,7 @@ async def _stream(
     # Every upstream stream is opened (up to its first content event) before answering, so that an upstream
     # failure can still be retried elsewhere, or answered with a proper error status.
     ctx = request[CONTEXT]
-    pool = request.app[POOL]
+    pool = runtime(request).pool
     async with AsyncExitStack() as stack:
         sources = await _at_once([stack.enter_async_context(pool.forward(call, ctx.attempted)) for _ in range(conv.n)])
         if not all(s.response.is_stream for s in sources):

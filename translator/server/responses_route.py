@@ -33,7 +33,7 @@ from translator.server.common import policy_headers
 from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit, authenticate
 from translator.server.images import inline_images
-from translator.server.state import IMAGE_SESSION, POOL, RESPONSE_STORE, SETTINGS
+from translator.server.state import IMAGE_SESSION, RESPONSE_STORE, SETTINGS, runtime
 from translator.server.streaming import ConvertedStream, relay
 from translator.sse import encode_event
 
@@ -104,7 +104,7 @@ class _Turn:
 
 async def _complete(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.Response:
     ctx = request[CONTEXT]
-    async with request.app[POOL].forward(call, ctx.attempted) as done:
+    async with runtime(request).pool.forward(call, ctx.attempted) as done:
         message = await done.response.json()
         request_id = done.response.headers.get("request-id")
     if not isinstance(message, dict):
@@ -120,7 +120,7 @@ async def _complete(request: web.Request, call: UpstreamCall, turn: _Turn) -> we
 
 async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.StreamResponse:
     ctx = request[CONTEXT]
-    async with request.app[POOL].forward(call, ctx.attempted) as done:
+    async with runtime(request).pool.forward(call, ctx.attempted) as done:
         if not done.response.is_stream:
             raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
         request_id = done.response.headers.get("request-id")
@@ -240,7 +240,7 @@ async def input_tokens(request: web.Request) -> web.Response:
         body = {k: v for k, v in conv.body.items() if k in _COUNTED}
         call = UpstreamCall("POST", "/v1/messages/count_tokens", orjson.dumps(body), request.headers,
                             model=admission.model, forward_key=admission.ctx.forward_key)
-        async with request.app[POOL].forward(call, admission.ctx.attempted) as done:
+        async with runtime(request).pool.forward(call, admission.ctx.attempted) as done:
             counted = await done.response.json()
     tokens = counted.get("input_tokens") if isinstance(counted, dict) else None
     if type(tokens) is not int:

@@ -19,7 +19,7 @@ from translator.gateway.budgets import budget_refusal
 from translator.gateway.keys import ClientKey
 from translator.gateway.usage import NO_KEY, Counts
 from translator.server.context import CONTEXT
-from translator.server.state import METRICS, PRICES, USAGE
+from translator.server.state import METRICS, USAGE, runtime
 
 
 def utc_now() -> dt.datetime:
@@ -46,7 +46,7 @@ async def recorded(request: web.Request, key: ClientKey | None) -> AsyncIterator
     finally:
         ctx = request[CONTEXT]
         model = ctx.upstream_model or ctx.model or ""
-        cost = request.app[PRICES].cost(model, ctx.usage)
+        cost = runtime(request).prices.cost(model, ctx.usage)
         counts = replace(Counts.from_claude(ctx.usage), requests=1, cost_usd=cost)
         name = key.name if key is not None else NO_KEY
         request.app[METRICS].add_key_usage(name, counts)

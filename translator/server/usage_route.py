@@ -16,11 +16,11 @@ from translator.errors import InvalidRequest
 from translator.gateway.keys import presented_keys
 from translator.gateway.usage_report import default_range, usage_report
 from translator.server.spend import utc_now
-from translator.server.state import KEYRING, USAGE
+from translator.server.state import USAGE, runtime
 
 
 async def get_usage(request: web.Request) -> web.Response:
-    ring = request.app[KEYRING]
+    ring = runtime(request).keyring
     ring.require_admin(presented_keys(request.headers))
     now = utc_now()
     first, today = default_range(now)
