@@ -8,8 +8,8 @@ aiohttp's client costs about 15-20 us of Python per read and 100+ us per exchang
 ``Content-Length`` or the chunked framing). The timed scenarios of ``runner.py`` keep aiohttp's client.
 
 ``Connection.exchange(request, on_body)`` sends one request and resolves to an ``Answer`` when its last byte
-is in; ``on_body(now)`` is called at every read that carries body bytes (the gap between two such calls is
-what a user sees between two stream events).
+is in; ``on_body(now, data)`` is called at every read that carries body bytes (``data``: the read's bytes,
+framing included), which is when a user would see the events in it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 _HEAD_END = b"\r\n\r\n"
 
@@ -117,7 +118,7 @@ class Connection(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
         self._parser: BodyParser | None = None
         self._answer: asyncio.Future[Answer] | None = None
-        self._on_body: Callable[[float], None] | None = None
+        self._on_body: Callable[[float, bytes], None] | None = None
         self._sent = 0.0
 
     @classmethod
@@ -126,8 +127,7 @@ class Connection(asyncio.Protocol):
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass of asyncio's
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -135,7 +135,7 @@ class Connection(asyncio.Protocol):
         if self._answer is not None and not self._answer.done():
             self._answer.set_exception(ConnectionError(f"connection lost: {exc}"))
 
-    def exchange(self, request: bytes, on_body: Callable[[float], None] | None = None) -> asyncio.Future[Answer]:
+    def exchange(self, request: bytes, on_body: Callable[[float, bytes], None] | None = None) -> asyncio.Future[Answer]:
         assert self.transport is not None and self._answer is None, "one exchange at a time"
         self._parser, self._on_body = BodyParser(), on_body
         self._answer = asyncio.get_running_loop().create_future()
@@ -151,7 +151,7 @@ class Connection(asyncio.Protocol):
         size_before = parser.size
         rest = parser.feed(data)
         if self._on_body is not None and parser.size > size_before:
-            self._on_body(now)
+            self._on_body(now, data)
         if rest is not None:
             answer, self._answer, self._parser = self._answer, None, None
             if answer is not None and not answer.done():

@@ -67,7 +67,7 @@ async def test_a_paced_stream_arrives_one_event_per_interval(
     stamps: list[float] = []
     for _ in range(2):  # the same keep-alive connection, twice
         stamps.clear()
-        answer = await conn.exchange(request, stamps.append)
+        answer = await conn.exchange(request, lambda now, data: stamps.append(now))
         assert answer.status == 200 and b"message_stop" in answer.tail
         pool.put(conn)
         conn = await pool.get()

@@ -1,0 +1,266 @@
+"""Long streams: N concurrent streams, each paced by the fake upstream at one event every 50 ms for 60 s (the way
+a model writes 20 tokens a second), through each route and directly; what the proxy adds to the gap between
+two events (p50, p99), its CPU, its RSS and its memory per open stream.
+
+Each (route, N) gets a freshly started proxy. The streams are started evenly over ``ramp_s`` seconds on
+connections opened beforehand; gaps are counted only in the window where every stream is open (from the end
+of the ramp plus a second, to the end of the first stream), and the proxy's CPU and RSS are read at that
+window's edges. The load side (this process, the load generator, and the fake upstream) is measured over the
+same window: when it is busy nearly all of its CPU, it is what limits the run, and the report says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench import procstats, scenarios
+from bench.analysis import verdict
+from bench.fleet import Child
+from bench.histogram import Histogram, added
+from bench.markdown import fmt, table, targets_table
+from bench.rawclient import Answer, Connection, Pool, encode_request
+from bench.scenarios import CLAUDE, DIRECT, EXPECT, HEADERS, OPENAI, PATHS, RESPONSES
+
+PACED_MODEL = "bench-paced"  # bench/upstream.py paces these streams
+SETTLE_S = 1.0  # after the ramp, before gaps count
+SATURATED = 0.9  # share of a CPU past which a process counts as the run's limit
+TARGET_STREAMS, TARGET_P99_MS, TARGET_RSS_MB = 2000, 5.0, 250.0
+
+
+@dataclass(frozen=True, slots=True)
+class LongPlan:
+    counts: tuple[int, ...] = (500, 1000, 2000)
+    seconds: float = 60.0
+    interval: float = 0.05
+    ramp_s: float = 5.0
+    routes: tuple[str, ...] = (OPENAI, CLAUDE, RESPONSES)
+
+    @property
+    def events(self) -> int:
+        return max(1, round(self.seconds / self.interval))
+
+
+def quick_plan() -> LongPlan:
+    return LongPlan(counts=(200,), seconds=8.0, ramp_s=2.0)
+
+
+def paced_bodies(events: int) -> dict[str, bytes]:
+    return scenarios.simple_bodies(events, model=PACED_MODEL)
+
+
+class GapTimer:
+    """``on_body`` of one stream: per event, the gap since the previous one arrived, counted when both fall in the
+    window. Events that arrive in one read arrive together: the first has the gap since the previous read, the
+    others a gap of 0 (an event is an SSE event, ended by an empty line)."""
+
+    __slots__ = ("end", "hist", "last", "start")
+
+    def __init__(self, hist: Histogram, start: float, end: float) -> None:
+        self.hist, self.start, self.end, self.last = hist, start, end, 0.0
+
+    def __call__(self, now: float, data: bytes) -> None:
+        events = data.count(b"\n\n")
+        if events and self.last and self.start <= self.last and now <= self.end:
+            self.hist.add(now - self.last)
+            for _ in range(events - 1):
+                self.hist.add(0.0)
+        if events:
+            self.last = now
+
+
+@dataclass
+class Usage:
+    """CPU seconds and memory over the window."""
+
+    server_cpu_s: float = 0.0
+    upstream_cpu_s: float = 0.0
+    load_cpu_s: float = 0.0
+    rss_before_kb: int = 0
+    rss_open_kb: int = 0
+    hwm_kb: int = 0
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _open(pool: Pool, count: int, batch: int = 100) -> None:
+    """``count`` connections, ``batch`` at a time (a burst of thousands of SYNs overflows a listen backlog)."""
+    for done in range(0, count, batch):
+        await pool.fill(min(count, done + batch))
+
+
+class StreamRun:
+    """One (target, N) run: open, ramp, measure the window, wait for the end."""
+
+    def __init__(self, plan: LongPlan, server: Child, upstream: Child, route: str, count: int) -> None:
+        self.plan, self.server, self.upstream, self.route, self.count = plan, server, upstream, route, count
+        body = paced_bodies(plan.events)[route]
+        self.request = encode_request(f"127.0.0.1:{server.port}", PATHS[route], body, HEADERS[route])
+        self.expect = EXPECT[(route, True)]
+        self.hist = Histogram()
+        self.usage = Usage()
+        self.errors: list[str] = []
+        self.late_starts = 0
+
+    async def run(self) -> dict[str, Any]:
+        pool = Pool("127.0.0.1", self.server.port)
+        try:
+            await _open(pool, self.count)
+            self.usage.rss_before_kb = procstats.memory_kb(self.server.pid)[0]
+            procstats.reset_peak(self.server.pid)
+            start = time.perf_counter() + 0.2
+            window = (start + self.plan.ramp_s + SETTLE_S, start + self.plan.seconds)
+            conns = [await pool.get() for _ in range(self.count)]
+            tasks = [asyncio.create_task(self._one(conn, start + i * self.plan.ramp_s / self.count, window))
+                     for i, conn in enumerate(conns)]
+            await self._watch(window)
+            await asyncio.wait_for(asyncio.gather(*tasks), self.plan.seconds + 120)
+            for conn in conns:
+                conn.close()
+        finally:
+            pool.close()
+        return self._summary(window[1] - window[0])
+
+    async def _one(self, conn: Connection, at: float, window: tuple[float, float]) -> None:
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        if time.perf_counter() - at > 0.05:
+            self.late_starts += 1
+        try:
+            answer: Answer = await conn.exchange(self.request, GapTimer(self.hist, *window))
+        except ConnectionError as e:
+            self.errors.append(str(e))
+            return
+        if answer.status != 200 or self.expect not in answer.tail:
+            self.errors.append(f"HTTP {answer.status}: ...{answer.tail!r}")
+
+    async def _watch(self, window: tuple[float, float]) -> None:
+        """The processes' CPU and memory at the window's edges."""
+        await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+        server0, upstream0, load0 = (procstats.snapshot(self.server.pid), procstats.snapshot(self.upstream.pid),
+                                     _own_cpu_s())
+        await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+        server1, upstream1 = procstats.snapshot(self.server.pid), procstats.snapshot(self.upstream.pid)
+        u = self.usage
+        u.server_cpu_s, u.upstream_cpu_s = server1.cpu_s - server0.cpu_s, upstream1.cpu_s - upstream0.cpu_s
+        u.load_cpu_s = _own_cpu_s() - load0
+        u.rss_open_kb, u.hwm_kb = server1.rss_kb, server1.hwm_kb
+
+    def _summary(self, window_s: float) -> dict[str, Any]:
+        u, expected = self.usage, self.count * window_s / self.plan.interval
+        return {
+            "streams": self.count,
+            "window_s": window_s,
+            "gaps": self.hist.summary(),
+            "delivered": self.hist.count / expected if expected else math.nan,
+            "errors": len(self.errors),
+            "first_error": self.errors[0][:200] if self.errors else None,
+            "late_starts": self.late_starts,
+            "server_cpu": u.server_cpu_s / window_s,
+            "upstream_cpu": u.upstream_cpu_s / window_s,
+            "load_cpu": u.load_cpu_s / window_s,
+            "rss_before_mb": u.rss_before_kb / 1024,
+            "rss_open_mb": u.rss_open_kb / 1024,
+            "peak_rss_mb": u.hwm_kb / 1024,
+            "kb_per_stream": (u.rss_open_kb - u.rss_before_kb) / self.count,
+        }
+
+
+StartProxy = Callable[[int], Child]  # a fresh proxy able to hold N streams
+Log = Callable[[str], None]
+
+
+async def run(plan: LongPlan, upstream: Child, start_proxy: StartProxy, stop: Callable[[Child], None],
+              warm: Callable[[Child, str], Awaitable[None]], log: Log, *, shared_cpu: bool) -> dict[str, Any]:
+    """Every N: directly, then through each route on a fresh proxy."""
+    rows: dict[str, dict[str, Any]] = {}
+    for count in plan.counts:
+        direct = await StreamRun(plan, upstream, upstream, DIRECT, count).run()
+        rows.setdefault(str(count), {})["direct"] = direct
+        log(_line("direct", direct))
+        for route in plan.routes:
+            proxy = start_proxy(count)
+            try:
+                await warm(proxy, route)
+                row = await StreamRun(plan, proxy, upstream, route, count).run()
+            finally:
+                stop(proxy)
+            row["added"] = added(row["gaps"], direct["gaps"])
+            row["load_saturated"] = load_saturated(row, shared=shared_cpu)
+            rows[str(count)][route] = row
+            log(_line(route, row))
+    return {"plan": {"counts": list(plan.counts), "seconds": plan.seconds, "interval_s": plan.interval,
+                     "ramp_s": plan.ramp_s, "routes": list(plan.routes)},
+            "rows": rows, "targets": verdicts(rows)}
+
+
+def load_saturated(row: dict[str, Any], *, shared: bool) -> bool:
+    """Whether the load side (load generator and fake upstream, which share a CPU when pinned) was busy enough
+    to be the run's limit, or fell behind (streams started late)."""
+    busy = row["load_cpu"] + row["upstream_cpu"] if shared else max(row["load_cpu"], row["upstream_cpu"])
+    return bool(busy >= SATURATED or row["late_starts"] > 0)
+
+
+def _line(target: str, row: dict[str, Any]) -> str:
+    g = row["gaps"]
+    extra = "".join(f", +{k.split('_')[0]} {v:.2f} ms" for k, v in row.get("added", {}).items())
+    return (f"long streams {row['streams']} {target}: gap p50 {g['p50_ms']:.2f} p99 {g['p99_ms']:.2f} ms{extra}, "
+            f"server CPU {row['server_cpu']:.0%}, load {row['load_cpu']:.0%} + upstream {row['upstream_cpu']:.0%}, "
+            f"RSS {row['rss_open_mb']:.0f} MB, {row['kb_per_stream']:.1f} KB/stream, errors {row['errors']}")
+
+
+def verdicts(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """At the target's stream count (or, in a shorter run, the largest run), per route: the added p99 gap and
+    the RSS."""
+    if not rows:
+        return []
+    count = str(TARGET_STREAMS) if str(TARGET_STREAMS) in rows else max(rows, key=int)
+    out = []
+    for route, row in rows[count].items():
+        if route == "direct":
+            continue
+        out.append(verdict(f"{count} streams: added p99 gap <= {TARGET_P99_MS:.0f} ms", route,
+                           row["added"].get("p99_added_ms", math.nan), TARGET_P99_MS, "ms"))
+        out.append(verdict(f"{count} streams: RSS < {TARGET_RSS_MB:.0f} MB", route, row["rss_open_mb"],
+                           TARGET_RSS_MB, "MB"))
+    return out
+
+
+
+
+# --- report ---
+
+def markdown(section: dict[str, Any]) -> list[str]:
+    plan, rows = section["plan"], section["rows"]
+    table_rows = []
+    for count, by_target in rows.items():
+        for target, r in by_target.items():
+            add = r.get("added", {})
+            note = "load side saturated" if r.get("load_saturated") else ""
+            table_rows.append([count, target, fmt(r["gaps"]["p50_ms"], 2), fmt(r["gaps"]["p99_ms"], 2),
+                               fmt(add.get("p50_added_ms"), 2), fmt(add.get("p99_added_ms"), 2),
+                               f"{r['server_cpu']:.0%}", fmt(r["rss_open_mb"], 0), fmt(r["kb_per_stream"], 1),
+                               f"{r['load_cpu']:.0%} + {r['upstream_cpu']:.0%}", f"{r['delivered']:.0%}",
+                               str(r["errors"]), note])
+    head = ["streams", "target", "gap p50 ms", "gap p99 ms", "+p50 ms", "+p99 ms", "server CPU", "RSS MB",
+            "KB/stream", "load gen + upstream CPU", "events seen", "errors", ""]
+    return [
+        "## Long streams", "",
+        f"N concurrent streams, one event every {plan['interval_s'] * 1e3:.0f} ms for {plan['seconds']:.0f} s, "
+        f"started over {plan['ramp_s']:.0f} s; gaps between reads counted while every stream is open. `+p50`/`+p99`: "
+        "the gap percentile through the proxy minus the same directly (`direct`). Server CPU: share of one core "
+        "(for `direct`, the fake upstream's). RSS: with every stream open; KB/stream = (RSS open - RSS before) / N. "
+        "Events seen: events in the window over N x window / interval (an event late past the window's end is "
+        "missing). Load side saturated: the load generator and the fake upstream together (each, when not pinned "
+        "to one CPU) used 90% of their CPU, or streams started late: that run measures the load side, not the "
+        "proxy.", "",
+        *table(head, table_rows),
+        *targets_table(section["targets"]),
+    ]

@@ -1,0 +1,95 @@
+"""The benchmark's sections beyond the interleaved rounds (``throughput``), each selectable with ``--only``:
+which exist, how each is run from the command line's settings, and how each is written into the report.
+
+Each section module owns its scenario (what it runs, its figures, its targets and its Markdown); this module
+only wires them to the processes that ``bench/__main__.py``'s ``Bench`` starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from bench import longstreams, report, runner
+from bench.fleet import Child
+from bench.scenarios import Target
+
+if TYPE_CHECKING:
+    from bench.__main__ import Bench
+
+THROUGHPUT = "throughput"
+SECTIONS = (THROUGHPUT, "long-streams", "open-loop", "big-contexts", "peers", "workers")
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", help=f"comma-separated sections to run (default all): {', '.join(SECTIONS)}; "
+                                       "the others keep their figures from the results file, if it has them")
+    parser.add_argument("--streams", type=parse_counts, help="long streams: the counts N (default 500,1000,2000)")
+    parser.add_argument("--stream-seconds", type=float, help="long streams: each stream's length (default 60)")
+    parser.add_argument("--stream-routes", help="long streams: routes (default openai,claude,responses)")
+
+
+def selected(args: argparse.Namespace) -> list[str]:
+    if args.only is None:
+        return list(SECTIONS)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"--only: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    return names
+
+
+def long_plan(args: argparse.Namespace) -> longstreams.LongPlan:
+    plan = longstreams.quick_plan() if args.quick else longstreams.LongPlan()
+    changes: dict[str, Any] = {}
+    if args.streams:
+        changes["counts"] = args.streams
+    if args.stream_seconds:
+        changes["seconds"] = args.stream_seconds
+        changes["ramp_s"] = min(plan.ramp_s, max(1.0, args.stream_seconds / 6))
+    if args.stream_routes:
+        changes["routes"] = tuple(r.strip() for r in args.stream_routes.split(","))
+    return dataclasses.replace(plan, **changes)
+
+
+async def run_long_streams(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    plan = long_plan(args)
+    assert bench.upstream is not None
+    return await longstreams.run(plan, bench.upstream, lambda n: bench.start("proxy", streams=n),
+                                 bench.fleet.stop, _warm, bench.log,
+                                 shared_cpu=bench.load_cpu is not None and bench.load_cpu == bench.upstream_cpu)
+
+
+async def _warm(server: Child, route: str) -> None:
+    await runner.warm_fresh(server, Target("proxy", route))
+
+
+Runner = Callable[["Bench", argparse.Namespace], Awaitable[dict[str, Any]]]
+RUNNERS: dict[str, Runner] = {"long-streams": run_long_streams}
+MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {"long-streams": longstreams.markdown}
+
+
+async def run(bench: Bench, names: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The selected sections (but ``throughput``), each with when and how it ran."""
+    out: dict[str, Any] = {}
+    for name in names:
+        if name == THROUGHPUT:
+            continue
+        runner_ = RUNNERS.get(name)
+        if runner_ is None:
+            bench.log(f"{name}: not built yet, skipped")
+            continue
+        started, load_before = time.monotonic(), report.loadavg()
+        bench.log(f"section {name}")
+        data = await runner_(bench, args)
+        out[name] = {"run": {"command": command, "date": report.machine(0, "")["date"],
+                             "duration_s": time.monotonic() - started, "loadavg_before": load_before,
+                             "loadavg_after": report.loadavg(), "quick": bool(args.quick)}, **data}
+    return out
