@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import resource
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -86,11 +85,6 @@ class Usage:
     hwm_kb: int = 0
 
 
-def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def _open(pool: Pool, count: int, batch: int = 100) -> None:
     """``count`` connections, ``batch`` at a time (a burst of thousands of SYNs overflows a listen backlog)."""
     for done in range(0, count, batch):
@@ -145,12 +139,12 @@ class StreamRun:
         """The processes' CPU and memory at the window's edges."""
         await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
         server0, upstream0, load0 = (procstats.snapshot(self.server.pid), procstats.snapshot(self.upstream.pid),
-                                     _own_cpu_s())
+                                     procstats.own_cpu_s())
         await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
         server1, upstream1 = procstats.snapshot(self.server.pid), procstats.snapshot(self.upstream.pid)
         u = self.usage
         u.server_cpu_s, u.upstream_cpu_s = server1.cpu_s - server0.cpu_s, upstream1.cpu_s - upstream0.cpu_s
-        u.load_cpu_s = _own_cpu_s() - load0
+        u.load_cpu_s = procstats.own_cpu_s() - load0
         u.rss_open_kb, u.hwm_kb = server1.rss_kb, server1.hwm_kb
 
     def _summary(self, window_s: float) -> dict[str, Any]:

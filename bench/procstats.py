@@ -10,6 +10,7 @@ the peak of one run can be read on its own.
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +73,9 @@ def reset_peak(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def own_cpu_s() -> float:
+    """This process's CPU time (all threads), in seconds: the load generator's, in the benchmark's process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bench import longstreams, report, runner
+from bench import longstreams, openloop, report, runner
 from bench.fleet import Child
 from bench.scenarios import Target
 
@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=parse_counts, help="long streams: the counts N (default 500,1000,2000)")
     parser.add_argument("--stream-seconds", type=float, help="long streams: each stream's length (default 60)")
     parser.add_argument("--stream-routes", help="long streams: routes (default openai,claude,responses)")
+    parser.add_argument("--rate", type=float, help="fixed-rate load: requests a second (default 2500)")
+    parser.add_argument("--rate-seconds", type=float, help="fixed-rate load: seconds a run (default 10)")
+    parser.add_argument("--rate-routes", help="fixed-rate load: routes (default openai,claude,responses)")
 
 
 def selected(args: argparse.Namespace) -> list[str]:
@@ -46,6 +49,55 @@ def selected(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _routes(text: str) -> tuple[str, ...]:
+    return tuple(r.strip() for r in text.split(",") if r.strip())
+
+
+def rate_plan(args: argparse.Namespace) -> openloop.RatePlan:
+    plan = openloop.quick_plan() if args.quick else openloop.RatePlan()
+    changes: dict[str, Any] = {}
+    if args.rate:
+        changes["rate"] = args.rate
+    if args.rate_seconds:
+        changes["seconds"] = args.rate_seconds
+        changes["search_seconds"] = min(plan.search_seconds, args.rate_seconds)
+    if args.rate_routes:
+        changes["routes"] = _routes(args.rate_routes)
+    return dataclasses.replace(plan, **changes)
+
+
+class OneProxy:
+    """The proxy of a section: started on first use, and anew (warmed up) when asked."""
+
+    def __init__(self, bench: Bench, routes: tuple[str, ...]) -> None:
+        self.bench, self.routes = bench, routes
+        self.child: Child | None = None
+
+    async def __call__(self, fresh: bool = False) -> Child:
+        if self.child is not None and fresh:
+            self.stop()
+        if self.child is None:
+            self.child = self.bench.start("proxy")
+            for route in self.routes:
+                await _warm(self.child, route)
+        return self.child
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.bench.fleet.stop(self.child)
+            self.child = None
+
+
+async def run_open_loop(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    plan = rate_plan(args)
+    assert bench.upstream is not None
+    proxy = OneProxy(bench, plan.routes)
+    try:
+        return await openloop.run(plan, bench.upstream, proxy, bench.log)
+    finally:
+        proxy.stop()
+
+
 def long_plan(args: argparse.Namespace) -> longstreams.LongPlan:
     plan = longstreams.quick_plan() if args.quick else longstreams.LongPlan()
     changes: dict[str, Any] = {}
@@ -55,7 +107,7 @@ def long_plan(args: argparse.Namespace) -> longstreams.LongPlan:
         changes["seconds"] = args.stream_seconds
         changes["ramp_s"] = min(plan.ramp_s, max(1.0, args.stream_seconds / 6))
     if args.stream_routes:
-        changes["routes"] = tuple(r.strip() for r in args.stream_routes.split(","))
+        changes["routes"] = _routes(args.stream_routes)
     return dataclasses.replace(plan, **changes)
 
 
@@ -72,8 +124,7 @@ async def _warm(server: Child, route: str) -> None:
 
 
 Runner = Callable[["Bench", argparse.Namespace], Awaitable[dict[str, Any]]]
-RUNNERS: dict[str, Runner] = {"long-streams": run_long_streams}
-MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {"long-streams": longstreams.markdown}
+RUNNERS: dict[str, Runner] = {"long-streams": run_long_streams, "open-loop": run_open_loop}
 
 
 async def run(bench: Bench, names: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:
