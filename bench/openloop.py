@@ -228,11 +228,15 @@ def _line(row: dict[str, Any]) -> str:
 
 def _row_cells(r: dict[str, Any]) -> list[str]:
     lat, add = r["latency"], r.get("added", {})
-    notes = ", ".join(n.replace("_", " ") for n in ("overloaded", "generator_behind", "load_saturated") if r[n])
+    notes = ", ".join(n.replace("_", " ") for n in ("overloaded", "generator_behind", "load_saturated") if r.get(n))
     return [r["route"], r["kind"], fmt(r["achieved_rps"], 0), fmt(lat["p50_ms"], 2), fmt(lat["p99_ms"], 2),
             fmt(add.get("p50_added_ms"), 3), fmt(add.get("p99_added_ms"), 3), fmt(add.get("p999_added_ms"), 3),
-            fmt(add.get("mean_added_ms"), 3), f"{r['server_cpu']:.0%}", fmt(r["cpu_us_per_req"], 0),
-            f"{r['load_side_cpu']:.0%}", f"{r['ok']}/{r['sent']}", notes]
+            fmt(add.get("mean_added_ms"), 3), _share(r["server_cpu"]), fmt(r["cpu_us_per_req"], 0),
+            _share(r.get("load_side_cpu")), f"{r['ok']}/{r['sent']}", notes]
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.0%}"
 
 
 HEAD = ["route", "kind", "req/s done", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "+p99.9 ms", "+mean ms",

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from bench import longstreams, openloop
+from bench import bigcontext, longstreams, openloop
 from bench.analysis import ADDED_FLOOR_MS, ADDED_FLOOR_SHARE
 from bench.markdown import fmt, table, targets_table
 from bench.scenarios import ROUTES
@@ -129,6 +129,7 @@ def _rounds(results: dict[str, Any]) -> list[str]:
 SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "long-streams": longstreams.markdown,
     "open-loop": openloop.markdown,
+    "big-contexts": bigcontext.markdown,
 }
 
 

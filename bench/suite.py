@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bench import longstreams, openloop, report, runner
+from bench import bigcontext, longstreams, openloop, report, runner
 from bench.fleet import Child
 from bench.scenarios import Target
 
@@ -98,6 +98,17 @@ async def run_open_loop(bench: Bench, args: argparse.Namespace) -> dict[str, Any
         proxy.stop()
 
 
+async def run_big_contexts(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    plan = bigcontext.quick_plan() if args.quick else bigcontext.ContextPlan()
+    assert bench.upstream is not None
+    proxy, passthrough = OneProxy(bench, plan.routes), bench.start("passthrough")
+    try:
+        return await bigcontext.run(plan, bench.upstream, await proxy(), passthrough, bench.log)
+    finally:
+        proxy.stop()
+        bench.fleet.stop(passthrough)
+
+
 def long_plan(args: argparse.Namespace) -> longstreams.LongPlan:
     plan = longstreams.quick_plan() if args.quick else longstreams.LongPlan()
     changes: dict[str, Any] = {}
@@ -124,7 +135,8 @@ async def _warm(server: Child, route: str) -> None:
 
 
 Runner = Callable[["Bench", argparse.Namespace], Awaitable[dict[str, Any]]]
-RUNNERS: dict[str, Runner] = {"long-streams": run_long_streams, "open-loop": run_open_loop}
+RUNNERS: dict[str, Runner] = {"long-streams": run_long_streams, "open-loop": run_open_loop,
+                              "big-contexts": run_big_contexts}
 
 
 async def run(bench: Bench, names: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:
