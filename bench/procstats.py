@@ -79,3 +79,30 @@ def own_cpu_s() -> float:
     """This process's CPU time (all threads), in seconds: the load generator's, in the benchmark's process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server with worker processes), from each task's ``children`` list."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue  # it ended while we looked
+    return out
+
+
+def tree_snapshot(pid: int) -> Snapshot:
+    """CPU and memory summed over ``pid`` and its descendants (RSS and peak RSS are sums of each process's)."""
+    total = Snapshot(0.0, 0, 0, 0)
+    for one in tree(pid):
+        try:
+            s = snapshot(one)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        ns = None if s.cpu_ns is None or total.cpu_ns is None else total.cpu_ns + s.cpu_ns
+        total = Snapshot(total.cpu_ticks_s + s.cpu_ticks_s, ns, total.rss_kb + s.rss_kb, total.hwm_kb + s.hwm_kb)
+    return total

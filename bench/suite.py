@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bench import bigcontext, longstreams, openloop, report, runner
+from bench import bigcontext, longstreams, openloop, report, runner, workers
 from bench.fleet import Child
 from bench.scenarios import Target
 
@@ -109,6 +109,18 @@ async def run_big_contexts(bench: Bench, args: argparse.Namespace) -> dict[str, 
         bench.fleet.stop(passthrough)
 
 
+async def run_workers(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    plan = workers.quick_plan() if args.quick else workers.WorkersPlan()
+    assert bench.upstream is not None
+
+    async def start(count: int) -> Child:
+        child = bench.start("proxy", workers=count)
+        await _warm(child, plan.route)
+        return child
+
+    return await workers.run(plan, bench.upstream, start, bench.fleet.stop, bench.log)
+
+
 def long_plan(args: argparse.Namespace) -> longstreams.LongPlan:
     plan = longstreams.quick_plan() if args.quick else longstreams.LongPlan()
     changes: dict[str, Any] = {}
@@ -136,7 +148,7 @@ async def _warm(server: Child, route: str) -> None:
 
 Runner = Callable[["Bench", argparse.Namespace], Awaitable[dict[str, Any]]]
 RUNNERS: dict[str, Runner] = {"long-streams": run_long_streams, "open-loop": run_open_loop,
-                              "big-contexts": run_big_contexts}
+                              "big-contexts": run_big_contexts, "workers": run_workers}
 
 
 async def run(bench: Bench, names: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:
