@@ -16,7 +16,7 @@ from typing import Any
 
 import uvloop
 
-from bench import analysis, baseline, report, runner, scenarios, suite
+from bench import analysis, baseline, peers, report, runner, scenarios, suite
 from bench.baseline import Baseline
 from bench.fleet import Child, Fleet, cpus, pin_self, python_module, translator_command, wait_ready
 from bench.runner import MemorySample, Sample, Servers
@@ -257,6 +257,10 @@ def raise_nofile() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.install_peers:
+        for line in peers.install():
+            print(line, file=sys.stderr)
+        return 0
     available = cpus()
     pinned = len(available) >= 2 and not args.no_pin
     load_cpu, server_cpu = (available[0], available[1]) if pinned else (None, None)

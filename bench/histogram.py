@@ -1,9 +1,10 @@
 """A fixed-resolution latency histogram: millions of samples (the gaps between the events of thousands of
 streams, the latencies of a fixed-rate run) in constant memory, merged across runs, read as percentiles.
 
-Buckets are 10 us wide up to 2 s; a sample past that lands in the last bucket (and counts in ``overflow``).
-A percentile is the upper edge of the bucket holding its nearest rank, so it is at most 10 us above the
-exact value: the figures it feeds are differences of milliseconds.
+Buckets are 10 us wide up to 2 s, then 1 ms wide up to 120 s; a sample past that lands in the last bucket
+(and counts in ``overflow``). A percentile is the upper edge of the bucket holding its nearest rank, so it
+is at most 10 us (past 2 s, 1 ms) above the exact value: the figures it feeds are differences of
+milliseconds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,22 @@ from array import array
 
 RESOLUTION_S = 10e-6
 SPAN_S = 2.0
-_BUCKETS = int(SPAN_S / RESOLUTION_S)
+COARSE_S = 1e-3
+LIMIT_S = 120.0
+_FINE = int(SPAN_S / RESOLUTION_S)
+_BUCKETS = _FINE + int((LIMIT_S - SPAN_S) / COARSE_S)
+
+
+def _index(seconds: float) -> int:
+    if seconds < SPAN_S:
+        return max(0, int(seconds / RESOLUTION_S))
+    return min(_BUCKETS, _FINE + int((seconds - SPAN_S) / COARSE_S))
+
+
+def _upper_edge_s(index: int) -> float:
+    if index < _FINE:
+        return (index + 1) * RESOLUTION_S
+    return SPAN_S + (index - _FINE + 1) * COARSE_S
 
 
 class Histogram:
@@ -24,12 +40,9 @@ class Histogram:
         self.total_s = 0.0
 
     def add(self, seconds: float) -> None:
-        index = int(seconds / RESOLUTION_S)
+        index = _index(seconds)
         if index >= _BUCKETS:
-            index = _BUCKETS
             self.overflow += 1
-        elif index < 0:
-            index = 0
         self.counts[index] += 1
         self.count += 1
         self.total_s += seconds
@@ -51,7 +64,7 @@ class Histogram:
         for i, n in enumerate(self.counts):
             seen += n
             if seen >= rank:
-                return (i + 1) * RESOLUTION_S * 1e3
+                return _upper_edge_s(i) * 1e3
         return math.nan  # not reached: the counts add up to ``count``
 
     def mean_ms(self) -> float:

@@ -137,6 +137,8 @@ class Connection(asyncio.Protocol):
 
     def exchange(self, request: bytes, on_body: Callable[[float, bytes], None] | None = None) -> asyncio.Future[Answer]:
         assert self.transport is not None and self._answer is None, "one exchange at a time"
+        if self.closed.done():
+            raise ConnectionError("connection closed")
         self._parser, self._on_body = BodyParser(), on_body
         self._answer = asyncio.get_running_loop().create_future()
         self._sent = time.perf_counter()

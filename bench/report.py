@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from bench import bigcontext, longstreams, openloop, workers
+from bench import bigcontext, longstreams, openloop, peers, workers
 from bench.analysis import ADDED_FLOOR_MS, ADDED_FLOOR_SHARE
 from bench.markdown import fmt, table, targets_table
 from bench.scenarios import ROUTES
@@ -130,6 +130,7 @@ SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "long-streams": longstreams.markdown,
     "open-loop": openloop.markdown,
     "big-contexts": bigcontext.markdown,
+    "peers": peers.markdown,
     "workers": workers.markdown,
 }
 

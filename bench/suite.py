@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bench import bigcontext, longstreams, openloop, report, runner, workers
-from bench.fleet import Child
-from bench.scenarios import Target
+from bench import bigcontext, longstreams, openloop, peers, report, runner, workers
+from bench.fleet import Child, wait_ready
+from bench.scenarios import OPENAI, Target
 
 if TYPE_CHECKING:
     from bench.__main__ import Bench
@@ -34,12 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=parse_counts, help="long streams: the counts N (default 500,1000,2000)")
     parser.add_argument("--stream-seconds", type=float, help="long streams: each stream's length (default 60)")
     parser.add_argument("--stream-routes", help="long streams: routes (default openai,claude,responses)")
+    parser.add_argument("--peers", action="store_true", help="only the peers section (same as --only peers)")
+    parser.add_argument("--install-peers", action="store_true",
+                        help=f"install LiteLLM and Portkey's gateway under {peers.PEERS_DIR} (or $BENCH_PEERS_DIR), "
+                             "then exit")
     parser.add_argument("--rate", type=float, help="fixed-rate load: requests a second (default 2500)")
     parser.add_argument("--rate-seconds", type=float, help="fixed-rate load: seconds a run (default 10)")
     parser.add_argument("--rate-routes", help="fixed-rate load: routes (default openai,claude,responses)")
 
 
 def selected(args: argparse.Namespace) -> list[str]:
+    if args.peers and args.only is None:
+        args.only = "peers"
     if args.only is None:
         return list(SECTIONS)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -121,6 +128,26 @@ async def run_workers(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     return await workers.run(plan, bench.upstream, start, bench.fleet.stop, bench.log)
 
 
+async def run_peers(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    plan = peers.PeersPlan(seconds=3.0) if args.quick else peers.PeersPlan()
+    assert bench.upstream is not None
+    upstream = bench.upstream
+
+    def start(peer: peers.Peer) -> Child | None:
+        if not peer.installed(peers.PEERS_DIR):
+            return None
+        argv = peer.command(peers.PEERS_DIR, upstream.url, bench.fleet.workdir)
+        child = bench.fleet.spawn(peer.name, argv, cpu=bench.server_cpu, env={**os.environ, **peer.env})
+        wait_ready(child, peer.health, timeout=peer.start_timeout)
+        return child
+
+    proxy = OneProxy(bench, (OPENAI,))
+    try:
+        return await peers.run(plan, upstream, await proxy(), start, bench.fleet.stop, bench.log)
+    finally:
+        proxy.stop()
+
+
 def long_plan(args: argparse.Namespace) -> longstreams.LongPlan:
     plan = longstreams.quick_plan() if args.quick else longstreams.LongPlan()
     changes: dict[str, Any] = {}
@@ -148,7 +175,7 @@ async def _warm(server: Child, route: str) -> None:
 
 Runner = Callable[["Bench", argparse.Namespace], Awaitable[dict[str, Any]]]
 RUNNERS: dict[str, Runner] = {"long-streams": run_long_streams, "open-loop": run_open_loop,
-                              "big-contexts": run_big_contexts, "workers": run_workers}
+                              "big-contexts": run_big_contexts, "workers": run_workers, "peers": run_peers}
 
 
 async def run(bench: Bench, names: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:

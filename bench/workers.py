@@ -10,18 +10,16 @@ reported beside it.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bench import procstats, scenarios
+from bench.closedloop import closed_loop
 from bench.fleet import Child
-from bench.histogram import Histogram
 from bench.markdown import fmt, table
-from bench.rawclient import Pool, encode_request
+from bench.rawclient import encode_request
 from bench.scenarios import EXPECT, HEADERS, OPENAI, PATHS
 
 KINDS = {"json": 0, "stream20": 20}
@@ -39,53 +37,14 @@ def quick_plan() -> WorkersPlan:
     return WorkersPlan(seconds=3.0)
 
 
-@dataclass
-class Loop:
-    latency: Histogram
-    errors: int = 0
-    first_error: str | None = None
-
-
-async def closed_loop(server: Child, route: str, body: bytes, streamed: bool, concurrency: int,
-                      seconds: float) -> tuple[Loop, float]:
-    """``concurrency`` keep-alive connections, each sending its next request when the last is answered, for
-    ``seconds``; the result and the time it took."""
-    pool, loop = Pool("127.0.0.1", server.port), Loop(Histogram())
-    request = encode_request(f"127.0.0.1:{server.port}", PATHS[route], body, HEADERS[route])
-    expect = EXPECT[(route, streamed)]
-    await pool.fill(concurrency)
-    conns = [await pool.get() for _ in range(concurrency)]
-    started = time.perf_counter()
-    deadline = started + seconds
-
-    async def one(conn: Any) -> None:
-        while time.perf_counter() < deadline:
-            try:
-                answer = await conn.exchange(request)
-            except OSError as e:
-                loop.errors += 1
-                loop.first_error = loop.first_error or str(e)
-                return
-            if answer.status != 200 or expect not in answer.tail:
-                loop.errors += 1
-                loop.first_error = loop.first_error or f"HTTP {answer.status}: ...{answer.tail!r}"
-            else:
-                loop.latency.add(answer.done - answer.sent)
-
-    try:
-        await asyncio.gather(*(one(c) for c in conns))
-    finally:
-        for conn in conns:
-            conn.close()
-    return loop, time.perf_counter() - started
-
-
 async def measure(server: Child, upstream: Child, plan: WorkersPlan, kind: str) -> dict[str, Any]:
     body = scenarios.simple_bodies(KINDS[kind])[plan.route]
-    await closed_loop(server, plan.route, body, KINDS[kind] > 0, plan.concurrency, 0.5)  # untimed
+    request = encode_request(f"127.0.0.1:{server.port}", PATHS[plan.route], body, HEADERS[plan.route])
+    expect = EXPECT[(plan.route, KINDS[kind] > 0)]
+    await closed_loop(server.port, request, expect, plan.concurrency, 0.5)  # untimed
     before, up_before, load_before = (procstats.tree_snapshot(server.pid), procstats.snapshot(upstream.pid),
                                       procstats.own_cpu_s())
-    loop, elapsed = await closed_loop(server, plan.route, body, KINDS[kind] > 0, plan.concurrency, plan.seconds)
+    loop, elapsed = await closed_loop(server.port, request, expect, plan.concurrency, plan.seconds)
     after, up_after = procstats.tree_snapshot(server.pid), procstats.snapshot(upstream.pid)
     done = loop.latency.count
     return {"kind": kind, "requests": done, "errors": loop.errors, "first_error": loop.first_error,

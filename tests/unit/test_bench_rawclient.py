@@ -49,9 +49,11 @@ def test_histogram_percentiles_and_added() -> None:
     assert h.percentile_ms(50) == pytest.approx(50, abs=RESOLUTION_S * 1e3 * 1.01)
     assert h.percentile_ms(99) == pytest.approx(99, abs=RESOLUTION_S * 1e3 * 1.01)
     other = Histogram()
-    other.add(5.0)  # past the span: counted, in the last bucket
+    other.add(5.0)  # past 2 s: 1 ms buckets
+    other.add(500.0)  # past the limit: counted, in the last bucket
+    assert other.percentile_ms(50) == pytest.approx(5001.0)
     h.merge(other)
-    assert (h.count, h.overflow) == (101, 1)
+    assert (h.count, h.overflow) == (102, 1)
     assert added({"p50_ms": 52.0, "p99_ms": 58.5}, {"p50_ms": 50.0, "p99_ms": 51.0}) == {
         "p50_added_ms": 2.0, "p99_added_ms": 7.5}
 
