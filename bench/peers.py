@@ -201,7 +201,8 @@ def markdown(section: dict[str, Any]) -> list[str]:
         ours = by_server.get("translator", {}).get("cpu_us_per_req")
         for name, r in by_server.items():
             add = r.get("added", {})
-            rel = r["cpu_us_per_req"] / ours if ours and name != "direct" else None
+            cpu = r["cpu_us_per_req"]  # None in a results file where it was NaN (no good answer)
+            rel = cpu / ours if cpu is not None and ours and name != "direct" else None
             errors = str(r["errors"]) + (f" ({r['first_error'][:50]})" if r.get("first_error") else "")
             rows.append([kind, name, fmt(r["rps"], 0), fmt(r["cpu_us_per_req"], 0), fmt(rel, 1),
                          fmt(add.get("p50_added_ms"), 2), fmt(add.get("p99_added_ms"), 2), fmt(r["rss_mb"], 0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -163,6 +164,16 @@ def long_plan(args: argparse.Namespace) -> longstreams.LongPlan:
 
 async def run_long_streams(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     plan = long_plan(args)
+    assert bench.upstream is not None
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # raised to the hard limit; the children inherit it
+    need = 2 * max(plan.counts) + 256  # the proxy holds a client and an upstream socket per stream
+    if nofile != resource.RLIM_INFINITY and need > nofile:
+        bench.log(f"long streams: {max(plan.counts)} streams need about {need} file descriptors, the limit is "
+                  f"{nofile} (raise it: ulimit -n); streams past it will fail")
+    return {"nofile": nofile, **await _long_streams(bench, plan)}
+
+
+async def _long_streams(bench: Bench, plan: longstreams.LongPlan) -> dict[str, Any]:
     assert bench.upstream is not None
     return await longstreams.run(plan, bench.upstream, lambda n: bench.start("proxy", streams=n),
                                  bench.fleet.stop, _warm, bench.log,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.histogram import Histogram
-from bench.longstreams import GapTimer, load_saturated, markdown, verdicts
+from bench.longstreams import GapTimer, load_saturated, markdown, pace_kept, verdicts
 
 EVENT = b"14\r\nevent: x\ndata: {}\n\n\r\n"
 
@@ -55,3 +55,9 @@ def test_the_section_renders() -> None:
                "rows": {"2000": {"direct": {**row, "added": {}}, "openai": row}}, "targets": []}
     text = "\n".join(markdown(section))
     assert "| 2000 | openai | 50.00 | 55.00 |" in text
+
+
+def test_a_direct_run_keeps_the_pace_with_its_events_on_time() -> None:
+    assert pace_kept({"delivered": 0.99, "gaps": {"p50_ms": 50.1}}, 0.05)
+    assert not pace_kept({"delivered": 0.57, "gaps": {"p50_ms": 50.1}}, 0.05)  # events missing
+    assert not pace_kept({"delivered": 0.99, "gaps": {"p50_ms": 97.0}}, 0.05)  # every other tick
