@@ -29,6 +29,7 @@ from bench.rawclient import Pool, encode_request
 from bench.scenarios import CLAUDE, DIRECT, EXPECT, HEADERS, OPENAI, PATHS, RESPONSES
 
 MAX_BACKLOG_S = 1.0
+DRAIN_S = 10.0  # after the last write, how long answers are awaited (the rest count as unanswered)
 TARGET_P99_MS = 1.0
 # A load generator whose p99 write lateness passes this could not keep the schedule (its timers tick every
 # millisecond under uvloop, so a write up to about 1 ms late is the schedule kept).
@@ -106,7 +107,7 @@ class FixedRate:
                     await asyncio.sleep(max(0.0, offsets[sent] - (time.perf_counter() - start)))
             self.result.sent = sent
             if self.in_flight:
-                await asyncio.wait(self.in_flight, timeout=30)
+                await asyncio.wait(self.in_flight, timeout=DRAIN_S)
             self.result.elapsed_s = time.perf_counter() - start
         finally:
             for task in self.in_flight:
@@ -163,8 +164,12 @@ async def measure(server: Child, upstream: Child, route: str, kind: str, rate: f
 
 
 def with_added(row: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "added": {**added(row["latency"], direct["latency"]),
-                             "mean_added_ms": row["latency"]["mean_ms"] - direct["latency"]["mean_ms"]}}
+    """The proxy's run with what it adds over the direct run at the same rate. A direct run that could not keep
+    the rate (overloaded, its generator behind, its load side saturated) marks the proxy's as load-bound too."""
+    direct_failed = any(direct.get(flag) for flag in ("overloaded", "generator_behind", "load_saturated"))
+    return {**row, "load_saturated": bool(row.get("load_saturated") or direct_failed),
+            "added": {**added(row["latency"], direct["latency"]),
+                      "mean_added_ms": row["latency"]["mean_ms"] - direct["latency"]["mean_ms"]}}
 
 
 def step_met(row: dict[str, Any]) -> bool:
@@ -249,13 +254,18 @@ def markdown(section: dict[str, Any]) -> list[str]:
               for s in section["search"]]
     highest = section["highest_rate_met"]
     found = f"**{highest:.0f} req/s**." if highest else "none of those tried."
+    last = section["search"][-1] if section["search"] else None
+    if last and not last["met"] and last["proxy"].get("load_saturated"):
+        found += (f" At {last['rate']:.0f} req/s the load side could not keep the rate: it, not the proxy, ended "
+                  "the search.")
     return [
         "## Fixed-rate load", "",
         f"Open loop: request i starts at i / rate, whatever the earlier ones are doing; {plan['seconds']:.0f} s per "
         "run; each request timed from its write to its last byte. `+`: over `direct` at the same rate. "
         "Overloaded: more than a second's worth of requests in flight, the run stopped. Generator behind: the "
         f"load generator's writes were more than {BEHIND_MS:.0f} ms late at p99. Load saturated: the load "
-        f"generator and the fake upstream used {SATURATED:.0%} of their CPU. Either way that run measures the load "
+        f"generator and the fake upstream used {SATURATED:.0%} of their CPU, or the direct run at that rate could "
+        "not keep it. Either way that run measures the load "
         "side, not the server. Peers' published figures: TensorZero (Rust) an added p99 of 0.94 ms at 10,000 QPS "
         "on 4 vCPUs (2,500 per vCPU), Bifrost (Go) a mean overhead of 11 us at 5,000 RPS.", "",
         f"At {plan['rate']:.0f} req/s:", "",

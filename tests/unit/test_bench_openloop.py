@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bench.fleet import Child
-from bench.openloop import FixedRate, RatePlan, due, schedule, step_met, verdicts
+from bench.openloop import FixedRate, RatePlan, due, schedule, step_met, verdicts, with_added
 from bench.scenarios import DIRECT, simple_bodies
 from bench.upstream import FakeUpstream
 
@@ -55,3 +55,12 @@ async def test_a_fixed_rate_run_sends_on_schedule(aiohttp_server: Callable[..., 
     result = await FixedRate(child, DIRECT, simple_bodies(3)[DIRECT], True).run(rate=200, seconds=0.25)
     assert (result.sent, result.latency.count, result.errors, result.overloaded) == (50, 50, 0, False)
     assert result.lateness.count == 50
+
+
+def test_a_proxy_run_is_load_bound_when_the_direct_run_could_not_keep_the_rate() -> None:
+    latency = {"p50_ms": 1.0, "p99_ms": 2.0, "p999_ms": 3.0, "mean_ms": 1.2}
+    proxy = {"latency": latency, "load_saturated": False}
+    kept = {"latency": latency, "overloaded": False, "generator_behind": False, "load_saturated": False}
+    assert not with_added(proxy, kept)["load_saturated"]
+    assert with_added(proxy, {**kept, "overloaded": True})["load_saturated"]
+    assert with_added(proxy, kept)["added"]["p99_added_ms"] == 0.0
