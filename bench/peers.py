@@ -118,7 +118,7 @@ def _install_portkey(root: Path) -> str:
 
 # --- measuring ---
 
-Start = Callable[[Peer], Child | None]  # a started, ready peer (None: not installed)
+Start = Callable[[Peer], Child | None]  # a started, ready peer (None: not installed; RuntimeError: failed)
 
 
 async def measure(server: Child, upstream: Child, headers: dict[str, str], kind: str, concurrency: int,
@@ -154,7 +154,12 @@ async def run(plan: PeersPlan, upstream: Child, proxy: Child, start: Start, stop
                                                   plan.seconds)}
     status = {}
     for peer in PEERS:
-        child = start(peer)
+        try:
+            child = start(peer)
+        except RuntimeError as e:  # it exited, or was not ready in time
+            status[peer.name] = f"failed to start ({str(e).splitlines()[0][:120]})"
+            log(f"peers: {peer.name} {status[peer.name]}")
+            continue
         status[peer.name] = "measured" if child is not None else "not installed"
         if child is None:
             log(f"peers: {peer.name} not installed (python -m bench --install-peers)")

@@ -19,10 +19,14 @@ from bench.markdown import fmt, table, targets_table
 from bench.scenarios import ROUTES
 
 
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def machine(nproc: int, pinning: str) -> dict[str, Any]:
     """``nproc``: the CPUs the benchmark could use (taken before it pinned itself to one)."""
     return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "date": now(),
         "nproc": nproc,
         "cpu_model": _cpu_model(),
         "python": platform.python_version(),
@@ -142,7 +146,7 @@ def _sections(sections: dict[str, dict[str, Any]]) -> list[str]:
         if render is None:
             continue
         run = section["run"]
-        body = render(section)
+        body = [f"## {name}", "", f"**Failed**: {section['error']}", ""] if "error" in section else render(section)
         lines += [body[0], "",
                   f"Run: `{run['command']}`{' (quick)' if run.get('quick') else ''}, {run['date']}, "
                   f"{run['duration_s']:.0f} s; translator at {run.get('translator', '-')}; load average before "

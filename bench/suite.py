@@ -139,7 +139,11 @@ async def run_peers(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             return None
         argv = peer.command(peers.PEERS_DIR, upstream.url, bench.fleet.workdir)
         child = bench.fleet.spawn(peer.name, argv, cpu=bench.server_cpu, env={**os.environ, **peer.env})
-        wait_ready(child, peer.health, timeout=peer.start_timeout)
+        try:
+            wait_ready(child, peer.health, timeout=peer.start_timeout)
+        except RuntimeError:
+            bench.fleet.stop(child)
+            raise
         return child
 
     proxy = OneProxy(bench, (OPENAI,))
@@ -170,14 +174,10 @@ async def run_long_streams(bench: Bench, args: argparse.Namespace) -> dict[str, 
     if nofile != resource.RLIM_INFINITY and need > nofile:
         bench.log(f"long streams: {max(plan.counts)} streams need about {need} file descriptors, the limit is "
                   f"{nofile} (raise it: ulimit -n); streams past it will fail")
-    return {"nofile": nofile, **await _long_streams(bench, plan)}
-
-
-async def _long_streams(bench: Bench, plan: longstreams.LongPlan) -> dict[str, Any]:
-    assert bench.upstream is not None
-    return await longstreams.run(plan, bench.upstream, lambda n: bench.start("proxy", streams=n),
-                                 bench.fleet.stop, _warm, bench.log,
-                                 shared_cpu=bench.load_cpu is not None and bench.load_cpu == bench.upstream_cpu)
+    shared_cpu = bench.load_cpu is not None and bench.load_cpu == bench.upstream_cpu
+    data = await longstreams.run(plan, bench.upstream, lambda n: bench.start("proxy", streams=n), bench.fleet.stop,
+                                 _warm, bench.log, shared_cpu=shared_cpu)
+    return {"nofile": nofile, **data}
 
 
 async def _warm(server: Child, route: str) -> None:
@@ -190,19 +190,20 @@ RUNNERS: dict[str, Runner] = {"long-streams": run_long_streams, "open-loop": run
 
 
 async def run(bench: Bench, names: list[str], args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """The selected sections (but ``throughput``), each with when and how it ran."""
+    """The selected sections (but ``throughput``), each with when and how it ran. A section whose server would not
+    start or whose connections failed is recorded as failed, and the next one runs."""
     out: dict[str, Any] = {}
     for name in names:
         if name == THROUGHPUT:
             continue
-        runner_ = RUNNERS.get(name)
-        if runner_ is None:
-            bench.log(f"{name}: not built yet, skipped")
-            continue
         started, load_before = time.monotonic(), report.loadavg()
         bench.log(f"section {name}")
-        data = await runner_(bench, args)
-        out[name] = {"run": {"command": command, "date": report.machine(0, "")["date"],
-                             "duration_s": time.monotonic() - started, "loadavg_before": load_before,
-                             "loadavg_after": report.loadavg(), "quick": bool(args.quick)}, **data}
+        try:
+            data = await RUNNERS[name](bench, args)
+        except (RuntimeError, OSError, TimeoutError) as e:
+            bench.log(f"section {name} failed: {type(e).__name__}: {e}")
+            data = {"error": f"{type(e).__name__}: {e}"[:2000]}
+        out[name] = {"run": {"command": command, "date": report.now(), "duration_s": time.monotonic() - started,
+                             "loadavg_before": load_before, "loadavg_after": report.loadavg(),
+                             "quick": bool(args.quick)}, **data}
     return out
