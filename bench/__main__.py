@@ -1,6 +1,6 @@
-"""``python -m bench [--quick] [--baseline REF]``: start the fake upstream, the proxy and the passthrough (and
-the proxy as it was at REF), measure, and write bench/results/latest.{json,md} (``--quick``: quick.{json,md}).
-See bench/README.md."""
+"""``python -m bench [--quick] [--only SECTIONS] [--peers] [--baseline REF]``: start the fake upstream, the proxy
+and the passthrough (and the proxy as it was at REF, and the peers), run the selected sections (``suite.py``),
+and write bench/results/latest.{json,md} (``--quick``: quick.{json,md}). See bench/README.md."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="translator proxy benchmark")
-    parser.add_argument("--quick", action="store_true", help="a small smoke-test run (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="every section, small (about 6 minutes)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 12, --quick 1)")
     parser.add_argument("--budget", type=float,
                         help="seconds: no round starts that would end later (default 540, --quick 90)")
