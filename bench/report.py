@@ -106,10 +106,19 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, Linux {m['kernel']}, "
         f"aiohttp {m['aiohttp']}, uvloop {m['uvloop']}, orjson {m['orjson']}. Pinning: {m['pinning']}.",
         "",
+        *_summary(results),
         *(_rounds(results) if "run" in results else []),
         *_sections(results.get("sections", {})),
     ]
     return "\n".join(lines)
+
+
+def _summary(results: dict[str, Any]) -> list[str]:
+    """Targets met per section, the rounds (``throughput``) first."""
+    counts = [("throughput", results["targets"])] if "targets" in results else []
+    counts += [(name, s.get("targets", [])) for name, s in results.get("sections", {}).items()]
+    parts = [f"{name} {sum(t['met'] for t in targets)} of {len(targets)}" for name, targets in counts if targets]
+    return [f"Targets met: {'; '.join(parts)}.", ""] if parts else []
 
 
 def _rounds(results: dict[str, Any]) -> list[str]:
