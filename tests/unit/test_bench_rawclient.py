@@ -3,7 +3,6 @@ streams (bench.pacer) it times the gap between events; bench.histogram turns gap
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -12,7 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from bench.histogram import RESOLUTION_S, Histogram, added
 from bench.rawclient import BodyParser, Connection, Pool, encode_request
-from bench.upstream import DELTA, PACED_MODEL, FakeUpstream
+from bench.upstream import PACED_MODEL, FakeUpstream
 
 CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
            b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n")
@@ -34,6 +33,24 @@ def test_the_end_of_an_answer_is_found_at_every_split(raw: bytes, status: int, b
             assert rest is not None, (cut, second)
             assert rest + b"".join(pieces[fed:]) == NEXT, (cut, second)
             assert (parser.status, parser.size, parser.tail) == (status, len(body), body)
+
+
+def test_whole_chunks_read_one_at_a_time_are_taken_as_split_ones_are() -> None:
+    head, _, body = CHUNKED.partition(b"\r\n\r\n")
+    chunks = [b"5\r\nhello\r\n", b"7;ext=1\r\n, world\r\n", b"0\r\n\r\n"]
+    assert b"".join(chunks) == body
+    whole, split = BodyParser(), BodyParser()
+    assert whole.feed(head + b"\r\n\r\n") is None and split.feed(head + b"\r\n\r\n") is None
+    results = [whole.feed(c) for c in chunks]
+    assert results == [None, None, b""]
+    assert split.feed(body[:3]) is None and split.feed(body[3:]) == b""
+    assert (whole.size, whole.tail) == (split.size, split.tail) == (12, b"hello, world")
+    big = BodyParser()
+    big.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    payload = bytes(range(256)) * 2
+    assert big.feed(b"%x\r\n%s\r\n" % (len(payload), payload)) is None
+    assert big.feed(b"0\r\n\r\n") == b""
+    assert (big.size, big.tail) == (512, payload[-64:])
 
 
 def test_bytes_past_the_end_are_handed_back() -> None:
@@ -74,10 +91,9 @@ async def test_a_paced_stream_arrives_one_event_per_interval(
         pool.put(conn)
         conn = await pool.get()
     assert pool.opened == 1
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    deltas = [g for g in gaps if g > 0.005]  # head, 5 deltas one per 20 ms, tail right after the last
-    assert len(deltas) >= 4
-    assert all(0.01 < g < 0.2 for g in deltas)
-    assert DELTA  # the piece the pacer writes
+    # Paced, not a burst: the five deltas come in reads of their own, and the pacer cannot send them faster
+    # than its schedule (a lower bound set by the code, not a speed asserted of the machine).
+    assert len(stamps) >= 6
+    assert stamps[-1] - stamps[0] >= 3 * 0.02
     pool.close()
     conn.close()
