@@ -185,14 +185,17 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def verdicts(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per peer and kind: the peer's CPU per request over ours, which should be at least ``TARGETS``'s."""
+    """Per peer measured and kind: the peer's CPU per request over ours, which should be at least ``TARGETS``'s
+    (a peer not installed has no verdict; one that gave no good answer misses)."""
     out = []
     for kind, by_server in rows.items():
         ours = by_server.get("translator", {}).get("cpu_us_per_req", math.nan)
         for name, least in TARGETS.items():
             theirs = by_server.get(name)
-            value = theirs["cpu_us_per_req"] / ours if theirs and theirs["requests"] else math.nan
-            detail = kind if theirs is None or theirs["requests"] else f"{kind} (no good answer from {name})"
+            if theirs is None:
+                continue
+            value = theirs["cpu_us_per_req"] / ours if theirs["requests"] else math.nan
+            detail = kind if theirs["requests"] else f"{kind} (no good answer from {name})"
             out.append({"target": f"{name}'s CPU/request >= {least:.0f}x ours", "detail": detail, "value": value,
                         "limit": least, "unit": "x", "met": not math.isnan(value) and value >= least})
     return out

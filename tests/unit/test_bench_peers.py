@@ -42,6 +42,7 @@ def test_targets_are_at_least_n_times_our_cpu() -> None:
     assert got[("litellm", "json")] == (24.0, True)
     assert got[("portkey", "json")] == (2.0, False)
     assert got[("portkey", "stream20 (no good answer from portkey)")][1] is False
+    assert ("litellm", "stream20") not in got  # not measured: no verdict
     section = {"plan": {"concurrency": 16, "seconds": 10.0}, "status": {"litellm": "not installed"},
                "rows": rows, "targets": verdicts(rows)}
     assert "litellm: not installed" in "\n".join(markdown(section))
