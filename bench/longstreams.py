@@ -80,6 +80,7 @@ class Usage:
     """CPU seconds and memory over the window."""
 
     server_cpu_s: float = 0.0
+    server_wait_s: float = 0.0  # runnable but waiting for a CPU: other work held the server back
     upstream_cpu_s: float = 0.0
     load_cpu_s: float = 0.0
     rss_before_kb: int = 0
@@ -149,6 +150,7 @@ class StreamRun:
         server1, upstream1 = procstats.snapshot(self.server.pid), procstats.snapshot(self.upstream.pid)
         u = self.usage
         u.server_cpu_s, u.upstream_cpu_s = server1.cpu_s - server0.cpu_s, upstream1.cpu_s - upstream0.cpu_s
+        u.server_wait_s = ((server1.wait_ns or 0) - (server0.wait_ns or 0)) / 1e9
         u.load_cpu_s = procstats.own_cpu_s() - load0
         u.rss_open_kb, u.hwm_kb = server1.rss_kb, server1.hwm_kb
 
@@ -163,6 +165,7 @@ class StreamRun:
             "first_error": self.errors[0][:200] if self.errors else None,
             "late_starts": self.late_starts,
             "server_cpu": u.server_cpu_s / window_s,
+            "server_wait": u.server_wait_s / window_s,
             "upstream_cpu": u.upstream_cpu_s / window_s,
             "load_cpu": u.load_cpu_s / window_s,
             "rss_before_mb": u.rss_before_kb / 1024,
@@ -252,10 +255,11 @@ def markdown(section: dict[str, Any]) -> list[str]:
             note = "load side saturated" if r.get("load_saturated") else ""
             table_rows.append([count, target, fmt(r["gaps"]["p50_ms"], 2), fmt(r["gaps"]["p99_ms"], 2),
                                fmt(add.get("p50_added_ms"), 2), fmt(add.get("p99_added_ms"), 2),
-                               f"{r['server_cpu']:.0%}", fmt(r["rss_open_mb"], 0), fmt(r["kb_per_stream"], 1),
+                               f"{r['server_cpu']:.0%}", f"{r.get('server_wait', 0):.0%}", fmt(r["rss_open_mb"], 0),
+                               fmt(r["kb_per_stream"], 1),
                                f"{r['load_cpu']:.0%} + {r['upstream_cpu']:.0%}", f"{r['delivered']:.0%}",
                                str(r["errors"]), note])
-    head = ["streams", "target", "gap p50 ms", "gap p99 ms", "+p50 ms", "+p99 ms", "server CPU", "RSS MB",
+    head = ["streams", "target", "gap p50 ms", "gap p99 ms", "+p50 ms", "+p99 ms", "server CPU", "CPU wait", "RSS MB",
             "KB/stream", "load gen + upstream CPU", "events seen", "errors", ""]
     return [
         "## Long streams", "",
@@ -263,7 +267,9 @@ def markdown(section: dict[str, Any]) -> list[str]:
         f"started over {plan['ramp_s']:.0f} s; gaps between the reads that bring events, counted while every stream "
         "is open. `+p50`/`+p99`: "
         "the gap percentile through the proxy minus the same directly (`direct`). Server CPU: share of one core "
-        "(for `direct`, the fake upstream's). RSS: with every stream open; KB/stream = (RSS open - RSS before) / N. "
+        "(for `direct`, the fake upstream's); CPU wait: share of the window it was ready to run but waited for a "
+        "CPU (other work on the machine: above a few percent, the run is disturbed). RSS: with every stream "
+        "open; KB/stream = (RSS open - RSS before) / N. "
         "Events seen: events in the window over N x window / interval (an event late past the window's end is "
         "missing). Load side saturated: the load generator and the fake upstream together (each, when not pinned "
         "to one CPU) used 90% of their CPU, or streams started late, or the direct run at that N did not keep "

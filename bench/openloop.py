@@ -35,6 +35,7 @@ TARGET_P99_MS = 1.0
 # millisecond under uvloop, so a write up to about 1 ms late is the schedule kept).
 BEHIND_MS = 5.0
 SATURATED = 0.9  # share of a CPU past which the load side counts as the run's limit
+DISTURBED = 0.05  # a server runnable but waiting for a CPU this share of a run was held back by other work
 KINDS = {"json": 0, "stream20": 20}
 
 
@@ -156,6 +157,7 @@ async def measure(server: Child, upstream: Child, route: str, kind: str, rate: f
         "latency": result.latency.summary(), "lateness": result.lateness.summary(),
         "generator_behind": result.lateness.percentile_ms(99) > BEHIND_MS,
         "server_cpu": (after.cpu_s - before.cpu_s) / elapsed,
+        "server_wait": ((after.wait_ns or 0) - (before.wait_ns or 0)) / 1e9 / elapsed,
         "cpu_us_per_req": (after.cpu_s - before.cpu_s) / done * 1e6 if done else math.nan,
         "upstream_cpu": (up_after.cpu_s - up_before.cpu_s) / elapsed,
         "load_side_cpu": load,  # the load generator and the fake upstream (one CPU when pinned)
@@ -234,6 +236,8 @@ def _line(row: dict[str, Any]) -> str:
 def _row_cells(r: dict[str, Any]) -> list[str]:
     lat, add = r["latency"], r.get("added", {})
     notes = ", ".join(n.replace("_", " ") for n in ("overloaded", "generator_behind", "load_saturated") if r.get(n))
+    if (r.get("server_wait") or 0) > DISTURBED:
+        notes += f"{', ' if notes else ''}server waited {r['server_wait']:.0%} of the run for a CPU"
     return [r["route"], r["kind"], fmt(r["achieved_rps"], 0), fmt(lat["p50_ms"], 2), fmt(lat["p99_ms"], 2),
             fmt(add.get("p50_added_ms"), 3), fmt(add.get("p99_added_ms"), 3), fmt(add.get("p999_added_ms"), 3),
             fmt(add.get("mean_added_ms"), 3), _share(r["server_cpu"]), fmt(r["cpu_us_per_req"], 0),
