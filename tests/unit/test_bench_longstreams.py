@@ -61,3 +61,17 @@ def test_a_direct_run_keeps_the_pace_with_its_events_on_time() -> None:
     assert pace_kept({"delivered": 0.99, "gaps": {"p50_ms": 50.1}}, 0.05)
     assert not pace_kept({"delivered": 0.57, "gaps": {"p50_ms": 50.1}}, 0.05)  # events missing
     assert not pace_kept({"delivered": 0.99, "gaps": {"p50_ms": 97.0}}, 0.05)  # every other tick
+
+
+async def test_streams_still_open_after_the_wait_are_counted_unfinished(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from bench import longstreams
+
+    monkeypatch.setattr(longstreams, "FINISH_S", 0.01)
+    run = longstreams.StreamRun.__new__(longstreams.StreamRun)
+    run.unfinished = 0
+    done = asyncio.create_task(asyncio.sleep(0))
+    stuck = asyncio.create_task(asyncio.sleep(3600))
+    await run._finish([done, stuck])
+    assert run.unfinished == 1 and stuck.cancelled()
