@@ -1,10 +1,14 @@
-"""bench.longstreams: the gap between events as a user sees them (per event, in the window only), when the load
-side counts as the limit, and which run the targets are judged on."""
+"""bench.longstreams: the gap between events as a user sees them (between the reads that bring them, in the
+window only), when the load side counts as the limit, which run the targets are judged on, and streams left
+unfinished."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from bench import longstreams
 from bench.histogram import Histogram
 from bench.longstreams import GapTimer, load_saturated, markdown, pace_kept, verdicts
 
@@ -64,10 +68,6 @@ def test_a_direct_run_keeps_the_pace_with_its_events_on_time() -> None:
 
 
 async def test_streams_still_open_after_the_wait_are_counted_unfinished(monkeypatch: pytest.MonkeyPatch) -> None:
-    import asyncio
-
-    from bench import longstreams
-
     monkeypatch.setattr(longstreams, "FINISH_S", 0.01)
     run = longstreams.StreamRun.__new__(longstreams.StreamRun)
     run.unfinished = 0
