@@ -1,6 +1,6 @@
-"""``python -m bench [--quick] [--baseline REF]``: start the fake upstream, the proxy and the passthrough (and
-the proxy as it was at REF), measure, and write bench/results/latest.{json,md} (``--quick``: quick.{json,md}).
-See bench/README.md."""
+"""``python -m bench [--quick] [--only SECTIONS] [--peers] [--baseline REF]``: start the fake upstream, the proxy
+and the passthrough (and the proxy as it was at REF, and the peers), run the selected sections (``suite.py``),
+and write bench/results/latest.{json,md} (``--quick``: quick.{json,md}). See bench/README.md."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
-from bench import analysis, baseline, report, runner, scenarios
+from bench import analysis, baseline, peers, report, runner, scenarios, suite
 from bench.baseline import Baseline
 from bench.fleet import Child, Fleet, cpus, pin_self, python_module, translator_command, wait_ready
 from bench.runner import MemorySample, Sample, Servers
@@ -26,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="translator proxy benchmark")
-    parser.add_argument("--quick", action="store_true", help="a small smoke-test run (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="every section, small (about 6 minutes)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 12, --quick 1)")
     parser.add_argument("--budget", type=float,
                         help="seconds: no round starts that would end later (default 540, --quick 90)")
@@ -40,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also measure the proxy as it was at this git ref (targets baseline-openai, "
                              "baseline-claude and, if it has that route, baseline-responses), built into a "
                              "virtualenv of its own before round 1")
+    suite.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -52,6 +54,7 @@ class Bench:
         self.started = time.monotonic()
         self.upstream: Child | None = None
         self.rounds_done = 0
+        self.rounds_s = 0.0  # how long the throughput section took
 
     def log(self, message: str) -> None:
         print(f"[{time.monotonic() - self.started:5.0f}s] {message}", file=sys.stderr, flush=True)
@@ -64,22 +67,25 @@ class Bench:
         wait_ready(child)
         return child
 
-    def start(self, server: str) -> Child:
+    def start(self, server: str, *, streams: int | None = None, workers: int = 1) -> Child:
         """Start and await a server: proxy, baseline (the proxy at --baseline REF, from its own virtualenv) or
-        passthrough."""
+        passthrough. ``streams``: the streams it must hold at once (default: the held-stream probe's count);
+        ``workers`` > 1: ``translator serve --workers N``, not pinned (its processes share every CPU)."""
         assert self.upstream is not None
+        cpu = self.server_cpu if workers == 1 else None
         if server in ("proxy", "baseline"):
             env = {k: v for k, v in os.environ.items() if not k.startswith(("TRANSLATOR_", "ANTHROPIC_"))}
             env |= {"ANTHROPIC_BASE_URL": self.upstream.url, "ANTHROPIC_API_KEY": "bench-key"}
             if server == "baseline":
                 env.pop("PYTHONPATH", None)  # it runs its own copy, never a working tree on the path
             python, has_limit = self._translator(server)
-            argv = translator_command("serve", "--port", "{port}", *self.proxy_config(server, has_limit),
-                                      python=python)
-            child = self.fleet.spawn(server, argv, cpu=self.server_cpu, env=env)
+            more = ["--workers", str(workers)] if workers > 1 else []
+            config = self.proxy_config(server, has_limit, self.plan.held_streams if streams is None else streams)
+            argv = translator_command("serve", "--port", "{port}", *config, *more, python=python)
+            child = self.fleet.spawn(server, argv, cpu=cpu, env=env)
         else:
             argv = python_module("bench.passthrough", "--port", "{port}", "--upstream", self.upstream.url)
-            child = self.fleet.spawn("passthrough", argv, cpu=self.server_cpu)
+            child = self.fleet.spawn("passthrough", argv, cpu=cpu)
         wait_ready(child)
         return child
 
@@ -90,10 +96,10 @@ class Bench:
             return str(self.baseline.python), self.baseline.has_limit
         return sys.executable, current_has_limit()
 
-    def proxy_config(self, server: str, has_limit: bool) -> list[str]:
-        """``--config FILE`` raising the proxy's in-flight limit above the held-stream count (its default,
-        1024, answers 503 past that); nothing when that translator has no such setting."""
-        settings = proxy_settings(self.plan.held_streams, has_limit)
+    def proxy_config(self, server: str, has_limit: bool, streams: int) -> list[str]:
+        """``--config FILE`` raising the proxy's in-flight limit above ``streams`` (its default, 1024, answers
+        503 past that); nothing when that translator has no such setting."""
+        settings = proxy_settings(streams, has_limit)
         if not settings:
             return []
         path = self.fleet.workdir / f"{server}.toml"
@@ -103,11 +109,20 @@ class Bench:
     # --- phases ---
 
     async def run(self) -> tuple[list[Sample], list[MemorySample], list[MemorySample]]:
-        self.upstream = self.start_upstream()
+        """The interleaved rounds and the two memory probes (section ``throughput``)."""
+        self.upstream = self.upstream or self.start_upstream()
         big = await self.big_bodies()
         held = await self.held_streams()
         samples = await self.throughput()
         return samples, big, held
+
+    async def run_all(self, names: list[str], args: argparse.Namespace, command: str) -> Outcome:
+        """Every selected section: ``throughput`` (the rounds and the memory probes) first, then the others."""
+        self.upstream = self.start_upstream()
+        started = time.monotonic()
+        rounds = await self.run() if suite.THROUGHPUT in names else None
+        self.rounds_s = time.monotonic() - started
+        return rounds, await suite.run(self, names, args, command)
 
     async def big_bodies(self) -> list[MemorySample]:
         bodies = scenarios.big_bodies(self.plan.big_body_bytes)
@@ -206,6 +221,7 @@ class Bench:
 
 
 ROUNDS_PER_PROCESS = 1
+Outcome = tuple[tuple[list[Sample], list[MemorySample], list[MemorySample]] | None, dict[str, Any]]
 
 
 def proxy_settings(held_streams: int, has_limit: bool) -> dict[str, int]:
@@ -244,6 +260,10 @@ def raise_nofile() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.install_peers:
+        for line in peers.install():
+            print(line, file=sys.stderr)
+        return 0
     available = cpus()
     pinned = len(available) >= 2 and not args.no_pin
     load_cpu, server_cpu = (available[0], available[1]) if pinned else (None, None)
@@ -253,40 +273,47 @@ def main(argv: list[str] | None = None) -> int:
                f"CPU {server_cpu}" if pinned else "none")
     pin_self(load_cpu)
     raise_nofile()
-    started = time.monotonic()
     load_before = report.loadavg()
+    names = suite.selected(args)
+    command = ("python -m bench" + (" --quick" if args.quick else "")
+               + (" --upstream-cpu server" if args.upstream_cpu == "server" else "")
+               + (f" --baseline {args.baseline}" if args.baseline else "")
+               + (f" --only {','.join(names)}" if args.only else ""))
     try:
         with Fleet() as fleet:  # its work directory, the baseline's build included, is removed on the way out
             built = build_baseline(args.baseline, fleet.workdir) if args.baseline else None
             plan = scenarios.plan(quick=args.quick, rounds=args.rounds, budget=args.budget,
                                   baseline_routes=built.routes if built else ())
             bench = Bench(fleet, plan, load_cpu, server_cpu, upstream_cpu, built)
-            bench.log(f"{'quick' if plan.quick else 'full'} run, {plan.rounds} round(s); {pinning}")
+            bench.log(f"{'quick' if plan.quick else 'full'} run of {', '.join(names)}; {pinning}")
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop:
-                samples, big, held = loop.run(bench.run())
+                rounds, sections = loop.run(bench.run_all(names, args, command))
     except KeyboardInterrupt:
         print("interrupted: every benchmark process has been stopped", file=sys.stderr)
         return 130
-    command = ("python -m bench" + (" --quick" if args.quick else "")
-               + (" --upstream-cpu server" if args.upstream_cpu == "server" else "")
-               + (f" --baseline {args.baseline}" if args.baseline else ""))
-    results = {
-        "machine": report.machine(len(available), pinning),
-        "run": {"command": command, "quick": plan.quick, "rounds": bench.rounds_done,
-                "rounds_planned": plan.rounds, "duration_s": time.monotonic() - started,
-                "upstream_cpu": args.upstream_cpu if pinned else None,
-                "held_streams": plan.held_streams, "big_body_bytes": plan.big_body_bytes,
-                "translator": report.git_state("translator"), "loadavg_before": load_before,
-                "loadavg_after": report.loadavg(),
-                **({"baseline": {"ref": built.ref, "commit": built.commit, "routes": list(built.routes)}}
-                   if built else {})},
-        **analysis.summarize(plan, samples, big, held),
-    }
-    json_path, md_path = report.write(args.out, results, args.name or ("quick" if args.quick else "latest"))
+    name = args.name or ("quick" if args.quick else "latest")
+    results = report.read(args.out, name) if args.only else {}
+    results["machine"] = report.machine(len(available), pinning)
+    if rounds is not None:
+        samples, big, held = rounds
+        results |= {
+            "run": {"command": command, "quick": plan.quick, "rounds": bench.rounds_done,
+                    "rounds_planned": plan.rounds, "duration_s": bench.rounds_s,
+                    "upstream_cpu": args.upstream_cpu if pinned else None,
+                    "held_streams": plan.held_streams, "big_body_bytes": plan.big_body_bytes,
+                    "translator": report.git_state("translator"), "loadavg_before": load_before,
+                    "loadavg_after": report.loadavg(),
+                    **({"baseline": {"ref": built.ref, "commit": built.commit, "routes": list(built.routes)}}
+                       if built else {})},
+            **analysis.summarize(plan, samples, big, held),
+        }
+    for section in sections.values():
+        section["run"]["translator"] = report.git_state("translator")
+    results["sections"] = {**results.get("sections", {}), **sections}
+    json_path, md_path = report.write(args.out, results, name)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

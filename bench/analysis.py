@@ -187,6 +187,11 @@ def _verdict(target: str, detail: str, value: float, limit: float, unit: str) ->
     return Verdict(target, detail, value, limit, unit, met)
 
 
+def verdict(target: str, detail: str, value: float, limit: float, unit: str) -> dict[str, Any]:
+    """A verdict as the report's JSON holds it (the targets of every section)."""
+    return asdict(_verdict(target, detail, value, limit, unit))
+
+
 def _worst(values: dict[str, float]) -> tuple[str, float]:
     if not values or any(math.isnan(v) for v in values.values()):
         return "n/a", math.nan

@@ -4,23 +4,29 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 import platform
 import subprocess
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from bench import bigcontext, longstreams, openloop, peers, workers
 from bench.analysis import ADDED_FLOOR_MS, ADDED_FLOOR_SHARE
+from bench.markdown import fmt, table, targets_table
 from bench.scenarios import ROUTES
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def machine(nproc: int, pinning: str) -> dict[str, Any]:
     """``nproc``: the CPUs the benchmark could use (taken before it pinned itself to one)."""
     return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "date": now(),
         "nproc": nproc,
         "cpu_model": _cpu_model(),
         "python": platform.python_version(),
@@ -70,6 +76,15 @@ def git_state(path: str) -> str:
     return commit + (f" + uncommitted changes in {path}/" if dirty else "")
 
 
+def read(out_dir: Path, name: str) -> dict[str, Any]:
+    """An earlier results file (to update the sections run again), or nothing."""
+    try:
+        data = orjson.loads((out_dir / f"{name}.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def write(out_dir: Path, results: dict[str, Any], name: str = "latest") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
@@ -80,30 +95,39 @@ def write(out_dir: Path, results: dict[str, Any], name: str = "latest") -> tuple
 
 # --- Markdown ---
 
-def _f(value: Any, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return [*lines, ""]
+_f, _table = fmt, table
 
 
 def markdown(results: dict[str, Any]) -> str:
-    m, run = results["machine"], results["run"]
+    m = results["machine"]
     lines = [
-        f"# translator benchmark ({'quick' if run['quick'] else 'full'}) - {m['date']}",
+        f"# translator benchmark - {m['date']}",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, Linux {m['kernel']}, "
         f"aiohttp {m['aiohttp']}, uvloop {m['uvloop']}, orjson {m['orjson']}. Pinning: {m['pinning']}.",
-        f"Run: `{run['command']}`, {run['rounds']} of {run['rounds_planned']} round(s), {run['duration_s']:.0f} s; "
-        f"translator at {run['translator']}{_baseline_at(run)}; load average before {run['loadavg_before']}, "
-        f"after {run['loadavg_after']}.",
+        "",
+        *_summary(results),
+        *(_rounds(results) if "run" in results else []),
+        *_sections(results.get("sections", {})),
+    ]
+    return "\n".join(lines)
+
+
+def _summary(results: dict[str, Any]) -> list[str]:
+    """Targets met per section, the rounds (``throughput``) first."""
+    counts = [("throughput", results["targets"])] if "targets" in results else []
+    counts += [(name, s.get("targets", [])) for name, s in results.get("sections", {}).items()]
+    parts = [f"{name} {sum(t['met'] for t in targets)} of {len(targets)}" for name, targets in counts if targets]
+    return [f"Targets met: {'; '.join(parts)}.", ""] if parts else []
+
+
+def _rounds(results: dict[str, Any]) -> list[str]:
+    """The interleaved rounds and the memory probes (section ``throughput``)."""
+    run = results["run"]
+    return [
+        f"Rounds ({'quick' if run['quick'] else 'full'}): `{run['command']}`, {run['rounds']} of "
+        f"{run['rounds_planned']} round(s), {run['duration_s']:.0f} s; translator at {run['translator']}"
+        f"{_baseline_at(run)}; load average before {run['loadavg_before']}, after {run['loadavg_after']}.",
         "",
         *_targets(results["targets"]),
         *_scenarios(results["scenarios"]),
@@ -113,15 +137,35 @@ def markdown(results: dict[str, Any]) -> str:
         *_memory(results["memory"]),
         *_method(run.get("upstream_cpu"), run.get("baseline")),
     ]
-    return "\n".join(lines)
+
+
+SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "long-streams": longstreams.markdown,
+    "open-loop": openloop.markdown,
+    "big-contexts": bigcontext.markdown,
+    "peers": peers.markdown,
+    "workers": workers.markdown,
+}
+
+
+def _sections(sections: dict[str, dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for name, section in sections.items():
+        render = SECTION_MARKDOWN.get(name)
+        if render is None:
+            continue
+        run = section["run"]
+        body = [f"## {name}", "", f"**Failed**: {section['error']}", ""] if "error" in section else render(section)
+        lines += [body[0], "",
+                  f"Run: `{run['command']}`{' (quick)' if run.get('quick') else ''}, {run['date']}, "
+                  f"{run['duration_s']:.0f} s; translator at {run.get('translator', '-')}; load average before "
+                  f"{run['loadavg_before']}, after {run['loadavg_after']}.", *body[1:]]
+    return lines
 
 
 def _targets(targets: list[dict[str, Any]]) -> list[str]:
-    rows = [[t["target"], t["detail"], f"{_f(t['value'], 2)} {t['unit']}", f"{_f(t['limit'], 1)} {t['unit']}",
-             "met" if t["met"] else "**MISSED**"] for t in targets]
     met = sum(t["met"] for t in targets)
-    return ["## Targets", "", f"{met} of {len(targets)} met.", "",
-            *_table(["target", "case", "value", "limit", "verdict"], rows)]
+    return ["## Targets", "", f"{met} of {len(targets)} met.", "", *targets_table(targets)]
 
 
 def _scenarios(scenarios: dict[str, dict[str, dict[str, Any]]]) -> list[str]:

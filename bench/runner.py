@@ -105,7 +105,9 @@ async def warm_servers(servers: Servers, targets: Sequence[Target], scenarios: S
                                  concurrency=1, time_cap=10)
 
 
-async def _warm_fresh(server: Child, target: Target, count: int = 4) -> None:
+async def warm_fresh(server: Child, target: Target, count: int = 4) -> None:
+    """A few small requests, non-streamed and streamed, untimed: a fresh process's first requests pay for its
+    first use of each code path."""
     async with LoadClient() as client:
         await client.run(warm_request(server, target), requests=count, concurrency=1, time_cap=10)
         stream = request_for(server, target, simple_bodies(5)[target.route], True)
@@ -115,7 +117,7 @@ async def _warm_fresh(server: Child, target: Target, count: int = 4) -> None:
 async def big_body_probe(server: Child, target: Target, body: bytes, requests: int) -> MemorySample:
     """Sequential requests with a big body; the peak RSS growth over the RSS before them."""
     start = procstats.snapshot(server.pid)
-    await _warm_fresh(server, target)
+    await warm_fresh(server, target)
     procstats.reset_peak(server.pid)
     before = procstats.snapshot(server.pid)
     async with LoadClient() as client:
@@ -129,7 +131,7 @@ async def held_probe(server: Child, target: Target, body: bytes, count: int, ups
                      log: Callable[[str], None]) -> MemorySample:
     """``count`` streams held open at once; the RSS with all of them open over the RSS before."""
     start = procstats.snapshot(server.pid)
-    await _warm_fresh(server, target)
+    await warm_fresh(server, target)
     before = procstats.snapshot(server.pid)
     held = HeldStreams(request_for(server, target, body, True), count)
     try:

@@ -161,19 +161,21 @@ def _tool_specs(count: int = 12) -> list[dict[str, Any]]:
     } for i in range(count)]
 
 
-def history_bodies(messages: int = 200) -> dict[str, bytes]:
+def history_bodies(messages: int = 200, filler: int = 0) -> dict[str, bytes]:
     """A tool-using conversation of ``messages`` messages (cycles of user, assistant tool call, tool
     result, assistant text) with 12 tools, as an OpenAI, a Claude and a Responses request (its input items:
-    messages, function_call, function_call_output); answered as JSON."""
+    messages, function_call, function_call_output); answered as JSON. ``filler``: characters of plain text
+    added to every question, tool result and answer."""
+    pad = (FILLER * (filler // len(FILLER) + 1))[:filler]
     specs = _tool_specs()
     openai_msgs: list[dict[str, Any]] = [{"role": "system", "content": "You are a benchmark assistant."}]
     claude_msgs: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     for i in range(messages // 4):
-        question = f"Question {i}: " + "please look up the weather and summarise it. " * 4
+        question = f"Question {i}: " + "please look up the weather and summarise it. " * 4 + pad
         args = orjson.dumps({"query": f"weather {i}", "limit": 5}).decode()
-        result = orjson.dumps({"temperature": 20 + i % 10, "summary": "sunny with light wind " * 5}).decode()
-        answer = f"Answer {i}: " + "it is sunny and mild, with a light breeze from the west. " * 3
+        result = orjson.dumps({"temperature": 20 + i % 10, "summary": "sunny with light wind " * 5 + pad}).decode()
+        answer = f"Answer {i}: " + "it is sunny and mild, with a light breeze from the west. " * 3 + pad
         call_id = f"call_{i:04d}"
         openai_msgs += [
             {"role": "user", "content": question},
@@ -205,6 +207,18 @@ def history_bodies(messages: int = 200) -> dict[str, bytes]:
     return {OPENAI: orjson.dumps(openai_body(openai_msgs, tools=openai_tools)), CLAUDE: claude, DIRECT: claude,
             RESPONSES: orjson.dumps(responses_body(items, tools=responses_tools,
                                                    instructions="You are a benchmark assistant."))}
+
+
+FILLER = "The quick brown fox jumps over the lazy dog, and the report goes on. "
+MESSAGES_PER_MB = 500  # the issue's 1 MB history has 500 messages
+
+
+def sized_history_bodies(size: int) -> dict[str, bytes]:
+    """A tool-using history of about ``size`` bytes (OpenAI request) of the same make-up at every size: 500
+    messages a megabyte, each padded to about 2 KB, so that the cost of converting it should grow linearly."""
+    messages = max(8, round(MESSAGES_PER_MB * size / 2**20 / 4) * 4)
+    base = len(history_bodies(messages)[OPENAI])
+    return history_bodies(messages, filler=max(0, (size - base) // (3 * (messages // 4))))
 
 
 def big_bodies(size: int, images: int = 5) -> dict[str, bytes]:

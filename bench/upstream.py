@@ -14,6 +14,8 @@
 - the same, but model ``bench-slow`` (streamed): a held stream. It sends ``message_start``, then a
   ``ping`` every ``--ping-interval`` seconds until ``POST /bench/release`` (or ``--max-hold`` seconds),
   then one delta and the end of the message.
+- model ``bench-paced`` (streamed): a paced stream, N deltas (N = ``max_tokens``) one every ``--pace``
+  seconds (default 0.05: 20 tokens a second), spread over that interval across streams (``bench/pacer.py``).
 - ``GET /bench/held``: how many held streams are open; ``GET /healthz``: ready.
 """
 
@@ -28,8 +30,10 @@ import uvloop
 from aiohttp import HttpVersion11, web
 
 from bench.fleet import die_with_parent, pin_self
+from bench.pacer import Pacer
 
 SLOW_MODEL = "bench-slow"
+PACED_MODEL = "bench-paced"
 MAX_DELTAS = 100_000
 
 MESSAGE = orjson.dumps({
@@ -71,8 +75,9 @@ def tail(deltas: int) -> bytes:
 
 
 class FakeUpstream:
-    def __init__(self, events_per_write: int, ping_interval: float, max_hold: float) -> None:
+    def __init__(self, events_per_write: int, ping_interval: float, max_hold: float, pace: float = 0.05) -> None:
         self.group = max(1, events_per_write)
+        self.pacer = Pacer(framed(DELTA), pace)
         self.ping_interval = ping_interval
         self.max_hold = max_hold
         self.release = asyncio.Event()
@@ -92,7 +97,8 @@ class FakeUpstream:
         return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
     async def get_held(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"held": self.held}), content_type="application/json")
+        stats = {"held": self.held, "paced": self.pacer.open, "late_ticks": self.pacer.late_ticks}
+        return web.Response(body=orjson.dumps(stats), content_type="application/json")
 
     async def do_release(self, request: web.Request) -> web.Response:
         released = self.held
@@ -111,6 +117,8 @@ class FakeUpstream:
             await self._hold(resp)
             await resp.write(DELTA)
             await resp.write(tail(1))
+        elif body.get("model") == PACED_MODEL and request.transport is not None and request.version >= HttpVersion11:
+            await self._paced(request.transport, _clamp(body.get("max_tokens")))
         else:
             deltas = _clamp(body.get("max_tokens"))
             await self._stream_out(resp, request, deltas)
@@ -132,6 +140,12 @@ class FakeUpstream:
             transport.write(piece)
             if transport.get_write_buffer_size() > HIGH_WATER:
                 await writer.drain()
+
+    async def _paced(self, transport: asyncio.Transport, deltas: int) -> None:
+        transport.write(FRAMED_HEAD)
+        await self.pacer.stream(transport.write, transport.is_closing, deltas)
+        if not transport.is_closing():
+            transport.write(self._tail(deltas))
 
     async def _hold(self, resp: web.StreamResponse) -> None:
         self.held += 1
@@ -184,11 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events-per-write", type=int, default=1)
     parser.add_argument("--ping-interval", type=float, default=1.0)
     parser.add_argument("--max-hold", type=float, default=60.0)
+    parser.add_argument("--pace", type=float, default=0.05, help="seconds between the events of a paced stream")
     args = parser.parse_args(argv)
     die_with_parent()
     pin_self(args.cpu)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    fake = FakeUpstream(args.events_per_write, args.ping_interval, args.max_hold)
+    fake = FakeUpstream(args.events_per_write, args.ping_interval, args.max_hold, args.pace)
     web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096)
 
 
