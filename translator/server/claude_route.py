@@ -20,6 +20,7 @@ from aiohttp import web
 
 from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
 from translator.router import UpstreamCall
+from translator.server.common import UnreadArray, json_head, json_object
 from translator.server.gate import Admission, admit
 from translator.server.state import runtime
 from translator.server.streaming import relay
@@ -41,7 +42,8 @@ def _session_from(body: dict[str, Any]) -> object:
 
 
 async def _handle(request: web.Request, path: str, *, counting: bool) -> web.StreamResponse:
-    async with admit(request, "claude", session_from=_session_from) as admission:
+    # The body goes upstream as sent: of it, only the top level is read (not its messages, tools or images).
+    async with admit(request, "claude", session_from=_session_from, parse=json_head) as admission:
         streamed = not counting and admission.body.get("stream") is True
         admission.ctx.stream = admission.body.get("stream") is True
         call = UpstreamCall(
@@ -73,17 +75,17 @@ async def _handle(request: web.Request, path: str, *, counting: bool) -> web.Str
 def _validated(admission: Admission, *, need_max_tokens: bool) -> bytes:
     """Check only what we must; return the bytes to send (the client's own unless an alias applies)."""
     body = admission.body
-    if not isinstance(body.get("messages"), list):
+    if not isinstance(body.get("messages"), UnreadArray):
         raise InvalidRequest("messages: field required, an array of messages", param="messages")
     max_tokens = body.get("max_tokens")
     if need_max_tokens and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
         raise InvalidRequest("max_tokens: field required, an integer", param="max_tokens")
     if admission.model == admission.asked:
         return admission.raw
-    return with_model(admission.raw, body, admission.asked, admission.model)
+    return with_model(admission.raw, admission.asked, admission.model)
 
 
-def with_model(raw: bytes, body: dict[str, Any], asked: str, model: str) -> bytes:
+def with_model(raw: bytes, asked: str, model: str) -> bytes:
     """The client's bytes with only the model's value replaced, when it can be found unambiguously (one
     ``"model"`` key in the whole body, holding ``"<asked>"`` as orjson encodes it); else the body
     re-encoded. Splicing keeps everything else exactly as sent: number spellings, integers past 64 bits,
@@ -92,7 +94,7 @@ def with_model(raw: bytes, body: dict[str, Any], asked: str, model: str) -> byte
     if len(matches) == 1 and len(re.findall(rb'"model"\s*:', raw)) == 1:  # the only "model" key: the top
         start, end = matches[0].span()
         return raw[:start] + b'"model":' + orjson.dumps(model) + raw[end:]
-    return orjson.dumps({**body, "model": model})
+    return orjson.dumps({**json_object(raw), "model": model})
 
 
 def _passed_headers(source: UpstreamResponse) -> dict[str, str]:

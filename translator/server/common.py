@@ -1,11 +1,14 @@
-"""Helpers the API routes share: reading the JSON body, requiring a model, header-safe text."""
+"""Helpers the API routes share: reading the JSON body (whole, or only its top level), requiring a model,
+header-safe text."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import simdjson
 from aiohttp import web
 
 from translator.convert.request import ConvertedRequest
@@ -13,8 +16,8 @@ from translator.errors import BodyTooLarge, ClientTooSlow, InvalidRequest
 from translator.server.state import SETTINGS
 
 
-async def read_json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
-    """The body, a JSON object (400 otherwise), and its bytes; bounded in size (413) and time (408)."""
+async def read_body(request: web.Request) -> bytes:
+    """The body's bytes, bounded in size (413) and time (408)."""
     settings = request.app[SETTINGS].server
     if request.content.is_eof():  # the whole body came with the headers (most requests): no wait
         raw = _received_body(request, settings.max_body_bytes)
@@ -24,13 +27,54 @@ async def read_json_object(request: web.Request) -> tuple[dict[str, Any], bytes]
                 raw = await _read_body(request, settings.max_body_bytes)
         except TimeoutError:
             raise ClientTooSlow(f"request body not received within {settings.client_read_timeout:g} s") from None
+    return raw
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The body parsed whole: a JSON object (400 otherwise)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise InvalidRequest(f"request body is not valid JSON: {e}") from e
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
-    return body, raw
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadArray:
+    """A top-level array that ``json_head`` left unread: only its length is known."""
+
+    length: int
+
+
+def json_head(raw: bytes) -> dict[str, Any]:
+    """The top level of a JSON object without its arrays: for a route that relays the bytes and reads only a
+    few fields (the Claude route: model, stream, metadata). Each top-level array (``messages``, ``tools``,
+    ``system`` as blocks: the bulk of a body, images included) is an ``UnreadArray``; objects and scalars are
+    their Python values. simdjson's lazy document validates the whole body but builds no Python object for
+    what is not asked, so a body of megabytes costs no copy of itself. A body simdjson refuses is parsed
+    whole as ``json_object`` parses it: its errors, and what it accepts that simdjson does not (integers past
+    64 bits), stay as they are on every route."""
+    try:
+        document = simdjson.Parser().parse(raw)
+    except (ValueError, RuntimeError):  # not JSON, or JSON simdjson cannot hold: the whole parse decides
+        return _head(json_object(raw))
+    if not isinstance(document, simdjson.Object):
+        raise InvalidRequest("request body must be a JSON object")
+    return _head(dict(document.items()))  # (a key given twice: its last value, as a whole parse has it)
+
+
+def _head(top: dict[str, Any]) -> dict[str, Any]:
+    return {key: _unread(value) for key, value in top.items()}
+
+
+def _unread(value: Any) -> Any:
+    if isinstance(value, (list, simdjson.Array)):
+        return UnreadArray(len(value))
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    return value
 
 
 def _received_body(request: web.Request, limit: int) -> bytes:

@@ -21,7 +21,7 @@ from aiohttp import web
 from translator.gateway.keys import ClientKey, presented_keys
 from translator.gateway.ratelimit import RateLimitExceeded
 from translator.profiles import ModelProfile
-from translator.server.common import read_json_object, require_model
+from translator.server.common import json_object, read_body, require_model
 from translator.server.context import CONTEXT, RequestContext, Route
 from translator.server.spend import check_budget, recorded
 from translator.server.state import LIMITER, METRICS, runtime
@@ -48,13 +48,19 @@ class Admission:
 
 @asynccontextmanager
 async def admit(
-    request: web.Request, route: Route, *, session_from: Callable[[dict[str, Any]], object]
+    request: web.Request,
+    route: Route,
+    *,
+    session_from: Callable[[dict[str, Any]], object],
+    parse: Callable[[bytes], dict[str, Any]] = json_object,
 ) -> AsyncIterator[Admission]:
-    """The prologue of an API route. ``session_from``: the body's own name for the conversation, if any."""
+    """The prologue of an API route. ``session_from``: the body's own name for the conversation, if any;
+    ``parse``: how much of the body the route reads (``common.json_head`` for a relay: its top level only)."""
     ctx = request[CONTEXT]
     ctx.route = route
     key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
-    body, raw = await read_json_object(request)
+    raw = await read_body(request)
+    body = parse(raw)
     asked = require_model(body)
     model, profile = runtime(request).resolve(asked)
     ctx.model, ctx.upstream_model = asked, model
