@@ -69,7 +69,9 @@ MakeProxy = Callable[..., Awaitable[TestClient]]
 READ = 0.5  # upstream.read_timeout: first byte, and between two bytes
 IDLE = 0.5  # upstream.stream_idle_timeout: between two stream events
 TOTAL = 3.0  # upstream.total_timeout
-UPSTREAM = {"read_timeout": READ, "stream_idle_timeout": IDLE, "total_timeout": TOTAL, "connect_timeout": 0.5}
+# (no fault here is about connecting: connect_timeout is only a bound, as wide as the total, so that a busy
+# machine's slow local connect under the matrix's concurrency is no failure)
+UPSTREAM = {"read_timeout": READ, "stream_idle_timeout": IDLE, "total_timeout": TOTAL, "connect_timeout": TOTAL}
 ONE_ATTEMPT = {"max_attempts": 1}
 SLACK = 1.0  # scheduling headroom on a busy 2-core machine, on top of the configured bound
 EARLY = 0.9  # a timeout may fire a little before its nominal time (timer granularity), never much before
