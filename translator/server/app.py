@@ -22,6 +22,7 @@ from translator.gateway.sticky import make_sticky_store
 from translator.profiles import ModelProfile
 from translator.router import UpstreamPool
 from translator.server import claude_route, models_route, openai_route, responses_route
+from translator.server.caching import prefix_memory_ctx
 from translator.server.gate import authenticate
 from translator.server.images import image_session
 from translator.server.middleware import handle_requests
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     app[models_route.CACHE] = {}
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_response_store_ctx)
+    app.cleanup_ctx.append(prefix_memory_ctx)  # automatic prompt caching's memory of recent prefixes
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

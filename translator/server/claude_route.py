@@ -13,6 +13,7 @@ through the upstream pool (failover before the first content event, stickiness b
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -20,6 +21,8 @@ from aiohttp import web
 
 from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
 from translator.router import UpstreamCall
+from translator.server.caching import cache_prompt
+from translator.server.common import header_text
 from translator.server.gate import Admission, admit
 from translator.server.state import POOL
 from translator.server.streaming import relay
@@ -44,11 +47,20 @@ async def _handle(request: web.Request, path: str, *, counting: bool) -> web.Str
     async with admit(request, "claude", session_from=_session_from) as admission:
         streamed = not counting and admission.body.get("stream") is True
         admission.ctx.stream = admission.body.get("stream") is True
+        body = _validated(admission, need_max_tokens=not counting)
+        headers: Mapping[str, str] = request.headers
+        if not counting:  # [caching] claude_route: breakpoints for a request that carries none
+            cached = await cache_prompt(request, admission.body, model=admission.model, profile=admission.profile,
+                                        route="claude")
+            if cached.adjustments:
+                body = orjson.dumps({**admission.body, "model": admission.model})
+                headers = cached.headers(request.headers)
+                admission.ctx.extra_headers["x-translator-adjustments"] = header_text(cached.adjustments)
         call = UpstreamCall(
             "POST",
             f"{path}?{request.query_string}" if request.query_string else path,
-            _validated(admission, need_max_tokens=not counting),
-            request.headers,
+            body,
+            headers,
             model=admission.model,
             stream=streamed,
             session=admission.session,
