@@ -256,3 +256,21 @@ def test_retention_wrong(retention: object) -> None:
     with pytest.raises(InvalidRequest) as info:
         cache_ttl(retention, takes_1h=True)
     assert info.value.param == "prompt_cache_retention"
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "m", "system": 7, "tools": "x", "messages": [None, 3, {"role": "user"}]},
+    {"model": "m", "system": [None, "s"], "tools": [1, None], "messages": [{"role": "user", "content": [1, None]}]},
+    {"model": "m", "messages": [{"role": "assistant", "content": ""}, {"role": "user", "content": LONG}]},
+    {"model": "m", "system": "", "messages": "not a list"},
+    {"model": "m", "messages": [{"role": "user", "content": [text(LONG)]}, "junk", {"role": "assistant"},
+                                {"role": "user", "content": [text("x")]}]},
+], ids=["wrong types", "lists of junk", "empty strings", "messages not a list", "junk between turns"])
+def test_odd_shapes_never_crash(body: dict[str, Any]) -> None:
+    """The Claude route's bodies are the client's (only ``messages`` being a list is checked): whatever
+    their shape, placing breakpoints never raises, and marks only blocks that are objects."""
+    assert not has_breakpoints(body)
+    for seen in ((), ("stable", "prompt")):
+        trial = copy.deepcopy(body)
+        placed = place(trial, seen=seen, min_tokens=1)
+        assert str(trial).count("cache_control") == len(placed)
