@@ -52,9 +52,9 @@ def request(**fields: Any) -> dict[str, Any]:
 
 
 def place(body: dict[str, Any], *, seen: tuple[str, ...] = (), min_tokens: int = MIN, ttl: Any = "5m") -> list[str]:
-    prefixes = measure(body)
+    prefixes = measure(body, min_tokens=min_tokens)
     keys = {"stable": prefixes.stable_key, "prompt": prefixes.prompt_key}
-    return place_breakpoints(body, prefixes, min_tokens=min_tokens, seen={keys[k] for k in seen}, ttl=ttl)
+    return place_breakpoints(body, prefixes, seen={keys[k] for k in seen}, ttl=ttl)
 
 
 CHAT = [user(text("Hello")), assistant(text("Hi.")), user(text("And now?"))]
@@ -112,7 +112,7 @@ def test_single_turn_with_the_whole_prompt_seen_marks_its_last_block() -> None:
 
 def test_below_the_minimum_nothing_is_marked() -> None:
     body = request(system=[text(SHORT)], messages=copy.deepcopy(CHAT))
-    assert measure(body).total_tokens < MIN
+    assert measure(body, min_tokens=MIN).total_tokens < MIN
     assert place(body, seen=("stable", "prompt")) == []
     assert "cache_control" not in str(body)
 
@@ -126,7 +126,7 @@ def test_a_short_stable_prefix_with_a_long_history_marks_the_history_only() -> N
 def test_the_minimum_is_the_models() -> None:
     """The same request, under a 4,096-token minimum (Haiku 4.5, Opus 4.5): not cached."""
     body = request(system=[text(LONG)], messages=copy.deepcopy(CHAT))
-    assert 1024 <= measure(body).total_tokens < 4096
+    assert 1024 <= measure(body, min_tokens=MIN).total_tokens < 4096
     assert place(copy.deepcopy(body), min_tokens=4096) == []
     assert len(place(body, min_tokens=1024)) == 2
 
@@ -215,30 +215,34 @@ def test_no_breakpoints_of_the_clients() -> None:
 
 
 def test_keys_do_not_depend_on_the_markers_placed() -> None:
-    body = request(system=[text(LONG)], messages=copy.deepcopy(CHAT))
-    before = measure(body)
-    place(body)
-    after = measure({**body, "system": [text(LONG)], "messages": CHAT})
+    body = request(system=[text(LONG)], messages=[user(text(LONG))])
+    before = measure(body, min_tokens=MIN)
+    place(body, seen=("stable", "prompt"))
+    assert str(body).count("cache_control") == 2
+    after = measure({**body, "system": [text(LONG)], "messages": [user(text(LONG))]}, min_tokens=MIN)
     assert (before.stable_key, before.prompt_key) == (after.stable_key, after.prompt_key)
 
 
 def test_keys_name_the_model_and_the_prefix() -> None:
-    one = measure(request(system=[text(LONG)], messages=[user(text("A"))]))
-    other_question = measure(request(system=[text(LONG)], messages=[user(text("B"))]))
-    other_model = measure({**request(system=[text(LONG)], messages=[user(text("A"))]), "model": "claude-opus-4-1"})
+    one = measure(request(system=[text(LONG)], messages=[user(text("A"))]), min_tokens=MIN)
+    other_question = measure(request(system=[text(LONG)], messages=[user(text("B"))]), min_tokens=MIN)
+    other_model = measure({**request(system=[text(LONG)], messages=[user(text("A"))]), "model": "claude-opus-4-1"},
+                          min_tokens=MIN)
     assert one.stable_key == other_question.stable_key != other_model.stable_key
     assert one.prompt_key != other_question.prompt_key
 
 
 def test_estimate_and_lookups() -> None:
     body = request(system=[text(LONG)], messages=[user(text("Q"))])
-    prefixes = measure(body)
+    prefixes = measure(body, min_tokens=MIN)
     assert prefixes.stable_tokens == len(b'"claude-sonnet-4-5"\0null\0' + f'[{{"type":"text","text":"{LONG}"}}]'
                                          .encode()) // CHARS_PER_TOKEN
-    assert prefixes.lookups(MIN) == [prefixes.stable_key, prefixes.prompt_key]
-    assert prefixes.lookups(10**6) == []
-    conversation = measure(request(system=[text(LONG)], messages=CHAT))
-    assert conversation.lookups(MIN) == [conversation.stable_key]  # a conversation caches without asking
+    assert prefixes.lookups() == [prefixes.stable_key, prefixes.prompt_key]
+    assert None not in prefixes.lookups()
+    assert measure(body, min_tokens=10**6).lookups() == []  # too short to be cached: not even hashed
+    conversation = measure(request(system=[text(LONG)], messages=CHAT), min_tokens=MIN)
+    assert conversation.prompt_key is None
+    assert conversation.lookups() == [conversation.stable_key]  # a conversation caches without asking
 
 
 @pytest.mark.parametrize(("retention", "takes_1h", "expected"), [

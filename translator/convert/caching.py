@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import orjson
@@ -68,23 +68,27 @@ def cache_ttl(retention: object, *, takes_1h: bool) -> tuple[CacheTTL, list[str]
 
 @dataclass(frozen=True, slots=True)
 class Prefixes:
-    """A request's two prefixes, estimated in tokens and named by a hash (of the model and the JSON)."""
+    """A request's two prefixes, estimated in tokens, and named by a hash (of the model and the JSON) when
+    one is long enough to be cached and the rules ask whether it was seen."""
 
-    stable_tokens: int  # tools and system
+    min_tokens: int  # the model's minimum cacheable prompt
+    stable_tokens: int  # tools and system (0 without them)
     total_tokens: int  # the whole prompt
-    stable_key: str | None  # None without tools or system
-    prompt_key: str
     conversation: bool  # an assistant turn already: the conversation is likely to go on
+    stable_key: str | None = None
+    prompt_key: str | None = None  # (never in a conversation, which caches without asking)
 
-    def lookups(self, min_tokens: int) -> list[str]:
-        """The keys worth asking the memory of recent prefixes about (and recording in it): those of the
-        prefixes long enough to be cached, and only what the rules read (a conversation caches anyway)."""
-        keys = []
-        if self.stable_key is not None and self.stable_tokens >= min_tokens:
-            keys.append(self.stable_key)
-        if not self.conversation and self.total_tokens >= min_tokens:
-            keys.append(self.prompt_key)
-        return keys
+    @property
+    def stable_cacheable(self) -> bool:
+        return self.stable_tokens >= self.min_tokens
+
+    @property
+    def prompt_cacheable(self) -> bool:
+        return self.total_tokens >= self.min_tokens
+
+    def lookups(self) -> list[str]:
+        """The keys to ask the memory of recent prefixes about (and to record in it)."""
+        return [key for key in (self.stable_key, self.prompt_key) if key is not None]
 
 
 def has_breakpoints(body: Mapping[str, Any]) -> bool:
@@ -104,21 +108,22 @@ def _any_marked(blocks: object) -> bool:
     return False
 
 
-def measure(body: Mapping[str, Any]) -> Prefixes:
+def measure(body: Mapping[str, Any], *, min_tokens: int) -> Prefixes:
     """The request's prefixes. Each part is serialized once, as compact JSON: its length estimates the
-    tokens, its hash names the prefix (before any breakpoint is placed, so a marker never changes a key)."""
+    tokens, its hash names the prefix (before any breakpoint is placed, so a marker never changes a key).
+    A prefix too short to be cached is not hashed: most requests are, and cost one serialization."""
     stable = b"\0".join([orjson.dumps(body.get("model")), orjson.dumps(body.get("tools")),
                          orjson.dumps(body.get("system"))])
     messages = orjson.dumps(body.get("messages"))
     has_stable = bool(body.get("tools") or body.get("system"))
     stable_tokens = (len(stable) // CHARS_PER_TOKEN) if has_stable else 0
-    return Prefixes(
-        stable_tokens=stable_tokens,
-        total_tokens=stable_tokens + len(messages) // CHARS_PER_TOKEN,
-        stable_key=_digest(b"stable\0" + stable) if has_stable else None,
-        prompt_key=_digest(b"prompt\0" + stable + b"\0" + messages),
-        conversation=any(isinstance(m, dict) and m.get("role") == "assistant"
-                         for m in _list(body.get("messages"))[:-1]),
+    conversation = any(isinstance(m, dict) and m.get("role") == "assistant" for m in _list(body.get("messages"))[:-1])
+    prefixes = Prefixes(min_tokens, stable_tokens, stable_tokens + len(messages) // CHARS_PER_TOKEN, conversation)
+    return replace(
+        prefixes,
+        stable_key=_digest(b"stable\0" + stable) if prefixes.stable_cacheable else None,
+        prompt_key=_digest(b"prompt\0" + stable + b"\0" + messages)
+        if prefixes.prompt_cacheable and not conversation else None,
     )
 
 
@@ -127,17 +132,15 @@ def _digest(data: bytes) -> str:
 
 
 def place_breakpoints(
-    body: dict[str, Any], prefixes: Prefixes, *, min_tokens: int, seen: Container[str], ttl: CacheTTL = "5m"
+    body: dict[str, Any], prefixes: Prefixes, *, seen: Container[str], ttl: CacheTTL = "5m"
 ) -> list[str]:
     """Put ``cache_control`` where it pays (in place); return what was placed, for x-translator-adjustments.
     ``seen``: the keys of ``prefixes`` seen recently."""
     marker: dict[str, str] = {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
     placed: list[str] = []
-    stable_key = prefixes.stable_key
-    if (stable_key is not None and prefixes.stable_tokens >= min_tokens
-            and (prefixes.conversation or stable_key in seen)):
+    if prefixes.stable_cacheable and (prefixes.conversation or prefixes.stable_key in seen):
         placed += _mark_stable(body, marker)
-    if prefixes.total_tokens >= min_tokens and (prefixes.conversation or prefixes.prompt_key in seen):
+    if prefixes.prompt_cacheable and (prefixes.conversation or prefixes.prompt_key in seen):
         placed += _mark_conversation(body, marker)
     assert len(placed) <= MAX_BREAKPOINTS
     suffix = "" if ttl == "5m" else f", ttl {ttl}"

@@ -57,12 +57,11 @@ async def cache_prompt(
         return Cached()
     if has_breakpoints(body):
         return Cached()  # the client's own breakpoints: nothing changes
-    min_tokens = cache_min_tokens(model, profile)
-    prefixes = measure(body)
-    keys = prefixes.lookups(min_tokens)
+    prefixes = measure(body, min_tokens=cache_min_tokens(model, profile))
+    keys = prefixes.lookups()
     found = await request.app[PREFIX_MEMORY].seen(keys, TTL_SECONDS[ttl]) if keys else []
     seen = {key for key, was_seen in zip(keys, found, strict=True) if was_seen}
-    placed = place_breakpoints(body, prefixes, min_tokens=min_tokens, seen=seen, ttl=ttl)
+    placed = place_breakpoints(body, prefixes, seen=seen, ttl=ttl)
     if not placed:
         return Cached()
     return Cached([*notes, *placed], EXTENDED_TTL_BETA if ttl == "1h" else None)
