@@ -22,6 +22,7 @@ from translator.keys_command import keys_command
 from translator.log import configure_logging, log
 from translator.server import create_app, runner_kwargs
 from translator.server.state import CLOSING, DRAINING, INFLIGHT
+from translator.usage_command import usage_command
 
 
 def _described(upstream: UpstreamSettings) -> str:
@@ -37,9 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:
         return keys_command(argv[1:])
+    if argv[:1] == ["usage"]:
+        return usage_command(argv[1:])
     parser = argparse.ArgumentParser(prog="translator", description="OpenAI <-> Claude translation proxy")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("keys", help="create or hash client keys: translator keys create --name NAME")
+    sub.add_parser("usage", help="usage per key and model: translator usage [--key NAME] [--since DAY]")
     serve = sub.add_parser("serve", help="run the proxy")
     serve.add_argument("--config", help="TOML settings file (default: $TRANSLATOR_CONFIG)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")

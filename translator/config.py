@@ -111,10 +111,34 @@ class KeySettings(_Frozen):
     rpm: int | None = Field(None, ge=1)  # requests per minute
     tpm: int | None = Field(None, ge=1)  # tokens (input + output) per minute
     concurrency: int | None = Field(None, ge=1)  # requests in flight at once
+    # Usage and budgets (translator.gateway.usage): an admin key may read /metrics and /v1/usage; past a
+    # budget (tokens, or USD from [[prices]]) in its UTC day or month, the key is refused until the next one.
+    admin: bool = False
+    budget_tokens: int | None = Field(None, ge=1)  # input + output + cache tokens in the period
+    budget_usd: float | None = Field(None, gt=0)
+    budget_period: Literal["day", "month"] = "month"
+
+
+class PriceSettings(_Frozen):
+    """A ``[[prices]]`` entry: USD per million tokens for the models its glob matches, ahead of the built-in
+    table. Cache prices left out follow Anthropic's rule: 5-minute writes 1.25x input, 1-hour writes 2x,
+    reads 0.1x."""
+
+    model: str  # an exact upstream model id or a glob
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write_5m: float | None = Field(None, ge=0)
+    cache_write_1h: float | None = Field(None, ge=0)
+    cache_read: float | None = Field(None, ge=0)
 
 
 class RedisSettings(_Frozen):
     url: str = ""  # e.g. redis://127.0.0.1:6379/0; empty: limits and stickiness live in process memory
+    # While Redis does not answer, a rate-limited key's request is let through unmetered ("allow", as Envoy's
+    # rate limit filter does by default) or refused with 503 and Retry-After ("deny", and /readyz fails).
+    on_error: Literal["allow", "deny"] = "allow"
+    timeout_seconds: float = Field(1.0, gt=0)  # to connect, and for each reply: no Redis call hangs a request
+    retry_seconds: float = Field(1.0, gt=0)  # while Redis is down, one call tries it again this often
 
 
 class ResponsesSettings(_Frozen):
@@ -178,6 +202,7 @@ class Settings(_Frozen):
     keys: list[KeySettings] = []
     redis: RedisSettings = RedisSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    prices: list[PriceSettings] = []  # USD per million tokens, by model glob; before the built-in table
     caching: CachingSettings = CachingSettings()
     demo: bool = False
 

@@ -11,6 +11,7 @@ rendering in a caller's API shape happens once, in ``translator.convert.errors``
      ├── AuthenticationFailed       (401, authentication_error)
      ├── PermissionDenied           (403, permission_error)  the key may not use that model
      ├── RateLimited                (429, rate_limit_error)  a client key's own limits; carries headers
+     ├── BudgetExceeded             (400, invalid_request_error; OpenAI: 429 insufficient_quota)  a key's budget
      ├── ProxyOverloaded            (503, overloaded_error)  too many requests in flight here
      ├── UpstreamStatusError        (the upstream's status and error, passed on as sent)
      ├── UpstreamUnavailable        (502, api_error)  refused, reset, or an answer we cannot read
@@ -28,6 +29,7 @@ from typing import Any
 class TranslatorError(Exception):
     status: int = 500
     claude_type: str = "api_error"
+    openai_status: int | None = None  # the status on the OpenAI (and Responses) routes, when not ``status``
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -86,6 +88,20 @@ class RateLimited(TranslatorError):
         super().__init__(message, code="rate_limit_exceeded")
         self.retry_after = retry_after
         self.headers = headers or {}
+
+
+class BudgetExceeded(TranslatorError):
+    """A client key used its budget for the UTC day or month. Each shape answers as its API answers an account
+    out of credit, which its SDK does not retry: Claude 400 ``invalid_request_error`` ("Your credit balance is
+    too low ..."), OpenAI 429 ``insufficient_quota`` (its type and code). ``x-should-retry: false`` goes with
+    it (``translator.server.errors``), which both SDKs obey before looking at the status."""
+
+    status = 400
+    claude_type = "invalid_request_error"
+    openai_status = 429
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="insufficient_quota")
 
 
 class UpstreamUnavailable(TranslatorError):

@@ -9,6 +9,9 @@
 - An upstream that fails ``failures_before_cooldown`` times in a row (or says Retry-After) is taken out for
   a cool-down; after it, the next request probes it (alone: concurrent requests keep away until the probe
   answers), and one success puts it back.
+- With Redis configured, cool-downs are shared (``gateway.upstream_health``): each one this process starts is
+  published, each one another process published is adopted, and a success ends it for all. Failure counts
+  and probes stay per process, as does everything while Redis is down.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from translator.errors import (
     UpstreamUnavailable,
 )
 from translator.gateway.sticky import StickyStore
+from translator.gateway.upstream_health import SharedCooldowns
 from translator.upstream import Upstream, UpstreamResponse
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
@@ -43,6 +47,7 @@ class _Health:
     failures: int = 0
     out_until: float = 0.0  # cooling down until then; past it (and not 0), back on probation
     probe_until: float = 0.0  # a request is probing it until then: the others still treat it as cooling
+    adopted_until: float = 0.0  # the end of a cool-down taken in from another process (shared health)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ class UpstreamPool:
         rng: random.Random | None = None,
         on_health: Callable[[str, bool], None] | None = None,
         on_attempt: Callable[[str, str], None] | None = None,
+        shared: SharedCooldowns | None = None,
     ) -> None:
         self.upstreams = upstreams
         self.settings = settings
@@ -103,6 +109,7 @@ class UpstreamPool:
         self._serving: dict[str, list[Upstream]] = {}
         self._on_health = on_health or (lambda name, ok: None)
         self._on_attempt = on_attempt or (lambda name, outcome: None)
+        self._shared = shared
 
     # --- health ---
 
@@ -112,11 +119,14 @@ class UpstreamPool:
             return True
         return health.out_until <= now and health.probe_until <= now  # back, and nobody probing it yet
 
-    def succeeded(self, upstream: Upstream) -> None:
+    def succeeded(self, upstream: Upstream) -> bool:
+        """Whether this ended a cool-down (the upstream is back)."""
         health = self._health[upstream.name]
+        back = bool(health.out_until)
         if health.failures or health.out_until:
             self._on_health(upstream.name, True)
-        health.failures, health.out_until, health.probe_until = 0, 0.0, 0.0
+        health.failures, health.out_until, health.probe_until, health.adopted_until = 0, 0.0, 0.0, 0.0
+        return back
 
     def failed(self, upstream: Upstream, err: TranslatorError) -> None:
         health = self._health[upstream.name]
@@ -129,6 +139,37 @@ class UpstreamPool:
             health.out_until = max(health.out_until, now + pause)
             health.probe_until = 0.0  # after this cool-down, the next request may probe it again
             self._on_health(upstream.name, False)
+
+    # --- health shared with other processes (when Redis is configured) ---
+
+    async def sync_health(self) -> None:
+        """Take in the cool-downs other processes published (where they end later than our own), and end those
+        taken in that were cleared since (the upstream answered someone). One this process started stands until
+        it ends or succeeds here, even while Redis does not (yet) have it."""
+        if self._shared is None:
+            return
+        remaining = await self._shared.remaining()
+        now = self._clock()
+        for upstream in self.upstreams:
+            health = self._health[upstream.name]
+            left = remaining.get(upstream.name)
+            if left is not None:
+                self._adopt(upstream.name, health, now + left, now)
+            elif health.adopted_until > now and health.out_until == health.adopted_until:
+                self.succeeded(upstream)
+
+    def _adopt(self, name: str, health: _Health, until: float, now: float) -> None:
+        if health.out_until >= until:
+            return
+        if health.out_until <= now:  # it was in service here (or on probation): out now
+            self._on_health(name, False)
+        health.out_until = health.adopted_until = until
+        health.probe_until = 0.0
+
+    async def _share_cooldown(self, upstream: Upstream) -> None:
+        left = self._health[upstream.name].out_until - self._clock()
+        if self._shared is not None and left > 0:
+            await self._shared.publish(upstream.name, left)
 
     # --- choice ---
 
@@ -188,6 +229,7 @@ class UpstreamPool:
 
     async def _send(self, call: UpstreamCall, on_attempt: Callable[[str, int], None]) -> Attempted:
         preferred = await self.sticky.get(call.session) if self.sticky is not None and call.session else None
+        await self.sync_health()
         plan = self.plan(call.model, preferred)
         deadline = self._clock() + self.settings.max_retry_seconds
         last: TranslatorError | None = None
@@ -203,12 +245,14 @@ class UpstreamPool:
                 response = await self._attempt(upstream, call)
             except TranslatorError as err:
                 self._attempt_failed(upstream, err, forward_key=call.forward_key)  # raises unless retryable
+                await self._share_cooldown(upstream)
                 last = err
                 failed_here.add(upstream.name)
                 continue
             self._on_attempt(upstream.name, "ok")
-            self.succeeded(upstream)
             try:
+                if self.succeeded(upstream) and self._shared is not None:
+                    await self._shared.clear(upstream.name)
                 await self._stick(call.session, upstream)
             except BaseException:
                 response.close()

@@ -15,10 +15,12 @@ from translator.gateway.keys import hash_key
 ALICE = "sk-tr-alice-0123456789abcdef"
 BOB = "sk-tr-bob-0123456789abcdef"
 CAROL = "sk-tr-carol-0123456789abcdef"
-CLIENT_KEYS.update({ALICE, BOB, CAROL})
+ADMIN = "sk-tr-admin-0123456789abcdef"
+CLIENT_KEYS.update({ALICE, BOB, CAROL, ADMIN})
 KEYS = [
     {"name": "alice", "hash": hash_key(ALICE), "models": ["claude-*"], "rpm": 2},
     {"name": "bob", "hash": hash_key(BOB), "models": ["gpt-4o"], "concurrency": 1},
+    {"name": "ops", "hash": hash_key(ADMIN), "models": [], "admin": True},
 ]
 MESSAGE = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
@@ -157,13 +159,20 @@ async def test_metrics_count_requests_tokens_and_refusals(gateway, fake_upstream
     await gateway.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": ALICE})
     await gateway.post("/v1/chat/completions", json=CHAT)
     assert (await gateway.get("/metrics")).status == 401  # key names and traffic are not for anyone
-    text = await (await gateway.get("/metrics", headers={"x-api-key": ALICE})).text()
+    refused = await gateway.get("/metrics", headers={"x-api-key": ALICE})  # nor for any client key
+    assert refused.status == 403
+    assert await refused.json() == {"error": {"message": "key 'alice' is not an admin key ([[keys]] admin = true)",
+                                              "type": "permission_error", "param": None, "code": None}}
+    text = await (await gateway.get("/metrics", headers={"Authorization": f"Bearer {ADMIN}"})).text()
     assert 'translator_requests_total{model="claude-x",route="openai",status="200",upstream="default"} 1.0' in text
     # a 401 is answered before the body is read: its metrics name no model
     assert 'translator_requests_total{model="",route="openai",status="401",upstream=""} 1.0' in text
     assert 'translator_tokens_total{kind="input",model="claude-x",route="openai"} 3.0' in text
     assert 'translator_tokens_total{kind="output",model="claude-x",route="openai"} 2.0' in text
     assert 'translator_upstream_healthy{upstream="default"} 1.0' in text
+    assert 'translator_key_requests_total{key="alice"} 1.0' in text
+    assert 'translator_key_tokens_total{key="alice",kind="input"} 3.0' in text
+    assert 'translator_key_tokens_total{key="alice",kind="output"} 2.0' in text
 
 
 async def test_the_log_names_the_key_and_never_shows_it(gateway, fake_upstream, server_log) -> None:

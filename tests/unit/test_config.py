@@ -311,3 +311,13 @@ def test_tls_files_must_exist_and_a_key_needs_its_cert(fields: dict[str, object]
 def test_an_upstreams_key_and_proxy_stay_out_of_its_repr() -> None:
     shown = repr(Settings(upstream=UpstreamSettings(api_key="sk-ant-secret", proxy="http://ann:hunter2@p:3128")))
     assert "sk-ant-secret" not in shown and "hunter2" not in shown and "base_url='https://api.anthropic.com'" in shown
+
+
+def test_redis_outage_policy_defaults_to_allow_and_takes_only_allow_or_deny() -> None:
+    redis = Settings().redis
+    assert (redis.on_error, redis.timeout_seconds, redis.retry_seconds) == ("allow", 1.0, 1.0)
+    assert Settings.model_validate({"redis": {"on_error": "deny"}}).redis.on_error == "deny"
+    with pytest.raises(ValidationError, match="on_error"):
+        Settings.model_validate({"redis": {"on_error": "fail"}})
+    with pytest.raises(ValidationError, match="timeout_seconds"):
+        Settings.model_validate({"redis": {"timeout_seconds": 0}})

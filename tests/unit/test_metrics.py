@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from translator.gateway.metrics import Metrics
+from translator.gateway.usage import Counts
 from translator.server.tokens import token_kinds
 
 
@@ -73,6 +74,37 @@ def test_rate_limited(metrics: Metrics) -> None:
         metrics.rate_limited("ci", "minutes")
 
 
+def test_redis_metrics_appear_once_redis_is_heard_of(metrics: Metrics) -> None:
+    assert b"translator_redis" not in metrics.render()[0]  # no Redis configured: no "translator_redis_up 0"
+    metrics.redis_state(True)
+    metrics.redis_state(False)
+    metrics.redis_error("ratelimit")
+    metrics.redis_error("ratelimit")
+    metrics.redis_error("sticky")
+    metrics.redis_state(True)
+    metrics.redis_state(False)
+    assert value(metrics, "translator_redis_up") == 0
+    assert value(metrics, "translator_redis_outages_total") == 2
+    assert value(metrics, "translator_redis_errors_total", component="ratelimit") == 2
+    assert value(metrics, "translator_redis_errors_total", component="sticky") == 1
+    metrics.redis_state(True)
+    assert value(metrics, "translator_redis_up") == 1
+
+
+def test_usage_by_key_counts_requests_tokens_by_kind_and_cost() -> None:
+    metrics = Metrics()
+    metrics.add_key_usage("alice", Counts(1, 10, 5, 100, 0, 0.25))
+    metrics.add_key_usage("alice", Counts(1, 1, 0, 0, 20, 0.0))
+    metrics.add_key_usage("-", Counts(requests=1))
+    assert value(metrics, "translator_key_requests_total", key="alice") == 2
+    assert value(metrics, "translator_key_requests_total", key="-") == 1
+    assert {kind: value(metrics, "translator_key_tokens_total", key="alice", kind=kind)
+            for kind in ("input", "output", "cache_read", "cache_creation")} == {
+        "input": 11, "output": 5, "cache_read": 100, "cache_creation": 20}
+    assert value(metrics, "translator_key_cost_usd_total", key="alice") == 0.25
+    assert value(metrics, "translator_key_tokens_total", key="-", kind="input") is None  # no series for zeros
+
+
 def test_model_label_is_capped() -> None:
     metrics = Metrics(max_models=2)
     for model in ["m1", "m2", "m3", "m4", "m1"]:
@@ -92,6 +124,7 @@ def test_render_is_parseable_prometheus_text(metrics: Metrics) -> None:
     metrics.set_upstream_health("primary", True)
     metrics.upstream_attempt("primary", "ok")
     metrics.rate_limited("ci", "tokens")
+    metrics.add_key_usage("ci", Counts(requests=1, input_tokens=7, cost_usd=0.5))
     body, content_type = metrics.render()
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     # prometheus_client's default "<name>_created" timestamps are left alone; they are not ours to check.
@@ -104,6 +137,9 @@ def test_render_is_parseable_prometheus_text(metrics: Metrics) -> None:
         "translator_upstream_healthy",
         "translator_upstream_attempts",
         "translator_rate_limited",
+        "translator_key_requests",
+        "translator_key_tokens",
+        "translator_key_cost_usd",
     }
     assert [f.type for f in (families["translator_requests"], families["translator_upstream_healthy"])] == [
         "counter", "gauge"
@@ -111,7 +147,8 @@ def test_render_is_parseable_prometheus_text(metrics: Metrics) -> None:
     assert families["translator_request_duration_seconds"].type == "histogram"
     assert [f for f in families] == [  # in the order they were always exposed in
         "translator_requests", "translator_request_duration_seconds", "translator_time_to_first_token_seconds",
-        "translator_tokens", "translator_upstream_healthy", "translator_upstream_attempts", "translator_rate_limited"]
+        "translator_tokens", "translator_upstream_healthy", "translator_upstream_attempts", "translator_rate_limited",
+        "translator_key_requests", "translator_key_tokens", "translator_key_cost_usd"]
     assert b'translator_tokens_total{kind="input",model="claude-sonnet-4-5",route="chat"} 7.0' in body
     assert b'translator_rate_limited_total{key="ci",limit="tokens"} 1.0' in body
 

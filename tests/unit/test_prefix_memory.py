@@ -13,12 +13,14 @@ from dataclasses import dataclass
 import pytest
 
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
+from translator.config import RedisSettings
 from translator.gateway.prefix_memory import (
     MemoryPrefixMemory,
     PrefixMemory,
     RedisPrefixMemory,
     make_prefix_memory,
 )
+from translator.gateway.redis_health import RedisHealth
 
 
 class Clock:
@@ -105,12 +107,16 @@ async def test_redis_down_means_unseen_not_an_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    memory = RedisPrefixMemory(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    errors: list[str] = []
+    health = RedisHealth(count_error=errors.append)
+    memory = RedisPrefixMemory(f"redis://127.0.0.1:{port}/0", timeout=0.5, health=health)
     try:
         assert await memory.seen(["a"], 30) == [False]
-        assert await memory.seen(["a"], 30) == [False]
+        assert await memory.seen(["a"], 30) == [False]  # (skipped: Redis is known down, no retry due)
     finally:
         await memory.close()
+    assert health.up is False
+    assert errors == ["prefix_memory", "prefix_memory"]
 
 
 async def test_replicas_share_what_they_saw(redis_url: str) -> None:
@@ -124,8 +130,8 @@ async def test_replicas_share_what_they_saw(redis_url: str) -> None:
 
 
 async def test_make_prefix_memory_picks_the_backend() -> None:
-    memory = make_prefix_memory("")
-    redis_backed = make_prefix_memory("redis://127.0.0.1:1/0")  # connects lazily
+    memory = make_prefix_memory(RedisSettings())
+    redis_backed = make_prefix_memory(RedisSettings(url="redis://127.0.0.1:1/0"))  # connects lazily
     assert isinstance(memory, MemoryPrefixMemory)
     assert isinstance(redis_backed, RedisPrefixMemory)
     await memory.close()

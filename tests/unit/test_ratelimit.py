@@ -6,6 +6,7 @@ Time is an injected clock, so window edges are tested to the millisecond without
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,9 +16,10 @@ import redis.asyncio as aioredis
 
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from translator.config import RedisSettings
-from translator.errors import RateLimited
+from translator.errors import ProxyOverloaded, RateLimited
 from translator.gateway.keys import ClientKey, hash_key
 from translator.gateway.ratelimit import (
+    _RELEASE,
     Lease,
     LimiterUnavailable,
     MemoryRateLimiter,
@@ -26,6 +28,7 @@ from translator.gateway.ratelimit import (
     RedisRateLimiter,
     make_rate_limiter,
 )
+from translator.gateway.redis_health import RedisHealth
 
 T0 = 1_700_000_000.25  # wall-clock sized, so Redis scores are checked at real precision
 
@@ -377,19 +380,132 @@ def _unused_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_redis_down_fails_closed_with_503() -> None:
-    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_unused_port()}/0", timeout=0.5)
+async def test_redis_down_under_deny_refuses_with_503() -> None:
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_unused_port()}/0", timeout=0.5, on_error="deny")
     try:
         key = client_key(rpm=10, concurrency=1)
         with pytest.raises(LimiterUnavailable) as info:
             await limiter.acquire(key)
         assert info.value.status == 503
-        assert info.value.message.startswith("rate limit store unavailable")
-        await limiter.release(Lease(key=key, id="x"), 5)  # logged, not raised: the answer was already sent
+        assert isinstance(info.value, ProxyOverloaded)  # so its answer carries Retry-After
+        assert info.value.message == "rate limits cannot be checked: the rate limit store is unavailable"
+        await limiter.release(Lease(key=key, id="x"), 5)  # counted, not raised: the answer was already sent
         unlimited = await limiter.acquire(client_key())  # no limits: Redis is not even asked
         assert limiter.headers(unlimited) == {}
     finally:
         await limiter.close()
+
+
+async def test_redis_down_under_allow_admits_unmetered() -> None:
+    health = RedisHealth()
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_unused_port()}/0", timeout=0.5, health=health)
+    try:
+        key = client_key(rpm=1, concurrency=1)
+        leases = [await limiter.acquire(key) for _ in range(3)]  # over both limits, yet admitted
+        assert [(lease.unmetered, limiter.headers(lease)) for lease in leases] == [(True, {})] * 3
+        assert health.up is False
+        for lease in leases:
+            await limiter.release(lease, 5)  # nothing to release: Redis is not asked
+            assert not lease.released
+    finally:
+        await limiter.close()
+
+
+async def test_redis_up_again_meters_again(redis_url: str, clock: Clock) -> None:
+    health = RedisHealth(retry_seconds=0.0)
+    down = RedisRateLimiter(f"redis://127.0.0.1:{_unused_port()}/0", clock, timeout=0.5, health=health)
+    up = RedisRateLimiter(redis_url, clock, health=health)
+    try:
+        key = client_key(rpm=1)
+        assert (await down.acquire(key)).unmetered and health.up is False
+        assert not (await up.acquire(key)).unmetered and health.up is True
+        with pytest.raises(RateLimitExceeded):
+            await up.acquire(key)
+    finally:
+        await down.close()
+        await up.close()
+
+
+class Relay:
+    """A TCP relay in front of Redis that can be cut (its connections dropped, new ones refused) and joined
+    again: a network partition, with Redis and its data still there on the other side."""
+
+    def __init__(self, target: str) -> None:
+        self._target_port = int(target.rsplit(":", 1)[1].split("/")[0])
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def join(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        await asyncio.gather(*self._handlers, return_exceptions=True)  # each ends as its sockets close
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._handlers.discard(task)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+
+async def test_a_release_lost_to_an_outage_is_sent_again(redis_url: str, clock: Clock) -> None:
+    relay = Relay(redis_url)
+    await relay.join()
+    health_clock = Clock()
+    health = RedisHealth(retry_seconds=1.0, clock=health_clock)
+    limiter = RedisRateLimiter(relay.url, clock, timeout=0.5, health=health)
+    try:
+        key = client_key(tpm=100, concurrency=1)
+        lease = await limiter.acquire(key)
+        await relay.cut()
+        await limiter.release(lease, 7)  # Redis unreachable: its slot would stay taken for an hour
+        assert health.up is False
+        await relay.join()
+        health_clock.now += 1.0  # a retry is due
+        again = await limiter.acquire(key)  # the release goes first: the slot is free, the tokens counted
+        assert (again.unmetered, limiter.headers(again)["x-ratelimit-remaining-tokens"]) == (False, "93")
+        with pytest.raises(RateLimitExceeded) as info:
+            await limiter.acquire(key)  # one slot, held by `again` alone
+        assert info.value.limit == "concurrency"
+    finally:
+        await limiter.close()
+        await relay.cut()
+
+
+async def test_a_release_sent_twice_counts_its_tokens_once(redis_url: str) -> None:
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = ["t:{k}:tokens", "t:{k}:token_total", "t:{k}:leases"]
+        for _ in range(2):  # a release that timed out, yet ran, and was sent again
+            await client.eval(_RELEASE, 3, *keys, repr(T0), "lease-1", 7, 60_000)
+        assert await client.get("t:{k}:token_total") == b"7"
+        assert await client.zcard("t:{k}:tokens") == 1
+    finally:
+        await client.aclose()
 
 
 async def test_make_rate_limiter_picks_the_backend() -> None:
@@ -399,3 +515,15 @@ async def test_make_rate_limiter_picks_the_backend() -> None:
     assert isinstance(redis_backed, RedisRateLimiter)
     await memory.close()
     await redis_backed.close()
+
+
+async def test_make_rate_limiter_takes_the_outage_policy_and_the_shared_health() -> None:
+    health = RedisHealth()
+    url = f"redis://127.0.0.1:{_unused_port()}/0"
+    limiter = make_rate_limiter(RedisSettings(url=url, on_error="deny", timeout_seconds=0.5), health)
+    try:
+        with pytest.raises(LimiterUnavailable):
+            await limiter.acquire(client_key(rpm=1))
+        assert health.up is False
+    finally:
+        await limiter.close()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
+from translator.config import RedisSettings
 from translator.gateway.response_store import (
     MemoryResponseStore,
     RedisResponseStore,
@@ -106,10 +107,11 @@ async def test_redis_down_is_a_503_not_a_missing_history() -> None:
         port = s.getsockname()[1]
     store = RedisResponseStore(f"redis://127.0.0.1:{port}/0", ttl=60, timeout=0.5)
     try:
-        await store.put("resp_1", stored())  # the answer went out already: logged, not raised
+        await store.put("resp_1", stored())  # the answer went out already: counted, not raised
         with pytest.raises(StoreUnavailable) as info:
             await store.get("resp_1")
-        assert info.value.status == 503
+        assert (info.value.status, info.value.message) == (
+            503, "the response store is unavailable; try again shortly")
         with pytest.raises(StoreUnavailable):
             await store.delete("resp_1")
     finally:
@@ -117,8 +119,8 @@ async def test_redis_down_is_a_503_not_a_missing_history() -> None:
 
 
 async def test_make_response_store_picks_the_backend() -> None:
-    memory = make_response_store("", 60, 1 << 20)
-    redis = make_response_store("redis://127.0.0.1:1/0", 60, 1 << 20)
+    memory = make_response_store(RedisSettings(), 60, 1 << 20)
+    redis = make_response_store(RedisSettings(url="redis://127.0.0.1:1/0"), 60, 1 << 20)
     try:
         assert isinstance(memory, MemoryResponseStore) and isinstance(redis, RedisResponseStore)
     finally:

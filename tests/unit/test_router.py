@@ -4,9 +4,12 @@ single probe that brings an upstream back."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
+from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from translator.config import RoutingSettings, UpstreamSettings
 from translator.errors import UpstreamUnavailable
+from translator.gateway.upstream_health import SharedCooldowns
 from translator.router import PROBE_CLAIM, UpstreamPool
 from translator.upstream import Upstream
 
@@ -19,11 +22,11 @@ class Clock:
         return self.now
 
 
-def pool(*weights: float, clock: Clock, **routing: object) -> UpstreamPool:
+def pool(*weights: float, clock: Clock, pool_kw: dict[str, Any] | None = None, **routing: object) -> UpstreamPool:
     upstreams = [Upstream(UpstreamSettings(name=f"u{i}", weight=w), "http://127.0.0.1:9")
                  for i, w in enumerate(weights)]
     settings = RoutingSettings.model_validate({"failures_before_cooldown": 1, "cooldown_seconds": 30, **routing})
-    return UpstreamPool(upstreams, settings, clock=clock, rng=random.Random(1))
+    return UpstreamPool(upstreams, settings, clock=clock, rng=random.Random(1), **(pool_kw or {}))
 
 
 def names(plan: list[Upstream]) -> list[str]:
@@ -73,3 +76,26 @@ def test_only_the_upstreams_tried_before_a_healthy_one_are_claimed() -> None:
     clock.now += 31
     assert names(p.plan("m")) == ["u1", "u0", "u2"]  # u2 comes after healthy ones: not claimed
     assert names(p.plan("m")) == ["u1", "u0", "u2"]
+
+
+async def test_cooldowns_from_other_processes_are_taken_in_and_ended(redis_url: str) -> None:
+    clock = Clock()
+    elsewhere = SharedCooldowns(redis_url, ["u0", "u1"], clock=clock)  # another process's view of Redis
+    shared = SharedCooldowns(redis_url, ["u0", "u1"], clock=clock)
+    events: list[tuple[str, bool]] = []
+    p = pool(1e6, 1.0, clock=clock, pool_kw={"shared": shared, "on_health": lambda n, ok: events.append((n, ok))})
+    try:
+        await elsewhere.publish("u0", 300)
+        await p.sync_health()
+        assert (names(p.plan("m")), events) == (["u1", "u0"], [("u0", False)])
+        await elsewhere.clear("u0")  # u0 answered over there
+        clock.now += 1.0  # (readings are reused for a second)
+        await p.sync_health()
+        assert (names(p.plan("m")), events) == (["u0", "u1"], [("u0", False), ("u0", True)])
+        p.failed(p.upstreams[0], UpstreamUnavailable("down"))  # here, and not in Redis: it stands
+        clock.now += 1.0
+        await p.sync_health()
+        assert names(p.plan("m")) == ["u1", "u0"]
+    finally:
+        await elsewhere.close()
+        await shared.close()

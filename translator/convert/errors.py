@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from translator.convert.tables import OPENAI_ERROR, OPENAI_ERROR_DEFAULT, OPENAI_STATUS
+from translator.convert.tables import OPENAI_ERROR, OPENAI_ERROR_DEFAULT, OPENAI_STATUS, OPENAI_TYPE_BY_CODE
 from translator.convert.wire import OpenAIError, OpenAIErrorResponse
 from translator.errors import TranslatorError, UpstreamStatusError
 
@@ -35,11 +35,15 @@ def openai_error_from_claude(
         oa_type, oa_code = OPENAI_ERROR[claude_type]
     else:
         oa_type, oa_code = OPENAI_ERROR_DEFAULT
+    if code in OPENAI_TYPE_BY_CODE:
+        oa_type = OPENAI_TYPE_BY_CODE[code]
     error: OpenAIError = {"message": message, "type": oa_type, "param": param, "code": code or oa_code}
     return {"error": error}
 
 
 def openai_status(err: TranslatorError) -> int:
+    if err.openai_status is not None:
+        return err.openai_status
     return OPENAI_STATUS.get(err.status, err.status)
 
 

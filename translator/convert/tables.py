@@ -83,6 +83,9 @@ OPENAI_ERROR: Final[dict[ClaudeErrorType, tuple[OpenAIErrorType, str | None]]] =
     "timeout_error": ("timeout_error", "timeout"),
 }
 OPENAI_ERROR_DEFAULT: Final[tuple[OpenAIErrorType, str | None]] = ("server_error", None)
+# Error codes whose OpenAI type is their own: an account out of credit is {"type": "insufficient_quota",
+# "code": "insufficient_quota"} with status 429, which OpenAI clients tell apart from a rate limit by these.
+OPENAI_TYPE_BY_CODE: Final[dict[str | None, OpenAIErrorType]] = {"insufficient_quota": "insufficient_quota"}
 
 # Claude error type -> the Responses error code of a failed response (ResponseErrorCode, a closed enum: only
 # rate limits and bad input have codes of their own, anything else is the server's).

@@ -52,6 +52,7 @@ OpenAIErrorType = Literal[
     "authentication_error",
     "permission_error",
     "rate_limit_error",
+    "insufficient_quota",
     "server_error",
     "timeout_error",
 ]

@@ -17,6 +17,7 @@ import hmac
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from translator.config import KeySettings
 from translator.errors import AuthenticationFailed, PermissionDenied
@@ -70,6 +71,10 @@ class ClientKey:
     rpm: int | None
     tpm: int | None
     concurrency: int | None
+    admin: bool = False  # may read /metrics and /v1/usage
+    budget_tokens: int | None = None
+    budget_usd: float | None = None
+    budget_period: Literal["day", "month"] = "month"
 
     @classmethod
     def from_settings(cls, settings: KeySettings) -> ClientKey:
@@ -80,6 +85,10 @@ class ClientKey:
             rpm=settings.rpm,
             tpm=settings.tpm,
             concurrency=settings.concurrency,
+            admin=settings.admin,
+            budget_tokens=settings.budget_tokens,
+            budget_usd=settings.budget_usd,
+            budget_period=settings.budget_period,
         )
 
     @property
@@ -91,6 +100,10 @@ class ClientKey:
     def has_limits(self) -> bool:
         """Whether any rate limit applies, so a limiter can skip keys without any."""
         return self.rpm is not None or self.tpm is not None or self.concurrency is not None
+
+    @property
+    def has_budget(self) -> bool:
+        return self.budget_tokens is not None or self.budget_usd is not None
 
     def allows(self, model: str) -> bool:
         """Exact names first (so ``[`` in a real name is not read as a glob), then case-sensitive globs."""
@@ -148,6 +161,14 @@ class KeyRing:
         """Raise ``PermissionDenied`` unless the key may use the model (anonymous callers may use any)."""
         if key is not None and not key.allows(model):
             raise PermissionDenied(f"key '{key.name}' may not use model '{model}'")
+
+    def require_admin(self, presented: Sequence[str]) -> None:
+        """For ``/metrics`` and ``/v1/usage``, which show every key's name and traffic: open when the proxy is
+        open (no keys), else an admin key (``AuthenticationFailed`` without a key of ours, ``PermissionDenied``
+        with one that is not an admin's)."""
+        key = self.authenticate(presented)
+        if key is not None and not key.admin:
+            raise PermissionDenied(f"key '{key.name}' is not an admin key ([[keys]] admin = true)")
 
 
 def _check_unique(keys: Sequence[ClientKey]) -> None:

@@ -5,6 +5,7 @@ each count on their own, and re-creating an app never hits "Duplicated timeserie
 prometheus_client's own ``Counter``, ``Histogram`` and ``Gauge``, with no collector of ours, so that its
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) can serve them when several worker processes share a port.
 
+The ``key`` label is a configured key's name (or "-" on an open proxy): its values are bounded by the config.
 The ``model`` label comes from clients, so it is capped: after ``max_models`` distinct values, new ones are
 counted as "other". Without a cap, a client cycling random model names would grow every series without bound.
 """
@@ -16,8 +17,17 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from translator.gateway.usage import Counts
+
 TOKEN_KINDS = frozenset({"input", "output", "cache_read", "cache_creation"})
-LIMITS = frozenset({"requests", "tokens", "concurrency"})
+LIMITS = frozenset({"requests", "tokens", "concurrency", "budget"})
+# A request's counts by key (translator.gateway.usage.Counts's token fields) -> the kind label.
+KEY_TOKEN_KINDS = {
+    "input_tokens": "input",
+    "output_tokens": "output",
+    "cache_read_input_tokens": "cache_read",
+    "cache_creation_input_tokens": "cache_creation",
+}
 OTHER = "other"
 # The classic text format every scraper reads. Pinned rather than prometheus_client's CONTENT_TYPE_LATEST, which
 # newer releases moved to version=1.0.0; with plain ASCII metric names the bytes are the same either way.
@@ -43,6 +53,18 @@ class _CappedLabel:
             return OTHER
         self._seen.add(value)
         return value
+
+
+class _RedisMetrics:
+    """Redis outages (only with redis.url set; see gateway/redis_health.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge("translator_redis_up", "1 while Redis answers, 0 during an outage", registry=registry)
+        self.outages = Counter("translator_redis_outages_total", "Redis outages begun", registry=registry)
+        self.errors = Counter(
+            "translator_redis_errors_total", "Redis calls that failed, or were not tried during an outage",
+            ["component"], registry=registry,
+        )
 
 
 class Metrics:
@@ -76,6 +98,16 @@ class Metrics:
         self._rate_limited = Counter(
             "translator_rate_limited_total", "Requests refused by a key's own limits", ["key", "limit"], registry=r
         )
+        self._redis: _RedisMetrics | None = None  # registered on first use: only where Redis is configured
+        self._key_requests = Counter(
+            "translator_key_requests_total", "Requests admitted, by client key", ["key"], registry=r
+        )
+        self._key_tokens = Counter(
+            "translator_key_tokens_total", "Tokens used, by client key", ["key", "kind"], registry=r
+        )
+        self._key_cost = Counter(
+            "translator_key_cost_usd_total", "Cost in USD by the price table, by client key", ["key"], registry=r
+        )
 
     def observe_request(
         self, route: str, model: str, upstream: str, status: int, latency_s: float, ttft_s: float | None
@@ -99,14 +131,42 @@ class Metrics:
             if n > 0:
                 self._tokens.labels(route, model, kind).inc(n)
 
+    def add_key_usage(self, key: str, counts: Counts) -> None:
+        """One admitted request of a key (a configured key's name, or "-"), with what it used."""
+        self._key_requests.labels(key).inc()
+        for field, kind in KEY_TOKEN_KINDS.items():
+            n = getattr(counts, field)
+            if n > 0:
+                self._key_tokens.labels(key, kind).inc(n)
+        if counts.cost_usd > 0:
+            self._key_cost.labels(key).inc(counts.cost_usd)
+
     def set_upstream_health(self, upstream: str, healthy: bool) -> None:
         self.upstream_healthy.labels(upstream).set(1 if healthy else 0)
 
     def rate_limited(self, key_name: str, limit: str) -> None:
-        """One refusal; ``limit`` is requests, tokens, or concurrency (``RateLimitExceeded.limit``)."""
+        """One refusal; ``limit`` is requests, tokens, or concurrency (``RateLimitExceeded.limit``), or budget."""
         if limit not in LIMITS:
             raise ValueError(f"unknown limit {limit!r}; expected one of {sorted(LIMITS)}")
         self._rate_limited.labels(key_name, limit).inc()
+
+    def redis_state(self, up: bool) -> None:
+        """Redis answered (``translator_redis_up`` 1), or an outage began (0, and counted)."""
+        redis = self._redis_metrics()
+        redis.up.set(1 if up else 0)
+        if not up:
+            redis.outages.inc()
+
+    def redis_error(self, component: str) -> None:
+        """One Redis call that failed or was skipped: ratelimit, sticky, responses, upstream_health, ping."""
+        self._redis_metrics().errors.labels(component).inc()
+
+    def _redis_metrics(self) -> _RedisMetrics:
+        # (a label-less gauge is exposed from the moment it exists: translator_redis_up 0 on a proxy with no Redis
+        # would read as an outage)
+        if self._redis is None:
+            self._redis = _RedisMetrics(self.registry)
+        return self._redis
 
     def upstream_attempt(self, upstream: str, outcome: str) -> None:
         self._attempts.labels(upstream, outcome).inc()

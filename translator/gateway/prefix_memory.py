@@ -6,8 +6,8 @@ each request's prefix keys (hashes, never the text) are checked and recorded her
 upstream keeps a cache entry (the cache TTL, refreshed on every sighting as a cache hit refreshes it).
 
 In process memory, bounded; or in Redis with ``[redis] url``, so that every replica sees what the others
-saw. Like stickiness, it is advice: when Redis fails a prefix counts as unseen (and is logged), which costs
-a cache write not made, never a wrong answer.
+saw. Like stickiness, it is advice: while Redis is down a prefix counts as unseen (``redis_health`` logs the
+outage once), which costs a cache write not made, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from translator.log import log
+from translator.config import RedisSettings
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 
 
 class PrefixMemory(Protocol):
@@ -71,31 +71,40 @@ class MemoryPrefixMemory:
 
 class RedisPrefixMemory:
     """Keys in Redis with native expiry, shared by every replica: one round trip a request (``SET ... GET``
-    for each key, pipelined), answering whether the key was there and recording it at once."""
+    for each key, pipelined), answering whether the key was there and recording it at once. Its calls go
+    through the process's ``RedisHealth`` (component ``prefix_memory``): while Redis is down, every prefix is
+    unseen at once, without waiting on Redis."""
 
-    def __init__(self, url: str, *, prefix: str = "translator:prefix:", timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "translator:prefix:", timeout: float = 2.0, health: RedisHealth | None = None
+    ) -> None:
         self._prefix = prefix
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
+        self._health = health or RedisHealth()
 
     async def seen(self, keys: Sequence[str], ttl: float) -> list[bool]:
         if not keys:
             return []
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.set(self._prefix + key, b"1", px=max(1, round(ttl * 1000)), get=True)
-                previous = await pipe.execute()
-        except RedisError as exc:
-            log.warning("prefix memory unavailable", error=exc.__class__.__name__)
+            previous = await self._health.call("prefix_memory", lambda: self._set_all(keys, ttl))
+        except RedisDown:
             return [False] * len(keys)
         return [value is not None for value in previous]
+
+    async def _set_all(self, keys: Sequence[str], ttl: float) -> list[object]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(self._prefix + key, b"1", px=max(1, round(ttl * 1000)), get=True)
+            return list(await pipe.execute())
 
     async def close(self) -> None:
         await self._redis.aclose()
 
 
-def make_prefix_memory(redis_url: str, max_entries: int = 100_000) -> PrefixMemory:
+def make_prefix_memory(
+    settings: RedisSettings, max_entries: int = 100_000, health: RedisHealth | None = None
+) -> PrefixMemory:
     """Redis when a URL is configured (shared by all replicas), else process memory of ``max_entries``."""
-    if redis_url:
-        return RedisPrefixMemory(redis_url)
+    if settings.url:
+        return RedisPrefixMemory(settings.url, timeout=settings.timeout_seconds, health=health)
     return MemoryPrefixMemory(max_entries=max_entries)

@@ -17,7 +17,10 @@ A refused request consumes nothing. When several limits refuse at once, Retry-Af
 (retrying sooner would only be refused again) and the message names that limit.
 
 ``MemoryRateLimiter`` keeps the log in process memory (one process); ``RedisRateLimiter`` keeps it in Redis,
-shared by every worker and host, checked and updated atomically by one Lua script per call.
+shared by every worker and host, checked and updated atomically by one Lua script per call. While Redis does not
+answer, ``redis.on_error`` decides: "allow" lets requests through unmetered (their tokens are not recorded),
+"deny" refuses them with ``LimiterUnavailable`` (503, Retry-After). See ``redis_health`` for how an outage is
+noticed, logged once and counted.
 """
 
 from __future__ import annotations
@@ -32,12 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from translator.config import RedisSettings
-from translator.errors import RateLimited, TranslatorError
+from translator.errors import ProxyOverloaded, RateLimited
 from translator.gateway.keys import ClientKey
-from translator.log import log
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 
 WINDOW = 60.0  # seconds: every limit here is "per minute"
 LEASE_TTL = 3600.0  # a lease older than this is presumed leaked; longer than any upstream call may take
@@ -53,10 +55,10 @@ class RateLimitExceeded(RateLimited):
         self.limit = limit
 
 
-class LimiterUnavailable(TranslatorError):
-    """The shared limit store (Redis) did not answer. Requests are refused rather than let through unmetered."""
+class LimiterUnavailable(ProxyOverloaded):
+    """The shared limit store (Redis) did not answer and ``redis.on_error`` is "deny": the request is refused
+    (503, with the Retry-After every ``ProxyOverloaded`` carries) rather than let through unmetered."""
 
-    status = 503
     claude_type = "api_error"
 
 
@@ -68,6 +70,7 @@ class Lease:
     id: str
     headers: dict[str, str] = field(default_factory=dict)  # the x-ratelimit-* state when it was admitted
     released: bool = False
+    unmetered: bool = False  # let through while the limit store was down ("allow"): nothing to release
 
 
 class RateLimiter(Protocol):
@@ -324,11 +327,11 @@ return {requests, oldest_request, tokens, oldest_tokens, free_at, in_flight}
 """
 
 # KEYS: tokens zset, token total, leases zset.  ARGV: now, lease id, tokens (0 = none to record), window ms
+# Idempotent, so a release sent again after a timeout (which may have run after all) counts its tokens once.
 _RELEASE = """
 local now, id, tokens, window_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREM', KEYS[3], id)
-if tokens > 0 then
-  redis.call('ZADD', KEYS[1], now, id .. ':' .. tokens)
+if tokens > 0 and redis.call('ZADD', KEYS[1], now, id .. ':' .. tokens) == 1 then
   if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('INCRBY', KEYS[2], tokens)
   else
@@ -351,7 +354,11 @@ class RedisRateLimiter:
     Every call is one Lua script (atomic in Redis). All keys carry TTLs refreshed on write: the logs live one
     window past their last entry, the leases ``lease_ttl`` past the last admission, so idle keys vanish.
     Timestamps come from ``clock`` (wall time by default, so hosts agree to within their NTP skew).
-    If Redis does not answer, ``acquire`` raises ``LimiterUnavailable`` (503): fail closed, never unmetered.
+    If Redis does not answer, ``acquire`` follows ``on_error``: "allow" admits the request unmetered, "deny"
+    raises ``LimiterUnavailable`` (503). A release that fails is kept and sent again by the first ``acquire``
+    after Redis answers again, so a short outage does not hold a key's concurrency slots for ``lease_ttl``
+    (only releases of leases taken before the outage can fail: that many at most). ``health`` is the outage
+    view shared with the app's other Redis users.
     """
 
     def __init__(
@@ -362,14 +369,19 @@ class RedisRateLimiter:
         lease_ttl: float = LEASE_TTL,
         prefix: str = "translator:rl",
         timeout: float = 5.0,
+        on_error: str = "allow",
+        health: RedisHealth | None = None,
     ) -> None:
         self._clock = clock
         self._lease_ttl = lease_ttl
         self._prefix = prefix
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._on_error = on_error
+        self._health = health or RedisHealth(on_error=on_error)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._release = self._redis.register_script(_RELEASE)
         self._pending: set[asyncio.Task[None]] = set()
+        self._unsent: list[tuple[list[str], list[str | int]]] = []  # releases that failed: (keys, args)
 
     async def acquire(self, key: ClientKey) -> Lease:
         if not key.has_limits:
@@ -380,20 +392,27 @@ class RedisRateLimiter:
             repr(now), repr(now - WINDOW), key.rpm or 0, key.tpm or 0, key.concurrency or 0,
             lease_id, repr(now + self._lease_ttl), _ms(WINDOW), _ms(self._lease_ttl),
         ]
+        await self._resend_releases()
         try:
-            reply = await self._acquire(keys=self._keys(key), args=args)
-        except RedisError as exc:
-            raise LimiterUnavailable(f"rate limit store unavailable: {exc.__class__.__name__}") from exc
+            reply = await self._health.call("ratelimit", lambda: self._acquire(keys=self._keys(key), args=args))
+        except RedisDown:
+            return self._without_store(key, lease_id)
         usage = _usage_from_reply(now, reply)
         error = refusal(key, usage)
         if error is not None:
             raise error
         return Lease(key=key, id=lease_id, headers=usage_headers(key, usage, admitted=True))
 
+    def _without_store(self, key: ClientKey, lease_id: str) -> Lease:
+        """Redis is down: refuse ("deny") or admit without limits ("allow")."""
+        if self._on_error == "deny":
+            raise LimiterUnavailable("rate limits cannot be checked: the rate limit store is unavailable")
+        return Lease(key=key, id=lease_id, unmetered=True)
+
     async def release(self, lease: Lease, tokens: int) -> None:
-        """Shielded, so a handler cancelled by a departing client still frees its slot; errors are logged only,
-        since the request has already been served (an unfreed slot expires after ``lease_ttl``)."""
-        if lease.released:
+        """Shielded, so a handler cancelled by a departing client still frees its slot. A failure is not
+        raised (the request has already been served): the release is kept and sent again once Redis answers."""
+        if lease.released or lease.unmetered:
             return
         lease.released = True
         recorded = tokens if lease.key.tpm is not None and tokens > 0 else 0
@@ -407,10 +426,27 @@ class RedisRateLimiter:
     async def _send_release(self, lease: Lease, recorded: int) -> None:
         _, tokens_key, total_key, leases_key = self._keys(lease.key)
         args: list[str | int] = [repr(self._clock()), lease.id, recorded, _ms(WINDOW)]
+        await self._release_or_keep([tokens_key, total_key, leases_key], args)
+
+    async def _release_or_keep(self, keys: list[str], args: list[str | int]) -> bool:
+        """Whether the release reached Redis; if not, it is kept to be sent again."""
         try:
-            await self._release(keys=[tokens_key, total_key, leases_key], args=args)
-        except RedisError as exc:
-            log.warning("rate limit release failed", key=lease.key.name, error=exc.__class__.__name__)
+            await self._health.call("ratelimit", lambda: self._release(keys=keys, args=args))
+        except RedisDown:
+            self._unsent.append((keys, args))
+            return False
+        return True
+
+    async def _resend_releases(self) -> None:
+        """The releases that failed, sent again unless Redis is down with no retry due (each would only be
+        skipped); the first that fails keeps the rest for later."""
+        if not self._unsent or self._health.waiting():
+            return
+        unsent, self._unsent = self._unsent, []  # (taken whole: a concurrent acquire does not send them twice)
+        for i, (keys, args) in enumerate(unsent):
+            if not await self._release_or_keep(keys, args):
+                self._unsent.extend(unsent[i + 1:])
+                return
 
     def headers(self, lease: Lease) -> dict[str, str]:
         return dict(lease.headers)
@@ -448,8 +484,9 @@ def _score(value: bytes | str) -> float | None:
     return float(text) if text else None
 
 
-def make_rate_limiter(settings: RedisSettings) -> RateLimiter:
+def make_rate_limiter(settings: RedisSettings, health: RedisHealth | None = None) -> RateLimiter:
     """Redis when a URL is configured (limits shared by all workers), else process memory."""
     if settings.url:
-        return RedisRateLimiter(settings.url)
+        return RedisRateLimiter(settings.url, timeout=settings.timeout_seconds, on_error=settings.on_error,
+                                health=health)
     return MemoryRateLimiter()

@@ -6,12 +6,15 @@ request's own input items and the response itself (whose ``output`` items the ne
 It belongs to the client key that made it: another key is told it does not exist. Entries expire after a TTL;
 in memory they are also bounded in total size (oldest dropped first), in Redis shared by every worker.
 
-Unlike stickiness, losing an entry changes an answer: a store that cannot be read raises
-``StoreUnavailable`` (503) rather than answering as if there were no history.
+Unlike stickiness, losing an entry changes an answer: while Redis is down, reading or deleting raises
+``StoreUnavailable`` (503, in the Responses shape, with Retry-After) rather than answering as if there were no
+history, whatever ``redis.on_error`` says; storing is skipped (the answer has gone out). The outage is logged
+once and counted (``redis_health``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -20,9 +23,10 @@ from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from translator.config import RedisSettings
 from translator.errors import ProxyOverloaded
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 from translator.log import log
 
 
@@ -113,39 +117,54 @@ class MemoryResponseStore:
         return entry is not None
 
 
+_UNAVAILABLE = "the response store is unavailable; try again shortly"
+
+
 class RedisResponseStore:
     """Entries in Redis with native expiry, shared by every worker."""
 
-    def __init__(self, url: str, ttl: float, *, prefix: str = "translator:response:", timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        ttl: float,
+        *,
+        prefix: str = "translator:response:",
+        timeout: float = 2.0,
+        health: RedisHealth | None = None,
+    ) -> None:
         self._ttl_ms = max(1, round(ttl * 1000))
         self._prefix = prefix
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
+        self._health = health or RedisHealth()
 
     async def get(self, response_id: str) -> StoredResponse | None:
         try:
-            data = await self._redis.get(self._prefix + response_id)
-        except RedisError as exc:
-            raise StoreUnavailable(f"the response store is unavailable ({exc.__class__.__name__})") from exc
+            data = await self._health.call("responses", lambda: self._redis.get(self._prefix + response_id))
+        except RedisDown as exc:
+            raise StoreUnavailable(_UNAVAILABLE) from exc
         return None if data is None else StoredResponse.loads(data if isinstance(data, bytes) else data.encode())
 
     async def put(self, response_id: str, stored: StoredResponse) -> None:
-        try:
-            await self._redis.set(self._prefix + response_id, stored.dumps(), px=self._ttl_ms)
-        except RedisError as exc:  # the answer has gone out: it stays unstored, and later turns are told so
-            log.warning("response store unavailable", op="put", error=exc.__class__.__name__)
+        data = stored.dumps()
+        # (on failure the answer has gone out: it stays unstored, and a later turn is told it does not exist)
+        with contextlib.suppress(RedisDown):
+            await self._health.call("responses", lambda: self._redis.set(self._prefix + response_id, data,
+                                                                         px=self._ttl_ms))
 
     async def delete(self, response_id: str) -> bool:
         try:
-            return bool(await self._redis.delete(self._prefix + response_id))
-        except RedisError as exc:
-            raise StoreUnavailable(f"the response store is unavailable ({exc.__class__.__name__})") from exc
+            return bool(await self._health.call("responses", lambda: self._redis.delete(self._prefix + response_id)))
+        except RedisDown as exc:
+            raise StoreUnavailable(_UNAVAILABLE) from exc
 
     async def close(self) -> None:
         await self._redis.aclose()
 
 
-def make_response_store(redis_url: str, ttl: float, max_bytes: int) -> ResponseStore:
+def make_response_store(
+    redis: RedisSettings, ttl: float, max_bytes: int, health: RedisHealth | None = None
+) -> ResponseStore:
     """Redis when a URL is configured (shared by all workers), else process memory."""
-    if redis_url:
-        return RedisResponseStore(redis_url, ttl)
+    if redis.url:
+        return RedisResponseStore(redis.url, ttl, timeout=redis.timeout_seconds, health=health)
     return MemoryResponseStore(ttl, max_bytes)

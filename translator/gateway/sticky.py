@@ -2,12 +2,13 @@
 
 Claude's prompt cache lives with an upstream (account, region), so sending a conversation's later turns to the
 same upstream keeps its cache warm. The mapping is advisory: losing it costs a cache miss, never a wrong answer.
-That is why ``RedisStickyStore`` degrades to "no stickiness" (logs and returns None) when Redis fails, where the
-rate limiter refuses instead.
+That is why ``RedisStickyStore`` degrades to "no stickiness" (``get`` returns None, ``set`` does nothing) while
+Redis is down, whatever ``redis.on_error`` says; the outage is logged once and counted (``redis_health``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
@@ -15,10 +16,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from translator.config import RedisSettings
-from translator.log import log
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 
 
 class StickyStore(Protocol):
@@ -88,28 +88,29 @@ class RedisStickyStore:
     """Sessions in Redis with native expiry, shared by every worker. Session ids are hashed into the key name,
     so arbitrary client-chosen strings cannot make huge keys or collide with other prefixes."""
 
-    def __init__(self, url: str, *, prefix: str = "translator:sticky:", timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "translator:sticky:", timeout: float = 2.0, health: RedisHealth | None = None
+    ) -> None:
         self._prefix = prefix
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
+        self._health = health or RedisHealth()
 
     async def get(self, session: str) -> str | None:
         try:
-            value = await self._redis.get(self._key(session))
-        except RedisError as exc:
-            log.warning("sticky store unavailable", op="get", error=exc.__class__.__name__)
+            value = await self._health.call("sticky", lambda: self._redis.get(self._key(session)))
+        except RedisDown:
             return None
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
     async def set(self, session: str, upstream: str, ttl: float) -> None:
-        try:
+        key = self._key(session)
+        with contextlib.suppress(RedisDown):
             if ttl <= 0:
-                await self._redis.delete(self._key(session))
+                await self._health.call("sticky", lambda: self._redis.delete(key))
             else:
-                await self._redis.set(self._key(session), upstream, px=max(1, round(ttl * 1000)))
-        except RedisError as exc:
-            log.warning("sticky store unavailable", op="set", error=exc.__class__.__name__)
+                await self._health.call("sticky", lambda: self._redis.set(key, upstream, px=max(1, round(ttl * 1000))))
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -118,8 +119,8 @@ class RedisStickyStore:
         return self._prefix + hashlib.sha256(session.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def make_sticky_store(settings: RedisSettings) -> StickyStore:
+def make_sticky_store(settings: RedisSettings, health: RedisHealth | None = None) -> StickyStore:
     """Redis when a URL is configured (shared by all workers), else process memory."""
     if settings.url:
-        return RedisStickyStore(settings.url)
+        return RedisStickyStore(settings.url, timeout=settings.timeout_seconds, health=health)
     return MemoryStickyStore()

@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 from translator.convert.caching import TTL_SECONDS, cache_ttl, has_breakpoints, measure, place_breakpoints
 from translator.gateway.prefix_memory import PrefixMemory, make_prefix_memory
 from translator.profiles import ModelProfile, cache_min_tokens, caching_on, takes_ttl_1h
-from translator.server.state import SETTINGS
+from translator.server.state import REDIS, SETTINGS
 
 PREFIX_MEMORY: web.AppKey[PrefixMemory] = web.AppKey("prefix_memory")
 # The 1-hour TTL is honoured only with this beta (without it Claude keeps 5 minutes, or refuses the ttl).
@@ -70,7 +70,8 @@ async def cache_prompt(
 async def prefix_memory_ctx(app: web.Application) -> AsyncIterator[None]:
     """The memory of recent prefixes, opened and closed with the app (in Redis with ``[redis] url``)."""
     settings = app[SETTINGS]
-    memory = make_prefix_memory(settings.redis.url, settings.caching.max_prefixes)
+    redis = app.get(REDIS)  # the process's view of Redis outages, when redis.url is set
+    memory = make_prefix_memory(settings.redis, settings.caching.max_prefixes, redis.health if redis else None)
     app[PREFIX_MEMORY] = memory
     try:
         yield

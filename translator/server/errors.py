@@ -10,6 +10,7 @@ from aiohttp import web
 from translator.convert import claude_error_body, openai_error_body, openai_status
 from translator.errors import (
     BodyTooLarge,
+    BudgetExceeded,
     ClientTooSlow,
     HeadersTooLarge,
     InvalidRequest,
@@ -47,6 +48,8 @@ def _error_headers(err: TranslatorError, claude: bool) -> dict[str, str]:
     headers: dict[str, str] = {}
     if isinstance(err, ProxyOverloaded):
         headers["Retry-After"] = "1"
+    if isinstance(err, BudgetExceeded):  # (on the OpenAI route a 429: without this the openai SDKs would retry)
+        headers["x-should-retry"] = "false"
     if isinstance(err, RateLimited):
         headers.update(err.headers)
         headers.setdefault("Retry-After", str(int(err.retry_after)))

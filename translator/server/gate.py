@@ -1,10 +1,11 @@
-"""Admission for the API routes: client key (401), model permission (403), per-key rate limits (429), and the
-prologue every API route starts with (``admit``).
+"""Admission for the API routes: client key (401), model permission (403), budgets, per-key rate limits
+(429), and the prologue every API route starts with (``admit``).
 
 ``admit`` authenticates before the body is read (a caller without a key learns nothing and costs no
-parsing), reads the JSON body, requires and resolves the model, authorizes the key for it, holds a
-rate-limit lease (released with the tokens the request used, read from its context) and names the
-conversation for stickiness. Keys are never logged: the log line carries the key's name.
+parsing), reads the JSON body, requires and resolves the model, authorizes the key for it, checks its
+budget and records what the request used when it ends (``translator.server.spend``), holds a rate-limit
+lease (released with the tokens the request used, read from its context) and names the conversation for
+stickiness. Keys are never logged: the log line carries the key's name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from translator.gateway.ratelimit import RateLimitExceeded
 from translator.profiles import ModelProfile
 from translator.server.common import read_json_object, require_model
 from translator.server.context import CONTEXT, RequestContext, Route
+from translator.server.spend import check_budget, recorded
 from translator.server.state import KEYRING, LIMITER, METRICS, RESOLVE, SETTINGS
 from translator.server.tokens import tokens_used
 
@@ -55,7 +57,7 @@ async def admit(
     asked = require_model(body)
     model, profile = request.app[RESOLVE](asked)
     ctx.model, ctx.upstream_model = asked, model
-    async with admitted(request, key, asked, model):  # keys and limits before any work for the caller
+    async with admitted(request, key, asked, model), recorded(request, key):  # before any work for the caller
         admission = Admission(ctx, body, raw, asked, model, profile, session_key(request, session_from(body)))
         del body, raw  # held by the admission alone, which the route may empty
         yield admission
@@ -76,10 +78,12 @@ def authenticate(request: web.Request) -> ClientKey | None:
 
 @asynccontextmanager
 async def admitted(request: web.Request, key: ClientKey | None, asked: str, model: str) -> AsyncIterator[None]:
-    """Authorize the key for the model (the name asked, or the upstream id it resolves to), and hold a
-    rate-limit lease, if the key has limits, until the request ends: released with the tokens it used."""
+    """Authorize the key for the model (the name asked, or the upstream id it resolves to), check its budget,
+    and hold a rate-limit lease, if the key has limits, until the request ends: released with the tokens it
+    used."""
     if key is not None and not key.allows(asked):
         request.app[KEYRING].authorize(key, model)
+    await check_budget(request, key)
     if key is None or not key.has_limits:
         yield
         return

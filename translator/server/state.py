@@ -12,8 +12,11 @@ from aiohttp import web
 from translator.config import Settings
 from translator.gateway.keys import KeyRing
 from translator.gateway.metrics import Metrics
+from translator.gateway.prices import PriceTable
 from translator.gateway.ratelimit import RateLimiter
+from translator.gateway.redis_health import RedisBackend
 from translator.gateway.response_store import ResponseStore
+from translator.gateway.usage import UsageStore
 from translator.profiles import ModelProfile
 from translator.router import UpstreamPool
 
@@ -28,3 +31,6 @@ INFLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("inflight")  # the tas
 IMAGE_SESSION = web.AppKey("image_session", aiohttp.ClientSession)  # only with images.fetch
 CLOSING = web.AppKey("closing", asyncio.Event)  # set once the listener closed: new API requests get 503
 RESPONSE_STORE: web.AppKey[ResponseStore] = web.AppKey("response_store")  # stored Responses API answers
+REDIS = web.AppKey("redis", RedisBackend)  # only with redis.url: the Redis outage view, and its readiness
+USAGE: web.AppKey[UsageStore] = web.AppKey("usage")  # usage per key, model and day (translator.gateway.usage)
+PRICES = web.AppKey("prices", PriceTable)  # what a request cost (translator.gateway.prices)

@@ -1,0 +1,53 @@
+"""A request's spend: its key's budget checked at admission, and what it used recorded when it ends.
+
+``gate.admit`` calls both: ``check_budget`` before the rate-limit lease (a refused request costs nothing),
+``recorded`` around the route's work, so every admitted request is counted, with the usage its context holds
+when it ends (a stream cut short, or a client gone, included). The rules are the gateway's
+(``translator.gateway.budgets``, ``usage``, ``prices``); this module only reads the request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+from aiohttp import web
+
+from translator.gateway.budgets import budget_refusal
+from translator.gateway.keys import ClientKey
+from translator.gateway.usage import NO_KEY, Counts
+from translator.server.context import CONTEXT
+from translator.server.state import METRICS, PRICES, USAGE
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def check_budget(request: web.Request, key: ClientKey | None) -> None:
+    """Refuse the key (``BudgetExceeded``) when it used its budget up for this UTC day or month."""
+    if key is None or not key.has_budget:
+        return
+    now = utc_now()
+    spent = await request.app[USAGE].spent(key.name, key.budget_period, now)
+    refusal = budget_refusal(key, spent, now)
+    if refusal is not None:
+        request.app[METRICS].rate_limited(key.name, "budget")
+        raise refusal
+
+
+@asynccontextmanager
+async def recorded(request: web.Request, key: ClientKey | None) -> AsyncIterator[None]:
+    """Record the request, with what it used and cost, however it ends."""
+    try:
+        yield
+    finally:
+        ctx = request[CONTEXT]
+        model = ctx.upstream_model or ctx.model or ""
+        cost = request.app[PRICES].cost(model, ctx.usage)
+        counts = replace(Counts.from_claude(ctx.usage), requests=1, cost_usd=cost)
+        name = key.name if key is not None else NO_KEY
+        request.app[METRICS].add_key_usage(name, counts)
+        await request.app[USAGE].record(name, model, counts, utc_now())
