@@ -1,10 +1,11 @@
 """``POST /v1/messages`` and ``/v1/messages/count_tokens``: the Claude shape, relayed.
 
 Fidelity first: the body goes upstream as the client's bytes (re-encoded only when a model alias
-rewrites ``model``), and the answer comes back as the upstream's bytes, event by event for streams. The
-route still reads the events it needs for its log (usage, stop reason, errors), and a stream that ends
-without ``message_stop`` gets an ``event: error`` so the SDK reports it instead of a clean end (a cut half
-event is dropped first, or the two would merge into one broken event).
+rewrites ``model``, or when ``[caching] claude_route`` places prompt cache breakpoints), and the answer
+comes back as the upstream's bytes, event by event for streams. The route still reads the events it needs
+for its log (usage, stop reason, errors), and a stream that ends without ``message_stop`` gets an
+``event: error`` so the SDK reports it instead of a clean end (a cut half event is dropped first, or the
+two would merge into one broken event).
 
 Like the OpenAI route, a request passes the gateway (client key, model permission, rate limits) and goes
 through the upstream pool (failover before the first content event, stickiness by conversation).
