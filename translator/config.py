@@ -201,6 +201,11 @@ class ProfileSettings(_Frozen):
     # output_config.effort (the 4.6 models and later, where budgets are deprecated or refused)
     thinking_mode: Literal["budget", "adaptive"] | None = None
     max_output_tokens: int | None = Field(None, ge=1)  # the model's output limit: max_tokens is capped to it
+    # Automatic prompt caching ([caching]): false turns it off for these models; the minimum cacheable prompt
+    # in tokens; whether the model takes the 1-hour cache TTL. Unset: the family's (translator.profiles).
+    prompt_caching: bool | None = None
+    cache_min_tokens: int | None = Field(None, ge=1)
+    cache_ttl_1h: bool | None = None
 
 
 class ModelSettings(_Frozen):
@@ -209,6 +214,16 @@ class ModelSettings(_Frozen):
     aliases: dict[str, str] = {}
     # Glob pattern -> settings; the first matching pattern (in file order, then built-ins) wins.
     profiles: dict[str, ProfileSettings] = {}
+
+
+class CachingSettings(_Frozen):
+    # Place Claude's cache_control breakpoints for OpenAI-shape clients (chat and Responses routes), which
+    # set none: see translator.convert.caching. A models.profiles entry can turn it off per model.
+    auto: bool = True
+    # The same on the Claude route, for requests that carry no cache_control (Claude clients such as Claude
+    # Code place their own, so it is off by default).
+    claude_route: bool = False
+    max_prefixes: int = Field(100_000, ge=1)  # in memory: the recent prefixes' hashes kept at most
 
 
 class Settings(_Frozen):
@@ -222,6 +237,7 @@ class Settings(_Frozen):
     redis: RedisSettings = RedisSettings()
     responses: ResponsesSettings = ResponsesSettings()
     prices: list[PriceSettings] = []  # USD per million tokens, by model glob; before the built-in table
+    caching: CachingSettings = CachingSettings()
     demo: bool = False
 
     @model_validator(mode="before")

@@ -4,6 +4,7 @@ shapes a request by it), so that neither imports the other."""
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,11 @@ class ModelProfile:
     # models) or "adaptive" (thinking.type adaptive with output_config.effort, 4.6 and later).
     thinking_mode: ThinkingMode = "budget"
     max_output_tokens: int | None = None  # the model's output limit: max_tokens never goes above it
+    # Automatic prompt caching (translator.convert.caching): off for the model (false), its minimum cacheable
+    # prompt in tokens, whether it takes the 1-hour cache TTL. None: the family's, from the tables below.
+    prompt_caching: bool | None = None
+    cache_min_tokens: int | None = None
+    cache_ttl_1h: bool | None = None
 
 
 def _profile(max_tokens: int, structured: bool, thinking: bool, mode: ThinkingMode, output: int) -> ModelProfile:
@@ -55,3 +61,37 @@ BUILTIN_PROFILES: dict[str, ModelProfile] = {
     # Anything else named claude-*: a newer family (adaptive thinking); the forced-tool JSON path is safe.
     "claude-*": ModelProfile(max_tokens=8192, structured_output=False, thinking=True, thinking_mode="adaptive"),
 }
+
+# The minimum cacheable prompt per model family, in tokens (Anthropic, "Prompt caching": "Cache
+# limitations"; where sources differ, the lower figure: a breakpoint on a shorter prefix is not cached and
+# costs nothing, one missed costs the discount). First match wins; anything else: 1,024.
+CACHE_MIN_TOKENS: dict[str, int] = {
+    "claude-3-7-sonnet*": 1024,
+    "claude-3-5-haiku*": 2048,
+    "claude-3-haiku*": 2048,
+    "claude-haiku-4-5*": 4096,
+    "claude-opus-4-5*": 4096,
+    "claude-opus-4-6*": 4096,
+    "claude-opus-4-7*": 2048,
+    "claude-opus-5*": 512,
+    "claude-fable-5*": 512,
+}
+# The 1-hour cache TTL is taken by the 4.x models and later; not by the claude-3 models.
+NO_CACHE_TTL_1H: tuple[str, ...] = ("claude-3-*",)
+
+
+def caching_on(profile: ModelProfile) -> bool:
+    return profile.prompt_caching is not False
+
+
+def cache_min_tokens(model: str, profile: ModelProfile) -> int:
+    """The model's minimum cacheable prompt: the profile's, else its family's, else 1,024."""
+    if profile.cache_min_tokens is not None:
+        return profile.cache_min_tokens
+    return next((n for pattern, n in CACHE_MIN_TOKENS.items() if fnmatch.fnmatchcase(model, pattern)), 1024)
+
+
+def takes_ttl_1h(model: str, profile: ModelProfile) -> bool:
+    if profile.cache_ttl_1h is not None:
+        return profile.cache_ttl_1h
+    return not any(fnmatch.fnmatchcase(model, pattern) for pattern in NO_CACHE_TTL_1H)

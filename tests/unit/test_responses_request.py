@@ -590,7 +590,7 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
          "reasoning": {"effort": None, "context": "all_turns"}},
         NATIVE,
         done(claude(), ignored=[
-            "client_metadata", "frequency_penalty", "metadata", "n", "prompt_cache_key", "service_tier", "stop",
+            "client_metadata", "frequency_penalty", "metadata", "n", "service_tier", "stop",
             "top_logprobs", "truncation", "reasoning.context", "include message.output_text.logprobs",
         ]),
     ),
@@ -727,7 +727,7 @@ def _codex_expected(req: JSONObject, messages: list[JSONObject]) -> ConvertedReq
             "stream": True,
         },
         stream=True,
-        ignored=["client_metadata", "prompt_cache_key"],
+        ignored=["client_metadata"],  # (prompt_cache_key is mapped: stickiness)
         tool_namespaces={name: ("multi_agent_v1", name)
                          for name in ("close_agent", "resume_agent", "send_input", "spawn_agent", "wait_agent")},
     )
@@ -758,7 +758,7 @@ def test_a_codex_request_is_never_refused_for_its_tools() -> None:
     req["tools"] = [*req["tools"], {"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}},
                     {"type": "local_shell"}, {"type": "image_generation"}, {"type": "tool_search"}]
     conv = convert_responses_request(req, model=MODEL, profile=SONNET_45)
-    assert conv.ignored == ["client_metadata", "prompt_cache_key", "tools[type=custom]", "tools[type=local_shell]",
+    assert conv.ignored == ["client_metadata", "tools[type=custom]", "tools[type=local_shell]",
                             "tools[type=image_generation]", "tools[type=tool_search]"]
     assert len(conv.body["tools"]) == 13
 
@@ -1196,4 +1196,4 @@ def test_any_request_converts_or_is_invalid(
 def test_a_valid_conversation_always_converts(req: dict[str, Any], profile: ModelProfile) -> None:
     conv = convert_responses_request(req, model=MODEL, profile=profile)
     _check(conv)
-    assert set(conv.ignored) <= {"prompt_cache_key", "tools[type=custom]"}
+    assert set(conv.ignored) <= {"tools[type=custom]"}

@@ -37,6 +37,8 @@ MAPPED: Final = frozenset(
         "response_format",
         "n",
         "web_search_options",
+        "prompt_cache_key",  # stickiness: the conversation keeps its upstream's prompt cache
+        "prompt_cache_retention",  # the TTL of automatic prompt caching's breakpoints (translator.convert.caching)
         # Only rejected when asking for something Claude cannot give; their harmless values are no-ops.
         "logprobs",
         "top_logprobs",
@@ -57,8 +59,6 @@ IGNORED: Final = frozenset(
         "service_tier",
         "prediction",
         "verbosity",
-        "prompt_cache_key",
-        "prompt_cache_retention",
         "prompt_cache_options",
         "safety_identifier",
         "moderation",

@@ -35,6 +35,8 @@ MAPPED: Final = frozenset(
         "previous_response_id",  # the route passes the stored items as history
         "store",  # the route's
         "include",  # reasoning.encrypted_content is always there; other values are listed
+        "prompt_cache_key",  # stickiness: the conversation keeps its upstream's prompt cache
+        "prompt_cache_retention",  # the TTL of automatic prompt caching's breakpoints (translator.convert.caching)
         # Only rejected, or listed, for values that ask for something Claude cannot give.
         "background",
         "conversation",
@@ -49,8 +51,6 @@ IGNORED: Final = frozenset(
     {
         "metadata",  # OpenAI's is a map of strings; Claude's metadata takes only user_id
         "service_tier",
-        "prompt_cache_key",
-        "prompt_cache_retention",
         "prompt_cache_options",
         "client_metadata",  # Codex's, not in the spec
         "max_tool_calls",

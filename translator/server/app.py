@@ -23,6 +23,7 @@ from translator.gateway.sticky import make_sticky_store
 from translator.gateway.usage import make_usage_store
 from translator.log import log
 from translator.server import claude_route, models_route, openai_route, responses_route, usage_route
+from translator.server.caching import prefix_memory_ctx
 from translator.server.images import image_session
 from translator.server.middleware import handle_requests
 from translator.server.runtime import RuntimeHolder, open_runtime, reloaded_settings
@@ -97,6 +98,7 @@ def create_app(settings: Settings, *, workers: int = 1) -> web.Application:
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_response_store_ctx)
     app.cleanup_ctx.append(_usage_ctx)
+    app.cleanup_ctx.append(prefix_memory_ctx)  # automatic prompt caching's memory of recent prefixes
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

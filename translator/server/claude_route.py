@@ -1,10 +1,11 @@
 """``POST /v1/messages`` and ``/v1/messages/count_tokens``: the Claude shape, relayed.
 
 Fidelity first: the body goes upstream as the client's bytes (re-encoded only when a model alias
-rewrites ``model``), and the answer comes back as the upstream's bytes, event by event for streams. The
-route still reads the events it needs for its log (usage, stop reason, errors), and a stream that ends
-without ``message_stop`` gets an ``event: error`` so the SDK reports it instead of a clean end (a cut half
-event is dropped first, or the two would merge into one broken event).
+rewrites ``model``, or when ``[caching] claude_route`` places prompt cache breakpoints), and the answer
+comes back as the upstream's bytes, event by event for streams. The route still reads the events it needs
+for its log (usage, stop reason, errors), and a stream that ends without ``message_stop`` gets an
+``event: error`` so the SDK reports it instead of a clean end (a cut half event is dropped first, or the
+two would merge into one broken event).
 
 Like the OpenAI route, a request passes the gateway (client key, model permission, rate limits) and goes
 through the upstream pool (failover before the first content event, stickiness by conversation).
@@ -13,6 +14,7 @@ through the upstream pool (failover before the first content event, stickiness b
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -20,9 +22,10 @@ from aiohttp import web
 
 from translator.errors import InvalidRequest, TranslatorError, UpstreamUnavailable
 from translator.router import UpstreamCall
-from translator.server.common import UnreadArray, json_head, json_object
+from translator.server.caching import cache_prompt
+from translator.server.common import UnreadArray, header_text, json_head, json_object
 from translator.server.gate import Admission, admit
-from translator.server.state import runtime
+from translator.server.state import SETTINGS, runtime
 from translator.server.streaming import relay
 from translator.sse import SSEEvent, encode_event
 from translator.upstream import UpstreamResponse
@@ -42,15 +45,26 @@ def _session_from(body: dict[str, Any]) -> object:
 
 
 async def _handle(request: web.Request, path: str, *, counting: bool) -> web.StreamResponse:
-    # The body goes upstream as sent: of it, only the top level is read (not its messages, tools or images).
-    async with admit(request, "claude", session_from=_session_from, parse=json_head) as admission:
+    # The body goes upstream as sent: of it, only the top level is read (not its messages, tools or images),
+    # unless [caching] claude_route may place breakpoints in its blocks.
+    parse = json_object if request.app[SETTINGS].caching.claude_route else json_head
+    async with admit(request, "claude", session_from=_session_from, parse=parse) as admission:
         streamed = not counting and admission.body.get("stream") is True
         admission.ctx.stream = admission.body.get("stream") is True
+        body = _validated(admission, need_max_tokens=not counting)
+        headers: Mapping[str, str] = request.headers
+        if not counting:  # [caching] claude_route: breakpoints for a request that carries none
+            cached = await cache_prompt(request, admission.body, model=admission.model, profile=admission.profile,
+                                        route="claude")
+            if cached.adjustments:
+                body = orjson.dumps({**admission.body, "model": admission.model})
+                headers = cached.headers(request.headers)
+                admission.ctx.extra_headers["x-translator-adjustments"] = header_text(cached.adjustments)
         call = UpstreamCall(
             "POST",
             f"{path}?{request.query_string}" if request.query_string else path,
-            _validated(admission, need_max_tokens=not counting),
-            request.headers,
+            body,
+            headers,
             model=admission.model,
             stream=streamed,
             session=admission.session,
@@ -75,7 +89,7 @@ async def _handle(request: web.Request, path: str, *, counting: bool) -> web.Str
 def _validated(admission: Admission, *, need_max_tokens: bool) -> bytes:
     """Check only what we must; return the bytes to send (the client's own unless an alias applies)."""
     body = admission.body
-    if not isinstance(body.get("messages"), UnreadArray):
+    if not isinstance(body.get("messages"), (UnreadArray, list)):
         raise InvalidRequest("messages: field required, an array of messages", param="messages")
     max_tokens = body.get("max_tokens")
     if need_max_tokens and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from translator.convert.stream import Chunk
 from translator.convert.usage import message_usage, sum_claude_usage
 from translator.errors import TranslatorError, UpstreamUnavailable
 from translator.router import UpstreamCall
+from translator.server.caching import cache_prompt
 from translator.server.common import policy_headers
 from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit
@@ -44,15 +45,19 @@ _T = TypeVar("_T")
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    async with admit(request, "openai", session_from=lambda body: body.get("user")) as admission:
+    async with admit(request, "openai", session_from=_session_from) as admission:
         settings = request.app[SETTINGS]
-        conv = convert_request(
-            admission.take_body(), model=admission.model, profile=admission.profile, strict=settings.server.strict
-        )
+        body = admission.take_body()
+        conv = convert_request(body, model=admission.model, profile=admission.profile, strict=settings.server.strict)
         if settings.images.fetch:
             await inline_images(conv.body, request.app[IMAGE_SESSION], settings.images)
+        cached = await cache_prompt(request, conv.body, model=admission.model, profile=admission.profile,
+                                    route="openai", retention=body.get("prompt_cache_retention"))
+        conv.adjustments += cached.adjustments
+        del body
         admission.ctx.stream, admission.ctx.n = conv.stream, conv.n
-        call = _call(request, admission, orjson.dumps(conv.body), stream=conv.stream)
+        call = _call(request, admission, orjson.dumps(conv.body), stream=conv.stream,
+                     headers=cached.headers(request.headers))
         conv.body.clear()  # a large body (images) is held once, as the bytes that go upstream
         headers = policy_headers(conv)
         if conv.stream:
@@ -60,12 +65,21 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return await _complete(request, call, conv, headers)
 
 
-def _call(request: web.Request, admission: Admission, body: bytes, *, stream: bool) -> UpstreamCall:
+def _session_from(body: dict[str, Any]) -> object:
+    """``prompt_cache_key`` names the conversation (stickiness keeps its upstream's prompt cache warm), else
+    the end user."""
+    key = body.get("prompt_cache_key")
+    return key if isinstance(key, str) and key else body.get("user")
+
+
+def _call(
+    request: web.Request, admission: Admission, body: bytes, *, stream: bool, headers: Mapping[str, str]
+) -> UpstreamCall:
     return UpstreamCall(
         "POST",
         MESSAGES,
         body,
-        request.headers,
+        headers,
         model=admission.model,
         stream=stream,
         session=admission.session,

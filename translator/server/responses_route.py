@@ -29,6 +29,7 @@ from translator.convert.usage import message_usage
 from translator.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from translator.gateway.response_store import StoredResponse
 from translator.router import UpstreamCall
+from translator.server.caching import cache_prompt
 from translator.server.common import policy_headers
 from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit, authenticate
@@ -54,9 +55,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         conv = _converted(request, admission, req, history)
         if request.app[SETTINGS].images.fetch:
             await inline_images(conv.body, request.app[IMAGE_SESSION], request.app[SETTINGS].images)
+        cached = await cache_prompt(request, conv.body, model=admission.model, profile=admission.profile,
+                                    route="openai", retention=req.get("prompt_cache_retention"))
+        conv.adjustments += cached.adjustments
         admission.ctx.stream = conv.stream
         turn = _Turn(request, admission, req, history, conv)
-        call = UpstreamCall("POST", "/v1/messages", orjson.dumps(conv.body), request.headers, model=admission.model,
+        headers = cached.headers(request.headers)
+        call = UpstreamCall("POST", "/v1/messages", orjson.dumps(conv.body), headers, model=admission.model,
                             stream=conv.stream, session=admission.session, forward_key=admission.ctx.forward_key)
         conv.body.clear()
         if conv.stream:

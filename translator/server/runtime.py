@@ -8,10 +8,11 @@ upstream connections, then swaps it in, in one step: a request sees the old sett
 a mix, and requests in flight finish on the old ones. The old runtime's connections are closed once the
 requests in flight at the swap have ended (or after a grace period).
 
-What lives as long as the process and is not reloaded: the ``[server]``, ``[redis]``, ``[responses]`` and
-``[images]`` sections and ``demo`` (the listener, the rate limiter's and stickiness store's state, the stored
-responses, the image client). A reload that changes them logs that they need a restart and keeps running on
-the old values. The SIGHUP handler and the config loading live in ``cli.py``.
+What lives as long as the process and is not reloaded: the ``[server]``, ``[redis]``, ``[responses]``,
+``[images]`` and ``[caching]`` sections and ``demo`` (the listener, the rate limiter's and stickiness store's
+state, the stored responses, the image client, the memory of prompt prefixes). A reload that changes them
+logs that they need a restart and keeps running on the old values. The SIGHUP handler and the config loading
+live in ``cli.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from translator.router import UpstreamPool
 from translator.upstream import Upstream
 
 # Sections read once at start-up (the listener, the stores' state, the image client): a change needs a restart.
-RESTART_ONLY = ("server", "redis", "responses", "images", "demo")
+RESTART_ONLY = ("server", "redis", "responses", "images", "caching", "demo")
 RETIRE_GRACE = 900.0  # longest wait for the old runtime's requests before its connections are closed anyway
 
 
