@@ -38,10 +38,16 @@ def _keys_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True)
     create = sub.add_parser("create", help="mint a key; prints it once and a [[keys]] entry for the config")
     create.add_argument("--name", required=True, type=_nonblank, help="label used in logs, metrics, and errors")
-    create.add_argument("--models", type=_model_list, default=["*"], help="comma-separated names or globs")
+    create.add_argument("--models", type=_model_list,
+                        help="comma-separated names or globs (default: every model; none for an --admin key)")
     create.add_argument("--rpm", type=_positive_int, help="requests per minute")
     create.add_argument("--tpm", type=_positive_int, help="tokens (input + output) per minute")
     create.add_argument("--concurrency", type=_positive_int, help="requests in flight at once")
+    create.add_argument("--budget-tokens", type=_positive_int, help="tokens per budget period (cached included)")
+    create.add_argument("--budget-usd", type=_positive_usd, help="USD per budget period, by the price table")
+    create.add_argument("--budget-period", choices=["day", "month"], help="UTC day or month (default month)")
+    create.add_argument("--admin", action="store_true", help="may read /metrics and /v1/usage (and, without "
+                        "--models, call no model)")
     hashp = sub.add_parser("hash", help="print the config hash of an existing key")
     hashp.add_argument("key", nargs="?", default="-", help="the key; '-' or nothing reads it from stdin")
     return parser
@@ -63,6 +69,16 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _positive_usd(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive amount")
+    return number
+
+
 def _model_list(value: str) -> list[str]:
     models = [m.strip() for m in value.split(",") if m.strip()]
     if not models:
@@ -75,11 +91,20 @@ def _create(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"New API key for '{args.name}' (shown only now; the proxy stores just its hash):", file=err)
     print(f"  {key}", file=err)
     settings = KeySettings(
-        name=args.name, hash=hash_key(key), models=args.models, rpm=args.rpm, tpm=args.tpm,
-        concurrency=args.concurrency,
+        name=args.name, hash=hash_key(key), models=_models(args), rpm=args.rpm, tpm=args.tpm,
+        concurrency=args.concurrency, budget_tokens=args.budget_tokens, budget_usd=args.budget_usd,
+        budget_period=args.budget_period or "month", admin=args.admin,
     )
     print(toml_entry(settings), file=out)
     return 0
+
+
+def _models(args: argparse.Namespace) -> list[str]:
+    """What the key may call: as given, else every model, but none for an admin key (it reads, it does not
+    spend)."""
+    if args.models is not None:
+        return list(args.models)
+    return [] if args.admin else ["*"]
 
 
 def _hash(key: str, out: TextIO, err: TextIO) -> int:
@@ -94,17 +119,21 @@ def _hash(key: str, out: TextIO, err: TextIO) -> int:
 
 
 def toml_entry(settings: KeySettings) -> str:
-    """A ``[[keys]]`` table for the config file; optional limits appear only when set."""
+    """A ``[[keys]]`` table for the config file; optional limits, budgets and ``admin`` appear only when set."""
     lines = [
         "[[keys]]",
         f"name = {_toml_string(settings.name)}",
         f"hash = {_toml_string(settings.hash)}",
         "models = [" + ", ".join(_toml_string(m) for m in settings.models) + "]",
     ]
-    for field in ("rpm", "tpm", "concurrency"):
+    for field in ("rpm", "tpm", "concurrency", "budget_tokens", "budget_usd"):
         value = getattr(settings, field)
         if value is not None:
             lines.append(f"{field} = {value}")
+    if settings.budget_tokens is not None or settings.budget_usd is not None:
+        lines.append(f"budget_period = {_toml_string(settings.budget_period)}")
+    if settings.admin:
+        lines.append("admin = true")
     return "\n".join(lines)
 
 

@@ -54,6 +54,29 @@ def test_create_prints_key_once_and_a_toml_entry_with_its_hash() -> None:
     ring.authorize(found, "claude-haiku-4-5")
 
 
+def test_create_sets_budgets_and_admin() -> None:
+    code, out, err = run_keys(["create", "--name", "team", "--budget-tokens", "500000", "--budget-usd", "12.5",
+                               "--budget-period", "day"])
+    assert code == 0
+    assert tomllib.loads(out) == {"keys": [{
+        "name": "team", "hash": hash_key(printed_key(err)), "models": ["*"], "budget_tokens": 500000,
+        "budget_usd": 12.5, "budget_period": "day",
+    }]}
+    code, out, err = run_keys(["create", "--name", "ops", "--admin"])  # reads; calls no model unless --models
+    assert code == 0
+    entry = tomllib.loads(out)["keys"][0]
+    assert entry == {"name": "ops", "hash": hash_key(printed_key(err)), "models": [], "admin": True}
+    assert Settings.model_validate(tomllib.loads(out)).keys[0].admin is True
+    code, out, err = run_keys(["create", "--name", "lead", "--admin", "--models", "claude-*"])
+    assert tomllib.loads(out)["keys"][0]["models"] == ["claude-*"]
+
+
+@pytest.mark.parametrize("argv", [["--budget-usd", "0"], ["--budget-usd", "ten"], ["--budget-usd", "inf"],
+                                  ["--budget-tokens", "0"], ["--budget-period", "week"]])
+def test_create_refuses_bad_budgets(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_keys(["create", "--name", "x", *argv])[0] == 2
+
+
 def test_create_defaults_to_all_models_and_no_limits() -> None:
     code, out, err = run_keys(["create", "--name", "plain"])
     assert code == 0
