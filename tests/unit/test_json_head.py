@@ -48,9 +48,13 @@ def test_what_simdjson_cannot_hold_is_parsed_whole_as_every_route_parses_it() ->
     assert json_head(raw) == {"model": "m", "max_tokens": 1.2345678901234568e29, "messages": UnreadArray(0)}
 
 
-def test_a_key_given_twice_has_its_last_value_as_in_a_whole_parse() -> None:
-    raw = b'{"model": "first", "messages": [], "model": "last"}'
-    assert json_head(raw)["model"] == json_object(raw)["model"] == "last"
+def test_a_top_level_key_given_twice_is_refused() -> None:
+    # The bytes go upstream as sent: a key allowed only haiku must not pass a check on one "model" while the
+    # upstream reads the other.
+    raw = b'{"model": "claude-opus-4-6", "messages": [], "model": "claude-haiku-4-5", "stream": 1, "stream": 2}'
+    with pytest.raises(InvalidRequest, match=r"^request body has a top-level key more than once: model, stream$"):
+        json_head(raw)
+    assert json_head(b'{"model": "m", "metadata": {"a": 1}, "messages": [{"a": 1, "a": 2}]}')["model"] == "m"
 
 
 @pytest.mark.parametrize(("raw", "message"), [

@@ -4,6 +4,7 @@ header-safe text."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,9 @@ def json_head(raw: bytes) -> dict[str, Any]:
     few fields (the Claude route: model, stream, metadata). Each top-level array (``messages``, ``tools``,
     ``system`` as blocks: the bulk of a body, images included) is an ``UnreadArray``; objects and scalars are
     their Python values. simdjson's lazy document validates the whole body but builds no Python object for
-    what is not asked, so a body of megabytes costs no copy of itself. A body simdjson refuses is parsed
+    what is not asked, so a body of megabytes costs no copy of itself. A top-level key given twice is a 400:
+    the proxy would check one value (a key's model permission, say) and the upstream might take the other.
+    A body simdjson refuses is parsed
     whole as ``json_object`` parses it: its errors, and what it accepts that simdjson does not (integers past
     64 bits), stay as they are on every route."""
     try:
@@ -62,7 +65,14 @@ def json_head(raw: bytes) -> dict[str, Any]:
         return _head(json_object(raw))
     if not isinstance(document, simdjson.Object):
         raise InvalidRequest("request body must be a JSON object")
-    return _head(dict(document.items()))  # (a key given twice: its last value, as a whole parse has it)
+    top = dict(document.items())
+    if len(top) < len(document):  # the bytes go upstream as sent: which value would it take?
+        raise InvalidRequest(f"request body has a top-level key more than once: {_repeated(document)}")
+    return _head(top)
+
+
+def _repeated(document: simdjson.Object) -> str:
+    return ", ".join(sorted(key for key, n in Counter(document).items() if n > 1))
 
 
 def _head(top: dict[str, Any]) -> dict[str, Any]:
