@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 
-from translator.config import Settings, UpstreamSettings, load_settings, one_line, workers_refusal
+from translator.config import (
+    Settings,
+    UpstreamSettings,
+    load_settings,
+    one_line,
+    open_access_refusal,
+    workers_refusal,
+)
 from translator.gateway.metrics import MULTIPROC_DIR
 from translator.keys_command import keys_command
 from translator.log import configure_logging, log
@@ -110,11 +117,15 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"translator: cannot listen on {settings.server.host} port {settings.server.port}: "
               f"{err.strerror or err}", file=sys.stderr)
         return 2
+    # Once the pid file names us, `translator reload` may send SIGHUP, whose default would end the process: it
+    # is ignored until the server (or, with workers, the parent's supervisor) handles it.
+    hangup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         write_pid_file(settings.server.pid_file)
     except OSError as err:
         print(f"translator: cannot write server.pid_file: {one_line(err)}", file=sys.stderr)
         sock.close()
+        signal.signal(signal.SIGHUP, hangup)
         return 2
     configure_logging(settings.server.log_level)
     upstream = "built-in demo upstream" if settings.demo else ", ".join(_described(u) for u in settings.upstream_list)
@@ -135,6 +146,7 @@ def serve_command(args: argparse.Namespace) -> int:
         return _run_workers(settings, source, args.workers)
     finally:
         remove_pid_file(settings.server.pid_file)
+        signal.signal(signal.SIGHUP, hangup)
 
 
 def preflight(settings: Settings) -> None:
@@ -178,6 +190,10 @@ def reload_command(config: str | None, pid: int | None) -> int:
     except (OSError, ValueError) as err:
         print(f"translator: not reloading, the config has a mistake: {one_line(err)}", file=sys.stderr)
         return 2
+    refusal = open_access_refusal(settings)  # (the server would refuse it too: say so here, and send nothing)
+    if refusal:
+        print(f"translator: not reloading: {refusal}", file=sys.stderr)
+        return 2
     if pid is None:
         if not settings.server.pid_file:
             print("translator: which server? Give --pid PID, or set server.pid_file in the config", file=sys.stderr)
@@ -196,21 +212,6 @@ def reload_command(config: str | None, pid: int | None) -> int:
     print(f"translator: asked process {pid} to reload; its log says whether the config was applied",
           file=sys.stderr)
     return 0
-
-
-LOOPBACK = ("127.", "::1", "localhost")
-
-
-def open_access_refusal(settings: Settings) -> str | None:
-    """With no client keys anyone who reaches the port spends the upstream key: loopback only, unless told."""
-    exposed = not settings.server.host.startswith(LOOPBACK)
-    if exposed and not settings.keys and not settings.server.allow_open_access:
-        return (
-            f"refusing to bind {settings.server.host} with no client keys configured: anyone who can reach it "
-            "could use the upstream. Add [[keys]] (see `translator keys create`) or set "
-            "server.allow_open_access = true."
-        )
-    return None
 
 
 def config_warnings(settings: Settings, env: Mapping[str, str]) -> list[str]:

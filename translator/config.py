@@ -298,6 +298,22 @@ def _set_fields(profile: ModelProfile) -> dict[str, Any]:
     return {name: value for name, value in dataclasses.asdict(profile).items() if value is not None}
 
 
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def open_access_refusal(settings: Settings) -> str | None:
+    """With no client keys anyone who reaches the port spends the upstream key: loopback only, unless told.
+    Checked at start and on every reload (a reload that removes the last key must not open the proxy)."""
+    exposed = not settings.server.host.startswith(LOOPBACK)
+    if exposed and not settings.keys and not settings.server.allow_open_access:
+        return (
+            f"refusing to bind {settings.server.host} with no client keys configured: anyone who can reach it "
+            "could use the upstream. Add [[keys]] (see `translator keys create`) or set "
+            "server.allow_open_access = true."
+        )
+    return None
+
+
 _ENV: dict[str, tuple[str, str]] = {
     "ANTHROPIC_BASE_URL": ("upstream", "base_url"),
     "ANTHROPIC_API_KEY": ("upstream", "api_key"),

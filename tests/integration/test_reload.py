@@ -221,3 +221,111 @@ async def test_new_limits_apply_to_the_counts_already_made(
     third = await client.post("/v1/chat/completions", json=_chat(), headers=_auth(KEY_A))
     assert third.status == 429
     assert third.headers["x-ratelimit-limit-requests"] == "2"
+
+
+async def test_a_reload_that_would_open_a_public_proxy_is_refused(
+    aiohttp_client: Any, two_fakes: list[FakeUpstream], server_log: Any
+) -> None:
+    """At start no client keys on a public address is refused; a reload removing the last key is too (else it
+    would open the proxy, /metrics and /v1/usage to anyone who reaches the port)."""
+    a, _ = two_fakes
+    public = {"server": {"host": "0.0.0.0"}}
+    client = await aiohttp_client(create_app(_settings(a, alias="claude-a", keys=[("alice", KEY_A)], **public)))
+    app = client.server.app
+    first = app[RUNTIME].current
+
+    assert await reload_app(app, lambda: _settings(a, alias="claude-a", keys=[], **public)) is False
+
+    assert app[RUNTIME].current is first
+    assert (await client.post("/v1/chat/completions", json=_chat())).status == 401
+    assert (await client.get("/metrics")).status == 401
+    assert (await client.get("/v1/usage")).status == 401
+    assert _counted(client, "refused") == 1
+    assert "refusing to bind 0.0.0.0 with no client keys configured" in server_log()
+    # The running [server] section decides (a reload cannot change it): on loopback, no keys is allowed.
+    local = create_app(_settings(a, alias="claude-a", keys=[("alice", KEY_A)]))
+    local_client = await aiohttp_client(local)
+    assert await reload_app(local_client.server.app, lambda: _settings(a, alias="claude-a", keys=[], **public))
+
+
+class GatedUpstream:
+    """An upstream whose requests wait for ``release``, then answer 429 (the pool marks it unhealthy)."""
+
+    def __init__(self) -> None:
+        self.arrived, self.release = asyncio.Event(), asyncio.Event()
+        self.app = web.Application()
+        self.app.router.add_post("/v1/messages", self._busy)
+
+    async def _busy(self, request: web.Request) -> web.Response:
+        self.arrived.set()
+        await self.release.wait()
+        return web.json_response({"type": "error", "error": {"type": "rate_limit_error", "message": "busy"}},
+                                 status=429, headers={"retry-after": "30"})
+
+
+@pytest.mark.parametrize(("old_name", "after"), [("removed", None), ("kept", 1.0)])
+async def test_a_replaced_runtimes_requests_do_not_rewrite_the_upstream_health_gauge(
+    aiohttp_client: Any, aiohttp_server: Any, two_fakes: list[FakeUpstream], old_name: str, after: float | None
+) -> None:
+    """A request in flight across a reload fails on the old runtime's upstream. Its report neither brings back
+    the series of an upstream the reload removed (it goes once the old runtime's last request has ended) nor
+    overwrites that of one the new runtime also has (whose health is the new pool's)."""
+    gated = GatedUpstream()
+    gated_url = str((await aiohttp_server(gated.app)).make_url("")).rstrip("/")
+    _, b = two_fakes
+    routing = {"max_attempts": 1}
+    old = Settings.model_validate({"upstreams": [{"name": old_name, "base_url": gated_url}], "routing": routing})
+    new = Settings.model_validate({"upstreams": [{"name": "kept", "base_url": _url(b)}], "routing": routing})
+    client = await aiohttp_client(create_app(old))
+    app = client.server.app
+    first = app[RUNTIME].current
+
+    def healthy(name: str) -> float | None:
+        return app[METRICS].registry.get_sample_value("translator_upstream_healthy", {"upstream": name})
+
+    pending = asyncio.ensure_future(client.post("/v1/chat/completions", json=_chat("claude-x")))
+    await gated.arrived.wait()
+    assert await reload_app(app, lambda: new) is True
+    assert healthy("kept") == 1
+    gated.release.set()
+    assert (await pending).status == 429  # reported unhealthy by the old pool
+    await asyncio.gather(*app[RUNTIME].retiring)
+
+    assert healthy(old_name) == after
+    assert healthy("kept") == 1
+    first.health(old_name, False)  # a report after retirement: nothing comes back
+    assert healthy(old_name) == after
+
+
+async def test_a_model_list_in_flight_across_a_reload_is_not_cached_for_the_new_upstreams(
+    aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def old_models(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.json_response({"data": [{"id": "claude-old", "type": "model"}]})
+
+    async def new_models(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "claude-new", "type": "model"}]})
+
+    def settings(handler: Any, url: Any) -> Settings:
+        return Settings.model_validate({"upstreams": [{"name": handler.__name__, "base_url": url, "api_key": "k"}]})
+
+    urls = []
+    for handler in (old_models, new_models):
+        upstream = web.Application()
+        upstream.router.add_get("/v1/models", handler)
+        urls.append(str((await aiohttp_server(upstream)).make_url("")).rstrip("/"))
+    client = await aiohttp_client(create_app(settings(old_models, urls[0])))
+    app = client.server.app
+    pending = asyncio.ensure_future(client.get("/v1/models"))
+    await arrived.wait()
+
+    assert await reload_app(app, lambda: settings(new_models, urls[1])) is True
+    release.set()
+    assert [m["id"] for m in (await (await pending).json())["data"]] == ["claude-old"]  # on the old runtime
+
+    listed = await (await client.get("/v1/models")).json()
+    assert [m["id"] for m in listed["data"]] == ["claude-new"]  # not the old list, cached after the swap

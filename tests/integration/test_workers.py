@@ -266,3 +266,29 @@ def test_workers_that_keep_dying_make_the_parent_exit_1(tmp_path: Path, servers:
     assert events.count("worker died") == 5
     assert events[-1] == "workers keep dying: stopping"
     assert not server.pid_file.exists()
+
+
+def test_a_reload_before_the_parent_handles_sighup_does_not_end_it(tmp_path: Path) -> None:
+    """The pid file names the parent before it starts its workers and handles SIGHUP: a `translator reload`
+    sent then must not end the server (SIGHUP's default). Here it comes as the workers would be started."""
+    pid_file = tmp_path / "translator.pid"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[server]\nport = {_free_port()}\npid_file = "{pid_file}"\n')
+    script = f"""
+import os, signal, sys
+from pathlib import Path
+from translator import cli
+
+def run_workers(settings, source, count):
+    assert Path({str(pid_file)!r}).read_text() == f"{{os.getpid()}}\\n"
+    os.kill(os.getpid(), signal.SIGHUP)  # translator reload, reading the pid file
+    return 0
+
+cli._run_workers = run_workers
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+sys.exit(cli.main(["serve", "--demo", "--config", {str(config)!r}, "--workers", "2"]))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TRANSLATOR_", "PROMETHEUS_"))}
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=DEADLINE)
+    assert ran.returncode == 0, ran.stderr
+    assert not pid_file.exists()

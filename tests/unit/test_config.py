@@ -433,7 +433,11 @@ def test_the_readmes_ready_made_config_loads(tmp_path: Path) -> None:
     cfg.write_text(filled)
     settings = load_settings(str(cfg), env={}, proxies={})
     assert [u.name for u in settings.upstream_list] == ["anthropic", "gateway"]
-    assert [(k.name, k.rpm, k.concurrency) for k in settings.keys] == [("ci", 60, None), ("alice", None, 4)]
+    assert [(k.name, k.rpm, k.concurrency, k.admin) for k in settings.keys] == [
+        ("ci", 60, None, False), ("alice", None, 4, False), ("ops", None, None, True),
+    ]
+    ops = settings.keys[-1]
+    assert ops.models == []  # (the admin key scrapes /metrics; it calls no model)
     assert settings.resolve_model("fast")[0] == "claude-haiku-4-5"
     assert settings.redis.url == "redis://127.0.0.1:6379/0"
     assert settings.server.pid_file == "/run/translator/translator.pid"
@@ -469,3 +473,32 @@ def test_translator_reload_needs_a_server_and_a_sound_config(
     assert main(["reload", "--config", str(cfg), "--pid", "1"]) == 2  # checked before anything is sent
     assert capsys.readouterr().err == ("translator: not reloading, the config has a mistake: redis.url: not a "
                                        "redis://, rediss:// or unix:// URL (leave it empty for no Redis)\n")
+
+
+def test_translator_reload_refuses_a_config_that_would_open_the_proxy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As at start: no client keys on a public address is refused before anything is sent."""
+    import subprocess
+    import sys
+
+    from translator.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\nhost = "0.0.0.0"\n')
+    sleeper = "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); time.sleep(60)"
+    bystander = subprocess.Popen([sys.executable, "-c", sleeper])  # (SIGHUP would end it)
+    try:
+        assert main(["reload", "--config", str(cfg), "--pid", str(bystander.pid)]) == 2
+        assert capsys.readouterr().err == (
+            "translator: not reloading: refusing to bind 0.0.0.0 with no client keys configured: anyone who can "
+            "reach it could use the upstream. Add [[keys]] (see `translator keys create`) or set "
+            "server.allow_open_access = true.\n"
+        )
+        assert bystander.poll() is None  # nothing was sent
+        cfg.write_text('[server]\nhost = "0.0.0.0"\nallow_open_access = true\n')  # (as it was told)
+        assert main(["reload", "--config", str(cfg), "--pid", str(bystander.pid)]) == 0
+        assert bystander.wait(timeout=10) == -1  # SIGHUP
+    finally:
+        bystander.kill()
+        bystander.wait()

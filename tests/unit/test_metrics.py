@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from translator.gateway.metrics import Metrics
+from translator.gateway.metrics import MULTIPROC_DIR, Metrics
 from translator.gateway.usage import Counts
 from translator.server.tokens import token_kinds
 
@@ -212,3 +214,16 @@ def test_reloads_are_counted_by_result_and_a_removed_upstream_loses_its_health_s
     metrics.forget_upstream("never-seen")  # (nothing to forget: no error)
     assert value(metrics, "translator_upstream_healthy", upstream="gone") is None
     assert value(metrics, "translator_upstream_healthy", upstream="kept") == 1
+
+
+def test_with_several_workers_a_removed_upstream_reads_healthy_rather_than_its_last_value(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """prometheus_client cannot remove a series in multiprocess mode (it warns, and every worker's file keeps
+    the last value: a 0 would alert on an upstream no longer used). So it reads 1 until a restart."""
+    metrics.set_upstream_health("gone", False)
+    monkeypatch.setenv(MULTIPROC_DIR, str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (prometheus_client's "Removal of labels has not been implemented")
+        metrics.forget_upstream("gone")
+    assert value(metrics, "translator_upstream_healthy", upstream="gone") == 1

@@ -187,7 +187,13 @@ class Metrics:
         self._attempts.labels(upstream, outcome).inc()
 
     def forget_upstream(self, upstream: str) -> None:
-        """An upstream a reload removed: its health series goes (a gauge would otherwise keep its last value)."""
+        """An upstream a reload removed: its health series goes (a gauge would otherwise keep its last value).
+        With several workers prometheus_client cannot remove a series (its value lives in each worker's file):
+        it is set to 1 instead, so that a last 0 does not alert on an upstream no longer used, and stays until
+        a restart."""
+        if os.environ.get(MULTIPROC_DIR):
+            self.upstream_healthy.labels(upstream).set(1)
+            return
         with contextlib.suppress(KeyError):
             self.upstream_healthy.remove(upstream)
 

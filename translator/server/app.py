@@ -93,7 +93,6 @@ def create_app(settings: Settings, *, workers: int = 1) -> web.Application:
     app[DRAINING] = asyncio.Event()
     app[CLOSING] = asyncio.Event()
     app[INFLIGHT] = set()
-    app[models_route.CACHE] = {}
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_response_store_ctx)
@@ -161,7 +160,6 @@ async def reload_app(app: web.Application, load: Callable[[], Settings]) -> bool
             log.error("config reload refused; the running config stays", error=one_line(err))
             app[METRICS].config_reload("refused")
             return False
-    app[models_route.CACHE].clear()  # (the upstreams listed may have changed)
     for section in changed:
         log.warning("config reload: this section changed but needs a restart; it keeps its running values",
                     section=section)

@@ -3,7 +3,8 @@
 OpenAI's list shape by default; Claude's (``data``, ``has_more``, ``first_id``, ``last_id``) when the
 request carries ``anthropic-version``, as the anthropic SDKs send it. The upstream list is cached for
 ``models.list_cache_seconds`` when the proxy holds the upstream key (with clients' own keys, each may
-see a different list, so nothing is shared between them).
+see a different list, so nothing is shared between them). The cache belongs to the runtime (its upstreams):
+a reload starts with none, and a listing still in flight on the old runtime fills only the old one's.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from translator.server.errors import is_claude_shape
 from translator.server.gate import authenticate
 from translator.server.state import runtime
 from translator.upstream import Upstream
-
-CACHE = web.AppKey("models_cache", dict)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -71,17 +70,17 @@ async def _fetched(request: web.Request, wanted: str) -> dict[str, Any] | None:
 
 async def _models(request: web.Request) -> list[dict[str, Any]]:
     authenticate(request)  # with client keys configured, listing needs one too (401)
-    settings, pool = runtime(request).settings, runtime(request).pool
+    current = runtime(request)
+    settings, pool, cache = current.settings, current.pool, current.models_cache
     # Shared (cacheable) only when the proxy holds every upstream's key: clients' own keys may see other lists.
     shared = settings.demo or all(u.settings.api_key for u in pool.upstreams)
-    cache = request.app[CACHE]
     listed: list[dict[str, Any]]
     if shared and cache and time.monotonic() - cache["at"] < settings.models.list_cache_seconds:
         listed = cache["data"]
     else:
         listed = await _listed_upstream(request, pool.upstreams)
         if shared:
-            request.app[CACHE].update(at=time.monotonic(), data=listed)
+            cache.update(at=time.monotonic(), data=listed)
     by_id = {m["id"]: m for m in listed}
     aliases = [
         {**by_id.get(target, {"type": "model", "created_at": "1970-01-01T00:00:00Z"}),
