@@ -133,17 +133,13 @@ def serve_command(args: argparse.Namespace) -> int:
     for warning in config_warnings(settings, os.environ):
         log.warning(warning)
         print(f"warning: {warning}", file=sys.stderr)
-    print(
-        f"translator listening on http://{settings.server.host}:{settings.server.port} -> {upstream}",
-        file=sys.stderr,
-        flush=True,
-    )
+    listening = f"translator listening on http://{settings.server.host}:{settings.server.port} -> {upstream}"
     try:
         if args.workers <= 1:
-            _run(settings, source, sock=sock)
+            _run(settings, source, sock=sock, announce=Announcement(listening))
             return 0
         sock.close()  # (it showed the port free; each worker binds its own, sharing it with SO_REUSEPORT)
-        return _run_workers(settings, source, args.workers)
+        return _run_workers(settings, source, args.workers, Announcement(listening, shared=True))
     finally:
         remove_pid_file(settings.server.pid_file)
         signal.signal(signal.SIGHUP, hangup)
@@ -244,14 +240,39 @@ def return_big_blocks_to_the_os() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, BIG_BLOCK))
 
 
-def _run(settings: Settings, source: ConfigSource, *, sock: socket.socket | None = None, workers: int = 1) -> None:
+class Announcement:
+    """The "listening" line on stderr, said once the port accepts connections (a script may wait for it):
+    by the server, or, with workers, by the first of them to listen (``shared``: across the processes)."""
+
+    def __init__(self, line: str, *, shared: bool = False) -> None:
+        self.line = line
+        self._said = multiprocessing.get_context("spawn").Value("b", 0) if shared else None
+
+    def __call__(self) -> None:
+        if self._said is None:
+            print(self.line, file=sys.stderr, flush=True)
+            return
+        with self._said.get_lock():
+            if not self._said.value:
+                self._said.value = 1
+                print(self.line, file=sys.stderr, flush=True)
+
+
+def _run(
+    settings: Settings,
+    source: ConfigSource,
+    *,
+    sock: socket.socket | None = None,
+    workers: int = 1,
+    announce: Callable[[], None] | None = None,
+) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: SIGHUP's default would end the process
     return_big_blocks_to_the_os()
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(serve(settings, sock=sock, load=source.load, workers=workers))
+    asyncio.run(serve(settings, sock=sock, load=source.load, workers=workers, on_listening=announce))
 
 
 async def serve(
@@ -261,9 +282,11 @@ async def serve(
     stop: asyncio.Event | None = None,
     load: Callable[[], Settings] | None = None,
     workers: int = 1,
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
     """Serve on ``sock`` (else bind host and port, sharing them with SO_REUSEPORT when ``workers`` > 1)
-    until SIGTERM/SIGINT (or ``stop``); on SIGHUP apply ``load()``'s settings (``reload_app``). Then shut
+    until SIGTERM/SIGINT (or ``stop``); on SIGHUP apply ``load()``'s settings (``reload_app``).
+    ``on_listening()`` once the port accepts connections. Then shut
     down gracefully:
     1. /readyz turns 503 and, for ``drain_seconds``, requests are still served while a load balancer notices;
     2. the listener closes and in-flight requests get ``shutdown_grace_seconds`` to finish;
@@ -282,6 +305,8 @@ async def serve(
     else:
         site = web.TCPSite(runner, server.host, server.port, reuse_port=workers > 1 or None)
     await site.start()
+    if on_listening is not None:
+        on_listening()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -323,7 +348,7 @@ def _start_reload(app: web.Application, load: Callable[[], Settings], reloads: s
     task.add_done_callback(reloads.discard)
 
 
-def _run_workers(settings: Settings, source: ConfigSource, count: int) -> int:
+def _run_workers(settings: Settings, source: ConfigSource, count: int, announce: Announcement) -> int:
     """N processes bind the same port with SO_REUSEPORT; the kernel spreads connections between them. Their
     metrics go to files in a directory of ours (prometheus_client's multiprocess mode), so that any worker's
     /metrics shows them all; it goes when the server stops."""
@@ -331,7 +356,7 @@ def _run_workers(settings: Settings, source: ConfigSource, count: int) -> int:
     latest = [settings]  # what a restarted worker starts with: the last config that loaded
 
     def spawn() -> BaseProcess:
-        worker = ctx.Process(target=_worker, args=(latest[0], source, count, os.getpid()), daemon=False)
+        worker = ctx.Process(target=_worker, args=(latest[0], source, count, os.getpid(), announce), daemon=False)
         worker.start()
         return worker
 
@@ -352,10 +377,10 @@ def _run_workers(settings: Settings, source: ConfigSource, count: int) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _worker(settings: Settings, source: ConfigSource, workers: int, parent: int) -> None:
+def _worker(settings: Settings, source: ConfigSource, workers: int, parent: int, announce: Announcement) -> None:
     stop_with_the_parent(parent)
     configure_logging(settings.server.log_level)
-    _run(settings, source, workers=workers)
+    _run(settings, source, workers=workers, announce=announce)
 
 
 PR_SET_PDEATHSIG = 1  # Linux prctl(2): a signal for this process when its parent dies

@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -82,3 +84,27 @@ def test_workers_share_one_port_and_stop_on_sigterm() -> None:
     assert proc.returncode == 0
     logged = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
     assert sum(1 for x in logged if x.get("path") == "/v1/chat/completions") == 10
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_listening_line_comes_once_the_port_accepts(workers: str) -> None:
+    """A script (or an operator) waits for the line, then connects: the port must answer at once. With workers
+    the parent's own socket only proves the port free; the line waits for the first worker to listen, and is
+    said once."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TRANSLATOR_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "translator", "serve", "--demo", "--port", str(port), "--workers", workers],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert line.startswith(f"translator listening on http://127.0.0.1:{port} -> ")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:  # no retry
+            assert answer.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "listening" not in err.decode()  # said once, by the first worker only

@@ -279,7 +279,7 @@ import os, signal, sys
 from pathlib import Path
 from translator import cli
 
-def run_workers(settings, source, count):
+def run_workers(settings, source, count, announce):
     assert Path({str(pid_file)!r}).read_text() == f"{{os.getpid()}}\\n"
     os.kill(os.getpid(), signal.SIGHUP)  # translator reload, reading the pid file
     return 0
