@@ -141,6 +141,10 @@ class KeySettings(_Frozen):
     def has_limits(self) -> bool:
         return self.rpm is not None or self.tpm is not None or self.concurrency is not None
 
+    @property
+    def has_budget(self) -> bool:
+        return self.budget_tokens is not None or self.budget_usd is not None
+
 
 class PriceSettings(_Frozen):
     """A ``[[prices]]`` entry: USD per million tokens for the models its glob matches, ahead of the built-in
@@ -349,16 +353,22 @@ def load_settings(
 
 
 def workers_refusal(settings: Settings, workers: int) -> str | None:
-    """Rate limits kept in process memory count per process: N workers would let a key through N times its
-    limit. So with several workers, limits need Redis (shared and exact), or the server does not start."""
+    """Rate limits and budgets kept in process memory count per process: N workers would let a key through N
+    times its limit, or spend N times its budget. So with several workers, they need Redis (shared and exact),
+    or the server does not start."""
     if workers <= 1 or settings.redis.url:
         return None
     limited = [k.name for k in settings.keys if k.has_limits]
-    if not limited:
+    budgeted = [k.name for k in settings.keys if k.has_budget]
+    if not limited and not budgeted:
         return None
-    return (f"--workers {workers} with rate limits in process memory would let each worker through a key's "
-            f"whole limit (keys with limits: {', '.join(limited)}): set [redis] url to share the limits between "
-            "workers, or run one worker")
+    kinds = [(kind, names) for kind, names in (("limit", limited), ("budget", budgeted)) if names]
+    what = " and ".join({"limit": "rate limits", "budget": "budgets"}[kind] for kind, _ in kinds)
+    whole = " or ".join(kind for kind, _ in kinds)
+    listed = "; ".join(f"keys with {kind}s: {', '.join(names)}" for kind, names in kinds)
+    return (f"--workers {workers} with {what} in process memory would let each worker through a key's "
+            f"whole {whole} ({listed}): set [redis] url to share the {'s and '.join(k for k, _ in kinds)}s "
+            "between workers, or run one worker")
 
 
 def one_line(err: Exception) -> str:

@@ -99,7 +99,7 @@ async def _report(args: argparse.Namespace, settings: Settings, env: Mapping[str
 async def _from_redis(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     first, today = default_range(now)
-    store = RedisUsageStore(settings.redis.url)
+    store = RedisUsageStore(settings.redis.url, timeout=settings.redis.timeout_seconds)
     try:
         return await usage_report(store, KeyRing(settings.keys).keys, args.since or first, args.until or today,
                                   args.key, now)

@@ -7,6 +7,7 @@ shared between replicas through Redis."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,7 +19,9 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import CLIENT_KEYS
 from tests.fakes import FakeUpstream, Reply
 from tests.redis_server import RestartableRedis, restartable_redis_fixture  # noqa: F401
+from translator.config import RedisSettings
 from translator.gateway.keys import hash_key
+from translator.gateway.usage import make_usage_store
 from translator.server.state import METRICS
 
 LIMITED = "sk-tr-limited-outage-0123456789"
@@ -299,3 +302,110 @@ async def test_no_redis_configured_changes_nothing(make_proxy: MakeProxy, on_err
     proxy = await make_proxy(redis={"on_error": on_error})
     assert await ready(proxy) == (200, {"status": "ready"})
     assert b"translator_redis" not in (await (await proxy.get("/metrics")).read())
+
+
+BUDGET = "sk-tr-budget-outage-0123456789"
+CLIENT_KEYS.add(BUDGET)
+BUDGET_AUTH = {"Authorization": f"Bearer {BUDGET}"}
+BUDGETED = [*KEYS, {"name": "budget", "hash": hash_key(BUDGET), "budget_tokens": 1_000_000}]
+
+
+@pytest.mark.parametrize("on_error", ["allow", "deny"])
+async def test_budgets_follow_on_error_and_usage_is_skipped_quietly_while_redis_is_down(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream, restartable_redis: RestartableRedis,
+    server_log: Callable[[], str], on_error: str,
+) -> None:
+    fake_upstream.default = Reply(200, orjson.dumps(MESSAGE))
+    proxy = await make_proxy(keys=BUDGETED, redis=redis_settings(restartable_redis, on_error))
+    assert (await proxy.post("/v1/messages", json=CLAUDE, headers=BUDGET_AUTH)).status == 200
+
+    restartable_redis.stop()
+    budgeted = await proxy.post("/v1/chat/completions", json=CHAT, headers=BUDGET_AUTH)
+    if on_error == "allow":
+        assert budgeted.status == 200  # served, unmetered by its budget
+    else:
+        assert (budgeted.status, budgeted.headers["Retry-After"]) == (503, "1")
+        assert await budgeted.json() == {"error": {"message": "usage store unavailable: ConnectionError",
+                                                   "type": "server_error", "param": None, "code": None}}
+    for _ in range(2):  # a key without a budget is served; only its usage goes unrecorded
+        assert (await proxy.post("/v1/chat/completions", json=CHAT, headers=FREE_AUTH)).status == 200
+    served = 3 if on_error == "allow" else 2
+    await until(lambda: sample(proxy, "translator_redis_errors_total", component="usage") == 1 + served)
+    assert not [line for line in server_log().splitlines() if "usage" in str(orjson.loads(line)["event"])]
+
+    restartable_redis.start()
+    assert (await proxy.post("/v1/messages", json=CLAUDE, headers=BUDGET_AUTH)).status == 200
+    assert redis_log(server_log) == [
+        ("redis available", "info"), ("redis unavailable", "warning"), ("redis available again", "info")]
+
+
+class Blackhole:
+    """A TCP relay in front of a real redis-server that, while ``hold`` is set, swallows the usage writes it is
+    sent (the one command only they send): they never get an answer, as from a Redis that hangs. (Only them:
+    other calls made for a request, upstream cool-downs for one, are waited for by design, up to the timeout.)"""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.hold = False
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, holds: bool) -> None:
+            while data := await src.read(65536):
+                if not (holds and self.hold and b"HINCRBYFLOAT" in data):
+                    dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False),
+                             return_exceptions=True)
+
+    async def release(self) -> None:
+        """Stop swallowing, and cut every connection (what was swallowed is lost: its caller sees a reset)."""
+        self.hold = False
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        await self.release()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_a_response_is_not_held_for_its_usage_write(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream, restartable_redis: RestartableRedis,
+    server_log: Callable[[], str],
+) -> None:
+    from translator.server.state import USAGE
+
+    blackhole = Blackhole(restartable_redis.port)
+    url = await blackhole.start()
+    try:
+        # (a timeout far past the guard: a response held for the write would not come back in time)
+        redis = {"url": url, "on_error": "allow", "timeout_seconds": 120.0, "retry_seconds": 0.001}
+        proxy = await make_proxy(keys=KEYS, redis=redis)
+        blackhole.hold = True
+        fake_upstream.json(MESSAGE)
+        resp = await asyncio.wait_for(proxy.post("/v1/messages", json=CLAUDE, headers=FREE_AUTH), 60)
+        assert resp.status == 200
+        store = proxy.server.app[USAGE]
+        assert len(store._pending) == 1  # the write is still waiting for Redis, and the response went out
+        await blackhole.release()  # the write's connection is cut: retried once, on a fresh connection
+        await asyncio.wait_for(store.close(), 60)  # what shutdown does: waits for the writes in flight
+        today = dt.datetime.now(dt.UTC).date()
+        reader = make_usage_store(RedisSettings(url=restartable_redis.url))
+        rows = await reader.rows(today - dt.timedelta(days=1), today)  # (around midnight UTC, either day)
+        await reader.close()
+        assert [(r.key, r.counts.requests) for r in rows] == [("free", 1)]  # nothing lost
+        assert not [x for x in map(orjson.loads, server_log().splitlines()) if x["level"] == "warning"]
+    finally:
+        await blackhole.close()

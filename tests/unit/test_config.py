@@ -422,6 +422,31 @@ def test_limits_in_memory_with_several_workers_are_refused_naming_the_fix(
     assert workers_refusal(unlimited, 4) is None  # nothing to count
 
 
+def test_several_workers_refuse_budgets_in_process_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A budget counted per worker would let a key spend N times it: as rate limits, budgets need Redis."""
+    from translator.cli import main
+    from translator.config import workers_refusal
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[[keys]]\nname = "alice"\nhash = "{HASH_A}"\nbudget_usd = 5\n'
+                   f'[[keys]]\nname = "bob"\nhash = "{HASH_B}"\nrpm = 3\nbudget_tokens = 1000\n')
+    assert main(["serve", "--demo", "--config", str(cfg), "--workers", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "translator: --workers 2 with rate limits and budgets in process memory would let each worker through a "
+        "key's whole limit or budget (keys with limits: bob; keys with budgets: alice, bob): set [redis] url to "
+        "share the limits and budgets between workers, or run one worker\n"
+    )
+    settings = load_settings(str(cfg), env={})
+    only_budget = settings.model_copy(update={"keys": settings.keys[:1]})
+    assert workers_refusal(only_budget, 2) == (
+        "--workers 2 with budgets in process memory would let each worker through a key's whole budget (keys "
+        "with budgets: alice): set [redis] url to share the budgets between workers, or run one worker"
+    )
+    assert workers_refusal(only_budget, 1) is None
+    shared = only_budget.model_copy(update={"redis": settings.redis.model_copy(update={"url": "redis://r"})})
+    assert workers_refusal(shared, 4) is None
+
+
 def test_the_readmes_ready_made_config_loads(tmp_path: Path) -> None:
     import re
 

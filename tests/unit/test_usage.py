@@ -4,10 +4,12 @@ rollover at UTC midnight and month end; retention."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+import orjson
 import pytest
 
+from tests.redis_server import RestartableRedis, restartable_redis_fixture  # noqa: F401
 from translator.gateway.usage import (
     Counts,
     MemoryUsageStore,
@@ -16,6 +18,7 @@ from translator.gateway.usage import (
     Spent,
     UsageStore,
     UsageUnavailable,
+    make_usage_store,
     period_end,
     period_name,
 )
@@ -113,13 +116,64 @@ async def test_redis_days_expire_after_retention(redis_url: str) -> None:
         await store.close()
 
 
-async def test_redis_down_fails_budget_checks_closed_and_recording_open() -> None:
-    store = RedisUsageStore("redis://127.0.0.1:1/0", timeout=0.5)
+@pytest.mark.parametrize("on_error", ["allow", "deny"])
+async def test_redis_down_budget_checks_follow_on_error_and_recording_is_skipped_quietly(
+    on_error: str, server_log: Callable[[], str]
+) -> None:
+    from translator.config import RedisSettings
+    from translator.errors import ProxyOverloaded
+    from translator.gateway.redis_health import RedisHealth
+
+    errors: list[str] = []
+    health = RedisHealth(on_error=on_error, retry_seconds=0, count_error=errors.append)
+    settings = RedisSettings(url="redis://127.0.0.1:1/0", on_error=on_error, timeout_seconds=0.5)
+    store = make_usage_store(settings, health)
     try:
-        await store.record("alice", "m", ONE, NOON)  # logged, not raised: the request was served
-        with pytest.raises(UsageUnavailable):
-            await store.spent("alice", "day", NOON)
+        await store.record("alice", "m", ONE, NOON)  # not raised: the request was served
+        store.record_soon("alice", "m", ONE, NOON)
+        if on_error == "deny":
+            with pytest.raises(UsageUnavailable) as refused:
+                await store.spent("alice", "day", NOON)
+            assert isinstance(refused.value, ProxyOverloaded)  # 503 with Retry-After, as the limiter's
+        else:
+            assert await store.spent("alice", "day", NOON) is None  # not known: the budget is not enforced
         with pytest.raises(UsageUnavailable):
             await store.rows(DAY, DAY)
     finally:
         await store.close()
+    assert errors == ["usage"] * 4  # counted as every Redis user's calls are (translator_redis_errors_total)
+    events = [orjson.loads(line)["event"] for line in server_log().splitlines()]
+    assert events == ["redis unavailable"]  # once, by the shared view: nothing per request
+
+
+async def test_usage_store_rides_through_a_redis_restart(restartable_redis: RestartableRedis) -> None:
+    """Each pooled connection is stale after a restart: its first call is retried once, not an outage."""
+    from translator.config import RedisSettings
+    from translator.gateway.redis_health import RedisHealth
+
+    errors: list[str] = []
+    health = RedisHealth(on_error="deny", count_error=errors.append)
+    store = make_usage_store(RedisSettings(url=restartable_redis.url, on_error="deny"), health)
+    try:
+        await store.record("alice", "m", ONE, NOON)
+        assert await store.spent("alice", "day", NOON) == Spent(135, 0.25)
+        restartable_redis.stop()
+        restartable_redis.start()  # empty (no persistence here)
+        assert await store.spent("alice", "day", NOON) == Spent()
+        await store.record("alice", "m", ONE, NOON)
+        assert await store.rows(DAY, DAY) == [Row(DAY, "alice", "m", ONE)]
+    finally:
+        await store.close()
+    assert (health.up, errors) == (True, [])
+
+
+async def test_recording_in_the_background_is_waited_for_at_close(redis_url: str) -> None:
+    store = RedisUsageStore(redis_url)
+    for _ in range(20):
+        store.record_soon("alice", "m", ONE, NOON)
+    await store.close()  # none lost
+    again = RedisUsageStore(redis_url)
+    try:
+        assert await again.spent("alice", "month", NOON) == Spent(20 * 135, 20 * 0.25)
+    finally:
+        await again.close()

@@ -1,9 +1,12 @@
 """Redis outages: one view per process of whether Redis answers, shared by everything that uses it.
 
-The rate limiter, the stickiness store, the response store and the shared upstream cool-downs each make their
-Redis calls through ``RedisHealth.call`` and, when it raises ``RedisDown``, take their own fallback:
+The rate limiter, the usage store, the stickiness store, the response store and the shared upstream cool-downs
+each make their Redis calls through ``RedisHealth.call`` and, when it raises ``RedisDown``, take their own
+fallback:
 
     rate limits         redis.on_error = "allow": let the request through unmetered; "deny": 503 + Retry-After
+    budgets             as rate limits: "allow": the budget is not checked; "deny": 503 + Retry-After
+    usage per key       not recorded (the request was served); reading it answers 503
     stickiness          no stickiness (a cache miss upstream, never a wrong answer)
     stored responses    503 in the Responses shape (an answer without its history would be a wrong answer)
     upstream cool-downs this process's own view
@@ -40,8 +43,10 @@ T = TypeVar("T")
 
 # What each component does without Redis, for the line that says an outage began (by redis.on_error).
 _EFFECT = {
-    "allow": "rate limits are not enforced, stickiness is off, stored responses answer 503",
-    "deny": "rate-limited keys are refused (503), stickiness is off, stored responses answer 503",
+    "allow": "rate limits and budgets are not enforced, usage is not recorded, stickiness is off, "
+             "stored responses answer 503",
+    "deny": "keys with rate limits or a budget are refused (503), usage is not recorded, stickiness is off, "
+            "stored responses answer 503",
 }
 
 

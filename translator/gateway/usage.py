@@ -16,13 +16,17 @@ the oldest day goes). ``RedisUsageStore`` keeps them in Redis, shared by every r
 - ``{prefix}:spent:<YYYY-MM-DD or YYYY-MM>``: a hash, fields JSON ``[key, "tokens" | "cost_usd"]``: the
   running totals a budget check reads in one round trip.
 
-Both are written in one MULTI/EXEC per request. Budget checks fail closed (``UsageUnavailable``, 503) when Redis
-does not answer, as the rate limiter does; recording fails open (logged), since the request was served.
+Both are written in one MULTI/EXEC per request, in the background (``record_soon``: a response is never held
+for it). Redis calls go through the app's shared outage view (``translator.gateway.redis_health``): while Redis
+does not answer, recording is skipped (the request was served; the outage is logged once, not per request),
+budget checks follow ``redis.on_error`` as the rate limiter does ("allow": not enforced; "deny": 503
+``UsageUnavailable`` with Retry-After), and reading the table answers 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -30,10 +34,10 @@ from typing import Any, Literal, Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from translator.errors import TranslatorError
-from translator.log import log
+from translator.config import RedisSettings
+from translator.errors import ProxyOverloaded
+from translator.gateway.redis_health import RedisDown, RedisHealth, redis_client
 
 Period = Literal["day", "month"]
 RETENTION_DAYS = 90
@@ -41,10 +45,11 @@ MAX_ROWS = 100_000  # in memory: (day, key, model) rows kept at most
 NO_KEY = "-"  # the key name of requests to an open proxy (no [[keys]])
 
 
-class UsageUnavailable(TranslatorError):
-    """The usage store (Redis) did not answer a budget check: refused rather than let through unmetered."""
+class UsageUnavailable(ProxyOverloaded):
+    """The usage store (Redis) did not answer: a budget check under ``redis.on_error = "deny"`` (refused rather
+    than let through unmetered, as the rate limiter does), or a read of the usage table. 503, with the
+    Retry-After every ``ProxyOverloaded`` carries."""
 
-    status = 503
     claude_type = "api_error"
 
 
@@ -135,8 +140,13 @@ class UsageStore(Protocol):
         """Add one request's counts to its key's and model's row for the UTC day of ``now``."""
         ...
 
-    async def spent(self, key: str, period: Period, now: dt.datetime) -> Spent:
-        """The key's tokens and cost in the UTC day or month of ``now``."""
+    def record_soon(self, key: str, model: str, counts: Counts, now: dt.datetime) -> None:
+        """``record`` without waiting for it (what a request does as it ends); ``close`` waits for it."""
+        ...
+
+    async def spent(self, key: str, period: Period, now: dt.datetime) -> Spent | None:
+        """The key's tokens and cost in the UTC day or month of ``now``; None when the store does not answer
+        and ``redis.on_error`` is "allow" (the budget is then not enforced)."""
         ...
 
     async def rows(self, since: dt.date, until: dt.date, key: str | None = None) -> list[Row]:
@@ -163,6 +173,10 @@ class MemoryUsageStore:
         self._spent: dict[str, dict[str, Spent]] = {}  # period name (day or month) -> key -> its total
 
     async def record(self, key: str, model: str, counts: Counts, now: dt.datetime) -> None:
+        self.record_soon(key, model, counts, now)
+
+    def record_soon(self, key: str, model: str, counts: Counts, now: dt.datetime) -> None:
+        """(At once: memory does not wait.)"""
         day = now.astimezone(dt.UTC).date()
         new_day = day not in self._days
         table = self._days.setdefault(day, {})
@@ -211,24 +225,40 @@ def _field(*parts: str) -> bytes:
 
 
 class RedisUsageStore:
-    """The usage table in Redis: every replica and worker records into it, and budgets see their sum."""
+    """The usage table in Redis: every replica and worker records into it, and budgets see their sum.
+
+    Its calls go through ``health`` (the outage view shared with the app's other Redis users, see
+    ``redis_health``): while Redis does not answer, ``record`` drops the request's usage without a word (the
+    outage is logged once, and each call counted in ``translator_redis_errors_total{component="usage"}``),
+    ``spent`` follows ``on_error`` ("allow": None, the budget is not enforced; "deny": ``UsageUnavailable``),
+    and ``rows`` raises ``UsageUnavailable``."""
 
     def __init__(
         self, url: str, *, prefix: str = "translator:usage", retention_days: int = RETENTION_DAYS,
-        timeout: float = 5.0,
+        timeout: float = 5.0, on_error: str = "allow", health: RedisHealth | None = None,
     ) -> None:
         self._prefix = prefix
         self._ttl = dt.timedelta(days=retention_days + 1)  # a day's hash outlives its last write by retention
         self._retention = dt.timedelta(days=retention_days)
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._on_error = on_error
+        self._health = health or RedisHealth(on_error=on_error)
+        self._redis: aioredis.Redis = redis_client(url, timeout)
         self._pending: set[asyncio.Task[None]] = set()
 
     async def record(self, key: str, model: str, counts: Counts, now: dt.datetime) -> None:
-        """Shielded, so a handler cancelled by a departing client still records what it used."""
+        """Shielded, so a caller cancelled (a departing client) still records what it used."""
+        await asyncio.shield(self._start(key, model, counts, now))
+
+    def record_soon(self, key: str, model: str, counts: Counts, now: dt.datetime) -> None:
+        """``record`` in the background: a response is not held for the write (nor while Redis does not
+        answer). Kept until it ends, and ``close`` waits for it, so no usage is lost at shutdown."""
+        self._start(key, model, counts, now)
+
+    def _start(self, key: str, model: str, counts: Counts, now: dt.datetime) -> asyncio.Task[None]:
         task = asyncio.create_task(self._send_record(key, model, counts, now))
-        self._pending.add(task)  # the loop holds tasks weakly: keep it alive even if our caller is cancelled
+        self._pending.add(task)  # the loop holds tasks weakly: keep it alive until it ends
         task.add_done_callback(self._pending.discard)
-        await asyncio.shield(task)
+        return task
 
     async def _send_record(self, key: str, model: str, counts: Counts, now: dt.datetime) -> None:
         day_key = f"{self._prefix}:day:{period_name('day', now)}"
@@ -243,17 +273,18 @@ class RedisUsageStore:
             pipe.hincrby(spent_key, _field(key, "tokens"), counts.tokens)
             pipe.hincrbyfloat(spent_key, _field(key, "cost_usd"), counts.cost_usd)
             pipe.expire(spent_key, self._ttl)
-        try:
-            await pipe.execute()
-        except RedisError as exc:
-            log.warning("usage not recorded", key=key, error=exc.__class__.__name__)
+        with contextlib.suppress(RedisDown):  # the request was served; the outage is logged once and counted
+            await self._health.call("usage", pipe.execute)
 
-    async def spent(self, key: str, period: Period, now: dt.datetime) -> Spent:
+    async def spent(self, key: str, period: Period, now: dt.datetime) -> Spent | None:
         spent_key = f"{self._prefix}:spent:{period_name(period, now)}"
+        fields_ = [_field(key, "tokens"), _field(key, "cost_usd")]
         try:
-            tokens, cost = await self._redis.hmget(spent_key, [_field(key, "tokens"), _field(key, "cost_usd")])
-        except RedisError as exc:
-            raise UsageUnavailable(f"usage store unavailable: {exc.__class__.__name__}") from exc
+            tokens, cost = await self._health.call("usage", lambda: self._redis.hmget(spent_key, fields_))
+        except RedisDown as exc:
+            if self._on_error == "deny":
+                raise _unavailable(exc) from exc
+            return None  # "allow": the request goes through, unmetered by its budget
         return Spent(int(tokens or 0), float(cost or 0))
 
     async def rows(self, since: dt.date, until: dt.date, key: str | None = None) -> list[Row]:
@@ -263,18 +294,25 @@ class RedisUsageStore:
         for day in listed:
             pipe.hgetall(f"{self._prefix}:day:{day.isoformat()}")
         try:
-            hashes = await pipe.execute()
-        except RedisError as exc:
-            raise UsageUnavailable(f"usage store unavailable: {exc.__class__.__name__}") from exc
+            hashes = await self._health.call("usage", pipe.execute)
+        except RedisDown as exc:
+            raise _unavailable(exc) from exc
         found = []
         for day, table in zip(listed, hashes, strict=True):
             found += [row for row in _rows(day, table) if key is None or row.key == key]
         return found
 
     async def close(self) -> None:
-        if self._pending:
+        """Waits for the writes still in flight (each ends within the client's timeouts), then closes."""
+        while self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._redis.aclose()
+
+
+def _unavailable(exc: RedisDown) -> UsageUnavailable:
+    cause = exc.__cause__
+    why = cause.__class__.__name__ if cause is not None else "down, not tried"
+    return UsageUnavailable(f"usage store unavailable: {why}")
 
 
 def _increment(pipe: Any, name: str, field: bytes, value: int | float) -> None:
@@ -296,8 +334,10 @@ def _rows(day: dt.date, table: dict[bytes, bytes]) -> list[Row]:
     return [Row(day, key, model, Counts(**counts)) for (key, model), counts in sorted(values.items())]
 
 
-def make_usage_store(redis_url: str) -> UsageStore:
-    """Redis when a URL is configured (usage shared by all replicas), else process memory."""
-    if redis_url:
-        return RedisUsageStore(redis_url)
+def make_usage_store(settings: RedisSettings, health: RedisHealth | None = None) -> UsageStore:
+    """Redis when a URL is configured (usage shared by all replicas), else process memory. ``health``: the
+    outage view shared with the app's other Redis users."""
+    if settings.url:
+        return RedisUsageStore(settings.url, timeout=settings.timeout_seconds, on_error=settings.on_error,
+                               health=health)
     return MemoryUsageStore()

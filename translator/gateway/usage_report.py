@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from translator.gateway.keys import ClientKey
-from translator.gateway.usage import UsageStore, period_end
+from translator.gateway.usage import UsageStore, UsageUnavailable, period_end
 
 
 def default_range(now: dt.datetime) -> tuple[dt.date, dt.date]:
@@ -40,6 +40,8 @@ async def usage_report(
 
 async def _budget(store: UsageStore, key: ClientKey, now: dt.datetime) -> dict[str, Any]:
     spent = await store.spent(key.name, key.budget_period, now)
+    if spent is None:  # (Redis went down after the rows were read)
+        raise UsageUnavailable("usage store unavailable")
     return {
         "key": key.name,
         "period": key.budget_period,

@@ -201,7 +201,7 @@ def _redis_health(app: web.Application) -> RedisHealth | None:
 
 
 async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = make_usage_store(app[SETTINGS].redis.url)
+    store = make_usage_store(app[SETTINGS].redis, _redis_health(app))
     app[USAGE] = store
     try:
         yield

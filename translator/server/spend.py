@@ -27,11 +27,15 @@ def utc_now() -> dt.datetime:
 
 
 async def check_budget(request: web.Request, key: ClientKey | None) -> None:
-    """Refuse the key (``BudgetExceeded``) when it used its budget up for this UTC day or month."""
+    """Refuse the key (``BudgetExceeded``) when it used its budget up for this UTC day or month. While the
+    usage store (Redis) does not answer, as ``redis.on_error`` says: "allow" lets it through, "deny" refuses it
+    (``UsageUnavailable``, 503)."""
     if key is None or not key.has_budget:
         return
     now = utc_now()
     spent = await request.app[USAGE].spent(key.name, key.budget_period, now)
+    if spent is None:
+        return  # the usage store is down and redis.on_error is "allow": served, unmetered by the budget
     refusal = budget_refusal(key, spent, now)
     if refusal is not None:
         request.app[METRICS].rate_limited(key.name, "budget")
@@ -40,7 +44,8 @@ async def check_budget(request: web.Request, key: ClientKey | None) -> None:
 
 @asynccontextmanager
 async def recorded(request: web.Request, key: ClientKey | None) -> AsyncIterator[None]:
-    """Record the request, with what it used and cost, however it ends."""
+    """Record the request, with what it used and cost, however it ends: in the background, so that neither the
+    response nor the rate-limit lease waits for the usage store (the store's ``close`` waits for it)."""
     try:
         yield
     finally:
@@ -50,4 +55,4 @@ async def recorded(request: web.Request, key: ClientKey | None) -> AsyncIterator
         counts = replace(Counts.from_claude(ctx.usage), requests=1, cost_usd=cost)
         name = key.name if key is not None else NO_KEY
         request.app[METRICS].add_key_usage(name, counts)
-        await request.app[USAGE].record(name, model, counts, utc_now())
+        request.app[USAGE].record_soon(name, model, counts, utc_now())  # (the response is not held for it)
