@@ -206,6 +206,10 @@ async def test_replicas_share_usage_and_budgets_through_redis(aiohttp_client, fa
     auth = {"x-api-key": ALICE}
     assert (await replica_a.post("/v1/messages", json=CLAUDE, headers=auth)).status == 200
     assert (await replica_b.post("/v1/chat/completions", json=CHAT, headers=auth)).status == 200
+    for _ in range(200):  # a request's usage is written just after its answer (not holding it): wait for it
+        if sum(r["requests"] for r in (await usage(replica_a))["data"]) == 2:
+            break
+        await asyncio.sleep(0.01)
     refused = await replica_a.post("/v1/chat/completions", json=CHAT, headers=auth)
     assert refused.status == 429
     assert (await refused.json())["error"]["code"] == "insufficient_quota"
