@@ -20,7 +20,7 @@ from aiohttp import web
 from translator.config import Settings, UpstreamSettings, load_settings
 from translator.keys_command import keys_command
 from translator.log import configure_logging, log
-from translator.server import create_app, runner_kwargs
+from translator.server import ProxyRunner, create_app, runner_kwargs
 from translator.server.state import CLOSING, DRAINING, INFLIGHT
 
 
@@ -137,7 +137,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False, stop: asyncio.E
     3. streams still open then end with an error event (not a cut connection), and the process exits."""
     app = create_app(settings)
     server = settings.server
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, **runner_kwargs(settings))
+    runner = ProxyRunner(app, access_log=None, shutdown_timeout=1.0, **runner_kwargs(settings))
     await runner.setup()
     # Start-up objects (modules, settings, the app) never die: keep them out of the collector's way, and
     # collect young objects less often; request bodies make many short-lived containers.
