@@ -150,6 +150,21 @@ async def until_content(content: aiohttp.StreamReader) -> None:
         received += await content.readuntil(b"\n\n")
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_a_502_does_not_name_the_upstream_host_but_the_log_line_does(
+    make_proxy, server_log, path: str
+) -> None:
+    port = _port()  # nothing listens there
+    proxy = await make_proxy(upstream={"base_url": f"http://127.0.0.1:{port}"}, routing={"max_attempts": 1})
+    resp = await proxy.post(path, json=CLAUDE if path == "/v1/messages" else CHAT)
+    assert resp.status == 502
+    raw = await resp.read()
+    assert b"127.0.0.1" not in raw and str(port).encode() not in raw
+    assert b"Cannot connect to host <upstream> " in raw
+    [line] = request_lines(server_log(), path)
+    assert f"Cannot connect to host 127.0.0.1:{port} " in line["error_detail"]
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -805,6 +805,6 @@ async def test_upstream_connection_refused_is_502(make_proxy: MakeProxy, stream:
     resp = await proxy.post(CHAT, json={"model": SONNET, "messages": [hi()], "stream": stream})
     assert resp.status == 502
     got = await resp.json()
-    assert got["error"]["message"].startswith(
-        "upstream unavailable: ClientConnectorError: Cannot connect to host 127.0.0.1:")
+    assert got["error"]["message"].startswith(  # the upstream's address is not the client's to know
+        "upstream unavailable: ClientConnectorError: Cannot connect to host <upstream> ")
     assert {**got["error"], "message": ""} == {"message": "", "type": "server_error", "param": None, "code": None}

@@ -58,6 +58,7 @@ class RequestContext:
     stream_end: StreamEnd | None = None  # how a relayed stream ended, once its head went out
     error: str | None = None  # the error type the request was answered with
     cause: str | None = None  # what was wrong with a request aiohttp could not parse (never a value of it)
+    error_detail: str | None = None  # an upstream failure's whole text, which its answer tells without addresses
     upstream_request_id: str | None = None  # the upstream's id for the request (its ``request-id``)
     shutdown: bool = False  # cut by the end of the shutdown grace period
     cancelled: bool = False  # the client went away
@@ -102,7 +103,7 @@ class RequestContext:
 
 
 _LOGGED = ("route", "key", "model", "upstream_model", "stream", "n", "upstream", "upstream_request_id", "attempts",
-           "ttft_ms", "stop_reason", "stream_error", "stream_end", "error", "cause")
+           "ttft_ms", "stop_reason", "stream_error", "stream_end", "error", "error_detail", "cause")
 
 # The usage in the log line, in the caller's API's shape (Claude's, as kept, on the Claude route).
 _USAGE_SHAPE: dict[Route | None, Callable[[dict[str, Any]], Any]] = {
