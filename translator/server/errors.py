@@ -98,9 +98,10 @@ _CAUSES: list[tuple[type[BadHttpMessage], type[InvalidRequest], str]] = [
     (ContentLengthError, InvalidRequest, "the body does not match its Content-Length"),
 ]
 _MALFORMED = "malformed HTTP request"
-# The parser's own reason, when it is plain words ("Invalid header value char", "Invalid character in chunk
-# size"): the text before its first colon, with no quote (a quoted value) in it.
-_REASON = re.compile(r"[A-Za-z][A-Za-z0-9 ,/-]{0,80}")
+# The parser's own reason, when it is plain words (llhttp's "Invalid header value char", "Invalid character in
+# chunk size"): the text before its first colon, two words or more, with no digit and no quote (aiohttp quotes
+# the values it names; a key has digits).
+_REASON = re.compile(r"[A-Za-z][A-Za-z/-]*(?: [A-Za-z][A-Za-z/-]*){1,12}")
 
 
 def parse_error(exc: BaseException | None) -> InvalidRequest:
