@@ -1,7 +1,8 @@
 """The one layer around every request: its context, the in-flight bound, every error answered once in the
-caller's shape (``translator.server.errors``), and, however the request ended, its log line and metrics
-(read from its ``RequestContext``). Nothing leaves as a traceback: an unexpected exception is logged and
-answered 500.
+caller's shape (``translator.server.errors``), our request id on every answer, and, however the request
+ended, its log line and metrics (read from its ``RequestContext``). Nothing leaves as a traceback: an
+unexpected exception is logged and answered 500. (A request aiohttp's parser rejects never reaches the app:
+``translator.server.protocol`` answers it.)
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from translator.server.errors import error_response_for, is_claude_path, parse_e
 # characters a path is written in. Anything else leaves the request's route unknown.
 _REQUEST_LINE = re.compile(rb"([A-Z]{3,7}) (/[A-Za-z0-9/_.~%-]{0,200})[ ?]")
 
+
 class ProxyProtocol(RequestHandler):
     """aiohttp's connection handler, with our answer and log line for a request its parser rejects."""
 
@@ -72,8 +73,8 @@ class ProxyProtocol(RequestHandler):
         method, path = self._request_line or ("", "")
         ctx = RequestContext(method, path)
         err = parse_error(exc)
-        ctx.error, ctx.cause, ctx.status = err.claude_type, err.message, err.status
         response = error_response_for(err, claude=is_claude_path(path, {}))
+        ctx.error, ctx.cause, ctx.status = err.claude_type, err.message, response.status
         ctx.stamp(response.headers)
         response.force_close()
         log_request(ctx.log_fields())

@@ -9,7 +9,8 @@ The relay owns what every stream needs, so that a route writes only its conversi
   shape, after what came before it;
 - a farewell when shutdown's grace period cuts the stream, so the client reads an error, not a cut;
 - the usage, stop reason and error for the log line and the rate limiter, kept in the request's context
-  however the stream ended (cancelled included);
+  however the stream ended (cancelled included), and how it ended (``stream_end``: completed, upstream_error,
+  shutdown; the middleware notes client_gone);
 - the connection back to the pool when the upstream stream ended cleanly;
 - several upstream streams interleaved onto one response (OpenAI's ``n`` > 1).
 """
@@ -159,7 +160,7 @@ async def relay(
             else:
                 end = await _pump_all(sources, streams, resp.write)
             clean = not any(stream.failed for stream in streams)
-            request[CONTEXT].stream_end = "completed" if clean else "upstream_error"
+            ctx.stream_end = "completed" if clean else "upstream_error"
             # The last chunks and the response's end in one send: each send wakes the client up again.
             await resp.write_eof(end + closing(clean))
     finally:  # also when cancelled: what was generated counts against the key's limits
