@@ -103,13 +103,20 @@ class Report:
         }
         return [name for name, failed in checks.items() if failed]
 
+    def rss_by_tenth(self) -> list[float]:
+        """RSS (MB) at the start and after each tenth of the run: the curve, in eleven numbers."""
+        if not self.rss_kb:
+            return []
+        marks = [self.seconds * tenth / 10 for tenth in range(11)]
+        return [round(min(self.rss_kb, key=lambda sample: abs(sample[0] - mark))[1] / 1024, 1) for mark in marks]
+
     def summary(self) -> dict[str, Any]:
         rss = [kb for _, kb in self.rss_kb]
         data = asdict(self)
-        del data["rss_kb"]
         data.update(requests=dict(self.requests), stream_ends=dict(self.stream_ends))
         data.update(sent=self.sent, rss_growth=self.rss_growth(), failures=self.failures(),
-                    rss_mb={"start": _mb(rss[:1]), "max": _mb([max(rss)] if rss else []), "end": _mb(rss[-1:])})
+                    rss_mb={"start": _mb(rss[:1]), "max": _mb([max(rss)] if rss else []), "end": _mb(rss[-1:])},
+                    rss_mb_by_tenth=self.rss_by_tenth())
         return data
 
 
@@ -305,6 +312,7 @@ def summary_text(report: Report) -> str:
         f"RSS: {data['rss_mb']['start']} MB at start, {data['rss_mb']['max']} MB at most, {data['rss_mb']['end']} MB "
         f"at the end; after warm-up ({report.warmup_seconds:.0f} s) it grew "
         + (f"{growth:.1%}" if growth is not None else "(too few samples)"),
+        "RSS (MB) at the start and after each tenth of the run: " + " ".join(map(str, data["rss_mb_by_tenth"])),
         f"unexpected answers: {report.error_count}" + "".join(f"\n  {e}" for e in report.errors[:5]),
         f"log: {report.log_lines} lines, {report.request_lines} request lines (streams: "
         + ", ".join(f"{end} {n}" for end, n in sorted(report.stream_ends.items())) + ")",
