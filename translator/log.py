@@ -6,10 +6,10 @@ it, ``Z`` for the offset): ``{"request_id":"…",…,"status":200,"latency_ms":1
 Every line, the per-request one included, goes through the processors ``configure_logging`` sets; the test
 suite calls it too, so its check that no secret reaches the log reads the lines production writes.
 
-The standard library's loggers (aiohttp's ``aiohttp.server``, ``aiohttp.access``, ``aiohttp.web``, asyncio's)
-write through the same renderer, as JSON lines with ``"logger"`` naming them, never as plain text on stderr.
-An exception in such a record is shown by its type and frames, not its text: aiohttp's parser errors quote
-the line they reject, a header with a key in it included."""
+The standard library's loggers (aiohttp's ``aiohttp.server``, ``aiohttp.access``, ``aiohttp.web``, asyncio's,
+Python's warnings) write through the same renderer, as JSON lines with ``"logger"`` naming them, never as
+plain text on stderr. An exception in such a record is shown by its type and frames, not its text: aiohttp's
+parser errors quote the line they reject, a header with a key in it included."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> No
     root = logging.getLogger()
     root.handlers = [_StdlibToJson()]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # a Python warning too (logger "py.warnings"), not plain text on stderr
 
 
 log = structlog.get_logger("translator")

@@ -6,6 +6,8 @@ import datetime
 import io
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -86,6 +88,20 @@ def test_a_standard_library_record_is_a_json_line_without_the_exceptions_text(se
     assert line["exception"]["frames"][-1].endswith(" test_a_standard_library_record_is_a_json_line_without_the_"
                                                     "exceptions_text")
     assert "sk-ant" not in server_log()
+
+
+def test_a_process_that_configured_logging_writes_warnings_and_stdlib_records_as_json_lines() -> None:
+    script = ("import logging, warnings\n"
+              "from translator.log import configure_logging\n"
+              "configure_logging()\n"
+              "warnings.warn('a deprecated thing', DeprecationWarning, stacklevel=1)\n"
+              "logging.getLogger('asyncio').error('Unclosed client session')\n")
+    done = subprocess.run([sys.executable, "-W", "always", "-c", script], capture_output=True, timeout=60, check=True)
+    assert done.stderr == b""
+    lines = _lines(done.stdout.decode())
+    assert [(line["logger"], line["level"]) for line in lines] == [("py.warnings", "warning"), ("asyncio", "error")]
+    assert "DeprecationWarning: a deprecated thing" in lines[0]["event"]
+    assert lines[1]["event"] == "Unclosed client session"
 
 
 @pytest.fixture
