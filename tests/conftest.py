@@ -13,7 +13,7 @@ from tests.fakes import SECRETS_SEEN, FakeUpstream
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from translator.config import Settings
 from translator.log import configure_logging
-from translator.server import create_app, runner_kwargs
+from translator.server import ProxyRunner, create_app, runner_kwargs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -70,7 +70,7 @@ class ProxyServer(TestServer):
         self._runner_kwargs = runner_kwargs
 
     async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
-        return web.AppRunner(self.app, **{**kwargs, **self._runner_kwargs})
+        return ProxyRunner(self.app, **{**kwargs, **self._runner_kwargs})
 
 
 @pytest.fixture

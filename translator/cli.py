@@ -36,7 +36,7 @@ from translator.config import (
 from translator.gateway.metrics import MULTIPROC_DIR
 from translator.keys_command import keys_command
 from translator.log import configure_logging, log
-from translator.server import create_app, runner_kwargs
+from translator.server import ProxyRunner, create_app, runner_kwargs
 from translator.server.app import reload_app
 from translator.server.runtime import reloaded_settings
 from translator.server.state import CLOSING, DRAINING, INFLIGHT
@@ -293,7 +293,7 @@ async def serve(
     3. streams still open then end with an error event (not a cut connection), and the process exits."""
     app = create_app(settings, workers=workers)
     server = settings.server
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, **runner_kwargs(settings))
+    runner = ProxyRunner(app, access_log=None, shutdown_timeout=1.0, **runner_kwargs(settings))
     await runner.setup()
     # Start-up objects (modules, settings, the app) never die: keep them out of the collector's way, and
     # collect young objects less often; request bodies make many short-lived containers.

@@ -19,10 +19,14 @@ rendering in a caller's API shape happens once, in ``translator.convert.errors``
      └── UpstreamTimeout            (504, timeout_error)
 
 This module imports nothing from aiohttp so the pure conversion layer can raise these too.
+
+An error's ``message`` is what the client reads. An upstream's failure (502, 504) is told without the
+upstream's address: ``detail`` keeps the whole text, host and all, for the log line only.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -34,8 +38,26 @@ class TranslatorError(Exception):
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = message  # the whole text, for the log line: the message may leave things out
         self.param = param
         self.code = code
+
+
+# Where an upstream is named in aiohttp's failures: a URL ("Connection timeout to host http://10.0.0.5/..."),
+# "host 10.0.0.5:443" (ClientConnectorError), a socket address ("('10.0.0.5', 443)").
+_ADDRESSES = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^\s'\"\])>,]+"
+    r"|(?<=host )\[?[\w.:%-]+\]?"
+    r"|\('[\w.:%-]+', \d+(?:, \d+, \d+)?\)",
+    re.IGNORECASE,
+)
+UPSTREAM_ADDRESS = "<upstream>"
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with every upstream address in it replaced by ``<upstream>``: the client learns what went
+    wrong, not where the internal upstreams are."""
+    return _ADDRESSES.sub(UPSTREAM_ADDRESS, text)
 
 
 class InvalidRequest(TranslatorError):
@@ -108,6 +130,10 @@ class UpstreamUnavailable(TranslatorError):
     status = 502
     claude_type = "api_error"
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = without_addresses(message)
+
 
 class UpstreamProtocolError(UpstreamUnavailable):
     """The upstream's answer does not have the Claude API's shape (a message, an event)."""
@@ -116,6 +142,10 @@ class UpstreamProtocolError(UpstreamUnavailable):
 class UpstreamTimeout(TranslatorError):
     status = 504
     claude_type = "timeout_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = without_addresses(message)
 
 
 class UpstreamStatusError(TranslatorError):

@@ -718,7 +718,7 @@ async def test_upstream_429_keeps_retry_after(direct: TestClient, fake_upstream:
     assert resp.status == 429
     assert resp.content_type == "application/json"
     assert resp.headers["Retry-After"] == "17"
-    assert resp.headers["x-request-id"] == "req_011"  # where the openai SDKs read it
+    assert resp.headers["request-id"] == "req_011"  # x-request-id is ours
     assert await resp.json() == openai_error(
         "Number of requests has exceeded your rate limit", "rate_limit_error", code="rate_limit_exceeded")
 
@@ -805,6 +805,6 @@ async def test_upstream_connection_refused_is_502(make_proxy: MakeProxy, stream:
     resp = await proxy.post(CHAT, json={"model": SONNET, "messages": [hi()], "stream": stream})
     assert resp.status == 502
     got = await resp.json()
-    assert got["error"]["message"].startswith(
-        "upstream unavailable: ClientConnectorError: Cannot connect to host 127.0.0.1:")
+    assert got["error"]["message"].startswith(  # the upstream's address is not the client's to know
+        "upstream unavailable: ClientConnectorError: Cannot connect to host <upstream> ")
     assert {**got["error"], "message": ""} == {"message": "", "type": "server_error", "param": None, "code": None}

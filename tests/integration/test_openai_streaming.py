@@ -4,6 +4,7 @@ error chunk (never a clean stop), and a client that leaves cancels the upstream 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import orjson
 
@@ -229,12 +230,13 @@ async def test_include_usage_n2_gives_null_usage_on_every_choice_chunk(proxy, fa
     assert {c["id"] for c in choice_chunks} == {usage_chunk["id"]}
 
 
-async def test_the_upstream_request_id_reaches_the_client_as_x_request_id(proxy, fake_upstream: FakeUpstream) -> None:
+async def test_the_upstream_request_id_reaches_the_client_as_request_id(proxy, fake_upstream: FakeUpstream) -> None:
     stop = [{"type": "content_block_stop", "index": 0},
             {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
             {"type": "message_stop"}]
     fake_upstream.sse(_sse(START, TEXT_START, _delta("hi"), *stop), headers={"request-id": "req_011Stream"})
     resp = await proxy.post("/v1/chat/completions", json=REQUEST)
     assert resp.status == 200
-    assert resp.headers["x-request-id"] == "req_011Stream"
+    assert resp.headers["request-id"] == "req_011Stream"
+    assert re.fullmatch("[0-9a-f]{16}", resp.headers["x-request-id"])  # ours
     assert (await resp.read()).endswith(b"data: [DONE]\n\n")

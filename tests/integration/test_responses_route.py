@@ -43,7 +43,7 @@ async def test_a_string_input_is_answered_with_a_response_object(proxy, fake_ups
     fake_upstream.json(MESSAGE, headers={"request-id": "req_up_9"})
     resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi", "store": False})
     assert resp.status == 200
-    assert resp.headers["x-request-id"] == "req_up_9"
+    assert resp.headers["request-id"] == "req_up_9"
     body = await resp.json()
     assert body["object"] == "response" and body["id"].startswith("resp_") and body["status"] == "completed"
     assert [item["type"] for item in body["output"]] == ["message"]

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp.test_utils import TestClient
 
+from bench import soak
 from tests.faults import FaultUpstream, fault_upstream_fixture  # noqa: F401
 from tests.integration.test_faults import (
     BUGS,
@@ -100,3 +101,22 @@ async def test_concurrent_streams_all_end_well_formed_and_leave_nothing_behind(
     assert grown.tasks <= 2, grown
     assert grown.responses <= 0, grown
     assert grown.memory <= 1024 * 1024, grown
+
+
+def test_the_real_server_writes_only_json_lines_while_clients_leave() -> None:
+    """A few seconds of bench/soak.py's mixed load on `translator serve` (streams and not, both routes and
+    the Responses route, clients that leave mid-stream or before the head, bodies that are not JSON,
+    malformed HTTP with a key in it): every answer as expected, every line on stdout JSON and none a warning
+    or an error (no traceback), nothing on stderr but the start-up line, the key nowhere. (Memory is the
+    full soak's to judge: `python -m bench.soak --minutes 30`.)"""
+    report = soak.run(soak.Options(seconds=6, connections=8))
+    assert report.errors == []
+    assert report.non_json_lines == []
+    assert report.problem_lines == []
+    assert report.stderr_lines == []
+    assert not report.key_in_output
+    for kind in ("leave_mid_stream", "leave_early", "malformed_http", "bad_json", "responses_stream"):
+        assert report.requests[kind] > 0, kind
+    assert report.stream_ends["client_gone"] > 0
+    # One line per request: a client that left before its request was read may have none.
+    assert report.sent - report.requests["leave_early"] <= report.request_lines <= report.sent

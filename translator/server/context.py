@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +20,16 @@ from translator.convert.responses_response import response_usage
 from translator.convert.usage import openai_usage
 
 Route = Literal["openai", "claude", "responses"]
+# How a stream that went out ended: its last event relayed; an error event after content (the upstream's
+# error, a reset, a stall, a broken event); the client went away; shutdown's grace period ran out.
+StreamEnd = Literal["completed", "upstream_error", "client_gone", "shutdown"]
+
+
+# Every answer carries our id for the request as ``x-request-id`` (the openai SDKs show it as
+# ``_request_id``), and the upstream's, when one answered, as ``request-id`` (where the anthropic SDKs read
+# it); the request's log line has both.
+REQUEST_ID = "x-request-id"
+UPSTREAM_REQUEST_ID = "request-id"
 
 
 def _request_id() -> str:
@@ -45,7 +55,11 @@ class RequestContext:
     usage: dict[str, Any] | None = None  # Claude's shape: input_tokens, output_tokens, cache_*_input_tokens
     stop_reason: str | None = None
     stream_error: str | None = None  # the error type a relayed stream ended with
+    stream_end: StreamEnd | None = None  # how a relayed stream ended, once its head went out
     error: str | None = None  # the error type the request was answered with
+    cause: str | None = None  # what was wrong with a request aiohttp could not parse (never a value of it)
+    error_detail: str | None = None  # an upstream failure's whole text, which its answer tells without addresses
+    upstream_request_id: str | None = None  # the upstream's id for the request (its ``request-id``)
     shutdown: bool = False  # cut by the end of the shutdown grace period
     cancelled: bool = False  # the client went away
     status: int = 500  # until a response is made; an exception that escapes is a bug
@@ -56,6 +70,13 @@ class RequestContext:
     def attempted(self, upstream: str, attempt: int) -> None:
         """The router's report of each attempt."""
         self.upstream, self.attempts = upstream, attempt
+
+    def stamp(self, headers: MutableMapping[str, str]) -> None:
+        """What every answer carries besides its route's headers: the request's extra headers (its rate
+        limits) and our id for it. The upstream's id, which the route passed on, is noted for the log line."""
+        headers.update(self.extra_headers)
+        headers[REQUEST_ID] = self.request_id
+        self.upstream_request_id = headers.get(UPSTREAM_REQUEST_ID, self.upstream_request_id)
 
     def first_token(self) -> None:
         self.ttft_ms = round((time.perf_counter() - self.started) * 1000, 2)
@@ -81,8 +102,8 @@ class RequestContext:
         return fields
 
 
-_LOGGED = ("route", "key", "model", "upstream_model", "stream", "n", "upstream", "attempts", "ttft_ms",
-           "stop_reason", "stream_error", "error")
+_LOGGED = ("route", "key", "model", "upstream_model", "stream", "n", "upstream", "upstream_request_id", "attempts",
+           "ttft_ms", "stop_reason", "stream_error", "stream_end", "error", "error_detail", "cause")
 
 # The usage in the log line, in the caller's API's shape (Claude's, as kept, on the Claude route).
 _USAGE_SHAPE: dict[Route | None, Callable[[dict[str, Any]], Any]] = {

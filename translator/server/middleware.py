@@ -1,7 +1,8 @@
 """The one layer around every request: its context, the in-flight bound, every error answered once in the
-caller's shape (``translator.server.errors``), and, however the request ended, its log line and metrics
-(read from its ``RequestContext``). Nothing leaves as a traceback: an unexpected exception is logged and
-answered 500.
+caller's shape (``translator.server.errors``), our request id on every answer, and, however the request
+ended, its log line and metrics (read from its ``RequestContext``). Nothing leaves as a traceback: an
+unexpected exception is logged and answered 500. (A request aiohttp's parser rejects never reaches the app:
+``translator.server.protocol`` answers it.)
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
-from translator.errors import ProxyOverloaded, TranslatorError
+from translator.errors import ProxyOverloaded, TranslatorError, UpstreamStatusError
 from translator.gateway.metrics import Metrics
 from translator.log import log, log_request
 from translator.server.context import CONTEXT, RequestContext
-from translator.server.errors import error_response, http_error
+from translator.server.errors import error_response, http_error, parse_error
 from translator.server.state import CLOSING, INFLIGHT, METRICS, SETTINGS
 from translator.server.tokens import token_kinds
 
@@ -29,13 +32,18 @@ async def handle_requests(request: web.Request, handler: Handler) -> web.StreamR
     ctx = request[CONTEXT] = RequestContext(request.method, request.path)
     try:
         response = await _answer(request, handler)
-        if ctx.extra_headers and not response.prepared:  # (a stream's went out with its head)
-            response.headers.update(ctx.extra_headers)
+        if not response.prepared:  # (a stream's went out with its head: streaming.prepare_stream)
+            ctx.stamp(response.headers)
         ctx.status = response.status
         return response
     except (asyncio.CancelledError, ConnectionResetError) as exc:
+        if ctx.shutdown:  # shutdown's grace period cut a stream under way: the client did not go away
+            ctx.status = 200
+            raise
         ctx.cancelled = True  # the client went away; the handler was cancelled with it
         ctx.status = 499
+        if ctx.prepared:
+            ctx.stream_end = "client_gone"
         if isinstance(exc, ConnectionResetError) and ctx.stream_response is not None:
             # A write found the connection gone before aiohttp cancelled the handler: the stream ends here,
             # and aiohttp finishes it quietly (raising would log it as a server error, with a traceback).
@@ -62,9 +70,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(request, ProxyOverloaded(_SHUTTING_DOWN))
     except ConnectionResetError:
         raise
-    except TranslatorError as err:
-        ctx.error = err.claude_type
-        return error_response(request, err)
+    except (TranslatorError, BadHttpMessage, RequestPayloadError) as exc:
+        return _failed(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -74,6 +81,21 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if ctx.prepared:
             raise  # a stream is under way: a new response written into it would garble it; the connection closes
         return error_response(request, TranslatorError("internal error in the proxy"))
+
+
+def _failed(request: web.Request, exc: Exception) -> web.Response:
+    """One of our errors, or aiohttp's parser's in the body (a bad chunk size), answered and noted for the
+    log line."""
+    ctx = request[CONTEXT]
+    err = exc if isinstance(exc, TranslatorError) else parse_error(exc)
+    ctx.error = err.claude_type
+    if isinstance(err, UpstreamStatusError):
+        ctx.upstream_request_id = err.request_id
+    if err is not exc:
+        ctx.cause = err.message
+    if err.detail != err.message:
+        ctx.error_detail = err.detail
+    return error_response(request, err)
 
 
 @asynccontextmanager

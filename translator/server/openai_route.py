@@ -88,11 +88,11 @@ def _call(
 
 
 def _pass_request_id(source: UpstreamResponse, headers: dict[str, str]) -> None:
-    """The upstream's request id as ``x-request-id``, where the openai SDKs read it (``_request_id``);
+    """The upstream's request id, passed on as ``request-id`` (``x-request-id`` is ours: context.py);
     with n > 1, that of the choice whose answer came first."""
     request_id = source.headers.get("request-id")
     if request_id:
-        headers.setdefault("x-request-id", request_id)
+        headers.setdefault("request-id", request_id)
 
 
 # --- non-streamed ---

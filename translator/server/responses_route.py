@@ -119,7 +119,7 @@ async def _complete(request: web.Request, call: UpstreamCall, turn: _Turn) -> we
                                      model=turn.model, echo=turn.echo, json_tool=turn.json_tool,
                                      namespaces=turn.namespaces)
     await turn.stored(response)
-    headers = {**turn.headers, **({"x-request-id": request_id} if request_id else {})}
+    headers = {**turn.headers, **({"request-id": request_id} if request_id else {})}
     return web.Response(body=orjson.dumps(response), content_type="application/json", headers=headers)
 
 
@@ -129,7 +129,7 @@ async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.
         if not done.response.is_stream:
             raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
         request_id = done.response.headers.get("request-id")
-        headers = {**turn.headers, **({"x-request-id": request_id} if request_id else {})}
+        headers = {**turn.headers, **({"request-id": request_id} if request_id else {})}
         converter = ResponsesStreamConverter(
             response_id=turn.response_id, created_at=turn.created_at, model=turn.model, echo=turn.echo,
             json_tool=turn.json_tool, namespaces=turn.namespaces,

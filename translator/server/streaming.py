@@ -9,7 +9,8 @@ The relay owns what every stream needs, so that a route writes only its conversi
   shape, after what came before it;
 - a farewell when shutdown's grace period cuts the stream, so the client reads an error, not a cut;
 - the usage, stop reason and error for the log line and the rate limiter, kept in the request's context
-  however the stream ended (cancelled included);
+  however the stream ended (cancelled included), and how it ended (``stream_end``: completed, upstream_error,
+  shutdown; the middleware notes client_gone);
 - the connection back to the pool when the upstream stream ended cleanly;
 - several upstream streams interleaved onto one response (OpenAI's ``n`` > 1).
 """
@@ -159,6 +160,7 @@ async def relay(
             else:
                 end = await _pump_all(sources, streams, resp.write)
             clean = not any(stream.failed for stream in streams)
+            ctx.stream_end = "completed" if clean else "upstream_error"
             # The last chunks and the response's end in one send: each send wakes the client up again.
             await resp.write_eof(end + closing(clean))
     finally:  # also when cancelled: what was generated counts against the key's limits
@@ -173,7 +175,7 @@ async def prepare_stream(request: web.Request, resp: web.StreamResponse) -> None
     """The head goes out, with the request's extra headers (its rate limits); from here on an error ends
     the stream, as no other answer is possible."""
     ctx = request[CONTEXT]
-    resp.headers.update(ctx.extra_headers)
+    ctx.stamp(resp.headers)
     ctx.prepared, ctx.stream_response = True, resp
     await resp.prepare(request)
 
@@ -286,6 +288,8 @@ async def farewell_on_shutdown(
         yield
     except asyncio.CancelledError:
         if request.app[DRAINING].is_set():
+            ctx = request[CONTEXT]
+            ctx.shutdown, ctx.stream_end = True, "shutdown"
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1):
                     await resp.write(stream.fail(ProxyOverloaded("the proxy is shutting down; retry the request")))
