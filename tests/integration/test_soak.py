@@ -1,7 +1,8 @@
-"""Soak: a few hundred concurrent streams, both routes, against the fault upstream answering a mix of healthy
-and broken streams. Every client gets a complete answer (``[DONE]`` / ``message_stop``) or a well-formed error,
-exactly as the fault matrix (test_faults.py) says for its fault; afterwards the process holds no more file
-descriptors, tasks, memory (traced) or upstream responses than before."""
+"""Soak: a few hundred concurrent streams, on the chat, Claude and Responses routes, against the fault upstream
+answering a mix of healthy and broken streams. Every client gets a complete answer (``[DONE]`` /
+``message_stop``) or a well-formed error, exactly as the fault matrix (test_faults.py) says for its fault;
+afterwards the process holds no more file descriptors, tasks, memory (traced) or upstream responses than
+before."""
 
 from __future__ import annotations
 
@@ -104,8 +105,8 @@ async def test_concurrent_streams_all_end_well_formed_and_leave_nothing_behind(
 
 
 def test_the_real_server_writes_only_json_lines_while_clients_leave() -> None:
-    """A few seconds of bench/soak.py's mixed load on `translator serve` (streams and not, both routes and
-    the Responses route, clients that leave mid-stream or before the head, bodies that are not JSON,
+    """A few seconds of bench/soak.py's mixed load on `translator serve` (streams and not, on the chat, Claude
+    and Responses routes, clients that leave mid-stream or before the head, bodies that are not JSON,
     malformed HTTP with a key in it): every answer as expected, every line on stdout JSON and none a warning
     or an error (no traceback), nothing on stderr but the start-up line, the key nowhere. (Memory is the
     full soak's to judge: `python -m bench.soak --minutes 30`.)"""
