@@ -5,6 +5,7 @@ shapes a request by it), so that neither imports the other."""
 from __future__ import annotations
 
 import fnmatch
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,10 +89,21 @@ def cache_min_tokens(model: str, profile: ModelProfile) -> int:
     """The model's minimum cacheable prompt: the profile's, else its family's, else 1,024."""
     if profile.cache_min_tokens is not None:
         return profile.cache_min_tokens
-    return next((n for pattern, n in CACHE_MIN_TOKENS.items() if fnmatch.fnmatchcase(model, pattern)), 1024)
+    return _family_min_tokens(model)
 
 
 def takes_ttl_1h(model: str, profile: ModelProfile) -> bool:
     if profile.cache_ttl_1h is not None:
         return profile.cache_ttl_1h
+    return _family_takes_ttl_1h(model)
+
+
+# (each model's family found once, not by a glob match per request; bounded: model names come from clients)
+@functools.lru_cache(maxsize=1024)
+def _family_min_tokens(model: str) -> int:
+    return next((n for pattern, n in CACHE_MIN_TOKENS.items() if fnmatch.fnmatchcase(model, pattern)), 1024)
+
+
+@functools.lru_cache(maxsize=1024)
+def _family_takes_ttl_1h(model: str) -> bool:
     return not any(fnmatch.fnmatchcase(model, pattern) for pattern in NO_CACHE_TTL_1H)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -86,6 +87,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self._model = _CappedLabel(max_models)
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         # (a registry exposes its metrics in the order they were registered: the order they always had)
         self._requests = Counter(
             "translator_requests_total", "Requests answered", ["route", "model", "upstream", "status"], registry=r
@@ -128,10 +130,10 @@ class Metrics:
         self, route: str, model: str, upstream: str, status: int, latency_s: float, ttft_s: float | None
     ) -> None:
         """One finished request; ``ttft_s`` only when a first token was streamed."""
-        self._requests.labels(route, self._model(model), upstream, str(status)).inc()
-        self._duration.labels(route).observe(latency_s)
+        self._labelled(self._requests, route, self._model(model), upstream, str(status)).inc()
+        self._labelled(self._duration, route).observe(latency_s)
         if ttft_s is not None:  # (its series appears only once a route streamed)
-            self._ttft.labels(route).observe(ttft_s)
+            self._labelled(self._ttft, route).observe(ttft_s)
 
     def add_tokens(self, route: str, model: str, kind: str, n: int) -> None:
         """Count ``n`` tokens of one kind: input, output, cache_read, or cache_creation."""
@@ -144,17 +146,17 @@ class Metrics:
             if kind not in TOKEN_KINDS:
                 raise ValueError(f"unknown token kind {kind!r}; expected one of {sorted(TOKEN_KINDS)}")
             if n > 0:
-                self._tokens.labels(route, model, kind).inc(n)
+                self._labelled(self._tokens, route, model, kind).inc(n)
 
     def add_key_usage(self, key: str, counts: Counts) -> None:
         """One admitted request of a key (a configured key's name, or "-"), with what it used."""
-        self._key_requests.labels(key).inc()
+        self._labelled(self._key_requests, key).inc()
         for field, kind in KEY_TOKEN_KINDS.items():
             n = getattr(counts, field)
             if n > 0:
-                self._key_tokens.labels(key, kind).inc(n)
+                self._labelled(self._key_tokens, key, kind).inc(n)
         if counts.cost_usd > 0:
-            self._key_cost.labels(key).inc(counts.cost_usd)
+            self._labelled(self._key_cost, key).inc(counts.cost_usd)
 
     def set_upstream_health(self, upstream: str, healthy: bool) -> None:
         self.upstream_healthy.labels(upstream).set(1 if healthy else 0)
@@ -184,7 +186,7 @@ class Metrics:
         return self._redis
 
     def upstream_attempt(self, upstream: str, outcome: str) -> None:
-        self._attempts.labels(upstream, outcome).inc()
+        self._labelled(self._attempts, upstream, outcome).inc()
 
     def forget_upstream(self, upstream: str) -> None:
         """An upstream a reload removed: its health series goes (a gauge would otherwise keep its last value).
@@ -202,6 +204,15 @@ class Metrics:
         if result not in RELOAD_RESULTS:
             raise ValueError(f"unknown reload result {result!r}; expected one of {sorted(RELOAD_RESULTS)}")
         self._reloads.labels(result).inc()
+
+    def _labelled(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered, for the series every request writes: prometheus_client checks
+        the values and takes a lock on each ``labels`` call, a tenth of a request's own instructions. Bounded as
+        the series are (the model label is capped, the key label is the config's)."""
+        child = self._children.get((metric, values))
+        if child is None:
+            child = self._children[(metric, values)] = metric.labels(*values)
+        return child
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type, for a ``GET /metrics`` handler: this registry's,

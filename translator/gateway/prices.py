@@ -16,6 +16,7 @@ What is kept and where lives in ``translator.gateway.usage``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,8 +87,11 @@ class PriceTable:
     def __init__(self, configured: Sequence[PriceSettings] = (), builtin: Mapping[str, Price] = BUILTIN_PRICES):
         self._table = [(entry.model, Price.from_settings(entry)) for entry in configured]
         self._table += list(builtin.items())
+        # Each model's price, found once: a glob match down the table for every request would cost more than
+        # the rest of its accounting. Bounded: model names come from clients.
+        self.price = functools.lru_cache(maxsize=1024)(self._find)
 
-    def price(self, model: str) -> Price | None:
+    def _find(self, model: str) -> Price | None:
         for pattern, price in self._table:
             if model == pattern or fnmatch.fnmatchcase(model, pattern):
                 return price

@@ -70,11 +70,19 @@ class Counts:
     cost_usd: float = 0.0
 
     @classmethod
-    def from_claude(cls, usage: object) -> Counts:
-        """The token counts of a usage in Claude's shape (none at all: zeros)."""
+    def from_claude(cls, usage: object, requests: int = 0, cost_usd: float = 0.0) -> Counts:
+        """The token counts of a usage in Claude's shape (none at all: zeros), for ``requests`` requests that
+        cost ``cost_usd``."""
         if not isinstance(usage, dict):
-            return cls()
-        return cls(**{name: _count(usage.get(name)) for name in TOKEN_FIELDS})
+            return cls(requests, cost_usd=cost_usd)
+        return cls(
+            requests,
+            _count(usage.get("input_tokens")),
+            _count(usage.get("output_tokens")),
+            _count(usage.get("cache_read_input_tokens")),
+            _count(usage.get("cache_creation_input_tokens")),
+            cost_usd,
+        )
 
     @property
     def tokens(self) -> int:
@@ -82,7 +90,14 @@ class Counts:
         return sum(getattr(self, name) for name in TOKEN_FIELDS)
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(*(getattr(self, f) + getattr(other, f) for f in FIELDS))
+        return Counts(
+            self.requests + other.requests,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cost_usd + other.cost_usd,
+        )
 
     def as_dict(self) -> dict[str, int | float]:
         """For JSON: the cost rounded to 1e-8 USD (the cheapest token's price is 1e-8), float noise gone."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 
 from aiohttp import web
 
@@ -51,8 +50,7 @@ async def recorded(request: web.Request, key: ClientKey | None) -> AsyncIterator
     finally:
         ctx = request[CONTEXT]
         model = ctx.upstream_model or ctx.model or ""
-        cost = runtime(request).prices.cost(model, ctx.usage)
-        counts = replace(Counts.from_claude(ctx.usage), requests=1, cost_usd=cost)
+        counts = Counts.from_claude(ctx.usage, requests=1, cost_usd=runtime(request).prices.cost(model, ctx.usage))
         name = key.name if key is not None else NO_KEY
         request.app[METRICS].add_key_usage(name, counts)
         request.app[USAGE].record_soon(name, model, counts, utc_now())  # (the response is not held for it)
