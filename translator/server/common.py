@@ -65,14 +65,15 @@ def json_head(raw: bytes) -> dict[str, Any]:
         return _head(json_object(raw))
     if not isinstance(document, simdjson.Object):
         raise InvalidRequest("request body must be a JSON object")
-    top = dict(document.items())
-    if len(top) < len(document):  # the bytes go upstream as sent: which value would it take?
-        raise InvalidRequest(f"request body has a top-level key more than once: {_repeated(document)}")
-    return _head(top)
+    keys = list(document.keys())
+    if len(set(keys)) < len(keys):  # the bytes go upstream as sent: which value would it take?
+        raise InvalidRequest(f"request body has a top-level key more than once: {_repeated(keys)}")
+    # (``document[key]``: a lazy proxy for an array, where ``items()`` would build every value)
+    return {key: _unread(document[key]) for key in keys}
 
 
-def _repeated(document: simdjson.Object) -> str:
-    return ", ".join(sorted(key for key, n in Counter(document).items() if n > 1))
+def _repeated(keys: list[str]) -> str:
+    return ", ".join(sorted(key for key, n in Counter(keys).items() if n > 1))
 
 
 def _head(top: dict[str, Any]) -> dict[str, Any]:
