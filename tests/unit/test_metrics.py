@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from translator.gateway.metrics import MULTIPROC_DIR, Metrics
 from translator.gateway.usage import Counts
-from translator.server.tokens import token_kinds
 
 
 @pytest.fixture
@@ -181,23 +180,28 @@ def test_buckets_hold_values_up_to_their_bound_and_series_carry_created(metrics:
 
 
 @pytest.mark.parametrize(
-    ("usage", "kinds"),
+    ("usage", "counts"),
     [
         # Claude's shape (what a request's context keeps, whatever the route): each count as it came
         ({"input_tokens": 5, "output_tokens": 7, "cache_read_input_tokens": 11, "cache_creation_input_tokens": 13},
-         {"input": 5, "output": 7, "cache_read": 11, "cache_creation": 13}),
+         Counts(1, 5, 7, 11, 13)),
         # what is no count counts as 0: missing, negative, a bool, a float, a string, null
         ({"input_tokens": -1, "output_tokens": True, "cache_read_input_tokens": 2.0,
-          "cache_creation_input_tokens": "4"}, {"input": 0, "output": 0, "cache_read": 0, "cache_creation": 0}),
-        ({"input_tokens": None, "output_tokens": False}, {"input": 0, "output": 0, "cache_read": 0,
-                                                          "cache_creation": 0}),
-        ({}, {"input": 0, "output": 0, "cache_read": 0, "cache_creation": 0}),
-        (None, {}),
-        ([1, 2], {}),
+          "cache_creation_input_tokens": "4"}, Counts(1)),
+        ({"input_tokens": None, "output_tokens": False}, Counts(1)),
+        ({}, Counts(1)),
+        (None, Counts(1)),
+        ([1, 2], Counts(1)),
     ],
 )
-def test_token_kinds_of_claude_usage(usage: object, kinds: dict[str, int]) -> None:
-    assert token_kinds(usage) == kinds
+def test_a_requests_tokens_by_kind_from_its_claude_usage(metrics: Metrics, usage: object, counts: Counts) -> None:
+    assert Counts.from_claude(usage, requests=1) == counts
+    metrics.add_usage("chat", "m", counts)
+    got = {kind: value(metrics, "translator_tokens_total", route="chat", model="m", kind=kind)
+           for kind in ["input", "output", "cache_read", "cache_creation"]}
+    assert got == {"input": counts.input_tokens or None, "output": counts.output_tokens or None,
+                   "cache_read": counts.cache_read_input_tokens or None,
+                   "cache_creation": counts.cache_creation_input_tokens or None}
 
 
 def test_reloads_are_counted_by_result_and_a_removed_upstream_loses_its_health_series(metrics: Metrics) -> None:

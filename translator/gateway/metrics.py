@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,8 +32,8 @@ RELOAD_RESULTS = frozenset({"applied", "refused"})
 
 TOKEN_KINDS = frozenset({"input", "output", "cache_read", "cache_creation"})
 LIMITS = frozenset({"requests", "tokens", "concurrency", "budget"})
-# A request's counts by key (translator.gateway.usage.Counts's token fields) -> the kind label.
-KEY_TOKEN_KINDS = {
+# A request's counts (translator.gateway.usage.Counts's token fields) -> the kind label.
+COUNTED_KINDS = {
     "input_tokens": "input",
     "output_tokens": "output",
     "cache_read_input_tokens": "cache_read",
@@ -137,21 +136,23 @@ class Metrics:
 
     def add_tokens(self, route: str, model: str, kind: str, n: int) -> None:
         """Count ``n`` tokens of one kind: input, output, cache_read, or cache_creation."""
-        self.add_usage(route, model, {kind: n})
+        if kind not in TOKEN_KINDS:
+            raise ValueError(f"unknown token kind {kind!r}; expected one of {sorted(TOKEN_KINDS)}")
+        if n > 0:
+            self._labelled(self._tokens, route, self._model(model), kind).inc(n)
 
-    def add_usage(self, route: str, model: str, counts: Mapping[str, int]) -> None:
-        """``add_tokens`` for several kinds at once (a request's usage)."""
+    def add_usage(self, route: str, model: str, counts: Counts) -> None:
+        """A request's tokens, each kind it used."""
         model = self._model(model)
-        for kind, n in counts.items():
-            if kind not in TOKEN_KINDS:
-                raise ValueError(f"unknown token kind {kind!r}; expected one of {sorted(TOKEN_KINDS)}")
+        for field, kind in COUNTED_KINDS.items():
+            n = getattr(counts, field)
             if n > 0:
                 self._labelled(self._tokens, route, model, kind).inc(n)
 
     def add_key_usage(self, key: str, counts: Counts) -> None:
         """One admitted request of a key (a configured key's name, or "-"), with what it used."""
         self._labelled(self._key_requests, key).inc()
-        for field, kind in KEY_TOKEN_KINDS.items():
+        for field, kind in COUNTED_KINDS.items():
             n = getattr(counts, field)
             if n > 0:
                 self._labelled(self._key_tokens, key, kind).inc(n)

@@ -87,7 +87,8 @@ class Counts:
     @property
     def tokens(self) -> int:
         """Every token, cached input included: what ``budget_tokens`` counts (as ``tpm`` does)."""
-        return sum(getattr(self, name) for name in TOKEN_FIELDS)
+        return (self.input_tokens + self.output_tokens + self.cache_read_input_tokens
+                + self.cache_creation_input_tokens)
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
@@ -105,7 +106,6 @@ class Counts:
 
 
 FIELDS = tuple(f.name for f in fields(Counts))
-TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,9 @@ class Spent:
 
     tokens: int = 0
     cost_usd: float = 0.0
+
+    def plus(self, tokens: int, cost_usd: float) -> Spent:
+        return Spent(self.tokens + tokens, self.cost_usd + cost_usd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +201,11 @@ class MemoryUsageStore:
         before = table.get((key, model))
         table[(key, model)] = counts if before is None else before + counts
         self._size += before is None
-        for period in ("day", "month"):
-            totals = self._spent.setdefault(period_name(period, now), {})
-            spent = totals.get(key, Spent())
-            totals[key] = Spent(spent.tokens + counts.tokens, spent.cost_usd + counts.cost_usd)
+        tokens = counts.tokens
+        for period in (day.isoformat(), day.isoformat()[:7]):  # (period_name's day and month)
+            totals = self._spent.setdefault(period, {})
+            spent = totals.get(key)
+            totals[key] = Spent(tokens, counts.cost_usd) if spent is None else spent.plus(tokens, counts.cost_usd)
         if new_day or self._size > self._max_rows:
             self._forget(day)
 

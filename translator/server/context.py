@@ -45,6 +45,7 @@ class RequestContext:
     route: Route | None = None  # set by an API route: only those count in the metrics
     key: str | None = None  # the client key's name (never the key)
     forward_key: bool = True  # may the client's own key go upstream (not when it is one of our keys)
+    admitted: bool = False  # let in by the gate: its usage counts for its key (and its budget) when it ends
     model: str | None = None  # as asked
     upstream_model: str | None = None
     stream: bool | None = None

@@ -3,10 +3,11 @@
 
 ``admit`` authenticates before the body is read (a caller without a key learns nothing and costs no
 parsing), reads the JSON body, requires and resolves the model, authorizes the key for it, checks its
-budget and records what the request used when it ends (``translator.server.spend``), holds a rate-limit
-lease (released with the tokens the request used, read from its context) and names the conversation for
-stickiness. It takes the app's current runtime (keys, models, upstreams, prices) for the request, which keeps
-it to its end whatever a reload does meanwhile. Keys are never logged: the log line carries the key's name.
+budget, holds a rate-limit lease (released with the tokens the request used, read from its context) and
+names the conversation for stickiness; what an admitted request used is recorded when it ends
+(``translator.server.spend``). It takes the app's current runtime (keys, models, upstreams, prices) for the
+request, which keeps it to its end whatever a reload does meanwhile. Keys are never logged: the log line
+carries the key's name.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from typing import Any
 from aiohttp import web
 
 from translator.gateway.keys import ClientKey, presented_keys
-from translator.gateway.ratelimit import RateLimitExceeded
+from translator.gateway.ratelimit import Lease, RateLimitExceeded
+from translator.gateway.usage import Counts
 from translator.profiles import ModelProfile
 from translator.server.common import json_object, read_body, require_model
 from translator.server.context import CONTEXT, RequestContext, Route
-from translator.server.spend import check_budget, recorded
+from translator.server.spend import check_budget
 from translator.server.state import LIMITER, METRICS, runtime
-from translator.server.tokens import tokens_used
 
 
 @dataclass(slots=True)
@@ -55,7 +56,12 @@ async def admit(
     parse: Callable[[bytes], dict[str, Any]] = json_object,
 ) -> AsyncIterator[Admission]:
     """The prologue of an API route. ``session_from``: the body's own name for the conversation, if any;
-    ``parse``: how much of the body the route reads (``common.json_head`` for a relay: its top level only)."""
+    ``parse``: how much of the body the route reads (``common.json_head`` for a relay: its top level only).
+
+    Before any work for the caller: the key is authorized for the model (the name asked, or the upstream id
+    it resolves to), its budget checked, and a rate-limit lease held, if the key has limits, until the
+    request ends: released with the tokens it used. What an admitted request used is recorded when it ends
+    (``spend.record_usage``, from the middleware)."""
     ctx = request[CONTEXT]
     ctx.route = route
     key = authenticate(request)  # 401 before the body is read (its metrics then name no model)
@@ -64,10 +70,18 @@ async def admit(
     asked = require_model(body)
     model, profile = runtime(request).resolve(asked)
     ctx.model, ctx.upstream_model = asked, model
-    async with admitted(request, key, asked, model), recorded(request, key):  # before any work for the caller
+    if key is not None and not key.allows(asked):
+        runtime(request).keyring.authorize(key, model)
+    await check_budget(request, key)
+    lease = await _lease(request, key)
+    ctx.admitted = True
+    try:
         admission = Admission(ctx, body, raw, asked, model, profile, session_key(request, session_from(body)))
         del body, raw  # held by the admission alone, which the route may empty
         yield admission
+    finally:  # also when cancelled: what was generated counts against the key's limits
+        if lease is not None:
+            await request.app[LIMITER].release(lease, Counts.from_claude(ctx.usage).tokens)
 
 
 def authenticate(request: web.Request) -> ClientKey | None:
@@ -83,29 +97,18 @@ def authenticate(request: web.Request) -> ClientKey | None:
     return key
 
 
-@asynccontextmanager
-async def admitted(request: web.Request, key: ClientKey | None, asked: str, model: str) -> AsyncIterator[None]:
-    """Authorize the key for the model (the name asked, or the upstream id it resolves to), check its budget,
-    and hold a rate-limit lease, if the key has limits, until the request ends: released with the tokens it
-    used."""
-    if key is not None and not key.allows(asked):
-        runtime(request).keyring.authorize(key, model)
-    await check_budget(request, key)
+async def _lease(request: web.Request, key: ClientKey | None) -> Lease | None:
+    """A rate-limit lease for a key with limits (429 when over one, with its headers)."""
     if key is None or not key.has_limits:
-        yield
-        return
+        return None
     limiter = request.app[LIMITER]
     try:
         lease = await limiter.acquire(key)
     except RateLimitExceeded as err:
         request.app[METRICS].rate_limited(err.key_name, err.limit)
         raise
-    ctx = request[CONTEXT]
-    ctx.extra_headers.update(limiter.headers(lease))
-    try:
-        yield
-    finally:  # also when cancelled: what was generated counts against the key's limits
-        await limiter.release(lease, tokens_used(ctx.usage))
+    request[CONTEXT].extra_headers.update(limiter.headers(lease))
+    return lease
 
 
 def session_key(request: web.Request, from_body: object) -> str | None:

@@ -1,6 +1,6 @@
 """The one layer around every request: its context, the in-flight bound, every error answered once in the
 caller's shape (``translator.server.errors``), our request id on every answer, and, however the request
-ended, its log line and metrics (read from its ``RequestContext``). Nothing leaves as a traceback: an
+ended, its log line, metrics and usage (read from its ``RequestContext``). Nothing leaves as a traceback: an
 unexpected exception is logged and answered 500. (A request aiohttp's parser rejects never reaches the app:
 ``translator.server.protocol`` answers it.)
 """
@@ -8,8 +8,6 @@ unexpected exception is logged and answered 500. (A request aiohttp's parser rej
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -17,13 +15,13 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 
 from translator.errors import ProxyOverloaded, TranslatorError, UpstreamStatusError
-from translator.gateway.metrics import Metrics
 from translator.log import log, log_request
 from translator.server.context import CONTEXT, RequestContext
 from translator.server.errors import error_response, http_error, parse_error
-from translator.server.state import CLOSING, INFLIGHT, METRICS, SETTINGS
-from translator.server.tokens import token_kinds
+from translator.server.spend import record_usage
+from translator.server.state import CLOSING, INFLIGHT, SETTINGS
 
+_API_PATHS = ("/v1/", "/chat/", "/responses")
 _SHUTTING_DOWN = "the proxy is shutting down; retry the request"
 
 
@@ -52,15 +50,14 @@ async def handle_requests(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         log_request(ctx.log_fields())
         if ctx.route is not None:
-            record_metrics(request.app[METRICS], ctx)
+            record_usage(request, ctx)
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The handler's response, or its error as one, in the caller's shape."""
     ctx = request[CONTEXT]
     try:
-        async with _in_flight(request):
-            return await handler(request)
+        return await _in_flight(request, handler)
     except asyncio.CancelledError:
         if not (request.app[CLOSING].is_set() and not ctx.prepared):
             raise
@@ -83,6 +80,20 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(request, TranslatorError("internal error in the proxy"))
 
 
+async def _in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API requests are counted while in flight (shutdown waits for them), up to the configured bound."""
+    if not request.path.startswith(_API_PATHS):
+        return await handler(request)
+    inflight = _admit(request)
+    task = asyncio.current_task()
+    assert task is not None
+    inflight.add(task)
+    try:
+        return await handler(request)
+    finally:
+        inflight.discard(task)
+
+
 def _failed(request: web.Request, exc: Exception) -> web.Response:
     """One of our errors, or aiohttp's parser's in the body (a bad chunk size), answered and noted for the
     log line."""
@@ -98,22 +109,6 @@ def _failed(request: web.Request, exc: Exception) -> web.Response:
     return error_response(request, err)
 
 
-@asynccontextmanager
-async def _in_flight(request: web.Request) -> AsyncIterator[None]:
-    """API requests are counted while in flight (shutdown waits for them), up to the configured bound."""
-    if not request.path.startswith(("/v1/", "/chat/", "/responses")):
-        yield
-        return
-    inflight = _admit(request)
-    task = asyncio.current_task()
-    assert task is not None
-    inflight.add(task)
-    try:
-        yield
-    finally:
-        inflight.discard(task)
-
-
 def _admit(request: web.Request) -> set[asyncio.Task[object]]:
     app = request.app
     if app[CLOSING].is_set():  # a kept-alive connection after the listener closed
@@ -123,10 +118,3 @@ def _admit(request: web.Request) -> set[asyncio.Task[object]]:
         raise ProxyOverloaded("too many requests in flight at this proxy; retry shortly")
     return inflight
 
-
-def record_metrics(metrics: Metrics, ctx: RequestContext) -> None:
-    assert ctx.route is not None
-    model = ctx.model or ""
-    ttft = ctx.ttft_ms / 1000 if ctx.ttft_ms is not None else None
-    metrics.observe_request(ctx.route, model, ctx.upstream or "", ctx.status, ctx.latency(), ttft)
-    metrics.add_usage(ctx.route, model, token_kinds(ctx.usage))

@@ -1,23 +1,22 @@
 """A request's spend: its key's budget checked at admission, and what it used recorded when it ends.
 
-``gate.admit`` calls both: ``check_budget`` before the rate-limit lease (a refused request costs nothing),
-``recorded`` around the route's work, so every admitted request is counted, with the usage its context holds
-when it ends (a stream cut short, or a client gone, included). The rules are the gateway's
-(``translator.gateway.budgets``, ``usage``, ``prices``); this module only reads the request.
+``gate.admit`` calls ``check_budget`` before the rate-limit lease (a refused request costs nothing). The
+middleware calls ``record_usage`` when an API request ends, however it ends, with the usage its context holds
+then (a stream cut short, or a client gone, included): the route's token metrics for every API request, and,
+for an admitted one, its key's usage and cost. The rules are the gateway's (``translator.gateway.budgets``,
+``usage``, ``prices``); this module only reads the request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from aiohttp import web
 
 from translator.gateway.budgets import budget_refusal
 from translator.gateway.keys import ClientKey
 from translator.gateway.usage import NO_KEY, Counts
-from translator.server.context import CONTEXT
+from translator.server.context import RequestContext
 from translator.server.state import METRICS, USAGE, runtime
 
 
@@ -41,16 +40,19 @@ async def check_budget(request: web.Request, key: ClientKey | None) -> None:
         raise refusal
 
 
-@asynccontextmanager
-async def recorded(request: web.Request, key: ClientKey | None) -> AsyncIterator[None]:
-    """Record the request, with what it used and cost, however it ends: in the background, so that neither the
-    response nor the rate-limit lease waits for the usage store (the store's ``close`` waits for it)."""
-    try:
-        yield
-    finally:
-        ctx = request[CONTEXT]
-        model = ctx.upstream_model or ctx.model or ""
-        counts = Counts.from_claude(ctx.usage, requests=1, cost_usd=runtime(request).prices.cost(model, ctx.usage))
-        name = key.name if key is not None else NO_KEY
-        request.app[METRICS].add_key_usage(name, counts)
-        request.app[USAGE].record_soon(name, model, counts, utc_now())  # (the response is not held for it)
+def record_usage(request: web.Request, ctx: RequestContext) -> None:
+    """An API request's metrics, and an admitted one's usage and cost, counted once from its usage: in the
+    background, so that the response does not wait for the usage store (the store's ``close`` waits for it)."""
+    assert ctx.route is not None
+    model = ctx.model or ""
+    upstream_model = ctx.upstream_model or model
+    cost = runtime(request).prices.cost(upstream_model, ctx.usage) if ctx.admitted else 0.0
+    used = Counts.from_claude(ctx.usage, requests=1, cost_usd=cost)
+    metrics = request.app[METRICS]
+    ttft = ctx.ttft_ms / 1000 if ctx.ttft_ms is not None else None
+    metrics.observe_request(ctx.route, model, ctx.upstream or "", ctx.status, ctx.latency(), ttft)
+    metrics.add_usage(ctx.route, model, used)
+    if ctx.admitted:
+        name = ctx.key or NO_KEY
+        metrics.add_key_usage(name, used)
+        request.app[USAGE].record_soon(name, upstream_model, used, utc_now())
