@@ -61,7 +61,8 @@ def test_dead_workers_are_restarted_with_back_off_until_they_keep_dying(server_l
         ("error", 3, 1), ("error", 3, 2), ("error", 3, 3), ("error", 3, 4)
     ]
     assert [d["restart_in_s"] for d in deaths] == [0.01, 0.02, 0.04, 0.04]  # doubled, capped
-    assert [d["pid"] for d in deaths] == started[:4]
+    pids = [d["pid"] for d in deaths]  # (two workers die at once: in either order)
+    assert len(set(pids)) == 4 and set(pids) <= set(started)
     assert len(_lines(server_log(), "worker started")) == len(started) - 2  # the restarts
     assert sorted(ended) == sorted(started)  # every worker's end was reported (its metrics files)
     assert [x["level"] for x in _lines(server_log(), "workers keep dying: stopping")] == ["critical"]
