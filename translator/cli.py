@@ -266,7 +266,8 @@ def _run(
     workers: int = 1,
     announce: Callable[[], None] | None = None,
 ) -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: SIGHUP's default would end the process
+    # Until serve() handles SIGHUP (its default would end the process) one that comes waits, and is handled then.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     return_big_blocks_to_the_os()
     with contextlib.suppress(ImportError):
         import uvloop
@@ -314,6 +315,7 @@ async def serve(
     reloads: set[asyncio.Task[bool]] = set()
     if load is not None:
         loop.add_signal_handler(signal.SIGHUP, _start_reload, app, load, reloads)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # (one that waited is handled now)
     try:
         await stop.wait()
     finally:
@@ -357,7 +359,13 @@ def _run_workers(settings: Settings, source: ConfigSource, count: int, announce:
 
     def spawn() -> BaseProcess:
         worker = ctx.Process(target=_worker, args=(latest[0], source, count, os.getpid(), announce), daemon=False)
-        worker.start()
+        # The worker is born with SIGHUP blocked (a signal mask outlives exec): a reload sent to it while it
+        # starts waits until it handles SIGHUP, rather than ending it. The parent's own waits a moment too.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            worker.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         return worker
 
     def reread() -> None:

@@ -242,6 +242,30 @@ def test_one_process_reloads_on_sighup_and_keeps_serving(tmp_path: Path, servers
     assert server.proc.returncode == 0
 
 
+def test_a_reload_while_a_worker_is_being_restarted_reaches_it_and_does_not_end_it(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """A worker starting (Python importing the proxy) has not installed its SIGHUP handler yet: a reload sent
+    then waits for it (the worker is born with SIGHUP blocked) rather than ending it (SIGHUP's default)."""
+    keys = f'[[keys]]\nname = "alice"\nhash = "{hash_key(KEY)}"\n' + ADMIN
+    server = Server(tmp_path, f'[models.aliases]\nfast = "claude-demo-a"\n{keys}', "--workers", "2")
+    servers.append(server)
+    _until(lambda: len(server.workers()) == 2, "two workers did not start")
+    killed = min(server.workers())
+    os.kill(killed, signal.SIGKILL)
+    _until(lambda: len(server.workers()) == 2 and killed not in server.workers(), "the worker was not replaced")
+    server.write(f'[models.aliases]\nfast = "claude-demo-b"\n{keys}')
+    os.kill(server.proc.pid, signal.SIGHUP)  # (the new worker is importing: it takes about a second)
+
+    _until(lambda: _sample(server.metrics(), "translator_config_reloads_total", result="applied") == 2,
+           "the new worker did not apply the reload once it could")
+    assert {server.chat()[1]["model"] for _ in range(8)} == {"claude-demo-b"}
+    logged = server.stop()
+    assert server.proc.returncode == 0
+    deaths = [(line["pid"], line["signal"]) for line in logged if line["event"] == "worker died"]
+    assert deaths == [(killed, "SIGKILL")]
+
+
 def test_workers_stop_when_their_parent_is_killed(tmp_path: Path, servers: list[Server]) -> None:
     server = Server(tmp_path, "", "--workers", "2")
     servers.append(server)
