@@ -26,7 +26,9 @@ So a write only pays if the prefix is read again. The rules here (README, "Promp
 - in a tool loop whose last turn added more blocks than the lookback reaches, the end of the previous turn
   as well: the previous request wrote its cache there, and this request then reads it.
 
-Token counts are estimated from the JSON's length, ``CHARS_PER_TOKEN`` bytes a token: no tokenizer.
+Token counts are estimated from the JSON's length, ``CHARS_PER_TOKEN`` bytes a token: no tokenizer. Base64
+data (images, PDFs) counts by its length, as it would in the JSON, but is left out of what is serialized
+(``measure``): the route serializes the body once, to send it.
 """
 
 from __future__ import annotations
@@ -143,10 +145,10 @@ def _survey(body: Mapping[str, Any]) -> _Survey:
 def measure(body: Mapping[str, Any], *, min_tokens: int) -> Prefixes:
     """The request's prefixes, after one pass over its blocks (which finds the client's own breakpoints:
     then nothing is measured). A part's compact JSON estimates its tokens by its length, and its hash names
-    the prefix (taken before any breakpoint is placed, so a marker never changes a key). The messages' base64
-    data (images, PDFs) is left out of their JSON, counted by its length and hashed on its own: it is never
-    copied into a second body. Only what a rule will read is measured: a conversation whose stable prefix
-    reaches the minimum is not serialized at all, and a key is hashed only when it will be asked about."""
+    the prefix (taken before any breakpoint is placed, so a marker never changes a key); the messages' base64
+    data is left out of their JSON, counted by its length and hashed apart, so a big image is never copied.
+    Only what a rule reads is measured: not the messages of a conversation whose tools and system reach the
+    minimum (no rule depends on their size then), and no key too short to be asked about."""
     survey = _survey(body)
     if survey.marked:
         return Prefixes(min_tokens, 0, 0, False, clients_own=True)
@@ -181,8 +183,8 @@ def _message_without_data(message: Any, data: list[str]) -> Any:
 
 
 def _blocks_without_data(blocks: list[Any], data: list[str]) -> list[Any]:
-    """A copy of ``blocks`` whose base64 sources (nested ones too) have an empty ``data``: theirs is appended
-    to ``data``, in order. Only a request with such data is copied, and only down to it."""
+    """A shallow copy of ``blocks`` whose base64 sources (nested ones too) have an empty ``data``: theirs is
+    appended to ``data``, in order."""
     out = []
     for block in blocks:
         if isinstance(block, dict):
