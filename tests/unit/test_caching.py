@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import tracemalloc
 from typing import Any
 
+import orjson
 import pytest
 
+from translator.convert import caching
 from translator.convert.caching import (
     ANCHOR_GAP,
     CHARS_PER_TOKEN,
@@ -278,3 +282,88 @@ def test_odd_shapes_never_crash(body: dict[str, Any]) -> None:
         trial = copy.deepcopy(body)
         placed = place(trial, seen=seen, min_tokens=1)
         assert str(trial).count("cache_control") == len(placed)
+
+
+def image(data: str) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+
+
+def test_an_image_counts_by_its_base64_length_as_in_the_json() -> None:
+    """Base64 data is left out of what is serialized, yet the estimate is the whole JSON's, as before."""
+    data = "iVBORw0KGgo" * 500
+    messages = [user(text("What is this?"), image(data)),
+                assistant(call(1)), user({**result(1), "content": [image(data[::-1]), text("done")]})]
+    body = request(system=[text(SHORT)], messages=messages)
+    before = copy.deepcopy(body)
+    prefixes = measure(body, min_tokens=MIN)
+    assert prefixes.total_tokens == prefixes.stable_tokens + len(orjson.dumps(messages)) // CHARS_PER_TOKEN
+    assert body == before
+
+
+def test_two_images_give_two_prompt_keys() -> None:
+    """The data is not in the hashed JSON: it is hashed apart, so that images of one size still differ."""
+    one, other = "A" * 8000, "A" * 7999 + "B"
+    keys = [measure(request(messages=[user(text("Q"), image(data))]), min_tokens=MIN).prompt_key
+            for data in (one, other, "".join(["A"] * 8000))]
+    assert None not in keys
+    assert keys[0] != keys[1]
+    assert keys[0] == keys[2]  # (an equal string, not the same object)
+    swapped = [measure(request(messages=[user(image(a), image(b))]), min_tokens=MIN).prompt_key
+               for a, b in ((one, other), (other, one))]
+    assert swapped[0] != swapped[1]
+
+
+def test_a_text_prompts_key_is_the_hash_of_its_json() -> None:
+    """The keys of a request without base64 data are the same as before the data was left out (a memory of
+    recent prefixes, in Redis, outlives an upgrade)."""
+    body = request(system=[text(SHORT)], messages=[user(text(LONG))])
+    stable = b'"claude-sonnet-4-5"\0null\0' + orjson.dumps(body["system"])
+    expected = hashlib.sha256(b"prompt\0" + stable + b"\0" + orjson.dumps(body["messages"])).hexdigest()
+    assert measure(body, min_tokens=MIN).prompt_key == expected
+
+
+def test_a_big_image_body_is_not_serialized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench's 10 MB request (5 base64 images): caching serializes a few hundred bytes of it, and
+    allocates less than a quarter of it at once (one image's bytes, while they are hashed)."""
+    data = "QUJD" * (2 * 1024 * 1024 // 4)
+    body = request(messages=[user(text("What is in these images?"), *[image(data) for _ in range(5)])])
+    written: list[int] = []
+    dumps = orjson.dumps
+
+    def counting_dumps(value: Any) -> bytes:
+        written.append(len(out := dumps(value)))
+        return out
+
+    monkeypatch.setattr(caching.orjson, "dumps", counting_dumps)
+    tracemalloc.start()
+    try:
+        prefixes = measure(body, min_tokens=MIN)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert prefixes.total_tokens > 5 * len(data) // CHARS_PER_TOKEN
+    assert prefixes.prompt_key is not None
+    assert max(written) < 1000
+    assert peak < 5 * len(data) / 4
+
+
+def test_a_conversation_with_a_long_stable_prefix_is_not_serialized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its tools and system reach the minimum: so does the whole prompt, and a conversation has no prompt key.
+    Only the stable prefix is serialized."""
+    body = request(system=[text(LONG)], messages=tool_loop(50, 2))
+    written: list[Any] = []
+    dumps = orjson.dumps
+    monkeypatch.setattr(caching.orjson, "dumps", lambda value: written.append(value) or dumps(value))
+    prefixes = measure(body, min_tokens=MIN)
+    assert body["messages"] not in written
+    assert (prefixes.stable_cacheable, prefixes.prompt_cacheable, prefixes.lookups()) == (
+        True, True, [prefixes.stable_key])
+    assert len(place(body)) == 2  # the system, the last block
+
+
+def test_the_clients_own_breakpoints_stop_the_measuring() -> None:
+    body = request(system=[text(LONG)], messages=[user(text(LONG, cache_control=EPHEMERAL))])
+    prefixes = measure(body, min_tokens=MIN)
+    assert prefixes.clients_own
+    assert (prefixes.placeable, prefixes.lookups()) == (False, [])
+    assert place_breakpoints(body, prefixes, seen=set()) == []

@@ -26,15 +26,17 @@ So a write only pays if the prefix is read again. The rules here (README, "Promp
 - in a tool loop whose last turn added more blocks than the lookback reaches, the end of the previous turn
   as well: the previous request wrote its cache there, and this request then reads it.
 
-Token counts are estimated from the JSON's length, ``CHARS_PER_TOKEN`` bytes a token: no tokenizer.
+Token counts are estimated from the JSON's length, ``CHARS_PER_TOKEN`` bytes a token: no tokenizer. Base64
+data (images, PDFs) counts by its length, as it would in the JSON, but is left out of what is serialized
+(``measure``): the route serializes the body once, to send it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Container, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeGuard
 
 import orjson
 
@@ -73,18 +75,26 @@ class Prefixes:
 
     min_tokens: int  # the model's minimum cacheable prompt
     stable_tokens: int  # tools and system (0 without them)
-    total_tokens: int  # the whole prompt
+    # The whole prompt; at least: in a conversation whose stable prefix alone reaches the minimum, the
+    # messages are not measured (nothing depends on their size then), and this is stable_tokens.
+    total_tokens: int
     conversation: bool  # an assistant turn already: the conversation is likely to go on
     stable_key: str | None = None
     prompt_key: str | None = None  # (never in a conversation, which caches without asking)
+    clients_own: bool = False  # the client set cache_control itself: not measured, and left as it is
 
     @property
     def stable_cacheable(self) -> bool:
-        return self.stable_tokens >= self.min_tokens
+        return not self.clients_own and self.stable_tokens >= self.min_tokens
 
     @property
     def prompt_cacheable(self) -> bool:
-        return self.total_tokens >= self.min_tokens
+        return not self.clients_own and self.total_tokens >= self.min_tokens
+
+    @property
+    def placeable(self) -> bool:
+        """Whether a breakpoint may go anywhere: if not, there is nothing to ask or to place."""
+        return self.stable_cacheable or self.prompt_cacheable
 
     def lookups(self) -> list[str]:
         """The keys to ask the memory of recent prefixes about (and to record in it)."""
@@ -94,41 +104,114 @@ class Prefixes:
 def has_breakpoints(body: Mapping[str, Any]) -> bool:
     """Whether the client set any ``cache_control`` itself (top-level automatic caching included): then
     the request is left as it is."""
-    if "cache_control" in body:
-        return True
-    tools, system, messages = body.get("tools"), body.get("system"), body.get("messages")
-    return (_any_marked(tools) or _any_marked(system)
-            or any(_any_marked(m.get("content")) for m in _list(messages) if isinstance(m, dict)))
+    return _survey(body).marked
 
 
-def _any_marked(blocks: object) -> bool:
-    for block in _list(blocks):
-        if isinstance(block, dict) and ("cache_control" in block or _any_marked(block.get("content"))):
-            return True
-    return False
+@dataclass(slots=True)
+class _Survey:
+    """What one pass over a request's blocks finds."""
+
+    marked: bool = False  # the client's own cache_control, somewhere
+    data: bool = False  # a block with base64 data (an image, a PDF)
+
+    def visit(self, blocks: list[Any]) -> bool:
+        """Look at ``blocks`` and the blocks nested in them (a tool result's content); True once one carries
+        cache_control (the rest need not be looked at)."""
+        for block in blocks:
+            if not isinstance(block, dict):
+                continue
+            if "cache_control" in block:
+                self.marked = True
+                return True
+            if "source" in block and _base64_source(block["source"]):
+                self.data = True
+            content = block.get("content")
+            if isinstance(content, list) and self.visit(content):
+                return True
+        return False
+
+
+def _survey(body: Mapping[str, Any]) -> _Survey:
+    survey = _Survey(marked="cache_control" in body)
+    if survey.marked or survey.visit(_list(body.get("tools"))) or survey.visit(_list(body.get("system"))):
+        return survey
+    for message in _list(body.get("messages")):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and survey.visit(content):
+            break
+    return survey
 
 
 def measure(body: Mapping[str, Any], *, min_tokens: int) -> Prefixes:
-    """The request's prefixes. Each part is serialized once, as compact JSON: its length estimates the
-    tokens, its hash names the prefix (before any breakpoint is placed, so a marker never changes a key).
-    A prefix too short to be cached is not hashed: most requests are, and cost one serialization."""
+    """The request's prefixes, after one pass over its blocks (which finds the client's own breakpoints:
+    then nothing is measured). A part's compact JSON estimates its tokens by its length, and its hash names
+    the prefix (taken before any breakpoint is placed, so a marker never changes a key); the messages' base64
+    data is left out of their JSON, counted by its length and hashed apart, so a big image is never copied.
+    Only what a rule reads is measured: not the messages of a conversation whose tools and system reach the
+    minimum (no rule depends on their size then), and no key too short to be asked about."""
+    survey = _survey(body)
+    if survey.marked:
+        return Prefixes(min_tokens, 0, 0, False, clients_own=True)
     stable = b"\0".join([orjson.dumps(body.get("model")), orjson.dumps(body.get("tools")),
                          orjson.dumps(body.get("system"))])
-    messages = orjson.dumps(body.get("messages"))
-    has_stable = bool(body.get("tools") or body.get("system"))
-    stable_tokens = (len(stable) // CHARS_PER_TOKEN) if has_stable else 0
-    conversation = any(isinstance(m, dict) and m.get("role") == "assistant" for m in _list(body.get("messages"))[:-1])
-    prefixes = Prefixes(min_tokens, stable_tokens, stable_tokens + len(messages) // CHARS_PER_TOKEN, conversation)
-    return replace(
-        prefixes,
-        stable_key=_digest(b"stable\0" + stable) if prefixes.stable_cacheable else None,
-        prompt_key=_digest(b"prompt\0" + stable + b"\0" + messages)
-        if prefixes.prompt_cacheable and not conversation else None,
-    )
+    stable_tokens = (len(stable) // CHARS_PER_TOKEN) if body.get("tools") or body.get("system") else 0
+    stable_key = _digest(b"stable\0" + stable) if stable_tokens >= min_tokens else None
+    messages = body.get("messages")
+    conversation = isinstance(messages, list) and _latest_answer(messages) is not None
+    if conversation and stable_tokens >= min_tokens:
+        return Prefixes(min_tokens, stable_tokens, stable_tokens, True, stable_key)
+    data: list[str] = []
+    if survey.data:
+        messages = [_message_without_data(message, data) for message in _list(messages)]
+    messages_json = orjson.dumps(messages)
+    total_tokens = stable_tokens + (len(messages_json) + sum(map(len, data))) // CHARS_PER_TOKEN
+    prompt_key = None
+    if total_tokens >= min_tokens and not conversation:
+        prompt_key = _prompt_key(stable, messages_json, data)
+    return Prefixes(min_tokens, stable_tokens, total_tokens, conversation, stable_key, prompt_key)
+
+
+def _base64_source(source: object) -> TypeGuard[dict[str, Any]]:
+    return isinstance(source, dict) and source.get("type") == "base64" and isinstance(source.get("data"), str)
+
+
+def _message_without_data(message: Any, data: list[str]) -> Any:
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return message
+    return {**message, "content": _blocks_without_data(content, data)}
+
+
+def _blocks_without_data(blocks: list[Any], data: list[str]) -> list[Any]:
+    """A shallow copy of ``blocks`` whose base64 sources (nested ones too) have an empty ``data``: theirs is
+    appended to ``data``, in order."""
+    out = []
+    for block in blocks:
+        if isinstance(block, dict):
+            source = block.get("source")
+            if _base64_source(source):
+                data.append(source["data"])
+                block = {**block, "source": {**source, "data": ""}}
+            content = block.get("content")
+            if isinstance(content, list):
+                block = {**block, "content": _blocks_without_data(content, data)}
+        out.append(block)
+    return out
 
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _prompt_key(stable: bytes, messages_json: bytes, data: list[str]) -> str:
+    """The whole prompt's hash: its JSON (the same bytes as the stable key's, then the messages'), then each
+    base64 data left out of it, one at a time (a big one's bytes exist only while they are hashed)."""
+    digest = hashlib.sha256(b"prompt\0" + stable + b"\0")
+    digest.update(messages_json)
+    for item in data:
+        digest.update(b"\0")
+        digest.update(item.encode())
+    return digest.hexdigest()
 
 
 def place_breakpoints(
@@ -136,6 +219,8 @@ def place_breakpoints(
 ) -> list[str]:
     """Put ``cache_control`` where it pays (in place); return what was placed, for x-translator-adjustments.
     ``seen``: the keys of ``prefixes`` seen recently."""
+    if not prefixes.placeable:
+        return []
     marker: dict[str, str] = {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
     placed: list[str] = []
     if prefixes.stable_cacheable and (prefixes.conversation or prefixes.stable_key in seen):
@@ -197,11 +282,19 @@ def _last_cacheable(messages: list[Any], end: int) -> Position | None:
     return None
 
 
+def _latest_answer(messages: list[Any]) -> int | None:
+    """The latest assistant turn the model answered (a final assistant message is a prefill, not an answer),
+    looked for from the end."""
+    for i in range(len(messages) - 2, -1, -1):
+        if isinstance(messages[i], dict) and messages[i].get("role") == "assistant":
+            return i
+    return None
+
+
 def _previous_turn_end(messages: list[Any]) -> Position | None:
-    """Where the previous request of this conversation ended: the last block before its latest assistant
-    turn (the one the model answered then; a final assistant message is a prefill, not an answer)."""
-    answered = [i for i, m in enumerate(messages[:-1]) if isinstance(m, dict) and m.get("role") == "assistant"]
-    return _last_cacheable(messages, answered[-1]) if answered else None
+    """Where the previous request of this conversation ended: the last block before its latest answer."""
+    answered = _latest_answer(messages)
+    return _last_cacheable(messages, answered) if answered is not None else None
 
 
 def _blocks_between(messages: list[Any], start: Position, end: Position) -> int:

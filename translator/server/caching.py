@@ -14,7 +14,7 @@ from typing import Any, Literal
 from aiohttp import web
 from multidict import CIMultiDict
 
-from translator.convert.caching import TTL_SECONDS, cache_ttl, has_breakpoints, measure, place_breakpoints
+from translator.convert.caching import TTL_SECONDS, cache_ttl, measure, place_breakpoints
 from translator.gateway.prefix_memory import PrefixMemory, make_prefix_memory
 from translator.profiles import ModelProfile, cache_min_tokens, caching_on, takes_ttl_1h
 from translator.server.state import REDIS, SETTINGS
@@ -55,9 +55,9 @@ async def cache_prompt(
     settings = request.app[SETTINGS].caching
     if not (settings.claude_route if route == "claude" else settings.auto) or not caching_on(profile):
         return Cached()
-    if has_breakpoints(body):
-        return Cached()  # the client's own breakpoints: nothing changes
     prefixes = measure(body, min_tokens=cache_min_tokens(model, profile))
+    if not prefixes.placeable:
+        return Cached()  # the client's own breakpoints (nothing changes), or too short to be cached
     keys = prefixes.lookups()
     found = await request.app[PREFIX_MEMORY].seen(keys, TTL_SECONDS[ttl]) if keys else []
     seen = {key for key, was_seen in zip(keys, found, strict=True) if was_seen}
