@@ -72,3 +72,9 @@ def test_bad_bodies_get_the_same_400_as_a_whole_parse(raw: bytes, message: str) 
         json_object(raw)
     assert str(head_error.value).startswith(message)
     assert str(head_error.value) == str(whole_error.value)
+
+
+def test_a_key_with_a_nul_character_is_read_like_any_other() -> None:
+    """simdjson cannot look such a key up (found by the fuzz test: a 500 on the Claude route)."""
+    assert json_head(b'{"\\u0000": null, "a\\u0000b": [1, 2], "model": "m"}') == {
+        "\0": None, "a\0b": UnreadArray(2), "model": "m"}

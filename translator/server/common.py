@@ -68,6 +68,8 @@ def json_head(raw: bytes) -> dict[str, Any]:
     keys = list(document.keys())
     if len(set(keys)) < len(keys):  # the bytes go upstream as sent: which value would it take?
         raise InvalidRequest(f"request body has a top-level key more than once: {_repeated(keys)}")
+    if any("\0" in key for key in keys):  # (a key simdjson cannot look up: it reads it as a C string)
+        return _head(json_object(raw))
     # (``document[key]``: a lazy proxy for an array, where ``items()`` would build every value)
     return {key: _unread(document[key]) for key in keys}
 
