@@ -288,18 +288,19 @@ def test_exact_stop_sequence() -> None:
 
 
 def test_exact_pause_turn_web_search() -> None:
-    """pause_turn -> stop; server_tool_use and web_search_tool_result blocks leave no trace; text blocks joined."""
+    """pause_turn -> stop; server_tool_use and web_search_tool_result blocks leave no trace but a paragraph
+    break between the text before and after them."""
     assert convert("claude_response_pause_turn_web_search__pydantic-ai.json") == completion(
         "msg_01WUxwtx6NsdkWnEyL8BMy1q",
         "claude-sonnet-4-5-20250929",
         {
             "role": "assistant",
             "content": (
-                "I'll run these searches for you one at a time. Let me begin:Now "
-                "continuing with the remaining searches:Now I'll continue with "
-                "the remaining searches as requested:Now continuing with the "
+                "I'll run these searches for you one at a time. Let me begin:\n\nNow "
+                "continuing with the remaining searches:\n\nNow I'll continue with "
+                "the remaining searches as requested:\n\nNow continuing with the "
                 "remaining searches. Let me search for traffic and air quality "
-                "news:I'll continue with the remaining searches. Since you "
+                "news:\n\nI'll continue with the remaining searches. Since you "
                 "asked for 15 searches total, let me complete the rest. I'll "
                 "skip ahead as some variations would return similar results:"
             ),
@@ -435,6 +436,19 @@ FINISH = {
 }
 
 
+def _texts_apart_from_server_tools(blocks: list[dict[str, Any]]) -> list[str]:
+    """The text blocks' texts, a paragraph break before text that follows a server tool's blocks."""
+    texts: list[str] = []
+    after_server_tool = False
+    for block in blocks:
+        if block["type"] == "text":
+            texts += ["\n\n", block["text"]] if after_server_tool and "".join(texts) else [block["text"]]
+            after_server_tool = False
+        elif block["type"] not in ("tool_use", "thinking", "redacted_thinking"):
+            after_server_tool = True
+    return texts
+
+
 @pytest.mark.parametrize("path", ALL_RESPONSES, ids=lambda p: p.name)
 def test_invariants(path: Path) -> None:
     msg = load(path.name)
@@ -450,7 +464,7 @@ def test_invariants(path: Path) -> None:
     assert (choice["index"], choice["logprobs"], choice["finish_reason"]) == (0, None, FINISH[msg["stop_reason"]])
     message = choice["message"]
     blocks = msg["content"]
-    texts = [b["text"] for b in blocks if b["type"] == "text"]
+    texts = _texts_apart_from_server_tools(blocks)
     tools = [b for b in blocks if b["type"] == "tool_use"]
     thinking = [b for b in blocks if b["type"] in ("thinking", "redacted_thinking")]
     assert message["role"] == "assistant"
@@ -475,7 +489,7 @@ def test_invariants(path: Path) -> None:
     )
     cited, offset = [], 0
     for text in texts:
-        block = next(b for b in blocks if b["type"] == "text" and b["text"] == text)
+        block = next((b for b in blocks if b["type"] == "text" and b["text"] == text), {})  # ({}: a break)
         cited += [(offset, offset + len(text), c["url"]) for c in block.get("citations") or [] if "url" in c]
         offset += len(text)
     got = [(a["url_citation"]["start_index"], a["url_citation"]["end_index"], a["url_citation"]["url"])

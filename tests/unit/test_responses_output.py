@@ -632,6 +632,7 @@ def test_json_tool_without_input_is_an_empty_object() -> None:
 
 
 def test_consecutive_text_blocks_make_one_message_with_annotations_over_the_joined_text() -> None:
+    """Text blocks around a server tool's blocks: one message, the text after the search a new paragraph."""
     citation = {"type": "web_search_result_location", "url": "https://example.com/a", "title": "A",
                 "cited_text": "x", "encrypted_index": "e"}
     events = [message_start(), block_start(0, {"type": "text", "text": ""}),
@@ -645,11 +646,12 @@ def test_consecutive_text_blocks_make_one_message_with_annotations_over_the_join
               block_delta(3, type="text_delta", text="Cited."), block_stop(3),
               message_delta("end_turn", 5), MESSAGE_STOP]
     out, _ = convert(events)
-    annotation = {"type": "url_citation", "start_index": 7, "end_index": 13, "url": "https://example.com/a",
-                  "title": "A"}
-    assert out[-1]["response"]["output"] == [message("completed", text_part("Intro. Cited.", [annotation]))]
+    annotation = {"type": "url_citation", "start_index": 9, "end_index": 15, "url": "https://example.com/a",
+                  "title": "A"}  # (after the paragraph break the search makes)
+    assert out[-1]["response"]["output"] == [message("completed", text_part("Intro. \n\nCited.", [annotation]))]
+    assert [e["delta"] for e in out if e["type"] == "response.output_text.delta"] == ["Intro. ", "\n\n", "Cited."]
     [added] = [e for e in out if e["type"] == "response.output_text.annotation.added"]
-    assert added == ev(6, "response.output_text.annotation.added", **AT0, annotation_index=0, annotation=annotation)
+    assert added == ev(7, "response.output_text.annotation.added", **AT0, annotation_index=0, annotation=annotation)
     message_, _ = fold_claude(events)
     assert out[-1]["response"] == from_message(message_)
 

@@ -476,7 +476,7 @@ def test_exact_cache_write() -> None:
 
 def test_exact_pause_turn_web_search() -> None:
     """pause_turn -> stop; of its 168 events the server_tool_use / web_search_tool_result blocks and
-    their input_json_deltas produce nothing."""
+    their input_json_deltas produce nothing but a paragraph break before the text that follows them."""
     head = header("chatcmpl-msg_01SC6GnkBDsmEDqyXQpQ2ipm", "claude-sonnet-4-5-20250929")
     assert convert("claude_stream_pause_turn_web_search__pydantic-ai.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
@@ -593,8 +593,10 @@ def test_exact_pause_turn_web_search() -> None:
             },
         ),
         chunk(head, {"content": "I'll run these searches one at a time as requested. Let me start:"}),
+        chunk(head, {"content": "\n\n"}),  # (a search ran between: a new paragraph)
         chunk(head, {"content": "Let"}),
         chunk(head, {"content": " me continue with the remaining searches you requested:"}),
+        chunk(head, {"content": "\n\n"}),
         chunk(head, {"content": "Now"}),
         chunk(head, {"content": " continuing with the remaining searches:"}),
         chunk(head, {}, "stop"),

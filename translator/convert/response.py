@@ -3,7 +3,9 @@
 Text blocks are joined into ``content``; ``tool_use`` becomes ``tool_calls`` (arguments as a JSON
 string, ``"{}"`` for none); thinking becomes ``reasoning_content`` plus ``thinking_blocks`` (signature and
 redacted data kept, so a client can send them back). Server-tool blocks (web search and the like) ran
-upstream and have no OpenAI form: their outcome is in the text that follows them.
+upstream and have no OpenAI form: their outcome is in the text that follows them, which starts a new
+paragraph (``SERVER_TOOL_BREAK``) when text came before them: Claude's "Let me search:" and "Based on the
+results, ..." are two blocks around the search, written to be read apart.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from translator.convert.wire import (
     URLCitation,
 )
 from translator.errors import UpstreamProtocolError
+
+# What separates text written before a server tool ran (web search, code execution, ...) from the text after it.
+SERVER_TOOL_BREAK: Final = "\n\n"
 
 
 def finish_reason(stop_reason: StopReason | None, *, json_tool: str | None = None) -> FinishReason:
@@ -105,11 +110,16 @@ def assistant_message(blocks: list[ContentBlock], *, json_tool: str | None = Non
     calls: list[ChatCompletionMessageToolCall] = []
     annotations: list[URLCitation] = []
     chars = 0  # length of the content so far: annotation indexes count characters in it
+    after_server_tool = False
     for block in blocks:
         if block.get("type") is None:
             continue  # (a block without a type is one we do not know, as below)
         match block["type"]:
             case "text":
+                if after_server_tool and chars:
+                    text.append(SERVER_TOOL_BREAK)
+                    chars += len(SERVER_TOOL_BREAK)
+                after_server_tool = False
                 piece = block.get("text") or ""
                 annotations += url_citations(block.get("citations"), chars, chars + len(piece))
                 chars += len(piece)
@@ -125,8 +135,8 @@ def assistant_message(blocks: list[ContentBlock], *, json_tool: str | None = Non
                 thinking.append(block)
             case "redacted_thinking":
                 thinking.append(block)
-            case _:
-                pass  # server_tool_use, *_tool_result, and block types yet to come: no OpenAI form (see docstring)
+            case _:  # server_tool_use, *_tool_result, and block types yet to come: no OpenAI form (docstring)
+                after_server_tool = True
     return _message(text, annotations, calls, reasoning, thinking)
 
 

@@ -10,7 +10,8 @@ Output items, in Claude's block order (openapi.yaml ``Response.output``):
 - ``text`` -> the ``output_text`` part of a ``message`` item. Consecutive text blocks make ONE message with ONE
   ``output_text`` part, its ``url_citation`` annotations indexing into the joined text: Claude splits a cited
   answer into many blocks, while clients (and OpenAI's own answers) take a message's text as one part. Blocks
-  without an item (below) do not split a message; an empty text block opens none.
+  without an item (below) do not split a message; an empty text block opens none. Text after a server tool's
+  blocks starts a new paragraph of the message (``response.SERVER_TOOL_BREAK``), as on the chat route.
 - ``tool_use`` -> a ``function_call`` item (``call_id``: the tool_use id; ``arguments``: the input as compact
   JSON). The forced JSON tool (structured output through a tool, ``json_tool``) is message text instead, as
   in ``response.py``.
@@ -37,7 +38,7 @@ from typing import Any, Final, Literal, NotRequired, TypedDict, cast
 import orjson
 
 from translator.convert.reasoning import encode_block
-from translator.convert.response import url_citations
+from translator.convert.response import SERVER_TOOL_BREAK, url_citations
 from translator.convert.tables import RESPONSE_INCOMPLETE
 from translator.convert.usage import openai_usage
 from translator.convert.wire import (
@@ -321,12 +322,16 @@ class _Output:
         self._text: list[str] | None = None  # the open message's text, None when no message is open
         self._annotations: list[URLCitationAnnotation] = []
         self._chars = 0
+        self._after_server_tool = False
 
     def block(self, block: ContentBlock, *, json_tool: str | None) -> None:
         if block.get("type") is None:
             return  # (a block without a type is one we do not know, as below)
         match block["type"]:
             case "text":
+                if self._after_server_tool and self._text:
+                    self.text(SERVER_TOOL_BREAK, None)
+                self._after_server_tool = False
                 self.text(block.get("text") or "", block.get("citations"))
             case "tool_use" if json_tool is not None and block.get("name") == json_tool:
                 self.text(orjson.dumps(block.get("input") or {}).decode(), None)
@@ -339,8 +344,8 @@ class _Output:
             case "thinking" | "redacted_thinking":
                 index = self._next()
                 self.items.append(reasoning_item(item_id("reasoning", self.response_id, index), block))
-            case _:
-                pass  # server tools and their results, and block types yet to come: no item (module docstring)
+            case _:  # server tools and their results, and block types yet to come: no item (module docstring)
+                self._after_server_tool = True
 
     def text(self, piece: str, citations: list[Citation] | None) -> None:
         if not piece:

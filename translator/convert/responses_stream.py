@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import orjson
 
+from translator.convert.response import SERVER_TOOL_BREAK
 from translator.convert.responses_response import (
     NO_NAMESPACES,
     REFUSAL,
@@ -139,6 +140,7 @@ class ResponsesStreamConverter:
         self._blocks: dict[int, _Block] = {}
         self._item: _Item | None = None
         self._output: list[OutputItem] = []  # the finished items
+        self._after_server_tool = False  # a server tool's blocks came since the last text block
         self._ended = False  # the output is finished (message_delta)
         self.claude_usage: dict[str, Any] = {}  # as Claude counts it, so far (checked where read: openai_usage)
         self.stop_reason: str | None = None  # Claude's
@@ -235,7 +237,16 @@ class ResponsesStreamConverter:
 
     def _start_text(self, state: _Block) -> list[ResponsesEvent]:
         state.citations = list(state.start.get("citations") or [])
-        return self._write(state, state.start.get("text") or "")
+        return self._server_tool_break() + self._write(state, state.start.get("text") or "")
+
+    def _server_tool_break(self) -> list[ResponsesEvent]:
+        """After a server tool's blocks, the message being written goes on in a new paragraph (as in
+        ``responses_response``)."""
+        after, self._after_server_tool = self._after_server_tool, False
+        item = self._item
+        if not (after and item is not None and item.kind == "message" and item.chars):
+            return []
+        return self._write(_Block("text", {}), SERVER_TOOL_BREAK)  # (a block of its own: no citation counts it)
 
     def _start_tool(self, state: _Block) -> list[ResponsesEvent]:
         return self._open("function_call", state)
@@ -249,7 +260,12 @@ class ResponsesStreamConverter:
         return self._open("reasoning", state)
 
     def _nothing(self, state: _Block) -> list[ResponsesEvent]:
-        return []  # a JSON tool writes once its input comes; server tools and unknown blocks have no item
+        return []  # a JSON tool writes once its input comes
+
+    def _server_tool(self, state: _Block) -> list[ResponsesEvent]:
+        """A server tool's block (or one of a type yet to come): ran upstream, no item."""
+        self._after_server_tool = self._after_server_tool or isinstance(state.start.get("type"), str)
+        return []
 
     def _text_delta(self, state: _Block, delta: Mapping[str, Any]) -> list[ResponsesEvent]:
         return self._write(state, delta.get("text") or "") if state.kind == "text" else []
@@ -513,7 +529,7 @@ _STARTS: dict[str, Callable[[_C, _Block], list[ResponsesEvent]]] = {
     "tool": _C._start_tool,
     "thinking": _C._start_thinking,
     "redacted": _C._start_redacted,
-    "other": _C._nothing,
+    "other": _C._server_tool,
 }
 _DELTAS: dict[str, Callable[[_C, _Block, Mapping[str, Any]], list[ResponsesEvent]]] = {
     "text_delta": _C._text_delta,
@@ -528,7 +544,7 @@ _STOPS: dict[str, Callable[[_C, _Block], list[ResponsesEvent]]] = {
     "tool": _C._stop_tool,
     "thinking": _C._nothing,
     "redacted": _C._nothing,
-    "other": _C._nothing,
+    "other": _C._server_tool,
 }
 _CLOSERS: dict[ItemKind, Callable[[_C, _Item, ItemStatus], tuple[list[ResponsesEvent], OutputItem]]] = {
     "message": _C._close_message,

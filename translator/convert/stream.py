@@ -22,7 +22,7 @@ from typing import Any, Literal, TypedDict, cast
 import orjson
 
 from translator.convert.errors import openai_error_body, openai_error_from_claude
-from translator.convert.response import completion_id, finish_reason, url_citations
+from translator.convert.response import SERVER_TOOL_BREAK, completion_id, finish_reason, url_citations
 from translator.convert.usage import openai_usage
 from translator.convert.wire import (
     ChatCompletionChunk,
@@ -84,6 +84,7 @@ class StreamConverter:
         self._blocks: dict[int, _Block] = {}
         self._tools = 0
         self._chars = 0
+        self._after_server_tool = False  # a server tool's blocks came since the last text block
         self.claude_usage: dict[str, Any] = {}  # as Claude counts it, so far (checked where read: openai_usage)
         self.stop_reason: str | None = None  # Claude's
         self.finish_reason: FinishReason | None = None
@@ -160,16 +161,25 @@ class StreamConverter:
             }
             return [self._chunk({"tool_calls": [call]})]
         if state.kind == "text":
-            state.start = self._chars
-            state.citations = list(block.get("citations") or [])
+            return self._text_start(state, block)
         if state.kind == "redacted":
             state.data = block
-        elif state.kind == "text" and block.get("text"):
-            return [self._content(block["text"])]
         elif state.kind == "thinking" and block.get("thinking"):
             state.thinking.append(block["thinking"])
             return [self._chunk({"reasoning_content": block["thinking"]})]
+        elif state.kind == "other" and isinstance(kind, str):  # a server tool's block: ran upstream, no form here
+            self._after_server_tool = True
         return []
+
+    def _text_start(self, state: _Block, block: Mapping[str, Any]) -> list[Chunk]:
+        """A text block: after a server tool's blocks, a paragraph break first, as in ``response.py``."""
+        chunks: list[Chunk] = [self._content(SERVER_TOOL_BREAK)] if self._after_server_tool and self._chars else []
+        self._after_server_tool = False
+        state.start = self._chars
+        state.citations = list(block.get("citations") or [])
+        if block.get("text"):
+            chunks.append(self._content(block["text"]))
+        return chunks
 
     def _block_delta(self, event: Event) -> list[Chunk]:
         state = self._block(event, "content_block_delta")
