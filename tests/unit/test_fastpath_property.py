@@ -41,16 +41,18 @@ def _text_deltas(draw: st.DrawFn, index: int) -> list[Event]:
 
 @st.composite
 def streams(draw: st.DrawFn) -> list[Event]:
-    """A Claude stream: text, tool and thinking blocks with generated deltas (text deltas to every kind),
+    """A Claude stream: text, tool, thinking and server tool blocks with generated deltas (text deltas to every kind),
     ended, or cut short anywhere."""
     events: list[Event] = [
         {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 3}}}
     ]
     for index in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["text", "text", "tool", "thinking"]))
+        kind = draw(st.sampled_from(["text", "text", "tool", "thinking", "server"]))
         block = {"text": {"type": "text", "text": draw(st.sampled_from(["", "Hi"]))},
                  "tool": {"type": "tool_use", "id": f"toolu_{index}", "name": "f", "input": {}},
-                 "thinking": {"type": "thinking", "thinking": ""}}[kind]
+                 "thinking": {"type": "thinking", "thinking": ""},
+                 "server": {"type": "server_tool_use", "id": f"srvtoolu_{index}", "name": "web_search",
+                            "input": {}}}[kind]  # (text after a server tool starts a new paragraph)
         events.append({"type": "content_block_start", "index": index, "content_block": block})
         if kind == "tool":
             events += [{"type": "content_block_delta", "index": index,
