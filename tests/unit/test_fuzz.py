@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_response import _texts_apart_from_server_tools
 from translator.convert import ModelProfile, StreamConverter, StreamProtocolError, convert_request, convert_response
 from translator.convert.tables import REASONING_BUDGET
 from translator.errors import InvalidRequest, TranslatorError
@@ -428,7 +429,7 @@ def test_every_valid_claude_message_converts(msg: dict[str, Any], json_tool: str
     (choice,) = out["choices"]
     assert choice["finish_reason"] in ("stop", "length", "tool_calls", "content_filter")
     assert choice["message"]["role"] == "assistant"
-    texts = [b["text"] for b in msg["content"] if b["type"] == "text"]
+    texts = _texts_apart_from_server_tools(msg["content"])
     if texts and json_tool is None:
         assert choice["message"]["content"] == "".join(texts)
 
