@@ -4,8 +4,10 @@ the store off), input_tokens, and the gateway's keys, limits and log line on the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -244,3 +246,27 @@ async def test_a_call_to_a_namespace_function_comes_back_with_its_namespace(
     assert output == [{"id": output[0]["id"], "type": "function_call", "status": "completed",
                        "arguments": '{"task":"look"}', "call_id": "toolu_9", "name": "spawn_agent",
                        "namespace": "multi_agent_v1"}]
+
+
+async def test_a_streamed_response_is_stored_before_its_last_event_goes_out(proxy, fake_upstream: FakeUpstream) -> None:
+    """A client that continues at once (previous_response_id as soon as response.completed came) must find it,
+    even when the store takes its time (Redis): the stream ends only once it is stored."""
+    from translator.server.state import RESPONSE_STORE
+
+    store = proxy.app[RESPONSE_STORE]
+    put = store.put
+
+    async def slow_put(response_id: str, stored: Any) -> None:
+        await asyncio.sleep(0.3)
+        await put(response_id, stored)
+
+    store.put = slow_put
+    fake_upstream.events(STREAM)
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi", "stream": True})
+    async for line in resp.content:  # as a client reads it: event by event, not waiting for the end
+        if line.startswith(b"data: ") and (event := orjson.loads(line[6:]))["type"] == "response.completed":
+            break
+    url = proxy.make_url(f"/v1/responses/{event['response']['id']}")
+    async with aiohttp.ClientSession() as other, other.get(url) as got:  # (another connection, another client)
+        assert got.status == 200
+    resp.release()

@@ -135,10 +135,12 @@ async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.
             json_tool=turn.json_tool, namespaces=turn.namespaces,
         )
         stream = FastConvertedStream(converter, _encoded_event)
-        resp = await relay(request, [done], [stream], headers=headers)
-    if converter.response is not None and not converter.failed:
-        await turn.stored(converter.response)
-    return resp
+
+        async def store() -> None:  # before response.completed goes out: a next turn may name it at once
+            if converter.response is not None:
+                await turn.stored(converter.response)
+
+        return await relay(request, [done], [stream], headers=headers, before_end=store)
 
 
 def _encoded_event(event: dict[str, Any]) -> bytes:

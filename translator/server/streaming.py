@@ -180,9 +180,11 @@ async def relay(
     *,
     headers: dict[str, str],
     closing: Callable[[bool], bytes] = lambda clean: b"",
+    before_end: Callable[[], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
     """Relay ``sources`` (opened, up to their first content event) through ``streams`` onto one response.
-    ``closing(clean)``: the route's last bytes."""
+    ``closing(clean)``: the route's last bytes; ``before_end()``: what must be done, when the streams ended
+    cleanly, before the client has the last bytes (and may act on them)."""
     ctx = request[CONTEXT]
     ctx.first_token()
     resp = web.StreamResponse(headers={**STREAM_HEADERS, **headers})
@@ -195,6 +197,8 @@ async def relay(
                 end = await _pump_all(sources, streams, resp.write)
             clean = not any(stream.failed for stream in streams)
             ctx.stream_end = "completed" if clean else "upstream_error"
+            if clean and before_end is not None:
+                await before_end()
             # The last chunks and the response's end in one send: each send wakes the client up again.
             await resp.write_eof(end + closing(clean))
     finally:  # also when cancelled: what was generated counts against the key's limits
