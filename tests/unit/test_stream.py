@@ -18,7 +18,7 @@ import pytest
 
 from translator.convert import StreamConverter, StreamProtocolError, convert_response
 from translator.errors import UpstreamUnavailable
-from translator.sse import SSEDecoder
+from translator.sse import SSEDecoder, SSEEvent
 from translator.upstream import StreamEvents
 
 STREAMS = Path(__file__).parent.parent / "fixtures" / "claude" / "streams"
@@ -1292,3 +1292,33 @@ def test_a_big_delta_is_converted_whole() -> None:
     big = _delta(b'"%s"' % (b"y" * 100_000))
     chunks, _ = _route_chunks(_text_stream(big, _delta(b'"z"')), None)
     assert _contents(chunks) == ["", "y" * 100_000, "z"]
+
+
+def test_an_upstream_failure_mid_stream_is_told_whole_to_the_log_and_without_its_address_to_the_client() -> None:
+    """The client's error event says ``<upstream>``; the relay's ``failed`` (the request's log line) gets the
+    whole text."""
+    from translator.errors import UpstreamUnavailable
+    from translator.server.context import RequestContext
+    from translator.server.streaming import pump
+
+    head = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"m",'
+            b'"usage":{"input_tokens":1}}}\n\n')
+    reads = iter([head])
+
+    async def next_events(runs: bool = False) -> Any:
+        for data in reads:
+            return [SSEEvent(event="message_start", data=data.split(b"data: ")[1].strip(), raw=data, complete=True)]
+        raise UpstreamUnavailable("upstream unavailable: ClientOSError: reset by host 10.0.0.5:443")
+
+    source = SimpleNamespace(upstream=SimpleNamespace(settings=SimpleNamespace(stream_idle_timeout=60.0)),
+                             response=SimpleNamespace(next_events=next_events, abort=lambda error: None))
+    ctx = RequestContext("POST", "/v1/chat/completions")
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    end = asyncio.run(pump(source, _chat_stream(), write, ctx.failed_with))  # type: ignore[arg-type]
+    out = b"".join(written) + end
+    assert b"reset by host <upstream>" in out and b"10.0.0.5" not in out
+    assert ctx.error_detail == "upstream unavailable: ClientOSError: reset by host 10.0.0.5:443"

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from translator.convert.responses_response import response_usage
 from translator.convert.usage import openai_usage
+from translator.errors import TranslatorError
 
 Route = Literal["openai", "claude", "responses"]
 # How a stream that went out ended: its last event relayed; an error event after content (the upstream's
@@ -78,6 +79,12 @@ class RequestContext:
         headers.update(self.extra_headers)
         headers[REQUEST_ID] = self.request_id
         self.upstream_request_id = headers.get(UPSTREAM_REQUEST_ID, self.upstream_request_id)
+
+    def failed_with(self, err: TranslatorError) -> None:
+        """An error the request was answered with, or a relayed stream ended in: its whole text goes to the
+        log line when the client's says less (``<upstream>`` for the upstream's address)."""
+        if err.detail != err.message:
+            self.error_detail = err.detail
 
     def first_token(self) -> None:
         self.ttft_ms = round((time.perf_counter() - self.started) * 1000, 2)

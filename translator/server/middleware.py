@@ -104,8 +104,7 @@ def _failed(request: web.Request, exc: Exception) -> web.Response:
         ctx.upstream_request_id = err.request_id
     if err is not exc:
         ctx.cause = err.message
-    if err.detail != err.message:
-        ctx.error_detail = err.detail
+    ctx.failed_with(err)
     return error_response(request, err)
 
 

@@ -192,9 +192,9 @@ async def relay(
     try:
         async with farewell_on_shutdown(request, resp, streams[0]):
             if len(sources) == 1:
-                end = await pump(sources[0], streams[0], resp.write)
+                end = await pump(sources[0], streams[0], resp.write, ctx.failed_with)
             else:
-                end = await _pump_all(sources, streams, resp.write)
+                end = await _pump_all(sources, streams, resp.write, ctx.failed_with)
             clean = not any(stream.failed for stream in streams)
             ctx.stream_end = "completed" if clean else "upstream_error"
             if clean and before_end is not None:
@@ -218,10 +218,13 @@ async def prepare_stream(request: web.Request, resp: web.StreamResponse) -> None
     await resp.prepare(request)
 
 
-async def pump(source: Attempted, stream: EventStream, write: Write) -> bytes:
+async def pump(
+    source: Attempted, stream: EventStream, write: Write, failed: Callable[[TranslatorError], None] = lambda err: None
+) -> bytes:
     """One upstream stream onto the client: the events each upstream read completes are converted and
     written at once (one write per read, not per event). Returns the stream's last bytes, unwritten, for the
-    caller to send with the response's end."""
+    caller to send with the response's end. ``failed(err)``: told of an upstream failure that ends it (a
+    reset, a timeout), whose whole text the client's error event does not tell."""
     seconds = source.upstream.settings.stream_idle_timeout
     timeout = UpstreamTimeout(f"upstream stream sent no event for {seconds:g} s")
     clock = IdleClock(seconds, lambda: source.response.abort(timeout))
@@ -235,6 +238,7 @@ async def pump(source: Attempted, stream: EventStream, write: Write) -> bytes:
             if out:
                 await write(out)
     except TranslatorError as err:  # the idle clock's timeout too: the upstream's read raises it
+        failed(err)
         return stream.fail(err)
     finally:
         clock.stop()
@@ -288,7 +292,9 @@ class _ChoiceFailed(Exception):
     pass
 
 
-async def _pump_all(sources: list[Attempted], streams: list[EventStream], write_out: Write) -> bytes:
+async def _pump_all(
+    sources: list[Attempted], streams: list[EventStream], write_out: Write, failed: Callable[[TranslatorError], None]
+) -> bytes:
     """Several streams interleaved onto one response, each write whole; the first to fail ends the
     response there (nothing may follow its error), and the others stop."""
     lock = asyncio.Lock()
@@ -302,7 +308,7 @@ async def _pump_all(sources: list[Attempted], streams: list[EventStream], write_
 
     async def one(source: Attempted, stream: EventStream) -> None:
         nonlocal stopped
-        end = await pump(source, stream, write)
+        end = await pump(source, stream, write, failed)
         if end:
             await write(end)
         if stream.failed:
