@@ -47,6 +47,12 @@ class SSEDecoder:
         self._data: list[bytes] = []
         self._at_start = True  # the stream's first bytes may be a BOM
 
+    @property
+    def idle(self) -> bool:
+        """Between two events: past the stream's start, no line or event begun (not even a comment, nor a
+        blank line that dispatched nothing). Bytes that start with a whole event may skip the decoder here."""
+        return not (self._partial or self._raw or self._at_start)
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events ``chunk`` completes (often none, often several)."""
         return self._read(chunk, final=False)

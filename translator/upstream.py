@@ -13,7 +13,7 @@ import fnmatch
 import re
 import ssl
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -24,6 +24,7 @@ from multidict import MultiMapping
 from yarl import URL
 
 from translator.config import UpstreamSettings
+from translator.convert.fastpath import TextRun, text_runs
 from translator.convert.tables import CLAUDE_ERROR_STATUS
 from translator.errors import UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
 from translator.sse import SSEDecoder, SSEEvent
@@ -88,9 +89,9 @@ class UpstreamResponse:
         """Read a stream up to its first content event (``StreamEvents.prime``)."""
         await self._events.prime()
 
-    async def next_events(self) -> list[SSEEvent] | None:
+    async def next_events(self, *, runs: bool = False) -> Sequence[SSEEvent | TextRun] | None:
         """The stream's next events (``StreamEvents.next``)."""
-        return await self._events.next()
+        return await self._events.next(runs=runs)
 
     async def _read(self) -> bytes:
         with map_errors():
@@ -151,21 +152,40 @@ class StreamEvents:
         if not _started(self._primed):
             raise UpstreamUnavailable("upstream stream ended before its first event")
 
-    async def next(self) -> list[SSEEvent] | None:
+    async def next(self, *, runs: bool = False) -> Sequence[SSEEvent | TextRun] | None:
         """The next events (first those ``prime()`` read); at the end, a last event missing only its blank
-        line (``complete`` False); None once the stream has ended."""
+        line (``complete`` False); None once the stream has ended. With ``runs``, the runs of text deltas that
+        start between two events come as ``TextRun``s, undecoded (the fast path: ``convert.fastpath``)."""
         if self._primed:
-            events, self._primed = self._primed, []
-            return events
+            primed, self._primed = self._primed, []
+            return primed
         while not self._ended:
             data = await self._read()
+            events: Sequence[SSEEvent | TextRun]
             if data:
-                events = self._decoder.feed(data)
+                events = self._feed_runs(data) if runs else self._decoder.feed(data)
             else:
                 events, self._ended = self._decoder.flush(unterminated=True), True
             if events:
                 return events
         return None
+
+    def _feed_runs(self, data: bytes) -> list[SSEEvent | TextRun]:
+        """``data``'s events, each run of text deltas taken whole where the decoder stands between two events,
+        the rest decoded."""
+        events: list[SSEEvent | TextRun] = []
+        decoded = 0  # data[:decoded] is read
+        for run in text_runs(data):
+            if run.start > decoded:
+                events += self._decoder.feed(data[decoded : run.start])
+            if self._decoder.idle:
+                events.append(run)
+            else:  # the run's first bytes end something else (a line, an event) begun before them
+                events += self._decoder.feed(data[run.start : run.end])
+            decoded = run.end
+        if decoded < len(data):
+            events += self._decoder.feed(data[decoded:])
+        return events
 
 
 def _started(events: list[SSEEvent]) -> bool:

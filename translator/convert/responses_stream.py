@@ -356,9 +356,13 @@ class ResponsesStreamConverter:
             state.wrote, state.offset, state.first_piece = True, item.chars, len(item.pieces)
         item.pieces.append(piece)
         item.chars += len(piece)
-        events.append(self._emit("response.output_text.delta", item_id=item.id, output_index=item.index,
-                                 content_index=len(item.content), delta=piece, logprobs=[]))
+        events.append(self._emit("response.output_text.delta", **self._text_fields(item, piece)))
         return events
+
+    def _text_fields(self, item: _Item, piece: str) -> dict[str, Any]:
+        """An output_text.delta event's fields (``fastpath`` writes them from a template made by this)."""
+        return {"item_id": item.id, "output_index": item.index, "content_index": len(item.content), "delta": piece,
+                "logprobs": []}
 
     def _think(self, state: _Block, text: str) -> list[ResponsesEvent]:
         item = self._item

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from translator.convert import (
     convert_request,
     convert_responses,
 )
+from translator.convert.fastpath import FastChatConverter
 from translator.convert.stream import Chunk
 from translator.convert.usage import message_usage, sum_claude_usage
 from translator.errors import TranslatorError, UpstreamUnavailable
@@ -36,7 +37,7 @@ from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit
 from translator.server.images import inline_images
 from translator.server.state import IMAGE_SESSION, SETTINGS, runtime
-from translator.server.streaming import ConvertedStream, EventStream, relay
+from translator.server.streaming import EventStream, FastConvertedStream, relay
 from translator.sse import DONE, encode_data
 from translator.upstream import UpstreamResponse
 
@@ -158,15 +159,15 @@ async def _stream(
                 usage = encode_data(_usage_chunk(stream_id, created, call.model, converters))
             return usage + DONE
 
-        streams: list[EventStream] = [ConvertedStream(converter, encode_data) for converter in converters]
+        streams: list[EventStream] = [FastConvertedStream(converter, encode_data) for converter in converters]
         return await relay(request, sources, streams, headers=headers, closing=closing)
 
 
 def chat_converter(
     conv: ConvertedRequest, index: int, *, created: int, model: str, stream_id: str | None
-) -> StreamConverter:
-    """The converter of one choice's Claude stream into OpenAI chunks."""
-    return StreamConverter(
+) -> FastChatConverter:
+    """The converter of one choice's Claude stream into OpenAI chunks (runs of text deltas on the fast path)."""
+    return FastChatConverter(
         created=created,
         model=model,
         index=index,
@@ -177,7 +178,7 @@ def chat_converter(
     )
 
 
-def _usage_chunk(stream_id: str, created: int, model: str, converters: list[StreamConverter]) -> Chunk:
+def _usage_chunk(stream_id: str, created: int, model: str, converters: Sequence[StreamConverter]) -> Chunk:
     usage = converters[0].usage
     for converter in converters[1:]:
         usage = add_usage(usage, converter.usage)

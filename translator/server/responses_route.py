@@ -21,10 +21,10 @@ import orjson
 from aiohttp import web
 
 from translator.convert import StreamProtocolError
+from translator.convert.fastpath import FastResponsesConverter
 from translator.convert.request import ConvertedRequest
 from translator.convert.responses_request import convert_responses_request
 from translator.convert.responses_response import request_echo, response_from_message
-from translator.convert.responses_stream import ResponsesStreamConverter
 from translator.convert.usage import message_usage
 from translator.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from translator.gateway.response_store import StoredResponse
@@ -35,7 +35,7 @@ from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit, authenticate
 from translator.server.images import inline_images
 from translator.server.state import IMAGE_SESSION, RESPONSE_STORE, SETTINGS, runtime
-from translator.server.streaming import ConvertedStream, relay
+from translator.server.streaming import FastConvertedStream, relay
 from translator.sse import encode_event
 
 
@@ -130,11 +130,11 @@ async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.
             raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
         request_id = done.response.headers.get("request-id")
         headers = {**turn.headers, **({"request-id": request_id} if request_id else {})}
-        converter = ResponsesStreamConverter(
+        converter = FastResponsesConverter(
             response_id=turn.response_id, created_at=turn.created_at, model=turn.model, echo=turn.echo,
             json_tool=turn.json_tool, namespaces=turn.namespaces,
         )
-        stream = ConvertedStream(converter, _encoded_event)
+        stream = FastConvertedStream(converter, _encoded_event)
 
         async def store() -> None:  # before response.completed goes out: a next turn may name it at once
             if converter.response is not None:

@@ -21,11 +21,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 from aiohttp import web
 
+from translator.convert.fastpath import TextRun
 from translator.convert.usage import sum_claude_usage
 from translator.errors import ProxyOverloaded, TranslatorError, UpstreamProtocolError, UpstreamTimeout
 from translator.router import Attempted
@@ -125,7 +126,40 @@ class ConvertedStream:
         return self._encoded(self.converter.fail(err))
 
     def _encoded(self, items: Sequence[Any]) -> bytes:
-        return b"".join([self._encode(item) for item in items])
+        return b"".join(map(self._encode, items))
+
+
+class RunConverter(Converter, Protocol):
+    """A converter with a fast path for runs of text deltas (``translator.convert.fastpath``)."""
+
+    def takes_text(self, index: int) -> bool: ...
+
+    def write_texts(self, texts: Sequence[str], encode: Callable[[Any], bytes]) -> bytes: ...
+
+
+class FastConvertedStream(ConvertedStream):
+    """A ``ConvertedStream`` the relay also gives ``TextRun``s, undecoded: written by the converter's fast
+    path once it takes them, event by event on the plain path until it does (a run's first delta may open a
+    message)."""
+
+    def __init__(self, converter: RunConverter, encode: Callable[[Any], bytes]) -> None:
+        super().__init__(converter, encode)
+        self._runs = converter
+
+    def feed_run(self, run: TextRun) -> bytes:
+        """What feeding the run's deltas one by one gives (a broken one ends the stream, as ``_feed`` ends
+        it), in one ``write_texts`` from the first the converter takes."""
+        out: list[bytes] = []
+        for n, text in enumerate(run.texts):
+            if self._runs.takes_text(run.block):
+                out.append(self._runs.write_texts(run.texts[n:], self._encode))
+                break
+            try:
+                out.append(self._encoded(self.converter.feed(run.event(text))))
+            except TranslatorError as err:
+                out.append(self.fail(err))
+                break
+        return b"".join(out)
 
 
 def event_json(data: bytes) -> dict[str, Any]:
@@ -194,8 +228,9 @@ async def pump(
     seconds = source.upstream.settings.stream_idle_timeout
     timeout = UpstreamTimeout(f"upstream stream sent no event for {seconds:g} s")
     clock = IdleClock(seconds, lambda: source.response.abort(timeout))
+    runs = isinstance(stream, FastConvertedStream)
     try:
-        while (events := await source.response.next_events()) is not None:
+        while (events := await source.response.next_events(runs=runs)) is not None:
             clock.tick()
             out = _feed(stream, events)
             if stream.done:
@@ -236,13 +271,16 @@ class IdleClock:
             self._timer = self._loop.call_at(due, self._check)
 
 
-def _feed(stream: EventStream, events: list[SSEEvent]) -> bytes:
+def _feed(stream: EventStream, events: Sequence[SSEEvent | TextRun]) -> bytes:
     """The events' bytes for the client, up to the stream's end; a broken event ends it in an error,
-    after what came before it."""
+    after what came before it. (Runs come only to a ``FastConvertedStream``, which asked for them.)"""
     out: list[bytes] = []
     for event in events:
         try:
-            out.append(stream.feed(event))
+            if isinstance(event, TextRun):
+                out.append(cast(FastConvertedStream, stream).feed_run(event))
+            else:
+                out.append(stream.feed(event))
         except TranslatorError as err:
             out.append(stream.fail(err))
         if stream.done:
