@@ -143,11 +143,8 @@ class Metrics:
 
     def add_usage(self, route: str, model: str, counts: Counts) -> None:
         """A request's tokens, each kind it used."""
-        model = self._model(model)
         for field, kind in COUNTED_KINDS.items():
-            n = getattr(counts, field)
-            if n > 0:
-                self._labelled(self._tokens, route, model, kind).inc(n)
+            self.add_tokens(route, model, kind, getattr(counts, field))
 
     def add_key_usage(self, key: str, counts: Counts) -> None:
         """One admitted request of a key (a configured key's name, or "-"), with what it used."""

@@ -115,9 +115,6 @@ class Spent:
     tokens: int = 0
     cost_usd: float = 0.0
 
-    def plus(self, tokens: int, cost_usd: float) -> Spent:
-        return Spent(self.tokens + tokens, self.cost_usd + cost_usd)
-
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -201,11 +198,10 @@ class MemoryUsageStore:
         before = table.get((key, model))
         table[(key, model)] = counts if before is None else before + counts
         self._size += before is None
-        tokens = counts.tokens
-        for period in (day.isoformat(), day.isoformat()[:7]):  # (period_name's day and month)
-            totals = self._spent.setdefault(period, {})
-            spent = totals.get(key)
-            totals[key] = Spent(tokens, counts.cost_usd) if spent is None else spent.plus(tokens, counts.cost_usd)
+        for period in ("day", "month"):
+            totals = self._spent.setdefault(period_name(period, now), {})
+            spent = totals.get(key, Spent())
+            totals[key] = Spent(spent.tokens + counts.tokens, spent.cost_usd + counts.cost_usd)
         if new_day or self._size > self._max_rows:
             self._forget(day)
 
