@@ -78,7 +78,8 @@ def test_histogram_percentiles_and_added() -> None:
 async def test_a_paced_stream_arrives_one_event_per_interval(
     aiohttp_server: Callable[..., Awaitable[TestServer]]
 ) -> None:
-    server = await aiohttp_server(FakeUpstream(1, 1.0, 60.0, pace=0.02).app())
+    pace = 0.05
+    server = await aiohttp_server(FakeUpstream(1, 1.0, 60.0, pace=pace).app())
     body = orjson.dumps({"model": PACED_MODEL, "max_tokens": 5, "stream": True, "messages": []})
     request = encode_request(f"{server.host}:{server.port}", "/v1/messages", body, {"Content-Type": "application/json"})
     pool = Pool(server.host, server.port)
@@ -91,9 +92,11 @@ async def test_a_paced_stream_arrives_one_event_per_interval(
         pool.put(conn)
         conn = await pool.get()
     assert pool.opened == 1
-    # Paced, not a burst: the five deltas come in reads of their own, and the pacer cannot send them faster
-    # than its schedule (a lower bound set by the code, not a speed asserted of the machine).
-    assert len(stamps) >= 6
-    assert stamps[-1] - stamps[0] >= 3 * 0.02
+    # Paced, not a burst: the pacer cannot send the five deltas faster than its schedule (a lower bound set by
+    # the code, not a speed asserted of the machine), so they come in several reads. How many depends on the
+    # machine: the first delta may share a read with the head, the last with the tail, and a stalled client
+    # (a loaded CI runner) reads two at once; at least three reads takes a stall of three intervals.
+    assert len(stamps) >= 3
+    assert stamps[-1] - stamps[0] >= 3 * pace
     pool.close()
     conn.close()
