@@ -349,6 +349,51 @@ async def test_parse_with_forced_tool(make_proxy: MakeProxy, fake_upstream: Fake
     assert "output_config" not in sent
 
 
+class LookUp(pydantic.BaseModel):
+    """Find an order by its number."""
+
+    order_id: int
+
+
+async def test_parse_beside_the_clients_own_tools_keeps_them_callable(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream, connect: Any
+) -> None:
+    """An agent loop with an answer schema on a model without native structured output: the JSON tool is
+    offered beside the client's tool (tool_choice any), so the model can call the client's tool first and
+    answer through the JSON tool after."""
+    client = connect(await make_proxy())
+    model = "claude-3-haiku-20240307"
+    tools = [openai.pydantic_function_tool(LookUp)]
+    fake_upstream.json(message({"type": "tool_use", "id": "toolu_1", "name": "LookUp", "input": {"order_id": 12345}},
+                               model=model, stop="tool_use"))
+    first = await run(client, client.chat.completions.parse, model=model, messages=ORDER_ASK, tools=tools,
+                      response_format=Order)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.parsed is None
+    [call] = choice.message.tool_calls
+    assert (call.id, call.function.name, call.function.parsed_arguments) == ("toolu_1", "LookUp", LookUp(order_id=12345))
+    sent = fake_upstream.last.json
+    assert [tool["name"] for tool in sent["tools"]] == ["LookUp", "Order"]
+    assert sent["tool_choice"] == {"type": "any"}
+
+    fake_upstream.json(message({"type": "tool_use", "id": "toolu_2", "name": "Order", "input": ORDER.model_dump()},
+                               model=model, stop="tool_use"))
+    history = [*ORDER_ASK, choice.message.model_dump(exclude_none=True, exclude={"parsed"}),
+               {"role": "tool", "tool_call_id": "toolu_1", "content": "found"}]
+    for item in history[1]["tool_calls"]:
+        item["function"].pop("parsed_arguments", None)
+    second = await run(client, client.chat.completions.parse, model=model, messages=history, tools=tools,
+                       response_format=Order)
+    answer = second.choices[0]
+    assert (answer.finish_reason, answer.message.parsed, answer.message.tool_calls) == ("stop", ORDER, None)
+    sent = fake_upstream.last.json
+    assert sent["tool_choice"] == {"type": "any"}
+    assert sent["messages"][1]["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "LookUp",
+                                               "input": {"order_id": 12345}}]
+    assert sent["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "found"}]
+
+
 async def test_stream_helper_parses_forced_tool_output(
     make_proxy: MakeProxy, fake_upstream: FakeUpstream, connect: Any
 ) -> None:

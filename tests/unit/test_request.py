@@ -35,6 +35,10 @@ SCHEMA = {
 WEATHER_FN = {"name": "get_weather", "description": "Weather for a city.", "parameters": SCHEMA}
 WEATHER = {"type": "function", "function": WEATHER_FN}
 WEATHER_TOOL = {"name": "get_weather", "description": "Weather for a city.", "input_schema": SCHEMA}
+JSON_OBJECT_TOOL = {"name": "json_response", "description": "Respond with JSON matching this schema.",
+                    "input_schema": {"type": "object"}}
+BESIDE_TOOLS = ("response_format: its JSON tool offered beside the request's tools, tool_choice any (the model has "
+                "no native structured output): the JSON tool's call is the answer")
 TIME_TOOL = {"name": "get_time", "input_schema": {"type": "object", "properties": {}}}
 
 
@@ -466,10 +470,54 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
                         "input_schema": SCHEMA,
                     },
                 ],
+                tool_choice={"type": "any"},
+            ),
+            json_tool="json_response",
+            adjustments=[BESIDE_TOOLS],
+        ),
+    ),
+    (
+        "response_format beside tools with parallel_tool_calls false: any, one call at a time",
+        {"tools": [WEATHER], "parallel_tool_calls": False, "response_format": {"type": "json_object"}},
+        PLAIN,
+        done(
+            claude(
+                max_tokens=4096,
+                tools=[WEATHER_TOOL, JSON_OBJECT_TOOL],
+                tool_choice={"type": "any", "disable_parallel_tool_use": True},
+            ),
+            json_tool="json_response",
+            adjustments=[BESIDE_TOOLS],
+        ),
+    ),
+    (
+        "response_format beside tools ruled out (tool_choice none): the JSON tool forced",
+        {"tools": [WEATHER], "tool_choice": "none", "response_format": {"type": "json_object"}},
+        PLAIN,
+        done(
+            claude(
+                max_tokens=4096,
+                tools=[WEATHER_TOOL, JSON_OBJECT_TOOL],
                 tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True},
             ),
             json_tool="json_response",
             adjustments=["tool_choice replaced: response_format forces the JSON tool"],
+        ),
+    ),
+    (
+        "response_format beside a tool the request names: that choice kept, the JSON tool offered",
+        {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+         "response_format": {"type": "json_object"}},
+        PLAIN,
+        done(
+            claude(
+                max_tokens=4096,
+                tools=[WEATHER_TOOL, JSON_OBJECT_TOOL],
+                tool_choice={"type": "tool", "name": "get_weather"},
+            ),
+            json_tool="json_response",
+            adjustments=["response_format: its JSON tool offered beside the request's tools; the tool_choice "
+                         "naming one of them kept (the model has no native structured output)"],
         ),
     ),
     (
@@ -535,8 +583,7 @@ CASES += [
         done(claude(max_tokens=4096, tools=[
             {"name": "place", "input_schema": SCHEMA},
             {"name": "json_response", "description": "Respond with JSON matching this schema.", "input_schema": SCHEMA},
-        ], tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True}),
-            json_tool="json_response"),
+        ], tool_choice={"type": "any"}), json_tool="json_response", adjustments=[BESIDE_TOOLS]),
     ),
     (
         "a JSON schema without a root type is an object to the JSON tool",

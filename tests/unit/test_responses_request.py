@@ -483,7 +483,7 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
                     tools=[WEATHER_TOOL, {"name": "json_response", "description": "Respond with JSON matching this "
                                           "schema.", "input_schema": {"type": "object"}}],
                     tool_choice={"type": "tool", "name": "json_response", "disable_parallel_tool_use": True}),
-             json_tool="json_response", adjustments=["tool_choice replaced: response_format forces the JSON tool"]),
+             json_tool="json_response", adjustments=["tool_choice replaced: text.format forces the JSON tool"]),
     ),
     (
         "text.format beside tools with thinking: thinking off, as with the JSON tool forced",

@@ -325,13 +325,15 @@ def output_format(
     if not isinstance(fmt, dict) or kind not in ("text", "json_schema", "json_object"):
         raise InvalidRequest(f"{where} type {kind!r} is not supported", param=f"{where}.type")
     if kind == "json_schema":
-        spec_where = f"{where}.{spec_key}" if spec_key else where
-        _json_schema(fmt.get(spec_key) if spec_key else fmt, spec_where, profile, out)
+        _json_schema(fmt.get(spec_key) if spec_key else fmt, where, spec_key, profile, out)
     elif kind == "json_object":
-        force_json_tool(out, JSON_TOOL_DEFAULT, {"type": "object"}, None)
+        json_tool(out, JSON_TOOL_DEFAULT, {"type": "object"}, None, where)
 
 
-def _json_schema(spec: object, where: str, profile: ModelProfile, out: ConvertedRequest) -> None:
+def _json_schema(
+    spec: object, fmt_where: str, spec_key: str | None, profile: ModelProfile, out: ConvertedRequest
+) -> None:
+    where = f"{fmt_where}.{spec_key}" if spec_key else fmt_where
     if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
         raise InvalidRequest(f"{where}.schema must be an object", param=f"{where}.schema")
     if profile.structured_output:
@@ -339,8 +341,8 @@ def _json_schema(spec: object, where: str, profile: ModelProfile, out: Converted
         if spec.get("description"):
             out.ignored.append(f"{where}.description")
         return
-    force_json_tool(out, str(spec.get("name") or JSON_TOOL_DEFAULT), _tool_schema(spec["schema"], f"{where}.schema"),
-                    spec.get("description"))
+    json_tool(out, str(spec.get("name") or JSON_TOOL_DEFAULT), _tool_schema(spec["schema"], f"{where}.schema"),
+              spec.get("description"), fmt_where)
 
 
 def _tool_schema(schema: dict[str, Any], param: str) -> dict[str, Any]:
@@ -354,10 +356,17 @@ def _tool_schema(schema: dict[str, Any], param: str) -> dict[str, Any]:
     return schema if "type" in schema else {"type": "object", **schema}
 
 
-def force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], description: object) -> None:
-    """No native structured output: a tool the model must call, once, whose input becomes the answer. Its
-    name is the schema's unless one of the client's own tools has it."""
-    taken = {tool.get("name") for tool in out.body.get("tools", [])}
+def json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], description: object, where: str) -> None:
+    """No native structured output: a tool whose input becomes the answer, called once. Its name is the
+    schema's unless one of the client's own tools has it.
+
+    Alone, or beside tools the request rules out (``tool_choice: none``), it is forced. Beside tools the model
+    may call (an agent loop with an answer schema: Codex's ``--output-schema``, an Agents SDK ``output_type``,
+    the openai SDK's ``parse`` with tools, LangChain's structured output beside tools), forcing it would leave
+    them uncallable: the model must call some tool (``any``), and calling the JSON tool is how it answers. A
+    tool the request names is kept: that turn calls it, and the JSON tool waits for a later one."""
+    tools = out.body.get("tools", [])
+    taken = {tool.get("name") for tool in tools}
     if name in taken:
         name = JSON_TOOL_DEFAULT
         suffix = 2
@@ -368,12 +377,23 @@ def force_json_tool(out: ConvertedRequest, name: str, schema: dict[str, Any], de
         "description": str(description or "Respond with JSON matching this schema."),
         "input_schema": schema,
     }
-    out.body["tools"] = [*out.body.get("tools", []), tool]
-    if "tool_choice" in out.body:
-        out.adjustments.append("tool_choice replaced: response_format forces the JSON tool")
-    choice: ClaudeToolChoice = {"type": "tool", "name": name, "disable_parallel_tool_use": True}
-    out.body["tool_choice"] = choice
+    out.body["tools"] = [*tools, tool]
     out.json_tool = name
+    choice = out.body.get("tool_choice")
+    if not tools or (choice is not None and choice["type"] == "none"):
+        if choice is not None:
+            out.adjustments.append(f"tool_choice replaced: {where} forces the JSON tool")
+        out.body["tool_choice"] = {"type": "tool", "name": name, "disable_parallel_tool_use": True}
+    elif choice is not None and choice["type"] == "tool":
+        out.adjustments.append(f"{where}: its JSON tool offered beside the request's tools; the tool_choice "
+                               "naming one of them kept (the model has no native structured output)")
+    else:
+        any_tool: ClaudeToolChoice = {"type": "any"}
+        if choice is not None and "disable_parallel_tool_use" in choice:  # (parallel_tool_calls: false)
+            any_tool["disable_parallel_tool_use"] = choice["disable_parallel_tool_use"]
+        out.body["tool_choice"] = any_tool
+        out.adjustments.append(f"{where}: its JSON tool offered beside the request's tools, tool_choice any (the "
+                               "model has no native structured output): the JSON tool's call is the answer")
 
 
 def _thinking(req: ChatCompletionRequest, out: ConvertedRequest, profile: ModelProfile) -> None:

@@ -37,7 +37,7 @@ from translator.convert.responses_policy import RESPONSES
 from translator.convert.responses_tools import Tools, convert_tools, tool_choice
 from translator.convert.responses_wire import ResponseCreateParams
 from translator.convert.tables import REASONING_BUDGET
-from translator.convert.wire import ClaudeToolChoice, ReasoningEffort, TextBlock
+from translator.convert.wire import ReasoningEffort, TextBlock
 from translator.errors import InvalidRequest
 from translator.profiles import ModelProfile
 
@@ -102,30 +102,11 @@ def _tools(req: ResponseCreateParams, tools: Tools, profile: ModelProfile, out: 
 
 
 def _text(req: ResponseCreateParams, profile: ModelProfile, out: ConvertedRequest) -> None:
-    """``text.format`` as the chat route's ``response_format`` (verbosity: ignored, see the policy).
-
-    Without native structured output the format is a JSON tool whose call is the answer. Alone, it is
-    forced. Beside tools the model may call (an agent's: Codex's ``--output-schema``, an Agents SDK agent's
-    ``output_type``), forcing it would leave them uncallable: the model must call some tool (``any``), and
-    calling the JSON tool is how it answers."""
+    """``text.format`` as the chat route's ``response_format`` (verbosity: ignored, see the policy)."""
     text = req.get("text")
     if not isinstance(text, dict):
         raise InvalidRequest("'text' must be an object", param="text")
-    choice = out.body.get("tool_choice")  # the request's own, or none
-    callable_tools = bool(out.body.get("tools")) and (choice is None or choice["type"] in ("auto", "any"))
     output_format(text.get("format"), "text.format", None, profile, out)
-    if out.json_tool is not None and callable_tools:
-        _answer_beside_tools(out, choice)
-
-
-def _answer_beside_tools(out: ConvertedRequest, choice: ClaudeToolChoice | None) -> None:
-    any_tool: ClaudeToolChoice = {"type": "any"}
-    if choice is not None and "disable_parallel_tool_use" in choice:  # (parallel_tool_calls: false)
-        any_tool["disable_parallel_tool_use"] = choice["disable_parallel_tool_use"]
-    out.body["tool_choice"] = any_tool
-    out.adjustments[:] = [a for a in out.adjustments if not a.startswith("tool_choice replaced")]
-    out.adjustments.append("text.format: its JSON tool offered beside the request's tools, tool_choice any (the "
-                           "model has no native structured output): the JSON tool's call is the answer")
 
 
 def _reasoning(req: ResponseCreateParams, profile: ModelProfile, out: ConvertedRequest) -> None:
