@@ -8,8 +8,8 @@ an API key, and tests reuse it as a deterministic upstream.
 Served endpoints:
 
 * ``POST /v1/messages`` -- non-streaming JSON or SSE streaming answers.  The
-  reply is derived from the request: a ``tool_use`` call of the first (or
-  forced) tool when tools are offered (placeholder arguments its schema accepts;
+  reply is derived from the request: a ``tool_use`` call of the forced tool, else
+  the first shell tool, else the first tool, when tools are offered (placeholder arguments its schema accepts;
   a shell command property, ``cmd`` or ``command``, is ``echo demo``), otherwise an echo of the last user
   message (or of the first ``tool_result``; with ``tool_choice`` ``any`` a call
   of the last tool offered instead), or, with native structured output
@@ -294,8 +294,9 @@ def _tool_to_call(body: JSONObject) -> JSONObject | None:
     choice_type = _tool_choice_type(body)
     if not tools or choice_type == "none":
         return None
-    last = body["messages"][-1]
-    if last.get("role") != "user":
+    # (mid-conversation "system" turns, a beta Claude Code uses, come after the user's: the turn is the user's)
+    last = next((m for m in reversed(body["messages"]) if m.get("role") != "system"), None)
+    if last is None or last.get("role") != "user":
         return None
     if _tool_results(last):
         # After a result the demo answers, unless a tool call is a must ("any"): then it ends the loop with the
@@ -304,8 +305,18 @@ def _tool_to_call(body: JSONObject) -> JSONObject | None:
         return last_tool if choice_type == "any" else None
     if choice_type == "tool":
         return _find_tool(body, body["tool_choice"].get("name"))
-    first: JSONObject = tools[0]
+    # An agent's shell tool (Claude Code's Bash, Codex's exec_command) runs the harmless SHELL_COMMAND: the tool
+    # loop shown end to end, where the first tool may be one that starts a sub-agent (Claude Code's Agent).
+    first: JSONObject = next((tool for tool in tools if _is_shell_tool(tool)), tools[0])
     return first
+
+
+def _is_shell_tool(tool: Any) -> bool:
+    schema = tool.get("input_schema") if isinstance(tool, dict) else None
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    return isinstance(properties, dict) and any(
+        isinstance(properties.get(name), dict) and properties[name].get("type") == "string"
+        for name in SHELL_COMMAND_PROPERTIES)
 
 
 def _demo_value(schema: Any, root: Any = None, depth: int = 0) -> Any:

@@ -296,6 +296,32 @@ async def test_a_shell_tool_is_called_with_a_harmless_command(
     assert message["content"][-1]["input"] == expected
 
 
+async def test_claude_codes_turn_calls_its_shell_tool(client: TestClient[Any, Any]) -> None:
+    """Claude Code's request (trimmed from a captured one): its first tool starts a sub-agent, and a
+    mid-conversation system turn comes after the user's. The demo calls the shell tool, with the harmless
+    command, so Claude Code's tool loop runs end to end; a result, even followed by a system turn, is answered."""
+    agent = {"name": "Agent", "input_schema": {"type": "object", "properties": {
+        "description": {"type": "string"}, "prompt": {"type": "string"}}, "required": ["description", "prompt"]}}
+    bash = {"name": "Bash", "input_schema": {"type": "object", "properties": {
+        "command": {"type": "string"}, "timeout": {"type": "number"}}, "required": ["command"]}}
+    system_turn = {"role": "system", "content": [{"type": "text", "text": "# Environment"}]}
+    body = _request("list the files here", tools=[agent, bash])
+    body["messages"].append(system_turn)
+    first = await _create(client, body)
+    assert first["stop_reason"] == "tool_use"
+    assert [(b["type"], b.get("name"), b.get("input")) for b in first["content"]] == [
+        ("text", None, None), ("tool_use", "Bash", {"command": "echo demo"})]
+    body["messages"] += [
+        {"role": "assistant", "content": first["content"]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first["content"][1]["id"],
+                                      "content": "demo"}]},
+        system_turn,
+    ]
+    second = await _create(client, body)
+    assert (second["stop_reason"], second["content"]) == (
+        "end_turn", [{"type": "text", "text": "Demo reply (offline upstream): got the tool result: demo"}])
+
+
 async def test_a_tool_result_under_tool_choice_any_is_answered_with_the_last_tool(
     client: TestClient[Any, Any],
 ) -> None:
