@@ -227,17 +227,25 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 BIG_BLOCK = 128 * 1024
 
 
-def return_big_blocks_to_the_os() -> bool:
+def return_big_blocks_to_the_os(env: Mapping[str, str] = os.environ) -> bool:
     """Keep glibc's mmap threshold fixed at 128 KiB. By default it rises after a big block is freed, so the
     next big request bodies (images, long histories) come from the heap, whose memory stays in RSS; with
-    a fixed threshold every big block is its own mapping, returned when freed. True if applied (glibc)."""
-    if not sys.platform.startswith("linux"):
+    a fixed threshold every big block is its own mapping, returned when freed. True if applied (glibc).
+
+    An operator's own threshold (glibc's ``MALLOC_MMAP_THRESHOLD_`` or the ``glibc.malloc.mmap_threshold``
+    tunable) stands: on a machine where page faults are dear, a higher one (with a trim threshold to match)
+    trades RSS for CPU on big bodies."""
+    if not sys.platform.startswith("linux") or _operator_threshold(env):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # another C library (musl): nothing to do
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, BIG_BLOCK))
+
+
+def _operator_threshold(env: Mapping[str, str]) -> bool:
+    return "MALLOC_MMAP_THRESHOLD_" in env or "glibc.malloc.mmap_threshold" in env.get("GLIBC_TUNABLES", "")
 
 
 class Announcement:

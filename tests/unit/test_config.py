@@ -155,8 +155,12 @@ def test_big_blocks_go_back_to_the_os_on_glibc() -> None:
 
     from translator.cli import return_big_blocks_to_the_os
 
-    applied = return_big_blocks_to_the_os()
+    applied = return_big_blocks_to_the_os({})
     assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    # an operator's own threshold stands
+    assert return_big_blocks_to_the_os({"MALLOC_MMAP_THRESHOLD_": "33554432"}) is False
+    assert return_big_blocks_to_the_os({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432"}) is False
+    assert return_big_blocks_to_the_os({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) == applied
 
 
 # --- the upstream's proxy: the settings' own, else the environment's ---
