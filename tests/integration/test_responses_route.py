@@ -100,12 +100,17 @@ async def test_an_error_midstream_ends_in_response_failed(proxy, fake_upstream: 
     ({"model": "claude-x", "input": [{"type": "function_call_output"}]}, "input"),
     ({"input": "hi"}, "model"),
 ])
-async def test_malformed_input_is_a_400_naming_its_param(proxy, fake_upstream: FakeUpstream, body, param) -> None:
+async def test_malformed_input_is_a_400_naming_its_param(
+    proxy, fake_upstream: FakeUpstream, server_log, body, param
+) -> None:
     resp = await proxy.post("/v1/responses", json=body)
     assert resp.status == 400
     error = (await resp.json())["error"]
     assert error["type"] == "invalid_request_error" and (error["param"] or "").startswith(param)
     assert fake_upstream.requests == []
+    # the log line says what the client was told, place and all, and no shorter detail beside it
+    line = [orjson.loads(x) for x in server_log().splitlines() if '"request"' in x][-1]
+    assert (line["status"], line["error"], "error_detail" in line) == (400, "invalid_request_error", False)
 
 
 # --- stored responses ---
@@ -179,6 +184,78 @@ async def test_a_stored_response_belongs_to_its_key(make_proxy, fake_upstream: F
                                                     "previous_response_id": made["id"]}, headers=bob)
     assert stolen.status == 400
     assert (await proxy.get(f"/v1/responses/{made['id']}")).status == 401
+
+
+TOOL_TURN = {**MESSAGE, "content": [
+    {"type": "text", "text": "Let me look."},
+    {"type": "tool_use", "id": "toolu_7", "name": "get_weather", "input": {"city": "Paris"}}],
+    "stop_reason": "tool_use"}
+WEATHER_FN = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {
+    "city": {"type": "string"}}}}
+
+
+async def test_an_item_reference_is_the_stored_item_it_names(proxy, fake_upstream: FakeUpstream) -> None:
+    """The Vercel AI SDK's tool loop (unless store is false): the earlier answer's message comes back as an
+    item_reference, its function call and the output inline."""
+    fake_upstream.json(TOOL_TURN)
+    first = await (await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Weather?",
+                                                            "tools": [WEATHER_FN]})).json()
+    message, call = first["output"]
+    assert (message["type"], call["type"]) == ("message", "function_call")
+    fake_upstream.json({**MESSAGE, "content": [{"type": "text", "text": "Sunny."}]})
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "tools": [WEATHER_FN], "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+        {"type": "item_reference", "id": message["id"]},
+        {"type": "function_call", "call_id": call["call_id"], "name": "get_weather", "arguments": call["arguments"]},
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"},
+    ]})
+    assert resp.status == 200
+    assert fake_upstream.last.json["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather?"}]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "toolu_7", "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_7", "content": "sunny"}]},
+    ]
+    second = (await resp.json())["id"]
+    listed = await (await proxy.get(f"/v1/responses/{second}/input_items?order=asc")).json()
+    assert listed["data"][1] == message  # the item itself, kept as the input it stood for
+    fake_upstream.json({"input_tokens": 17})
+    counted = await proxy.post("/v1/responses/input_tokens", json={"model": "claude-x", "input": [
+        {"role": "user", "content": "Weather?"}, {"type": "item_reference", "id": call["id"]}], "tools": [WEATHER_FN]})
+    assert (counted.status, (await counted.json())["input_tokens"]) == (200, 17)
+    assert fake_upstream.last.json["messages"][1] == {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_7", "name": "get_weather", "input": {"city": "Paris"}}]}
+
+
+async def test_an_item_reference_to_nothing_stored_is_a_400_naming_it(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(keys=KEYS, upstream={"api_key": "sk-upstream-responses"})
+    alice = {"Authorization": f"Bearer {ALICE}"}
+    fake_upstream.json(MESSAGE)
+    made = await (await proxy.post("/v1/responses", json={"model": "claude-x", "input": "Hi"}, headers=alice)).json()
+    mine = made["output"][0]["id"]
+    unknown = f"msg_{'0' * 32}_0"
+    for key, item_id in [(ALICE, unknown), (ALICE, "msg_abc"), (ALICE, mine.replace("_0", "_5")), (BOB, mine)]:
+        resp = await proxy.post("/v1/responses", headers={"Authorization": f"Bearer {key}"}, json={
+            "model": "claude-x", "input": ["x", {"type": "item_reference", "id": item_id}][1:]})
+        assert resp.status == 400
+        assert (await resp.json())["error"] == {
+            "message": f"input[0]: no stored item with id {item_id!r} (it may have expired, or its response was "
+                       "made with store false): send the item itself",
+            "type": "invalid_request_error", "param": "input[0].id", "code": None}
+    assert len(fake_upstream.requests) == 1
+
+
+async def test_with_the_store_off_an_item_reference_is_refused(make_proxy, fake_upstream: FakeUpstream) -> None:
+    proxy = await make_proxy(responses={"store": False})
+    resp = await proxy.post("/v1/responses", json={"model": "claude-x", "input": [
+        {"role": "user", "content": "Hi"}, {"type": "item_reference", "id": f"msg_{'a' * 32}_0"}]})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == {
+        "message": "input[1]: item_reference needs stored responses, which this proxy does not keep ([responses] "
+                   "store = false): send the item itself",
+        "type": "invalid_request_error", "param": "input[1].type", "code": "unsupported_parameter"}
+    assert fake_upstream.requests == []
 
 
 async def test_input_tokens_asks_count_tokens(proxy, fake_upstream: FakeUpstream) -> None:

@@ -891,7 +891,7 @@ ERRORS: list[tuple[str, JSONObject, str, str | None, str]] = [
      "input[0].output[1].type", None, "input[0].output[1]: content part type 'x' is not supported"),
     ("an item reference", {"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type",
      "unsupported_parameter",
-     "input[0]: item_reference is not supported: this proxy keeps no items by id (send the item itself)"),
+     "input[0]: item_reference names a stored item, which is not at hand here (send the item itself)"),
     ("only system text", {"input": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": " "}]},
      "input", None, "'input' holds no user or assistant content"),
     ("no input", {"input": None}, "input", None, "'input' holds no user or assistant content"),

@@ -90,6 +90,7 @@ def _blocks(parts: list[Any], build: Callable[[Any], _B | None], where: str) -> 
 def placed(err: InvalidRequest, where: str) -> InvalidRequest:
     """An error that names its place relative to ``where`` -> the same error, naming it in full."""
     err.message = where + err.message
+    err.detail = where + err.detail
     err.args = (err.message,)
     if err.param is not None:
         err.param = where + err.param

@@ -11,7 +11,8 @@ the caller puts first).
 A reasoning item carries a Claude thinking block in its ``encrypted_content`` (``reasoning.py``), and goes
 back as that block, byte for byte; one that carries none (another provider's) is dropped, never sent as
 text. Items of tools Claude did not run here (hosted tool calls, custom tools) are dropped too; both are
-reported. An ``item_reference`` is refused: this proxy keeps no items by id.
+reported. An ``item_reference`` is the route's to replace by the stored item it names
+(``server.responses_route``); one left here is refused.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def _reasoning(item: ResponseReasoningItemParam, _names: ToolNames) -> Piece:
 
 def _item_reference(_item: object, _names: ToolNames) -> Piece:
     raise InvalidRequest(
-        ": item_reference is not supported: this proxy keeps no items by id (send the item itself)",
+        ": item_reference names a stored item, which is not at hand here (send the item itself)",
         param=".type",
         code="unsupported_parameter",
     )

@@ -6,12 +6,13 @@ through the relay). ``POST /v1/responses/input_tokens`` asks the upstream's ``co
 
 With ``[responses] store`` on, a response made with ``store`` (the spec's default) is kept with its
 conversation (``translator.gateway.response_store``): ``previous_response_id`` continues it, and
-``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` read it. A stored response
-belongs to the key that made it.
+``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` read it, and an input's
+``item_reference`` is replaced by the stored item it names. A stored response belongs to the key that made it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -52,6 +53,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     async with admit(request, "responses", session_from=_session_from) as admission:
         req = admission.take_body()
         history = await _history(request, req.get("previous_response_id"))
+        await _dereference(request, req.get("input"))
         conv = _converted(request, admission, req, history)
         if request.app[SETTINGS].images.fetch:
             await inline_images(conv.body, request.app[IMAGE_SESSION], request.app[SETTINGS].images)
@@ -177,6 +179,40 @@ async def _history(request: web.Request, previous: object) -> list[dict[str, Any
     return stored.conversation()
 
 
+# The ids this proxy gives items: an output item's (``item_id``: msg_, rs_, fc_) or an input item's
+# (``_input_items``: item_), then the response id's own part, then the item's index.
+_OUR_ITEM_ID = re.compile(r"(?:msg|rs|fc|item)_([0-9a-f]{32})_[0-9]+")
+
+
+async def _dereference(request: web.Request, items: object) -> None:
+    """Each ``item_reference`` in ``input`` replaced by the item it names, read from the stored response that
+    holds it (the Vercel AI SDK sends an earlier answer's message so unless ``store`` is false)."""
+    if not isinstance(items, list):
+        return
+    read: dict[str, dict[str, Any]] = {}  # a stored response's items by id, for each one read
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("type") == "item_reference":
+            items[index] = await _referenced(request, item.get("id"), f"input[{index}]", read)
+
+
+async def _referenced(request: web.Request, item_id: object, where: str, read: dict[str, dict[str, Any]]) -> Any:
+    if not request.app[SETTINGS].responses.store:
+        raise InvalidRequest(f"{where}: item_reference needs stored responses, which this proxy does not keep "
+                             "([responses] store = false): send the item itself", param=f"{where}.type",
+                             code="unsupported_parameter")
+    ours = _OUR_ITEM_ID.fullmatch(item_id) if isinstance(item_id, str) else None
+    if ours is not None:
+        response_id = f"resp_{ours[1]}"
+        if response_id not in read:
+            stored = await _owned(request, response_id)
+            kept = [*stored.input, *stored.response.get("output", [])] if stored is not None else []
+            read[response_id] = {item.get("id"): item for item in kept}
+        if item_id in read[response_id]:
+            return read[response_id][item_id]
+    raise InvalidRequest(f"{where}: no stored item with id {item_id!r} (it may have expired, or its response "
+                         "was made with store false): send the item itself", param=f"{where}.id")
+
+
 async def _owned(request: web.Request, response_id: str) -> StoredResponse | None:
     """The stored response, if there is one that the caller's key may see."""
     stored = await request.app[RESPONSE_STORE].get(response_id)
@@ -243,6 +279,7 @@ async def input_tokens(request: web.Request) -> web.Response:
     async with admit(request, "responses", session_from=_session_from) as admission:
         req = admission.take_body()
         history = await _history(request, req.get("previous_response_id"))
+        await _dereference(request, req.get("input"))
         conv = _converted(request, admission, req, history)
         body = {k: v for k, v in conv.body.items() if k in _COUNTED}
         call = UpstreamCall("POST", "/v1/messages/count_tokens", orjson.dumps(body), request.headers,
