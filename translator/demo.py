@@ -406,7 +406,8 @@ def _thinking_requested(body: JSONObject) -> bool:
 def _tool_reply(body: JSONObject, tool: JSONObject) -> DemoReply:
     name = str(tool["name"])
     content: list[JSONObject] = []
-    if _tool_choice_type(body) not in _FORCED_TOOL_CHOICES:
+    # (no words before a forced call, nor where native structured output holds every text to its schema)
+    if _tool_choice_type(body) not in _FORCED_TOOL_CHOICES and _output_schema(body) is None:
         content.append({"type": "text", "text": f"I'll use the {name} tool."})
     content.append(
         {
