@@ -349,6 +349,47 @@ async def test_parse_with_forced_tool(make_proxy: MakeProxy, fake_upstream: Fake
     assert "output_config" not in sent
 
 
+LEGACY_FUNCTION = {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+WEATHER_CALL = {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Paris"}}
+
+
+async def test_legacy_functions_are_answered_with_a_function_call(
+    make_proxy: MakeProxy, fake_upstream: FakeUpstream, connect: Any
+) -> None:
+    """A request with the legacy functions (no tools) gets the legacy answer: message.function_call and
+    finish_reason function_call, streamed as function_call deltas; Claude is told to call one at a time."""
+    client = connect(await make_proxy())
+    model = "claude-sonnet-4-5"
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    fake_upstream.json(message({"type": "text", "text": "Let me check."}, WEATHER_CALL, model=model, stop="tool_use"))
+    completion = await run(client, client.chat.completions.create, model=model, messages=ask,
+                           functions=[LEGACY_FUNCTION])
+    choice = completion.choices[0]
+    assert choice.finish_reason == "function_call"
+    assert (choice.message.content, choice.message.tool_calls) == ("Let me check.", None)
+    assert choice.message.function_call.model_dump() == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
+    assert fake_upstream.last.json["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+
+    start = message(model=model, stop="tool_use")
+    fake_upstream.events([
+        {"type": "message_start", "message": {**start, "stop_reason": None}},
+        {"type": "content_block_start", "index": 0, "content_block": {**WEATHER_CALL, "input": {}}},
+        *[{"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": p}}
+          for p in ('{"city": ', '"Paris"}')],
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+         "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ])
+    chunks = await collect(client, model=model, messages=ask, functions=[LEGACY_FUNCTION])
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert [d.function_call.model_dump() for d in deltas if d.function_call] == [
+        {"name": "get_weather", "arguments": ""}, {"name": None, "arguments": '{"city": '},
+        {"name": None, "arguments": '"Paris"}'}]
+    assert all(d.tool_calls is None for d in deltas)
+    assert chunks[-1].choices[0].finish_reason == "function_call"
+
+
 class LookUp(pydantic.BaseModel):
     """Find an order by its number."""
 

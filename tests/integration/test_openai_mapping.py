@@ -536,10 +536,12 @@ async def test_repeated_anthropic_beta_headers_all_go(proxy: TestClient, fake_up
 # --- n > 1 ---
 
 
-def text_stream(msg_id: str, parts: list[str], input_tokens: int, output_tokens: int) -> list[JSONObject]:
+def text_stream(
+    msg_id: str, parts: list[str], input_tokens: int, output_tokens: int, model: str = SONNET
+) -> list[JSONObject]:
     return [
         {"type": "message_start", "message": {
-            "id": msg_id, "type": "message", "role": "assistant", "model": SONNET, "content": [],
+            "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}} for p in parts),
@@ -586,8 +588,9 @@ def sse_reply(events: list[JSONObject], delay: float) -> Reply:
 
 
 async def test_n2_streaming_interleaves_choices(proxy: TestClient, fake_upstream: FakeUpstream) -> None:
-    fake_upstream.replies.append(sse_reply(text_stream("msg_a", ["A1", "A2", "A3", "A4"], 5, 4), 0.02))
-    fake_upstream.replies.append(sse_reply(text_stream("msg_b", ["B1", "B2", "B3", "B4"], 6, 5), 0.02))
+    dated = f"{SONNET}-20250929"  # the model the upstream says answered: every chunk names it, the usage one too
+    fake_upstream.replies.append(sse_reply(text_stream("msg_a", ["A1", "A2", "A3", "A4"], 5, 4, dated), 0.02))
+    fake_upstream.replies.append(sse_reply(text_stream("msg_b", ["B1", "B2", "B3", "B4"], 6, 5, dated), 0.02))
     req = {"model": SONNET, "messages": [hi()], "n": 2, "stream": True, "stream_options": {"include_usage": True}}
     resp = await proxy.post(CHAT, json=req)
     assert resp.status == 200
@@ -599,8 +602,8 @@ async def test_n2_streaming_interleaves_choices(proxy: TestClient, fake_upstream
     stream_id = usage_chunk["id"]
     assert stream_id.startswith("chatcmpl-")
     assert usage_chunk == {"id": stream_id, "object": "chat.completion.chunk", "created": usage_chunk["created"],
-                           "model": SONNET, "choices": [], "usage": usage(11, 9)}
-    assert {c["id"] for c in choice_chunks} == {stream_id}
+                           "model": dated, "choices": [], "usage": usage(11, 9)}
+    assert {(c["id"], c["model"]) for c in choice_chunks} == {(stream_id, dated)}
     order = [c["choices"][0]["index"] for c in choice_chunks]
     assert sorted(set(order)) == [0, 1]
     assert order.index(1) < len(order) - 1 - order[::-1].index(0)  # interleaved, not one after the other

@@ -189,19 +189,59 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
         "legacy function_call auto",
         {"functions": [WEATHER_FN], "function_call": "auto"},
         NATIVE,
-        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "auto"})),
+        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "auto", "disable_parallel_tool_use": True}),
+             legacy_functions=True),
     ),
     (
         "legacy function_call none",
         {"functions": [WEATHER_FN], "function_call": "none"},
         NATIVE,
-        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "none"})),
+        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "none"}), legacy_functions=True),
     ),
     (
         "legacy function_call named",
         {"functions": [WEATHER_FN], "function_call": {"name": "get_weather"}},
         NATIVE,
-        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "tool", "name": "get_weather"})),
+        done(claude(tools=[WEATHER_TOOL], tool_choice={"type": "tool", "name": "get_weather",
+                                                        "disable_parallel_tool_use": True}), legacy_functions=True),
+    ),
+    (
+        "functions beside tools: the answer in the tools' form; function_call beside tool_choice ignored",
+        {"tools": [WEATHER], "functions": [{**WEATHER_FN, "name": "lookup"}], "tool_choice": "required",
+         "function_call": "auto"},
+        NATIVE,
+        done(claude(tools=[WEATHER_TOOL, {**WEATHER_TOOL, "name": "lookup"}], tool_choice={"type": "any"}),
+             ignored=["function_call"]),
+    ),
+    (
+        "an earlier answer's refusal is what the model said; reasoning_content beside its thinking_blocks is theirs",
+        {"messages": [HI, {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+                      {"role": "user", "content": "Why?"},
+                      {"role": "assistant", "content": "Because.", "reasoning_content": "Weather first.",
+                       "thinking_blocks": [SIGNED]},
+                      {"role": "user", "content": "Ok"}]},
+        NATIVE,
+        done(claude(messages=[
+            HI_TURN, {"role": "assistant", "content": [{"type": "text", "text": "I can't help with that."}]},
+            {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
+            {"role": "assistant", "content": [SIGNED, {"type": "text", "text": "Because."}]},
+            {"role": "user", "content": [{"type": "text", "text": "Ok"}]}])),
+    ),
+    (
+        "safety_identifier, user's successor, is the end-user id",
+        {"user": "u-1", "safety_identifier": "s-1"},
+        NATIVE,
+        done(claude(metadata={"user_id": "s-1"})),
+    ),
+    (
+        "a strict response_format on a model without native structured output: reported",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "strict": True, "schema": SCHEMA}}},
+        PLAIN,
+        done(claude(max_tokens=4096, tools=[{"name": "a", "description": "Respond with JSON matching this schema.",
+                                             "input_schema": SCHEMA}],
+                    tool_choice={"type": "tool", "name": "a", "disable_parallel_tool_use": True}),
+             json_tool="a", adjustments=["response_format.json_schema.strict dropped: without native structured "
+                                         "output the JSON tool's input is not held to the schema"]),
     ),
     (
         "tool_choice without tools dropped and reported",
@@ -1223,6 +1263,23 @@ ERRORS: list[tuple[str, JSONObject, str, str | None, str]] = [
     ("n 0", {"n": 0}, "n", None, "'n' must be between 1 and 8"),
     ("n 9", {"n": 9}, "n", None, "'n' must be between 1 and 8"),
     ("n string", {"n": "2"}, "n", None, "'n' must be an integer"),
+    (
+        "an earlier audio answer",
+        {"messages": [HI, {"role": "assistant", "content": None, "audio": {"id": "audio_123"}}, HI]},
+        "messages[1].audio", None, "messages[1].audio: audio answers are not supported",
+    ),
+    (
+        "an earlier refusal that is not a string",
+        {"messages": [HI, {"role": "assistant", "refusal": ["no"]}, HI]},
+        "messages[1].refusal", None, "messages[1].refusal must be a string",
+    ),
+    (
+        "an earlier custom tool call",
+        {"messages": [HI, {"role": "assistant", "tool_calls": [
+            {"id": "c1", "type": "custom", "custom": {"name": "grep", "input": "x"}}]}, HI]},
+        "messages[1].tool_calls[0].type", None,
+        "messages[1].tool_calls[0].type 'custom' is not supported: only function tool calls",
+    ),
 ]
 
 

@@ -91,6 +91,11 @@ def _assistant(msg: ChatCompletionAssistantMessageParam, ids: _LegacyCallIds) ->
     content = msg.get("content")
     if content is not None:  # text and refusal parts only, as in OpenAI; Claude takes no images here
         blocks += text_blocks(content, ".content")
+    refusal = msg.get("refusal")  # an earlier answer's refusal (content null): what the model said
+    if refusal is not None:
+        blocks += text_blocks(refusal, ".refusal") if isinstance(refusal, str) else _not_a_string(".refusal")
+    if msg.get("audio") is not None:  # (an earlier audio answer, by id: Claude neither made nor can read it)
+        raise InvalidRequest(".audio: audio answers are not supported", param=".audio")
     calls = msg.get("tool_calls") or []
     if not isinstance(calls, list):
         raise InvalidRequest(".tool_calls must be an array", param=".tool_calls")
@@ -130,8 +135,15 @@ _TURN_BUILDERS: Final[dict[str, Callable[[Any, _LegacyCallIds], Turn]]] = {
 }
 
 
+def _not_a_string(where: str) -> list[TextBlock]:
+    raise InvalidRequest(f"{where} must be a string", param=where)
+
+
 def _tool_use(call: ChatCompletionMessageToolCall) -> ToolUseBlock:
     """A tool call (its errors name their place relative to it)."""
+    kind = call.get("type", "function") if isinstance(call, dict) else None
+    if kind != "function":  # ("custom" calls: custom tools are refused in requests too)
+        raise InvalidRequest(f".type {kind!r} is not supported: only function tool calls", param=".type")
     fn = call.get("function") if isinstance(call, dict) else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         raise InvalidRequest(".function.name must be a string", param=".function.name")

@@ -32,6 +32,7 @@ MAPPED: Final = frozenset(
         "function_call",
         "parallel_tool_calls",
         "user",
+        "safety_identifier",  # (the field that replaces user: metadata.user_id too)
         "reasoning_effort",
         "thinking",
         "response_format",
@@ -60,7 +61,6 @@ IGNORED: Final = frozenset(
         "prediction",
         "verbosity",
         "prompt_cache_options",
-        "safety_identifier",
         "moderation",
     }
 )
@@ -134,7 +134,8 @@ def _nested_ignored(body: ChatCompletionRequest) -> list[tuple[str, str]]:
         # (membership first: most messages have none of these, and a long history is checked message by message)
         if "name" in msg and msg["name"] is not None and msg.get("role") != "function":  # (it pairs a result)
             found.append(("messages[].name", f"messages[{i}].name"))
-        if "reasoning_content" in msg and msg["reasoning_content"] and msg.get("role") == "assistant":
+        if ("reasoning_content" in msg and msg["reasoning_content"] and msg.get("role") == "assistant"
+                and not msg.get("thinking_blocks")):  # (beside them it is their text: nothing is lost)
             found.append(("messages[].reasoning_content", f"messages[{i}].reasoning_content"))  # unsigned: refused
         parts = msg.get("content")
         if isinstance(parts, list):

@@ -52,6 +52,7 @@ class ConvertedRequest:
     include_usage: bool = False
     n: int = 1
     json_tool: str | None = None  # a forced tool whose input is the answer's content
+    legacy_functions: bool = False  # the request's functions (no tools): the answer's call is a function_call
     ignored: list[str] = field(default_factory=list)
     adjustments: list[str] = field(default_factory=list)
     # Responses: a function flattened out of a namespace tool, by its Claude name -> (namespace, name), which
@@ -88,8 +89,8 @@ def convert_request(
     set_stream(req, out)
     if "n" in req:
         _n(req, out)
-    if "user" in req:
-        set_user_id(req["user"], out)
+    if "user" in req or "safety_identifier" in req:
+        set_user_id(req, out)
     return out
 
 
@@ -124,8 +125,12 @@ def prefill_thinking(out: ConvertedRequest) -> None:
             raise InvalidRequest("'messages' holds no user or assistant content", param="messages")
 
 
-def set_user_id(user: object, out: ConvertedRequest) -> None:
-    """A client's end-user id as Claude's metadata.user_id (which takes nothing else)."""
+def set_user_id(req: Mapping[str, Any], out: ConvertedRequest) -> None:
+    """A client's end-user id as Claude's metadata.user_id (which takes nothing else): ``safety_identifier``,
+    the field that replaces ``user``, else ``user``."""
+    user = req.get("safety_identifier")
+    if not isinstance(user, str) or not user:
+        user = req.get("user")
     if not isinstance(user, str) or not user:
         return
     if len(user) > MAX_USER_ID:
@@ -211,10 +216,16 @@ def _stop(req: ChatCompletionRequest, out: ConvertedRequest) -> None:
 
 
 def _tools(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequest) -> None:
+    """``tools`` and the legacy ``functions``. A request with functions only is answered in their form, one
+    ``function_call`` a turn (the legacy form holds no more): Claude is told to call one tool at a time."""
     custom = [_tool(t, f"tools[{i}]") for i, t in enumerate(_list(req, "tools"))]
+    out.legacy_functions = not custom and bool(_list(req, "functions"))
     custom += [function_tool(f, f"functions[{i}]") for i, f in enumerate(_list(req, "functions"))]
     server = [] if req.get("web_search_options") is None else [_web_search(req["web_search_options"])]
-    set_tools(custom, server, _tool_choice(req), req.get("parallel_tool_calls"), profile, out)
+    if "tool_choice" in req and req.get("function_call") is not None:
+        out.ignored.append("function_call")  # (tool_choice, its successor, is the one read)
+    parallel = False if out.legacy_functions else req.get("parallel_tool_calls")
+    set_tools(custom, server, _tool_choice(req), parallel, profile, out)
 
 
 def set_tools(
@@ -343,6 +354,9 @@ def _json_schema(
         return
     json_tool(out, str(spec.get("name") or JSON_TOOL_DEFAULT), _tool_schema(spec["schema"], f"{where}.schema"),
               spec.get("description"), fmt_where)
+    if spec.get("strict"):
+        out.adjustments.append(f"{where}.strict dropped: without native structured output the JSON tool's input "
+                               "is not held to the schema")
 
 
 def _tool_schema(schema: dict[str, Any], param: str) -> dict[str, Any]:

@@ -39,11 +39,15 @@ from translator.errors import UpstreamProtocolError
 SERVER_TOOL_BREAK: Final = "\n\n"
 
 
-def finish_reason(stop_reason: StopReason | None, *, json_tool: str | None = None) -> FinishReason:
+def finish_reason(
+    stop_reason: StopReason | None, *, json_tool: str | None = None, legacy: bool = False
+) -> FinishReason:
+    """``legacy``: the request had functions only, whose call finishes as ``function_call``."""
     if json_tool is not None and stop_reason == "tool_use":
         return "stop"  # the forced JSON tool's input is the answer itself
     if isinstance(stop_reason, str) and stop_reason in FINISH_REASON:  # (the upstream's: anything may come)
-        return FINISH_REASON[stop_reason]
+        reason = FINISH_REASON[stop_reason]
+        return "function_call" if legacy and reason == "tool_calls" else reason
     return FINISH_REASON_DEFAULT
 
 
@@ -52,21 +56,23 @@ def completion_id(message_id: str | None) -> str:
 
 
 def convert_response(
-    msg: ClaudeMessage, *, created: int, model: str, json_tool: str | None = None
+    msg: ClaudeMessage, *, created: int, model: str, json_tool: str | None = None, legacy: bool = False
 ) -> ChatCompletion:
-    return convert_responses([msg], created=created, model=model, json_tool=json_tool)
+    return convert_responses([msg], created=created, model=model, json_tool=json_tool, legacy=legacy)
 
 
 def convert_responses(
-    msgs: Sequence[Mapping[str, Any]], *, created: int, model: str, json_tool: str | None = None
+    msgs: Sequence[Mapping[str, Any]], *, created: int, model: str, json_tool: str | None = None,
+    legacy: bool = False,
 ) -> ChatCompletion:
     """One completion from ``n`` Claude answers to the same request: one choice each, usage summed.
+    ``legacy``: the request had functions only (``ConvertedRequest.legacy_functions``).
 
     ``msgs`` are the upstream's JSON objects, read here as ``ClaudeMessage``s: that is a claim, and any
     shape that breaks it is reported as an ``UpstreamProtocolError``."""
     try:
         return _convert_responses(cast("Sequence[ClaudeMessage]", msgs), created=created, model=model,
-                                  json_tool=json_tool)
+                                  json_tool=json_tool, legacy=legacy)
     except (AttributeError, TypeError, ValueError, KeyError) as e:
         # JSON that is not a Claude message (content not a list, usage not an object, ...): a bad answer.
         raise UpstreamProtocolError(f"upstream answer is not a Claude message: {type(e).__name__}") from e
@@ -76,7 +82,7 @@ _NO_USAGE: Final[ClaudeUsage] = {"output_tokens": 0}  # (a message without usage
 
 
 def _convert_responses(
-    msgs: Sequence[ClaudeMessage], *, created: int, model: str, json_tool: str | None
+    msgs: Sequence[ClaudeMessage], *, created: int, model: str, json_tool: str | None, legacy: bool
 ) -> ChatCompletion:
     usage = openai_usage(msgs[0].get("usage") or _NO_USAGE)
     for msg in msgs[1:]:
@@ -86,20 +92,22 @@ def _convert_responses(
         "object": "chat.completion",
         "created": created,
         "model": msgs[0].get("model") or model,
-        "choices": [choice(msg, index=i, json_tool=json_tool) for i, msg in enumerate(msgs)],
+        "choices": [choice(msg, index=i, json_tool=json_tool, legacy=legacy) for i, msg in enumerate(msgs)],
         "usage": usage,
     }
 
 
-def choice(msg: ClaudeMessage, *, index: int, json_tool: str | None) -> Choice:
+def choice(msg: ClaudeMessage, *, index: int, json_tool: str | None, legacy: bool = False) -> Choice:
     message = assistant_message(msg.get("content") or [], json_tool=json_tool)
     # tool calls the client must run still finish as "tool_calls", even in JSON-tool mode
     answered = json_tool if "tool_calls" not in message else None
+    if legacy and "tool_calls" in message:  # (one call: the request told Claude to call one at a time)
+        message["function_call"] = message.pop("tool_calls")[0]["function"]
     return {
         "index": index,
         "message": message,
         "logprobs": None,
-        "finish_reason": finish_reason(msg.get("stop_reason"), json_tool=answered),
+        "finish_reason": finish_reason(msg.get("stop_reason"), json_tool=answered, legacy=legacy),
     }
 
 

@@ -77,7 +77,7 @@ def convert_responses_request(
     prefill_thinking(out)
     one_sampler(out)
     set_stream(req, out)
-    _user(raw, out)
+    set_user_id(raw, out)
     return out
 
 
@@ -134,7 +134,3 @@ def _effort(value: object) -> ReasoningEffort | None:
     return effort
 
 
-def _user(req: ResponseCreateParams, out: ConvertedRequest) -> None:
-    """Claude's metadata.user_id: ``safety_identifier``, the field that replaces ``user``, else ``user``."""
-    identifier = req.get("safety_identifier")
-    set_user_id(identifier if isinstance(identifier, str) and identifier else req.get("user"), out)

@@ -69,16 +69,19 @@ class StreamConverter:
         json_tool: str | None = None,
         stream_id: str | None = None,
         usage_chunk: bool = True,
+        legacy: bool = False,
     ) -> None:
         """``include_usage``: every chunk carries ``"usage": null`` and, unless ``usage_chunk`` is False, the
         stream ends with the usage chunk. ``usage_chunk=False`` is for one of ``n`` > 1 merged streams, whose
-        single usage chunk (the choices' usage summed) the caller writes. Without ``include_usage``, neither."""
+        single usage chunk (the choices' usage summed) the caller writes. Without ``include_usage``, neither.
+        ``legacy``: the request had functions only, so a call streams as ``function_call`` deltas."""
         self._created = created
         self._model = model
         self._index = index
         self._include_usage = include_usage
         self._usage_chunk = include_usage and usage_chunk
         self._json_tool = json_tool
+        self._legacy = legacy
         self._id = stream_id
         self._base: _Base | None = None
         self._blocks: dict[int, _Block] = {}
@@ -91,6 +94,11 @@ class StreamConverter:
         self.error_type: str | None = None  # the Claude error type the stream ended with, if it did
         self.done = False  # the stream has ended: message_stop, or an error
         self.failed = False  # it ended in an error (an error chunk was its last)
+
+    @property
+    def model(self) -> str:
+        """The model the chunks name: the upstream's, once its message_start came."""
+        return self._base["model"] if self._base is not None else self._model
 
     @property
     def usage(self) -> CompletionUsage:
@@ -153,6 +161,8 @@ class StreamConverter:
             state.data = block
         if state.kind == "tool":
             state.tool_index, self._tools = self._tools, self._tools + 1
+            if self._legacy:
+                return [self._chunk({"function_call": {"name": block["name"], "arguments": ""}})]
             call: ChoiceDeltaToolCall = {
                 "index": state.tool_index,
                 "id": block["id"],
@@ -190,9 +200,7 @@ class StreamConverter:
         if kind == "input_json_delta" and delta.get("partial_json"):
             state.has_input = True
             if state.kind == "tool":
-                fragment: ChoiceDeltaToolCall = {"index": state.tool_index,
-                                                  "function": {"arguments": delta["partial_json"]}}
-                return [self._chunk({"tool_calls": [fragment]})]
+                return [self._arguments(state, delta["partial_json"])]
             if state.kind == "json":
                 return [self._content(delta["partial_json"])]
         elif kind == "thinking_delta" and delta.get("thinking"):
@@ -225,7 +233,8 @@ class StreamConverter:
         self.claude_usage.update(_usage({k: v for k, v in usage.items() if v is not None}))
         stop = self.stop_reason = (event.get("delta") or {}).get("stop_reason")
         # tool calls the client must run still finish as "tool_calls", even in JSON-tool mode
-        self.finish_reason = finish_reason(stop, json_tool=None if self._tools else self._json_tool)
+        self.finish_reason = finish_reason(stop, json_tool=None if self._tools else self._json_tool,
+                                           legacy=self._legacy)
         return [self._chunk({}, self.finish_reason)]
 
     def _message_stop(self, event: Event) -> list[Chunk]:
@@ -254,6 +263,11 @@ class StreamConverter:
         arguments = orjson.dumps(state.data.get("input") or {}).decode()
         if state.kind == "json":
             return self._content(arguments)
+        return self._arguments(state, arguments)
+
+    def _arguments(self, state: _Block, arguments: str) -> ChatCompletionChunk:
+        if self._legacy:
+            return self._chunk({"function_call": {"arguments": arguments}})
         call: ChoiceDeltaToolCall = {"index": state.tool_index, "function": {"arguments": arguments}}
         return self._chunk({"tool_calls": [call]})
 

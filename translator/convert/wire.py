@@ -649,6 +649,7 @@ class ChatCompletionMessage(TypedDict):
     refusal: str | None
     annotations: NotRequired[list[URLCitation]]
     tool_calls: NotRequired[list[ChatCompletionMessageToolCall]]
+    function_call: NotRequired[FunctionCall]  # the legacy form, to a request with functions only
     reasoning_content: NotRequired[str]  # ours: the thinking text
     thinking_blocks: NotRequired[list[ThinkingBlock | RedactedThinkingBlock]]  # ours: signed, to send back
 
@@ -693,6 +694,7 @@ class ChoiceDelta(TypedDict, total=False):
     content: str | None
     refusal: str | None
     tool_calls: list[ChoiceDeltaToolCall]
+    function_call: ChoiceDeltaFunction  # the legacy form, to a request with functions only
     annotations: list[URLCitation]  # as OpenAI's search models send them
     reasoning_content: str  # ours, as in ChatCompletionMessage
     thinking_blocks: list[ThinkingBlock | RedactedThinkingBlock]  # ours

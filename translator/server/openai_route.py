@@ -105,7 +105,8 @@ async def _complete(
     ctx = request[CONTEXT]
     messages = await _at_once([_message(request, call, headers) for _ in range(conv.n)])
     ctx.usage = sum_claude_usage([message_usage(m) for m in messages])
-    completion = convert_responses(messages, created=int(time.time()), model=call.model, json_tool=conv.json_tool)
+    completion = convert_responses(messages, created=int(time.time()), model=call.model, json_tool=conv.json_tool,
+                                   legacy=conv.legacy_functions)
     return web.Response(body=orjson.dumps(completion), content_type="application/json", headers=headers)
 
 
@@ -156,7 +157,7 @@ async def _stream(
                 return b""  # the stream ended in an error chunk: no [DONE] after it
             usage = b""
             if stream_id is not None and conv.include_usage:  # n > 1: one usage chunk, the choices' summed
-                usage = encode_data(_usage_chunk(stream_id, created, call.model, converters))
+                usage = encode_data(_usage_chunk(stream_id, created, converters))
             return usage + DONE
 
         streams: list[EventStream] = [FastConvertedStream(converter, encode_data) for converter in converters]
@@ -172,15 +173,16 @@ def chat_converter(
         model=model,
         index=index,
         json_tool=conv.json_tool,
+        legacy=conv.legacy_functions,
         stream_id=stream_id,
         include_usage=conv.include_usage,
         usage_chunk=conv.n == 1,  # n > 1: one usage chunk, the choices' summed, written by closing()
     )
 
 
-def _usage_chunk(stream_id: str, created: int, model: str, converters: Sequence[StreamConverter]) -> Chunk:
+def _usage_chunk(stream_id: str, created: int, converters: Sequence[StreamConverter]) -> Chunk:
     usage = converters[0].usage
     for converter in converters[1:]:
         usage = add_usage(usage, converter.usage)
-    return {"id": stream_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-            "usage": usage}
+    return {"id": stream_id, "object": "chat.completion.chunk", "created": created, "model": converters[0].model,
+            "choices": [], "usage": usage}
