@@ -455,7 +455,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "text file not UTF-8 base64",
         [{"role": "user", "content": [{"type": "file", "file": {"filename": "a.txt", "file_data": "!!!"}}]}],
         "messages[0].content[0].file.file_data",
-        "not base64 UTF-8",
+        "nor base64 UTF-8 text",
     ),
     (
         "invalid argument JSON names the message",
@@ -540,7 +540,12 @@ PLACED: list[tuple[str, Any, str, str]] = [
      "messages[0].content[1]: image type 'image/tiff' is not supported (jpeg, png, gif, webp)"),
     ("text file not base64", [{"role": "user", "content": [
         {"type": "file", "file": {"file_data": "data:text/plain;base64,@@", "filename": "a.txt"}}]}],
-     "messages[0].content[0].file.file_data", "messages[0].content[0]: text file data is not base64 UTF-8"),
+     "messages[0].content[0].file.file_data",
+     "messages[0].content[0]: file data that is neither a PDF nor base64 UTF-8 text (only those two are supported)"),
+    ("bare base64 of an image named a.png", [{"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "iVBORw0KGgo=", "filename": "a.png"}}]}],
+     "messages[0].content[0].file.file_data",
+     "messages[0].content[0]: file data that is neither a PDF nor base64 UTF-8 text (only those two are supported)"),
     ("system part not text", [{"role": "system", "content": [{"type": "image_url"}]}, HI],
      "messages[0].content[0]", "messages[0].content[0] must be a text part with a string 'text'"),
     ("tool result part", [HI, {"role": "tool", "tool_call_id": "c", "content": [{"type": "input_audio"}]}],

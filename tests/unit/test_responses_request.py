@@ -171,6 +171,7 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
             {"type": "input_file", "file_data": "JVBERi0xLjQ="},
             {"type": "input_file", "file_data": "aGVsbG8=", "filename": "notes.txt"},
             {"type": "input_file", "file_url": "https://example.com/b.pdf", "filename": "b.pdf"},
+            {"type": "input_file", "file_data": "YSxiCjEsMgo=", "filename": "t.csv"},  # the data says what it is
         ]}]},
         NATIVE,
         done(claude(messages=[user(
@@ -181,6 +182,8 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
             {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "hello"},
              "title": "notes.txt"},
             {"type": "document", "source": {"type": "url", "url": "https://example.com/b.pdf"}, "title": "b.pdf"},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a,b\n1,2\n"},
+             "title": "t.csv"},
         )])),
     ),
     (

@@ -178,9 +178,8 @@ def _document(spec: FileData, where: str) -> DocumentBlock:
         raise InvalidRequest(f"{param} must be a string", param=param)
     if data.startswith("data:"):
         media_type, payload = parse_data_url(data, param)
-    else:  # bare base64: the filename is the only hint of its type
-        name = str(spec.get("filename") or "")
-        media_type = "text/plain" if name.lower().endswith(".txt") else "application/pdf"
+    else:  # bare base64: a PDF's own first bytes say so; anything else is taken for text (checked below)
+        media_type = "application/pdf" if data.startswith(PDF_IN_BASE64) else "text/plain"
         payload = data
     if media_type not in DOCUMENT_TYPES:
         raise InvalidRequest(
@@ -275,8 +274,13 @@ def parse_data_url(url: str, param: str) -> tuple[str, str]:
     return MEDIA_TYPE_ALIASES.get(media_type, media_type), data
 
 
+# "%PDF-", the first bytes of every PDF, in base64 (their 7th character depends on the byte after)
+PDF_IN_BASE64: Final = base64.b64encode(b"%PDF-")[:6].decode()
+
+
 def _b64_text(payload: str, param: str) -> str:
     try:
         return base64.b64decode(payload, validate=True).decode("utf-8")
     except ValueError as e:  # binascii.Error, non-ASCII input and UnicodeDecodeError all are ValueErrors
-        raise InvalidRequest(": text file data is not base64 UTF-8", param=param) from e
+        raise InvalidRequest(": file data that is neither a PDF nor base64 UTF-8 text (only those two are "
+                             "supported)", param=param) from e
