@@ -150,13 +150,27 @@ def _encoded_event(event: dict[str, Any]) -> bytes:
 
 
 def _input_items(value: object, response_id: str) -> list[dict[str, Any]]:
-    """The request's input as items (a string is one user message), each with an id (``input_items``
-    lists them by id; the client's own are kept)."""
+    """The request's input as the API's items, as ``input_items`` lists them: a string is one user message,
+    each item has an id (the client's own kept), a type, a status, and a message's text is a list of parts."""
     if isinstance(value, str):
-        value = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+        value = [{"role": "user", "content": value}]
     items = [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-    return [item if isinstance(item.get("id"), str) else {"id": f"item_{response_id[5:]}_{n}", **item}
-            for n, item in enumerate(items)]
+    return [_input_item(item, f"item_{response_id[5:]}_{n}") for n, item in enumerate(items)]
+
+
+def _input_item(item: dict[str, Any], new_id: str) -> dict[str, Any]:
+    item = {**item, "id": item["id"] if isinstance(item.get("id"), str) else new_id}
+    kind = item.setdefault("type", "message")  # (an easy input message has none)
+    if kind == "message" and isinstance(item.get("content"), str):
+        text = item["content"]
+        item["content"] = ([{"type": "output_text", "text": text, "annotations": []}] if item.get("role") == "assistant"
+                           else [{"type": "input_text", "text": text}])
+    if kind in _ITEMS_WITH_STATUS:
+        item.setdefault("status", "completed")
+    return item
+
+
+_ITEMS_WITH_STATUS = frozenset({"message", "function_call", "function_call_output"})
 
 
 # --- state: previous_response_id, GET, DELETE, input_items ---
