@@ -1264,6 +1264,16 @@ ERRORS: list[tuple[str, JSONObject, str, str | None, str]] = [
     ("n 9", {"n": 9}, "n", None, "'n' must be between 1 and 8"),
     ("n string", {"n": "2"}, "n", None, "'n' must be an integer"),
     (
+        "tool_choice naming a function the request does not send",
+        {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "zz"}}},
+        "tool_choice", None, "tool_choice names 'zz', which is not one of the request's tools",
+    ),
+    (
+        "legacy function_call naming a function the request does not send",
+        {"functions": [WEATHER_FN], "function_call": {"name": "zz"}},
+        "function_call", None, "function_call names 'zz', which is not one of the request's tools",
+    ),
+    (
         "an earlier audio answer",
         {"messages": [HI, {"role": "assistant", "content": None, "audio": {"id": "audio_123"}}, HI]},
         "messages[1].audio", None, "messages[1].audio: audio answers are not supported",

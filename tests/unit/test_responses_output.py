@@ -740,6 +740,18 @@ def test_request_echo_takes_what_the_request_says() -> None:
     assert {k: final[k] for k in echo} == echo
 
 
+def test_request_echo_says_what_ran() -> None:
+    """Given the Claude request made of it: the temperature clamped, a top_p dropped beside it, the token limit
+    lowered, and not stored where the proxy's store is off, as OpenAI reports what it ran."""
+    req = {"temperature": 1.5, "top_p": 0.9, "max_output_tokens": 500_000, "store": True}
+    echo = request_echo(req, {"model": "m", "temperature": 1.0, "max_tokens": 64000}, stored=False)
+    assert {k: echo[k] for k in ("temperature", "top_p", "max_output_tokens", "store")} == {
+        "temperature": 1.0, "top_p": 1.0, "max_output_tokens": 64000, "store": False}
+    unset = request_echo({}, {"model": "m", "max_tokens": 8192}, stored=True)
+    assert {k: unset[k] for k in ("temperature", "top_p", "max_output_tokens", "store")} == {
+        "temperature": 1.0, "top_p": 1.0, "max_output_tokens": None, "store": True}
+
+
 def test_request_echo_does_not_share_the_defaults() -> None:
     echo = request_echo({})
     echo["tools"].append("x")

@@ -224,8 +224,18 @@ def _tools(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequ
     server = [] if req.get("web_search_options") is None else [_web_search(req["web_search_options"])]
     if "tool_choice" in req and req.get("function_call") is not None:
         out.ignored.append("function_call")  # (tool_choice, its successor, is the one read)
+    choice = _tool_choice(req)
+    if choice is not None and choice["type"] == "tool":
+        must_be_among(choice["name"], custom, "tool_choice" if "tool_choice" in req else "function_call")
     parallel = False if out.legacy_functions else req.get("parallel_tool_calls")
-    set_tools(custom, server, _tool_choice(req), parallel, profile, out)
+    set_tools(custom, server, choice, parallel, profile, out)
+
+
+def must_be_among(name: str, tools: Sequence[ClaudeTool | WebSearchTool], param: str) -> None:
+    """A tool choice that names a tool the request does not send: ours to say, before Claude says it less
+    clearly."""
+    if all(tool["name"] != name for tool in tools):
+        raise InvalidRequest(f"{param} names {name!r}, which is not one of the request's tools", param=param)
 
 
 def set_tools(

@@ -21,6 +21,7 @@ from translator.convert.content import response_text_blocks
 from translator.convert.policy import screen
 from translator.convert.request import (
     ConvertedRequest,
+    must_be_among,
     one_sampler,
     output_format,
     prefill_thinking,
@@ -97,6 +98,11 @@ def _tools(req: ResponseCreateParams, tools: Tools, profile: ModelProfile, out: 
     if allowed is not None:  # allowed_tools: only those are sent
         custom = [tool for tool in custom if tool["name"] in allowed]
         server = [tool for tool in server if tool["name"] in allowed]
+        if not custom and not server and choice is not None and choice["type"] == "any":
+            raise InvalidRequest("tool_choice.tools: none of the tools it allows is one the request sends, and "
+                                 "mode required needs one", param="tool_choice.tools")
+    if choice is not None and choice["type"] == "tool":
+        must_be_among(choice["name"], [*custom, *server], "tool_choice")
     set_tools(custom, server, choice, req.get("parallel_tool_calls"), profile, out)
     out.tool_namespaces = tools.names.namespaced()
 

@@ -208,9 +208,19 @@ ECHO_DEFAULTS: Final[Mapping[str, Any]] = {
 }
 
 
-def request_echo(req: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a Responses request that its response object repeats, defaults filled in."""
+def request_echo(
+    req: Mapping[str, Any], sent: Mapping[str, Any] | None = None, *, stored: bool | None = None
+) -> dict[str, Any]:
+    """The fields of a Responses request that its response object repeats, defaults filled in. With ``sent``,
+    the Claude request made of it, the sampling and the token limit are the values it ran with (clamped,
+    lowered, or dropped to Claude's default of 1), as OpenAI reports them; ``stored``: whether it is kept."""
     echo = {key: copy.deepcopy(default if req.get(key) is None else req[key]) for key, default in ECHO_DEFAULTS.items()}
+    if sent is not None:
+        echo["temperature"], echo["top_p"] = sent.get("temperature", 1.0), sent.get("top_p", 1.0)
+        if echo["max_output_tokens"] is not None:
+            echo["max_output_tokens"] = sent.get("max_tokens", echo["max_output_tokens"])
+    if stored is not None:
+        echo["store"] = stored
     if echo["service_tier"] == "auto":
         echo["service_tier"] = "default"  # as OpenAI reports "auto": by the tier it resolved to
     if isinstance(req.get("reasoning"), dict):  # (the fields given, the others null)

@@ -95,12 +95,12 @@ class _Turn:
         self.created_at = int(time.time())
         self.model = admission.model
         self.owner = admission.ctx.key
-        self.echo = request_echo(req)
+        self.store = req.get("store") is not False and request.app[SETTINGS].responses.store
+        self.echo = request_echo(req, conv.body, stored=self.store)
         self.json_tool = conv.json_tool
         self.namespaces = conv.tool_namespaces
         self.history = history
         self.input = _input_items(req.get("input"), self.response_id)
-        self.store = req.get("store") is not False and request.app[SETTINGS].responses.store
         self.headers = policy_headers(conv)
 
     async def stored(self, response: Mapping[str, Any]) -> None:
