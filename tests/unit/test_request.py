@@ -1334,6 +1334,12 @@ def test_strict_mode_passes_mapped_fields() -> None:
     assert convert({"temperature": 0.5, "logprobs": False}, strict=True) == done(claude(temperature=0.5))
 
 
+def test_a_field_sent_as_null_asks_for_nothing() -> None:
+    """Neither listed nor, in strict mode, refused: null is OpenAI's "not set"."""
+    assert convert({"seed": None, "logit_bias": None, "store": None}, strict=True) == done(claude())
+    assert convert({"seed": None, "store": False}).ignored == ["store"]
+
+
 @pytest.mark.parametrize(
     ("fields", "expected", "adjustments"),
     [

@@ -581,9 +581,16 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
         "accepted and never forwarded: the route's fields and no-op values",
         {"store": False, "include": ["reasoning.encrypted_content"], "previous_response_id": None,
          "background": False, "truncation": "disabled", "top_logprobs": 0, "conversation": None, "prompt": None,
-         "reasoning": {"summary": "detailed"}, "stream": False},
+         "stream": False},
         NATIVE,
         done(claude()),
+    ),
+    (
+        "a summary asked for without an effort: thinking stays off, said",
+        {"reasoning": {"summary": "detailed"}},
+        NATIVE,
+        done(claude(), adjustments=["reasoning.summary without reasoning.effort: thinking stays off (Claude thinks "
+                                    "only when asked to), so there is no summary"]),
     ),
     (
         "ignored fields are listed, top-level first",
@@ -605,6 +612,17 @@ CASES: list[tuple[str, JSONObject, ModelProfile, ConvertedRequest]] = [
         done(claude(messages=[user(text("Hi"), {"type": "image", "source": {
             "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}})]),
              ignored=["input[].content[].detail"]),
+    ),
+    (
+        "a file's detail, and a function tool's keys Claude's tool has none of, are listed",
+        {"input": [{"role": "user", "content": [{"type": "input_file", "file_data": "aGVsbG8=", "filename": "a.txt",
+                                                  "detail": "high"}]}],
+         "tools": [{**WEATHER, "defer_loading": True, "output_schema": {"type": "object"}, "strict": None}]},
+        NATIVE,
+        done(claude(messages=[user({"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                                                   "data": "hello"}, "title": "a.txt"})],
+                    tools=[{"name": "get_weather", "description": "Weather for a city.", "input_schema": SCHEMA_OBJ}]),
+             ignored=["tools[].defer_loading", "tools[].output_schema", "input[].content[].detail"]),
     ),
 ]
 
@@ -922,6 +940,8 @@ ERRORS: list[tuple[str, JSONObject, str, str | None, str]] = [
      "tool_choice.mode", None, "tool_choice.mode must be auto or required"),
     ("allowed_tools without tools", {"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": ["f"]}},
      "tool_choice.tools", None, "tool_choice.tools must be an array of tool objects"),
+    ("a json_schema text.format without its name", {"text": {"format": {"type": "json_schema", "schema": {}}}},
+     "text.format.name", None, "text.format.name must be a string (the spec requires it)"),
     ("tool_choice naming a function the request does not send",
      {"tools": [WEATHER], "tool_choice": {"type": "function", "name": "zz"}}, "tool_choice", None,
      "tool_choice names 'zz', which is not one of the request's tools"),

@@ -108,7 +108,8 @@ def screen(body: Mapping[str, Any], *, strict: bool, policy: FieldPolicy | None 
             if field in body:
                 rule(field, body[field])
     extra = body.keys() - policy.mapped
-    ignored = [(k, k) for k in sorted(extra)] if extra else []
+    # (a field sent as null asks for nothing, as OpenAI reads it: nothing is lost, nothing to report)
+    ignored = [(k, k) for k in sorted(extra) if body[k] is not None] if extra else []
     ignored += policy.nested(body)
     if not ignored:
         return []

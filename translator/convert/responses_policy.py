@@ -73,6 +73,8 @@ WEB_SEARCH_TOOLS: Final = frozenset(
     {"web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"}
 )
 CONVERTED_TOOLS: Final = frozenset({"function", "namespace", *WEB_SEARCH_TOOLS})
+# A function tool's keys Claude's tool takes (defer_loading, allowed_callers, output_schema ...: listed).
+FUNCTION_KEYS: Final = frozenset({"type", "name", "description", "parameters", "strict"})
 # include values we honour (the thinking block, for the next turn; see reasoning.py).
 INCLUDED: Final = frozenset({"reasoning.encrypted_content"})
 # reasoning keys we honour: summary is always the thinking (generate_summary is its deprecated name).
@@ -108,6 +110,9 @@ def _tools_ignored(tools: object) -> list[tuple[str, str]]:
             found.append((f"tools[type={kind}]", f"tools[{i}].type"))
         elif kind in WEB_SEARCH_TOOLS:
             found += _web_search_ignored(tool, f"tools[{i}]")
+        elif kind == "function":
+            found += [(f"tools[].{k}", f"tools[{i}].{k}") for k, v in tool.items()
+                      if k not in FUNCTION_KEYS and v is not None]
         elif kind == "namespace" and isinstance(tool.get("tools"), list):
             found += [
                 (f"tools[].tools[type={inner.get('type')}]", f"tools[{i}].tools[{j}].type")
@@ -127,15 +132,14 @@ def _web_search_ignored(tool: Mapping[str, Any], where: str) -> list[tuple[str, 
 
 
 def _input_ignored(items: object) -> list[tuple[str, str]]:
-    """An image's detail (Claude sizes images itself). Only the request's own input: a stored history was
+    """An image's or file's detail (Claude sizes them itself). Only the request's own input: a stored history was
     screened when it was sent."""
     found: list[tuple[str, str]] = []
     for i, item in enumerate(items if isinstance(items, list) else []):
         parts = item.get("content") if isinstance(item, dict) else None
         for j, part in enumerate(parts if isinstance(parts, list) else []):
-            if isinstance(part, dict) and part.get("type") == "input_image" and part.get("detail") not in (
-                None, "auto"
-            ):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("input_image", "input_file") and part.get("detail") not in (None, "auto"):
                 found.append(("input[].content[].detail", f"input[{i}].content[{j}].detail"))
     return found
 

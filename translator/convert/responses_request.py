@@ -112,7 +112,10 @@ def _text(req: ResponseCreateParams, profile: ModelProfile, out: ConvertedReques
     text = req.get("text")
     if not isinstance(text, dict):
         raise InvalidRequest("'text' must be an object", param="text")
-    output_format(text.get("format"), "text.format", None, profile, out)
+    fmt = text.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and not isinstance(fmt.get("name"), str):
+        raise InvalidRequest("text.format.name must be a string (the spec requires it)", param="text.format.name")
+    output_format(fmt, "text.format", None, profile, out)
 
 
 def _reasoning(req: ResponseCreateParams, profile: ModelProfile, out: ConvertedRequest) -> None:
@@ -122,6 +125,9 @@ def _reasoning(req: ResponseCreateParams, profile: ModelProfile, out: ConvertedR
     if not isinstance(reasoning, dict):
         raise InvalidRequest("'reasoning' must be an object", param="reasoning")
     effort = _effort(reasoning.get("effort"))
+    if effort is None and reasoning.get("summary") is not None:
+        out.adjustments.append("reasoning.summary without reasoning.effort: thinking stays off (Claude thinks only "
+                               "when asked to), so there is no summary")
     if effort is None or effort == "none":
         return
     if not profile.thinking:
