@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeUpstream, Reply
 from tests.faults import MESSAGE_BYTES, STREAM, FaultUpstream, fault_upstream_fixture  # noqa: F401
 from tests.unit.test_fuzz import (
     ANY_CLAUDE_REQUEST,
@@ -172,7 +172,7 @@ async def test_claude_route_answers_every_request_in_shape(
 
 @pytest.mark.parametrize("name", ["\x1f", "a\nb", "\r", "\x00", "\x7f"])
 async def test_control_characters_in_an_ignored_field_name_are_escaped(proxy_ok: TestClient, name: str) -> None:
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], name: None}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], name: 1}  # (null would ask nothing)
     async with proxy_ok.session.post(proxy_ok.make_url("/v1/chat/completions"), json=body) as resp:
         assert resp.status == 200
         assert not _HEADER_UNSAFE.search(resp.headers["x-translator-ignored"])
@@ -188,6 +188,7 @@ async def test_any_upstream_json_answer_reaches_an_openai_client_in_shape(
 ) -> None:
     proxy, start = proxy_fake, len(server_log())
     fake_upstream.json(answer)
+    fake_upstream.default = Reply(200, orjson.dumps(answer))  # (a paused turn is asked again, up to 8 times)
     async with proxy.session.post(proxy.make_url("/v1/chat/completions"),
                                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}) as resp:
         raw = await resp.read()

@@ -153,7 +153,7 @@ MAPPING: list[tuple[str, JSONObject, JSONObject, str | None, str | None]] = [
              {"role": "function", "name": "get_weather", "content": "sunny"},
          ]},
         {"model": SONNET, "max_tokens": 8192, "tools": [WEATHER_TOOL],
-         "tool_choice": {"type": "tool", "name": "get_weather"},
+         "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
          "messages": [
              turn("user", text("Hi")),
              turn("assistant", {"type": "tool_use", "id": "call_legacy_1", "name": "get_weather", "input": {}}),

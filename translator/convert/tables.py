@@ -24,7 +24,8 @@ from translator.convert.wire import (
 )
 
 # Claude stop_reason -> OpenAI finish_reason.
-# pause_turn: a server-tool loop paused; the turn is complete as far as an OpenAI client can act on it.
+# pause_turn: the routes resume a paused turn themselves (convert/pause.py); one still paused after the last
+# round they allow ends as far as an OpenAI client can act on it.
 # model_context_window_exceeded: generation stopped at the context limit, which OpenAI calls "length".
 FINISH_REASON: Final[dict[StopReason, FinishReason]] = {
     "end_turn": "stop",
@@ -40,7 +41,8 @@ FINISH_REASON_DEFAULT: Final[FinishReason] = "stop"
 # Claude stop_reason -> the Responses incomplete_details.reason; a stop not listed completes the response.
 # Only a length stop leaves it incomplete: model_context_window_exceeded stopped the output at the context
 # limit, and the spec's enum has no closer reason for that than max_output_tokens. A refusal is a completed
-# response with a refusal part, as OpenAI's own are; pause_turn completes it as far as a client can act on it.
+# response with a refusal part, as OpenAI's own are; pause_turn (still paused after the rounds the route resumes,
+# convert/pause.py) completes it as far as a client can act on it.
 RESPONSE_INCOMPLETE: Final[dict[StopReason, IncompleteReason]] = {
     "max_tokens": "max_output_tokens",
     "model_context_window_exceeded": "max_output_tokens",

@@ -27,6 +27,7 @@ from translator.convert import (
     convert_responses,
 )
 from translator.convert.fastpath import FastChatConverter
+from translator.convert.pause import resumable
 from translator.convert.stream import Chunk
 from translator.convert.usage import message_usage, sum_claude_usage
 from translator.errors import TranslatorError, UpstreamUnavailable
@@ -36,8 +37,9 @@ from translator.server.common import policy_headers
 from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit
 from translator.server.images import inline_images
+from translator.server.resume import Resumed, resumed_message
 from translator.server.state import IMAGE_SESSION, SETTINGS, runtime
-from translator.server.streaming import EventStream, FastConvertedStream, relay
+from translator.server.streaming import EventStream, FastConvertedStream, Source, relay
 from translator.sse import DONE, encode_data
 from translator.upstream import UpstreamResponse
 
@@ -59,10 +61,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         admission.ctx.stream, admission.ctx.n = conv.stream, conv.n
         call = _call(request, admission, orjson.dumps(conv.body), stream=conv.stream,
                      headers=cached.headers(request.headers))
+        resume = resumable(conv.body)
         conv.body.clear()  # a large body (images) is held once, as the bytes that go upstream
         headers = policy_headers(conv)
         if conv.stream:
-            return await _stream(request, call, conv, headers)
+            return await _stream(request, call, conv, headers, resume=resume)
         return await _complete(request, call, conv, headers)
 
 
@@ -117,7 +120,7 @@ async def _message(request: web.Request, call: UpstreamCall, headers: dict[str, 
         _pass_request_id(done.response, headers)
     if not isinstance(message, dict):
         raise StreamProtocolError("upstream answered with JSON that is not a message object")
-    return message
+    return await resumed_message(request, call, message)
 
 
 async def _at_once(calls: list[Coroutine[Any, Any, _T]]) -> list[_T]:
@@ -136,7 +139,7 @@ async def _at_once(calls: list[Coroutine[Any, Any, _T]]) -> list[_T]:
 
 
 async def _stream(
-    request: web.Request, call: UpstreamCall, conv: ConvertedRequest, headers: dict[str, str]
+    request: web.Request, call: UpstreamCall, conv: ConvertedRequest, headers: dict[str, str], *, resume: bool
 ) -> web.StreamResponse:
     # Every upstream stream is opened (up to its first content event) before answering, so that an upstream
     # failure can still be retried elsewhere, or answered with a proper error status.
@@ -147,6 +150,8 @@ async def _stream(
         if not all(s.response.is_stream for s in sources):
             raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
         _pass_request_id(sources[0].response, headers)
+        # (a turn with server tools may pause: its next rounds are read on)
+        relayed: list[Source] = [Resumed(request, s, call, stack) for s in sources] if resume else list(sources)
         created = int(time.time())
         stream_id = f"chatcmpl-{uuid.uuid4().hex}" if conv.n > 1 else None
         converters = [chat_converter(conv, i, created=created, model=call.model, stream_id=stream_id)
@@ -161,7 +166,7 @@ async def _stream(
             return usage + DONE
 
         streams: list[EventStream] = [FastConvertedStream(converter, encode_data) for converter in converters]
-        return await relay(request, sources, streams, headers=headers, closing=closing)
+        return await relay(request, relayed, streams, headers=headers, closing=closing)
 
 
 def chat_converter(

@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from aiohttp import web
 
 from translator.convert import StreamProtocolError
 from translator.convert.fastpath import FastResponsesConverter
+from translator.convert.pause import resumable
 from translator.convert.request import ConvertedRequest
 from translator.convert.responses_request import convert_responses_request
 from translator.convert.responses_response import request_echo, response_from_message
@@ -35,8 +37,9 @@ from translator.server.common import policy_headers
 from translator.server.context import CONTEXT
 from translator.server.gate import Admission, admit, authenticate
 from translator.server.images import inline_images
+from translator.server.resume import Resumed, resumed_message
 from translator.server.state import IMAGE_SESSION, RESPONSE_STORE, SETTINGS, runtime
-from translator.server.streaming import FastConvertedStream, relay
+from translator.server.streaming import FastConvertedStream, Source, relay
 from translator.sse import encode_event
 
 
@@ -102,6 +105,7 @@ class _Turn:
         self.history = history
         self.input = _input_items(req.get("input"), self.response_id)
         self.headers = policy_headers(conv)
+        self.resumable = resumable(conv.body)
 
     async def stored(self, response: Mapping[str, Any]) -> None:
         if self.store:
@@ -116,6 +120,7 @@ async def _complete(request: web.Request, call: UpstreamCall, turn: _Turn) -> we
         request_id = done.response.headers.get("request-id")
     if not isinstance(message, dict):
         raise StreamProtocolError("upstream answered with JSON that is not a message object")
+    message = await resumed_message(request, call, message)
     ctx.usage = message_usage(message)
     response = response_from_message(message, response_id=turn.response_id, created_at=turn.created_at,
                                      model=turn.model, echo=turn.echo, json_tool=turn.json_tool,
@@ -127,7 +132,8 @@ async def _complete(request: web.Request, call: UpstreamCall, turn: _Turn) -> we
 
 async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.StreamResponse:
     ctx = request[CONTEXT]
-    async with runtime(request).pool.forward(call, ctx.attempted) as done:
+    async with AsyncExitStack() as stack:
+        done = await stack.enter_async_context(runtime(request).pool.forward(call, ctx.attempted))
         if not done.response.is_stream:
             raise UpstreamUnavailable("upstream answered a streamed request with a body that is not a stream")
         request_id = done.response.headers.get("request-id")
@@ -142,7 +148,9 @@ async def _stream(request: web.Request, call: UpstreamCall, turn: _Turn) -> web.
             if converter.response is not None:
                 await turn.stored(converter.response)
 
-        return await relay(request, [done], [stream], headers=headers, before_end=store)
+        # (a turn with server tools may pause: its next rounds are read on)
+        source: Source = Resumed(request, done, call, stack) if turn.resumable else done
+        return await relay(request, [source], [stream], headers=headers, before_end=store)
 
 
 def _encoded_event(event: dict[str, Any]) -> bytes:

@@ -29,10 +29,10 @@ from aiohttp import web
 from translator.convert.fastpath import TextRun
 from translator.convert.usage import sum_claude_usage
 from translator.errors import ProxyOverloaded, TranslatorError, UpstreamProtocolError, UpstreamTimeout
-from translator.router import Attempted
 from translator.server.context import CONTEXT
 from translator.server.state import DRAINING
 from translator.sse import SSEEvent
+from translator.upstream import Upstream
 
 STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 Write = Callable[[bytes], Awaitable[None]]
@@ -162,6 +162,26 @@ class FastConvertedStream(ConvertedStream):
         return b"".join(out)
 
 
+class Events(Protocol):
+    """An upstream stream as the relay reads it (an ``UpstreamResponse``, or ``resume.Resumed``'s rounds)."""
+
+    async def next_events(self, *, runs: bool = False) -> Sequence[SSEEvent | TextRun] | None: ...
+
+    def abort(self, error: Exception) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class Source(Protocol):
+    """What the relay reads from: an ``Attempted``, or ``resume.Resumed``."""
+
+    @property
+    def upstream(self) -> Upstream: ...
+
+    @property
+    def response(self) -> Events: ...
+
+
 def event_json(data: bytes) -> dict[str, Any]:
     """An upstream event's data: a JSON object, or the stream is broken."""
     try:
@@ -175,7 +195,7 @@ def event_json(data: bytes) -> dict[str, Any]:
 
 async def relay(
     request: web.Request,
-    sources: list[Attempted],
+    sources: Sequence[Source],
     streams: list[EventStream],
     *,
     headers: dict[str, str],
@@ -202,7 +222,7 @@ async def relay(
             # The last chunks and the response's end in one send: each send wakes the client up again.
             await resp.write_eof(end + closing(clean))
     finally:  # also when cancelled: what was generated counts against the key's limits
-        _report(request, streams)
+        _report(request, sources, streams)
     if clean:  # the upstream streams ended as they should: their connections are kept for reuse
         for source in sources:
             source.response.finish()
@@ -219,7 +239,7 @@ async def prepare_stream(request: web.Request, resp: web.StreamResponse) -> None
 
 
 async def pump(
-    source: Attempted, stream: EventStream, write: Write, failed: Callable[[TranslatorError], None] = lambda err: None
+    source: Source, stream: EventStream, write: Write, failed: Callable[[TranslatorError], None] = lambda err: None
 ) -> bytes:
     """One upstream stream onto the client: the events each upstream read completes are converted and
     written at once (one write per read, not per event). Returns the stream's last bytes, unwritten, for the
@@ -246,7 +266,7 @@ async def pump(
 
 
 class IdleClock:
-    """Calls ``on_idle`` once no ``tick()`` (an event) has come for ``seconds``. One timer, moved only when it
+    """Calls ``on_idle`` whenever no ``tick()`` (an event) has come for ``seconds``. One timer, moved only when it
     fires while the stream is not idle: ``tick()`` just notes the time (a timer moved on every read of every
     stream would cost more than the read's own work)."""
 
@@ -264,11 +284,13 @@ class IdleClock:
         self._timer.cancel()
 
     def _check(self) -> None:
-        due = self._last + self._seconds
-        if self._loop.time() >= due:
+        now, due = self._loop.time(), self._last + self._seconds
+        if now >= due:
             self._on_idle()
-        else:
-            self._timer = self._loop.call_at(due, self._check)
+            # (watched anew: a source that goes on, a paused turn's next round being asked for, is idle again
+            # only after as long)
+            self._last, due = now, now + self._seconds
+        self._timer = self._loop.call_at(due, self._check)
 
 
 def _feed(stream: EventStream, events: Sequence[SSEEvent | TextRun]) -> bytes:
@@ -293,7 +315,7 @@ class _ChoiceFailed(Exception):
 
 
 async def _pump_all(
-    sources: list[Attempted], streams: list[EventStream], write_out: Write, failed: Callable[[TranslatorError], None]
+    sources: Sequence[Source], streams: list[EventStream], write_out: Write, failed: Callable[[TranslatorError], None]
 ) -> bytes:
     """Several streams interleaved onto one response, each write whole; the first to fail ends the
     response there (nothing may follow its error), and the others stop."""
@@ -306,7 +328,7 @@ async def _pump_all(
                 raise _ChoiceFailed
             await write_out(data)
 
-    async def one(source: Attempted, stream: EventStream) -> None:
+    async def one(source: Source, stream: EventStream) -> None:
         nonlocal stopped
         end = await pump(source, stream, write, failed)
         if end:
@@ -345,9 +367,15 @@ async def farewell_on_shutdown(
         raise
 
 
-def _report(request: web.Request, streams: list[EventStream]) -> None:
+def _usage(source: Source, stream: EventStream) -> dict[str, Any]:
+    """The stream's usage; a source of several rounds (``resume.Resumed``) knows the earlier rounds' too."""
+    rounds_usage: Callable[[], dict[str, Any] | None] | None = getattr(source, "rounds_usage", None)
+    return (rounds_usage() if rounds_usage is not None else None) or stream.usage
+
+
+def _report(request: web.Request, sources: Sequence[Source], streams: list[EventStream]) -> None:
     """What the streams say, for the log line, the metrics and the rate limiter."""
     ctx = request[CONTEXT]
-    ctx.usage = sum_claude_usage([stream.usage for stream in streams])
+    ctx.usage = sum_claude_usage([_usage(source, stream) for source, stream in zip(sources, streams, strict=True)])
     ctx.stop_reason = streams[0].stop_reason
     ctx.stream_error = next((s.error_type for s in streams if s.error_type is not None), None)
