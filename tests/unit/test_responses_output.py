@@ -752,6 +752,22 @@ def test_request_echo_says_what_ran() -> None:
         "temperature": 1.0, "top_p": 1.0, "max_output_tokens": None, "store": True}
 
 
+def test_service_tier_is_the_one_that_served() -> None:
+    """As OpenAI reports it: Claude's usage.service_tier once known (standard is OpenAI's default); a tier with
+    no OpenAI name leaves the request's."""
+    asked = request_echo({"service_tier": "priority"})
+    done = {**message_start()["message"], "stop_reason": "end_turn"}
+    served = {**done, "usage": {**done["usage"], "service_tier": "standard"}}
+    assert from_message(served, echo=asked)["service_tier"] == "default"
+    assert from_message({**done, "usage": {**done["usage"], "service_tier": "priority"}})["service_tier"] == "priority"
+    assert from_message({**done, "usage": {**done["usage"], "service_tier": "batch"}}, echo=asked)[
+        "service_tier"] == "priority"
+    start = message_start()
+    start["message"]["usage"]["service_tier"] = "standard"
+    events, _ = convert([start, message_delta("end_turn", 2), {"type": "message_stop"}], echo=asked)
+    assert [e["response"]["service_tier"] for e in events if "response" in e] == ["default"] * 3  # (known at start)
+
+
 def test_request_echo_does_not_share_the_defaults() -> None:
     echo = request_echo({})
     echo["tools"].append("x")

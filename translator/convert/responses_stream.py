@@ -490,7 +490,7 @@ class ResponsesStreamConverter:
         output = self._output if status != "in_progress" else []
         return response_object(response_id=self._id, created_at=self._created_at, model=self._model,
                                echo=self._echo, status=status, output=output, usage=usage, error=error,
-                               incomplete=incomplete)
+                               incomplete=incomplete, served=self.claude_usage.get("service_tier"))
 
     def _emit(self, kind: str, **fields: Any) -> ResponsesEvent:
         event = {"type": kind, "sequence_number": self._seq, **fields}

@@ -48,6 +48,10 @@ RESPONSE_INCOMPLETE: Final[dict[StopReason, IncompleteReason]] = {
     "model_context_window_exceeded": "max_output_tokens",
 }
 
+# Claude usage.service_tier (the tier that served the request) -> the Responses service_tier. Claude's batch
+# tier has no OpenAI name and never serves these routes: an unknown tier leaves the echo as it was.
+SERVICE_TIER: Final[dict[str, str]] = {"standard": "default", "priority": "priority"}
+
 # OpenAI string tool_choice -> Claude tool_choice type.
 TOOL_CHOICE: Final[dict[ToolChoiceMode, ClaudeToolChoiceType]] = {"auto": "auto", "none": "none", "required": "any"}
 
