@@ -78,6 +78,17 @@ async def test_chat_resumes_a_paused_turn(proxy, fake_upstream: FakeUpstream) ->
     assert_resumed_request(fake_upstream, PAUSED["content"])
 
 
+async def test_a_turn_still_paused_after_eight_requests_ends_as_it_is(proxy, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.default = Reply(200, orjson.dumps(PAUSED))
+    resp = await proxy.post("/v1/chat/completions", json=CHAT)
+    body = await resp.json()
+    assert (resp.status, body["choices"][0]["finish_reason"], len(fake_upstream.requests)) == (200, "stop", 8)
+    assert body["usage"]["completion_tokens"] == 8 * PAUSED["usage"]["output_tokens"]
+    # each round sends every round's blocks before it back
+    assert [len(r.json["messages"]) for r in fake_upstream.requests] == [1] + [2] * 7
+    assert fake_upstream.requests[-1].json["messages"][-1]["content"] == PAUSED["content"] * 7
+
+
 async def test_chat_stream_resumes_a_paused_turn(proxy, fake_upstream: FakeUpstream) -> None:
     fake_upstream.sse(PAUSED_STREAM)
     fake_upstream.events(final_round())

@@ -35,6 +35,7 @@ from translator.convert.responses_response import (
     item_id,
     request_echo,
     response_from_message,
+    response_of,
 )
 from translator.convert.responses_stream import ResponsesStreamConverter
 from translator.convert.stream import StreamProtocolError
@@ -766,6 +767,16 @@ def test_service_tier_is_the_one_that_served() -> None:
     start["message"]["usage"]["service_tier"] = "standard"
     events, _ = convert([start, message_delta("end_turn", 2), {"type": "message_stop"}], echo=asked)
     assert [e["response"]["service_tier"] for e in events if "response" in e] == ["default"] * 3  # (known at start)
+
+
+def test_an_item_id_names_its_response() -> None:
+    """What an item_reference is resolved by: every kind of id of ours, and nothing else."""
+    response_id = "resp_0123456789abcdef0123456789abcdef"
+    for kind in ("message", "reasoning", "function_call", "input"):
+        assert response_of(item_id(kind, response_id, 7)) == response_id
+    assert item_id("input", response_id, 2) == "item_0123456789abcdef0123456789abcdef_2"
+    for other in ("msg_1", "call_abc", "msg_0123456789abcdef0123456789abcdef", "x_0123456789abcdef_1", ""):
+        assert response_of(other) is None
 
 
 def test_request_echo_does_not_share_the_defaults() -> None:

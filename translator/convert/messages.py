@@ -93,7 +93,9 @@ def _assistant(msg: ChatCompletionAssistantMessageParam, ids: _LegacyCallIds) ->
         blocks += text_blocks(content, ".content")
     refusal = msg.get("refusal")  # an earlier answer's refusal (content null): what the model said
     if refusal is not None:
-        blocks += text_blocks(refusal, ".refusal") if isinstance(refusal, str) else _not_a_string(".refusal")
+        if not isinstance(refusal, str):
+            raise InvalidRequest(".refusal must be a string", param=".refusal")
+        blocks += text_blocks(refusal, ".refusal")
     if msg.get("audio") is not None:  # (an earlier audio answer, by id: Claude neither made nor can read it)
         raise InvalidRequest(".audio: audio answers are not supported", param=".audio")
     calls = msg.get("tool_calls") or []
@@ -133,10 +135,6 @@ def _function(msg: ChatCompletionFunctionMessage, ids: _LegacyCallIds) -> Turn:
 _TURN_BUILDERS: Final[dict[str, Callable[[Any, _LegacyCallIds], Turn]]] = {
     "user": _user, "assistant": _assistant, "tool": _tool, "function": _function
 }
-
-
-def _not_a_string(where: str) -> list[TextBlock]:
-    raise InvalidRequest(f"{where} must be a string", param=where)
 
 
 def _tool_use(call: ChatCompletionMessageToolCall) -> ToolUseBlock:

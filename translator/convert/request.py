@@ -224,18 +224,9 @@ def _tools(req: ChatCompletionRequest, profile: ModelProfile, out: ConvertedRequ
     server = [] if req.get("web_search_options") is None else [_web_search(req["web_search_options"])]
     if "tool_choice" in req and req.get("function_call") is not None:
         out.ignored.append("function_call")  # (tool_choice, its successor, is the one read)
-    choice = _tool_choice(req)
-    if choice is not None and choice["type"] == "tool":
-        must_be_among(choice["name"], custom, "tool_choice" if "tool_choice" in req else "function_call")
     parallel = False if out.legacy_functions else req.get("parallel_tool_calls")
-    set_tools(custom, server, choice, parallel, profile, out)
-
-
-def must_be_among(name: str, tools: Sequence[ClaudeTool | WebSearchTool], param: str) -> None:
-    """A tool choice that names a tool the request does not send: ours to say, before Claude says it less
-    clearly."""
-    if all(tool["name"] != name for tool in tools):
-        raise InvalidRequest(f"{param} names {name!r}, which is not one of the request's tools", param=param)
+    set_tools(custom, server, _tool_choice(req), parallel, profile, out,
+              choice_param="tool_choice" if "tool_choice" in req else "function_call")
 
 
 def set_tools(
@@ -245,12 +236,18 @@ def set_tools(
     parallel: object,
     profile: ModelProfile,
     out: ConvertedRequest,
+    *,
+    choice_param: str = "tool_choice",
 ) -> None:
     """The client's tools, then the server tools, with the tool choice (``parallel``: the request's
-    parallel_tool_calls)."""
+    parallel_tool_calls). A choice naming a tool the request does not send is a 400 naming ``choice_param``:
+    ours to say, before Claude says it less clearly."""
     if not profile.structured_output:
         _drop_strict(custom, out)
     tools: Sequence[ClaudeTool | WebSearchTool] = [*custom, *server]
+    if choice is not None and choice["type"] == "tool" and all(tool["name"] != choice["name"] for tool in tools):
+        raise InvalidRequest(f"{choice_param} names {choice['name']!r}, which is not one of the request's tools",
+                             param=choice_param)
     if tools:
         out.body["tools"] = tools
     if parallel is False and tools:

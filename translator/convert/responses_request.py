@@ -21,7 +21,6 @@ from translator.convert.content import response_text_blocks
 from translator.convert.policy import screen
 from translator.convert.request import (
     ConvertedRequest,
-    must_be_among,
     one_sampler,
     output_format,
     prefill_thinking,
@@ -101,8 +100,6 @@ def _tools(req: ResponseCreateParams, tools: Tools, profile: ModelProfile, out: 
         if not custom and not server and choice is not None and choice["type"] == "any":
             raise InvalidRequest("tool_choice.tools: none of the tools it allows is one the request sends, and "
                                  "mode required needs one", param="tool_choice.tools")
-    if choice is not None and choice["type"] == "tool":
-        must_be_among(choice["name"], [*custom, *server], "tool_choice")
     set_tools(custom, server, choice, req.get("parallel_tool_calls"), profile, out)
     out.tool_namespaces = tools.names.namespaced()
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, NotRequired, TypedDict, cast
 
@@ -401,13 +402,22 @@ class _Output:
 
 # --- one function per shape, shared with the stream converter ---
 
-_ID_PREFIX: Final = {"message": "msg", "reasoning": "rs", "function_call": "fc"}
+_ID_PREFIX: Final = {"message": "msg", "reasoning": "rs", "function_call": "fc", "input": "item"}
+# Any of the ids below: the response id's own part is the one group.
+_ITEM_ID: Final = re.compile(rf"(?:{'|'.join(_ID_PREFIX.values())})_([0-9a-f]+)_[0-9]+")
 
 
-def item_id(kind: Literal["message", "reasoning", "function_call"], response_id: str, index: int) -> str:
-    """An output item's id: its kind's prefix, the response id's own part and the item's output index, as in
-    ``msg_<id>_0``: unique as the response id is, and the same in both forms of an answer."""
+def item_id(kind: Literal["message", "reasoning", "function_call", "input"], response_id: str, index: int) -> str:
+    """An item's id: its kind's prefix, the response id's own part and the item's index (in the output, or for
+    ``input``, in the request's input), as in ``msg_<id>_0``: unique as the response id is, and the same in both
+    forms of an answer."""
     return f"{_ID_PREFIX[kind]}_{response_id.removeprefix('resp_')}_{index}"
+
+
+def response_of(item: str) -> str | None:
+    """The id of the response an ``item_id`` belongs to; None for an id that is not one of ours."""
+    ours = _ITEM_ID.fullmatch(item)
+    return f"resp_{ours[1]}" if ours is not None else None
 
 
 def message_item(item_id: str, content: list[OutputText | OutputRefusal], status: ItemStatus) -> MessageItem:

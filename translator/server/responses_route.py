@@ -12,7 +12,6 @@ conversation (``translator.gateway.response_store``): ``previous_response_id`` c
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from translator.convert.fastpath import FastResponsesConverter
 from translator.convert.pause import resumable
 from translator.convert.request import ConvertedRequest
 from translator.convert.responses_request import convert_responses_request
-from translator.convert.responses_response import request_echo, response_from_message
+from translator.convert.responses_response import item_id, request_echo, response_from_message, response_of
 from translator.convert.usage import message_usage
 from translator.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from translator.gateway.response_store import StoredResponse
@@ -163,7 +162,7 @@ def _input_items(value: object, response_id: str) -> list[dict[str, Any]]:
     if isinstance(value, str):
         value = [{"role": "user", "content": value}]
     items = [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-    return [_input_item(item, f"item_{response_id[5:]}_{n}") for n, item in enumerate(items)]
+    return [_input_item(item, item_id("input", response_id, n)) for n, item in enumerate(items)]
 
 
 def _input_item(item: dict[str, Any], new_id: str) -> dict[str, Any]:
@@ -201,11 +200,6 @@ async def _history(request: web.Request, previous: object) -> list[dict[str, Any
     return stored.conversation()
 
 
-# The ids this proxy gives items: an output item's (``item_id``: msg_, rs_, fc_) or an input item's
-# (``_input_items``: item_), then the response id's own part, then the item's index.
-_OUR_ITEM_ID = re.compile(r"(?:msg|rs|fc|item)_([0-9a-f]{32})_[0-9]+")
-
-
 async def _dereference(request: web.Request, items: object) -> None:
     """Each ``item_reference`` in ``input`` replaced by the item it names, read from the stored response that
     holds it (the Vercel AI SDK sends an earlier answer's message so unless ``store`` is false)."""
@@ -217,21 +211,20 @@ async def _dereference(request: web.Request, items: object) -> None:
             items[index] = await _referenced(request, item.get("id"), f"input[{index}]", read)
 
 
-async def _referenced(request: web.Request, item_id: object, where: str, read: dict[str, dict[str, Any]]) -> Any:
+async def _referenced(request: web.Request, item: object, where: str, read: dict[str, dict[str, Any]]) -> Any:
     if not request.app[SETTINGS].responses.store:
         raise InvalidRequest(f"{where}: item_reference needs stored responses, which this proxy does not keep "
                              "([responses] store = false): send the item itself", param=f"{where}.type",
                              code="unsupported_parameter")
-    ours = _OUR_ITEM_ID.fullmatch(item_id) if isinstance(item_id, str) else None
-    if ours is not None:
-        response_id = f"resp_{ours[1]}"
+    response_id = response_of(item) if isinstance(item, str) else None
+    if response_id is not None:
         if response_id not in read:
             stored = await _owned(request, response_id)
             kept = [*stored.input, *stored.response.get("output", [])] if stored is not None else []
-            read[response_id] = {item.get("id"): item for item in kept}
-        if item_id in read[response_id]:
-            return read[response_id][item_id]
-    raise InvalidRequest(f"{where}: no stored item with id {item_id!r} (it may have expired, or its response "
+            read[response_id] = {kept_item.get("id"): kept_item for kept_item in kept}
+        if item in read[response_id]:
+            return read[response_id][item]
+    raise InvalidRequest(f"{where}: no stored item with id {item!r} (it may have expired, or its response "
                          "was made with store false): send the item itself", param=f"{where}.id")
 
 
