@@ -367,13 +367,7 @@ def _run_workers(settings: Settings, source: ConfigSource, count: int, announce:
 
     def spawn() -> BaseProcess:
         worker = ctx.Process(target=_worker, args=(latest[0], source, count, os.getpid(), announce), daemon=False)
-        # The worker is born with SIGHUP blocked (a signal mask outlives exec): a reload sent to it while it
-        # starts waits until it handles SIGHUP, rather than ending it. The parent's own waits a moment too.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-        try:
-            worker.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        worker.start()  # (with SIGHUP blocked, by the supervisor: see its docstring)
         return worker
 
     def reread() -> None:

@@ -10,6 +10,10 @@ signals on.
 - SIGTERM and SIGINT go to every worker, which drain and exit as a single server does (``cli.serve``); the
   parent then exits 0. SIGHUP calls ``on_reload`` (the CLI re-reads the config for the workers it will
   start later) and goes to every worker, which each reload their config.
+- A worker is started with SIGHUP blocked in the parent (the mask outlives fork and exec): the worker is born
+  with it blocked, so a reload sent while it starts waits until it handles SIGHUP rather than ending it; and
+  the parent passes one that came meanwhile on once the worker is in its list, so the new worker gets it too
+  (it was started with the config from before that reload).
 
 Workers are whatever ``spawn()`` starts (``multiprocessing`` processes); what they run lives in ``cli.py``.
 """
@@ -120,8 +124,12 @@ class Supervisor:
             log.info("worker started", pid=self._start().pid)
 
     def _start(self) -> BaseProcess:
-        worker = self._spawn()
-        self._workers.append(worker)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            worker = self._spawn()
+            self._workers.append(worker)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # (one that came meanwhile: handled now)
         if self._stopping:  # (a SIGTERM that came while it was starting was not sent to it)
             self._send(signal.SIGTERM, [worker])
         return worker

@@ -96,6 +96,34 @@ def test_sigterm_stops_every_worker_and_exits_0_without_restarts(server_log: Cal
     assert signal.getsignal(signal.SIGTERM) is not supervisor._on_signal  # the parent's handlers put back
 
 
+def _wait_for_sighup_then_stop_the_parent() -> None:
+    """Exit 0 if a SIGHUP comes (it is blocked from birth: it waits, pending), 9 if none comes in 10 s."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (the parent passes its SIGTERM on: the exit code is ours)
+    got = signal.sigtimedwait({signal.SIGHUP}, 10)
+    os.kill(os.getppid(), signal.SIGTERM)
+    os._exit(0 if got is not None else 9)
+
+
+def test_a_sighup_that_comes_while_a_worker_starts_reaches_that_worker() -> None:
+    """The worker is running but not yet in the parent's list when the reload comes: the parent passes it on
+    once it is, and the worker, born with SIGHUP blocked, gets it whenever it is ready."""
+    workers: list[BaseProcess] = []
+    reloads: list[int] = []
+
+    def spawn() -> BaseProcess:
+        worker = FORK.Process(target=_wait_for_sighup_then_stop_the_parent)
+        worker.start()
+        workers.append(worker)
+        os.kill(os.getpid(), signal.SIGHUP)  # (`translator reload` now)
+        return worker
+
+    assert Supervisor(spawn, 1, FAST, on_reload=lambda: reloads.append(1)).run() == 0
+
+    assert [w.exitcode for w in workers] == [0]
+    assert reloads == [1]
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()  # the parent's mask put back
+
+
 @pytest.fixture(autouse=True)
 def _no_stray_children() -> object:
     yield
