@@ -29,9 +29,11 @@ def convert(name: str, **kw: Any) -> dict[str, Any]:
 
 
 def completion(
-    message_id: str, model: str, message: dict[str, Any], finish: str, usage: dict[str, Any]
+    message_id: str, model: str, message: dict[str, Any], finish: str, usage: dict[str, Any],
+    tier: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """``tier``: the OpenAI name of the tier the recorded answer's usage says served it (none: not said)."""
+    out = {
         "id": "chatcmpl-" + message_id,
         "object": "chat.completion",
         "created": CREATED,
@@ -39,6 +41,7 @@ def completion(
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": usage,
     }
+    return out if tier is None else {**out, "service_tier": tier}
 
 
 def usage(prompt: int, completion: int, cached: int = 0, written: int = 0) -> dict[str, Any]:
@@ -74,6 +77,7 @@ def test_exact_text() -> None:
         },
         "stop",
         usage(12, 29),
+        tier="default",
     )
 
 
@@ -132,6 +136,7 @@ def test_exact_thinking_text_tool_use() -> None:
         },
         "tool_calls",
         usage(398, 155),
+        tier="default",
     )
 
 
@@ -173,6 +178,7 @@ def test_exact_four_parallel_tool_use() -> None:
         },
         "tool_calls",
         usage(423, 202),
+        tier="default",
     )
 
 
@@ -217,6 +223,7 @@ def test_exact_redacted_thinking() -> None:
         },
         "stop",
         usage(92, 196),
+        tier="default",
     )
 
 
@@ -236,6 +243,7 @@ def test_exact_cache_read_and_write() -> None:
         },
         "stop",
         usage(1532, 33, cached=1111, written=418),
+        tier="default",
     )
 
 
@@ -284,6 +292,7 @@ def test_exact_stop_sequence() -> None:
         {"role": "assistant", "content": "The beautiful city of ", "refusal": None},
         "stop",
         usage(32, 5),
+        tier="default",
     )
 
 
@@ -338,6 +347,7 @@ def test_exact_pause_turn_web_search() -> None:
         },
         "stop",
         usage(401468, 792),
+        tier="default",
     )
 
 
@@ -422,6 +432,7 @@ def test_exact_web_search_with_citations() -> None:
         },
         "stop",
         usage(8984, 520),
+        tier="default",
     )
 
 
@@ -453,7 +464,10 @@ def _texts_apart_from_server_tools(blocks: list[dict[str, Any]]) -> list[str]:
 def test_invariants(path: Path) -> None:
     msg = load(path.name)
     out = convert_response(msg, created=CREATED, model=MODEL)
-    assert out.keys() == {"id", "object", "created", "model", "choices", "usage"}
+    tier = {"standard": "default", "priority": "priority"}.get(msg["usage"].get("service_tier"))
+    keys = {"id", "object", "created", "model", "choices", "usage"}
+    assert out.keys() == (keys | {"service_tier"} if tier else keys)
+    assert out.get("service_tier") == tier
     assert (out["id"], out["object"], out["created"], out["model"]) == (
         "chatcmpl-" + msg["id"],
         "chat.completion",
@@ -571,6 +585,7 @@ def test_convert_responses_n3() -> None:
         "object": "chat.completion",
         "created": CREATED,
         "model": "claude-sonnet-4-5-20250929",
+        "service_tier": "default",  # (the first answer's: each says "standard")
         "choices": [{**single, "index": i} for i, single in enumerate(singles)],
         # (3 + 1111 + 418) + 423 + 22 prompt; 33 + 202 + 15 completion
         "usage": usage(1977, 250, cached=1111, written=418),
@@ -579,6 +594,14 @@ def test_convert_responses_n3() -> None:
     assert [c["finish_reason"] for c in out["choices"]] == ["stop", "tool_calls", "length"]
     assert [c["index"] for c in out["choices"]] == [0, 1, 2]
     assert [len(c["message"].get("tool_calls", [])) for c in out["choices"]] == [0, 4, 0]
+
+
+@pytest.mark.parametrize(("claude_tier", "reported"), [("standard", "default"), ("priority", "priority"),
+                                                       ("batch", None), (None, None)])
+def test_the_tier_that_served_is_reported_by_its_openai_name(claude_tier: str | None, reported: str | None) -> None:
+    msg = load("claude_response_text__vercel-ai.json")
+    msg["usage"]["service_tier"] = claude_tier
+    assert convert_response(msg, created=CREATED, model=MODEL).get("service_tier", None) == reported
 
 
 def test_convert_responses_sums_cache_writes() -> None:
@@ -613,6 +636,7 @@ def test_json_tool_input_becomes_the_content() -> None:
         {"role": "assistant", "content": '{"city":"Paris"}', "refusal": None},
         "stop",
         usage(713, 33),
+        tier="default",
     )
 
 

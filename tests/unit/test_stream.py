@@ -78,10 +78,12 @@ def convert(name: str, **kw: Any) -> list[Chunk]:
     return run(claude_events(STREAMS / name), include_usage=True, **kw)
 
 
-def header(chunk_id: str, model: str, *, include_usage: bool = True) -> dict[str, Any]:
+def header(chunk_id: str, model: str, *, include_usage: bool = True, tier: str | None = None) -> dict[str, Any]:
     """The fields every chunk of a stream repeats: with ``include_usage``, ``"usage": null`` too (the usage
-    chunk itself overrides it)."""
+    chunk itself overrides it); ``tier``: the served tier, when message_start's usage says."""
     head: dict[str, Any] = {"id": chunk_id, "object": "chat.completion.chunk", "created": CREATED, "model": model}
+    if tier is not None:
+        head["service_tier"] = tier
     if include_usage:
         head["usage"] = None
     return head
@@ -120,7 +122,7 @@ def test_fixture_set_is_complete() -> None:
 
 def test_exact_text() -> None:
     """Plain text: role chunk, one chunk per text_delta, the finish chunk, the usage chunk."""
-    head = header("chatcmpl-msg_01QC4g3HwBThD4BaNtBckFDJ", "claude-sonnet-4-5-20250929")
+    head = header("chatcmpl-msg_01QC4g3HwBThD4BaNtBckFDJ", "claude-sonnet-4-5-20250929", tier="default")
     assert convert("claude_stream_text__vercel-ai.chunks.jsonl") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"content": "Hello"}),
@@ -137,7 +139,7 @@ def test_exact_text() -> None:
 def test_exact_thinking_then_tool_use() -> None:
     """Thinking (its empty thinking_delta sends nothing) with the signature in thinking_blocks at the
     block's end, then a tool without arguments: arguments "" first, "{}" at the block's end."""
-    head = header("chatcmpl-msg_01JdU4xqNHXL9QCFWkwCDKGr", "claude-haiku-4-5-20251001")
+    head = header("chatcmpl-msg_01JdU4xqNHXL9QCFWkwCDKGr", "claude-haiku-4-5-20251001", tier="default")
     assert convert("claude_stream_thinking_then_tool_use__llm-anthropic.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"reasoning_content": "The user wants me to:\n1"}),
@@ -196,7 +198,7 @@ def test_exact_thinking_then_tool_use() -> None:
 
 def test_exact_adaptive_thinking_opus46() -> None:
     """Adaptive thinking: text, then a thinking block with signature, then more text."""
-    head = header("chatcmpl-msg_016xaB3rMXQHTBuAJvtvxaQx", "claude-opus-4-6")
+    head = header("chatcmpl-msg_016xaB3rMXQHTBuAJvtvxaQx", "claude-opus-4-6", tier="default")
     assert convert("claude_stream_adaptive_thinking_opus46__llm-anthropic.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"content": "\n\n"}),
@@ -240,7 +242,7 @@ def test_exact_adaptive_thinking_opus46() -> None:
 
 def test_exact_two_tool_use_blocks() -> None:
     """Two tool_use blocks with empty input (Claude block indexes 0 and 1, only "" fragments)."""
-    head = header("chatcmpl-msg_01V2noLbAb2NgKnjaNw6Cn3w", "claude-haiku-4-5-20251001")
+    head = header("chatcmpl-msg_01V2noLbAb2NgKnjaNw6Cn3w", "claude-haiku-4-5-20251001", tier="default")
     assert convert("claude_stream_two_tool_use_blocks__llm-anthropic.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(
@@ -278,7 +280,7 @@ def test_exact_two_tool_use_blocks() -> None:
 
 def test_exact_tool_use_empty_input() -> None:
     """Text, then a tool at Claude block index 1: its OpenAI index is 0 (our own counter)."""
-    head = header("chatcmpl-msg_01GE2RKp1VYsPzdFs3sS9z5S", "claude-sonnet-4-5-20250929")
+    head = header("chatcmpl-msg_01GE2RKp1VYsPzdFs3sS9z5S", "claude-sonnet-4-5-20250929", tier="default")
     assert convert("claude_stream_tool_use_empty_input__vercel-ai.chunks.jsonl") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"content": "I'll update the issue list for"}),
@@ -305,7 +307,7 @@ def test_exact_tool_use_empty_input() -> None:
 def test_exact_text_then_two_tool_use_with_args() -> None:
     """Text then two tools with arguments (Claude blocks 1 and 2 -> OpenAI tool indexes 0 and 1); old
     usage shape (message_delta carries output_tokens only)."""
-    head = header("chatcmpl-msg_0138UNF3YbNp49KkqZtUBWqz", "claude-3-5-sonnet-20240620")
+    head = header("chatcmpl-msg_0138UNF3YbNp49KkqZtUBWqz", "claude-3-5-sonnet-20240620", tier="default")
     assert convert("claude_stream_text_then_two_tool_use_with_args__openllmetry.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"content": "Certainly! I can"}),
@@ -364,7 +366,7 @@ def test_exact_text_then_two_tool_use_with_args() -> None:
 
 def test_exact_redacted_thinking_x2_then_text() -> None:
     """Two redacted_thinking blocks (data only, no deltas) pass through whole in thinking_blocks."""
-    head = header("chatcmpl-msg_018XZkwvj9asBiffg3fXt88s", "claude-sonnet-4-5-20250929")
+    head = header("chatcmpl-msg_018XZkwvj9asBiffg3fXt88s", "claude-sonnet-4-5-20250929", tier="default")
     assert convert("claude_stream_redacted_thinking_x2_then_text__pydantic-ai.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(
@@ -427,7 +429,7 @@ def test_exact_redacted_thinking_x2_then_text() -> None:
 
 def test_exact_stop_sequence_after_prefill() -> None:
     """stop_reason stop_sequence -> finish_reason stop."""
-    head = header("chatcmpl-msg_01KozUDYHvRtgs3NLgG7jzN9", "claude-haiku-4-5-20251001")
+    head = header("chatcmpl-msg_01KozUDYHvRtgs3NLgG7jzN9", "claude-haiku-4-5-20251001", tier="default")
     assert convert("claude_stream_stop_sequence_after_prefill__llm-anthropic.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"content": "\ndef pel"}),
@@ -441,7 +443,7 @@ def test_exact_stop_sequence_after_prefill() -> None:
 
 def test_exact_cache_write() -> None:
     """max_tokens -> length; a cache write counts in prompt_tokens (18 + 1031), not as cached."""
-    head = header("chatcmpl-msg_01N1s2vim6CWk85jtJPHcuea", "claude-sonnet-4-20250514")
+    head = header("chatcmpl-msg_01N1s2vim6CWk85jtJPHcuea", "claude-sonnet-4-20250514", tier="default")
     assert convert("claude_stream_cache_write__dd-trace-py.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"content": "Here"}),
@@ -477,7 +479,7 @@ def test_exact_cache_write() -> None:
 def test_exact_pause_turn_web_search() -> None:
     """pause_turn -> stop; of its 168 events the server_tool_use / web_search_tool_result blocks and
     their input_json_deltas produce nothing but a paragraph break before the text that follows them."""
-    head = header("chatcmpl-msg_01SC6GnkBDsmEDqyXQpQ2ipm", "claude-sonnet-4-5-20250929")
+    head = header("chatcmpl-msg_01SC6GnkBDsmEDqyXQpQ2ipm", "claude-sonnet-4-5-20250929", tier="default")
     assert convert("claude_stream_pause_turn_web_search__pydantic-ai.sse") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"reasoning_content": "The user wants me to run"}),
@@ -607,7 +609,7 @@ def test_exact_pause_turn_web_search() -> None:
 def test_exact_json_tool_mode() -> None:
     """A forced JSON tool (response_format emulation): its input fragments are the answer's content, and the
     turn finishes with "stop", not "tool_calls"."""
-    head = header("chatcmpl-msg_01AusY9WEbCaj3N7Tv5J4YjH", "claude-haiku-4-5-20251001")
+    head = header("chatcmpl-msg_01AusY9WEbCaj3N7Tv5J4YjH", "claude-haiku-4-5-20251001", tier="default")
     name = "claude_stream_tool_use_only_with_caller__anthropic-sdk-python.sse"
     assert convert(name, json_tool="get_weather") == [
         chunk(head, {"role": "assistant", "content": ""}),
@@ -626,7 +628,7 @@ def test_exact_json_tool_mode() -> None:
 
 
 def test_exact_json_tool_mode_with_empty_input() -> None:
-    head = header("chatcmpl-msg_01GE2RKp1VYsPzdFs3sS9z5S", "claude-sonnet-4-5-20250929")
+    head = header("chatcmpl-msg_01GE2RKp1VYsPzdFs3sS9z5S", "claude-sonnet-4-5-20250929", tier="default")
     assert convert("claude_stream_tool_use_empty_input__vercel-ai.chunks.jsonl", json_tool="updateIssueList") == [
         chunk(head, {"role": "assistant", "content": ""}),
         chunk(head, {"content": "I'll update the issue list for"}),
@@ -677,7 +679,7 @@ def test_include_usage_puts_null_usage_on_every_other_chunk() -> None:
     last, with ``choices: []``."""
     chunks = run(TEXT_EVENTS, include_usage=True)
     head = {"id": "chatcmpl-msg_01QC4g3HwBThD4BaNtBckFDJ", "object": "chat.completion.chunk", "created": CREATED,
-            "model": "claude-sonnet-4-5-20250929"}
+            "model": "claude-sonnet-4-5-20250929", "service_tier": "default"}
     assert chunks[0] == {
         **head,
         "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
@@ -762,10 +764,12 @@ def test_invariants(path: Path) -> None:
     stopped = events[-1]["type"] == "message_stop"
     assert stopped == (path.name != UNTERMINATED)
     *choice_chunks, last = chunks
-    head = header("chatcmpl-" + start["id"], start["model"])
+    tier = {"standard": "default", "priority": "priority"}.get(start["usage"].get("service_tier"))
+    head = header("chatcmpl-" + start["id"], start["model"], tier=tier)
 
+    keys = {"id", "object", "created", "model", "choices", "usage"}
     for c in choice_chunks:
-        assert c.keys() == {"id", "object", "created", "model", "choices", "usage"}
+        assert c.keys() == (keys | {"service_tier"} if tier else keys)
         assert {k: c[k] for k in head} == head
         [choice] = c["choices"]
         assert choice.keys() == {"index", "delta", "logprobs", "finish_reason"}

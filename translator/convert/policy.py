@@ -33,6 +33,7 @@ MAPPED: Final = frozenset(
         "parallel_tool_calls",
         "user",
         "safety_identifier",  # (the field that replaces user: metadata.user_id too)
+        "service_tier",  # as Claude's (tables.CLAUDE_SERVICE_TIER); the completion reports the tier that served
         "reasoning_effort",
         "thinking",
         "response_format",
@@ -57,7 +58,6 @@ IGNORED: Final = frozenset(
         "logit_bias",
         "store",
         "metadata",
-        "service_tier",
         "prediction",
         "verbosity",
         "prompt_cache_options",

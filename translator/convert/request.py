@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 from translator.convert.messages import convert_messages
 from translator.convert.policy import screen
 from translator.convert.tables import (
+    CLAUDE_SERVICE_TIER,
     MIN_THINKING_BUDGET,
     MIN_THINKING_TOP_P,
     REASONING_BUDGET,
@@ -91,6 +92,8 @@ def convert_request(
         _n(req, out)
     if "user" in req or "safety_identifier" in req:
         set_user_id(req, out)
+    if "service_tier" in req:
+        set_service_tier(req, out)
     return out
 
 
@@ -137,6 +140,21 @@ def set_user_id(req: Mapping[str, Any], out: ConvertedRequest) -> None:
         user = hashlib.sha256(user.encode()).hexdigest()
         out.adjustments.append(f"user longer than {MAX_USER_ID} characters sent as its SHA-256 hex digest")
     out.body["metadata"] = {"user_id": user}
+
+
+def set_service_tier(req: Mapping[str, Any], out: ConvertedRequest) -> None:
+    """``service_tier`` as Claude's (``tables.CLAUDE_SERVICE_TIER``); one with no Claude counterpart runs on
+    Claude's default, and says so."""
+    tier = req.get("service_tier")
+    if tier is None:
+        return
+    if not isinstance(tier, str):
+        raise InvalidRequest("'service_tier' must be a string", param="service_tier")
+    claude = CLAUDE_SERVICE_TIER.get(tier)
+    if claude is None:
+        out.adjustments.append(f"service_tier {tier} has no Claude counterpart: run on Claude's default tier (auto)")
+    elif claude != "auto":  # (Claude's default: left unsent)
+        out.body["service_tier"] = claude
 
 
 def _number(req: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = (int, float)) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Final, cast
 import orjson
 
 from translator.convert.tables import FINISH_REASON, FINISH_REASON_DEFAULT
-from translator.convert.usage import add_usage, openai_usage
+from translator.convert.usage import add_usage, openai_usage, served_tier
 from translator.convert.wire import (
     ChatCompletion,
     ChatCompletionMessage,
@@ -87,7 +87,7 @@ def _convert_responses(
     usage = openai_usage(msgs[0].get("usage") or _NO_USAGE)
     for msg in msgs[1:]:
         usage = add_usage(usage, openai_usage(msg.get("usage") or _NO_USAGE))
-    return {
+    completion: ChatCompletion = {
         "id": completion_id(msgs[0].get("id")),
         "object": "chat.completion",
         "created": created,
@@ -95,6 +95,11 @@ def _convert_responses(
         "choices": [choice(msg, index=i, json_tool=json_tool, legacy=legacy) for i, msg in enumerate(msgs)],
         "usage": usage,
     }
+    served = served_tier(msgs[0].get("usage"))
+    if served is not None:
+        completion["service_tier"] = served
+    return completion
+
 
 
 def choice(msg: ClaudeMessage, *, index: int, json_tool: str | None, legacy: bool = False) -> Choice:

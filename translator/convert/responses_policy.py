@@ -32,6 +32,7 @@ MAPPED: Final = frozenset(
         "reasoning",
         "user",
         "safety_identifier",
+        "service_tier",  # as Claude's (tables.CLAUDE_SERVICE_TIER); the response reports the tier that served
         "previous_response_id",  # the route passes the stored items as history
         "store",  # the route's
         "include",  # reasoning.encrypted_content is always there; other values are listed
@@ -50,7 +51,6 @@ MAPPED: Final = frozenset(
 IGNORED: Final = frozenset(
     {
         "metadata",  # OpenAI's is a map of strings; Claude's metadata takes only user_id
-        "service_tier",
         "prompt_cache_options",
         "client_metadata",  # Codex's, not in the spec
         "max_tool_calls",

@@ -27,6 +27,7 @@ from translator.convert.request import (
     reasoning_effort,
     sampling,
     set_max_tokens,
+    set_service_tier,
     set_stream,
     set_tools,
     set_user_id,
@@ -78,6 +79,7 @@ def convert_responses_request(
     one_sampler(out)
     set_stream(req, out)
     set_user_id(raw, out)
+    set_service_tier(raw, out)
     return out
 
 

@@ -40,8 +40,8 @@ import orjson
 
 from translator.convert.reasoning import encode_block
 from translator.convert.response import SERVER_TOOL_BREAK, url_citations
-from translator.convert.tables import RESPONSE_INCOMPLETE, SERVICE_TIER
-from translator.convert.usage import openai_usage
+from translator.convert.tables import RESPONSE_INCOMPLETE
+from translator.convert.usage import openai_usage, served_tier
 from translator.convert.wire import (
     Citation,
     ClaudeMessage,
@@ -245,14 +245,14 @@ def response_object(
     usage: ResponseUsage | None,
     error: ResponseError | None = None,
     incomplete: IncompleteReason | None = None,
-    served: object = None,
+    served: str | None = None,
 ) -> Response:
     """The envelope, for every status: the stream sends it in_progress, then completed, incomplete or failed.
-    ``served``: Claude's ``usage.service_tier``, the tier that served it, which ``service_tier`` reports once
-    known (as OpenAI's does), in place of the request's."""
+    ``served``: the tier that served it (``usage.served_tier``), which ``service_tier`` reports once known (as
+    OpenAI's does), in place of the request's."""
     e = {**ECHO_DEFAULTS, **echo}
-    if isinstance(served, str) and served in SERVICE_TIER:
-        e["service_tier"] = SERVICE_TIER[served]
+    if served is not None:
+        e["service_tier"] = served
     return {
         "id": response_id,
         "object": "response",
@@ -324,7 +324,7 @@ def _response(
         response_id=response_id, created_at=created_at, model=msg.get("model") or model, echo=echo,
         status="incomplete" if reason else "completed", output=out.items,
         usage=response_usage(msg.get("usage") or {"output_tokens": 0}), incomplete=reason,
-        served=(msg.get("usage") or {}).get("service_tier"),
+        served=served_tier(msg.get("usage")),
     )
 
 

@@ -71,6 +71,7 @@ from translator.convert.tables import (
     RESPONSE_ERROR_CODE,
     RESPONSE_ERROR_CODE_DEFAULT,
 )
+from translator.convert.usage import served_tier
 from translator.convert.wire import (
     IncompleteReason,
     ItemStatus,
@@ -490,7 +491,7 @@ class ResponsesStreamConverter:
         output = self._output if status != "in_progress" else []
         return response_object(response_id=self._id, created_at=self._created_at, model=self._model,
                                echo=self._echo, status=status, output=output, usage=usage, error=error,
-                               incomplete=incomplete, served=self.claude_usage.get("service_tier"))
+                               incomplete=incomplete, served=served_tier(self.claude_usage))
 
     def _emit(self, kind: str, **fields: Any) -> ResponsesEvent:
         event = {"type": kind, "sequence_number": self._seq, **fields}

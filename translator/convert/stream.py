@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import orjson
 
 from translator.convert.errors import openai_error_body, openai_error_from_claude
 from translator.convert.response import SERVER_TOOL_BREAK, completion_id, finish_reason, url_citations
-from translator.convert.usage import openai_usage
+from translator.convert.usage import openai_usage, served_tier
 from translator.convert.wire import (
     ChatCompletionChunk,
     ChoiceDelta,
@@ -146,6 +146,9 @@ class StreamConverter:
             "created": self._created,
             "model": msg.get("model") or self._model,
         }
+        served = served_tier(msg.get("usage"))
+        if served is not None:  # (on every chunk, as OpenAI's)
+            self._base["service_tier"] = served
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, event: Event) -> list[Chunk]:
@@ -288,6 +291,8 @@ class StreamConverter:
         base = self._base
         chunk: ChatCompletionChunk = {"id": base["id"], "object": base["object"], "created": base["created"],
                                       "model": base["model"], "choices": [choice]}
+        if "service_tier" in base:
+            chunk["service_tier"] = base["service_tier"]
         if self._include_usage:
             chunk["usage"] = None  # the spec: "All other chunks will also include a usage field, but with a null value"
         return chunk
@@ -305,6 +310,7 @@ class _Base(TypedDict):
     object: Literal["chat.completion.chunk"]
     created: int
     model: str
+    service_tier: NotRequired[str]
 
 
 _HANDLERS: dict[str, Callable[[StreamConverter, Event], list[Chunk]]] = {

@@ -12,6 +12,7 @@ from typing import Final
 
 from translator.convert.wire import (
     ClaudeErrorType,
+    ClaudeServiceTier,
     ClaudeToolChoiceType,
     Effort,
     FinishReason,
@@ -48,8 +49,21 @@ RESPONSE_INCOMPLETE: Final[dict[StopReason, IncompleteReason]] = {
     "model_context_window_exceeded": "max_output_tokens",
 }
 
-# Claude usage.service_tier (the tier that served the request) -> the Responses service_tier. Claude's batch
-# tier has no OpenAI name and never serves these routes: an unknown tier leaves the echo as it was.
+# OpenAI service_tier (asked for) -> Claude service_tier. Claude's "auto", its default, is priority capacity
+# when the organization has it, else standard: what "auto", "priority", "fast" and "scale" (committed capacity)
+# ask for, and left unsent. "default" asks for standard capacity. Not listed (flex, ultrafast, ...): no Claude
+# tier is like it; the request runs on Claude's default and says so.
+CLAUDE_SERVICE_TIER: Final[dict[str, ClaudeServiceTier]] = {
+    "auto": "auto",
+    "priority": "auto",
+    "fast": "auto",
+    "scale": "auto",
+    "default": "standard_only",
+}
+
+# Claude usage.service_tier (the tier that served the request) -> the OpenAI service_tier. Claude's batch
+# tier has no OpenAI name and never serves these routes: an unknown tier is not reported (a chat completion
+# leaves service_tier out; a Responses object keeps the request's).
 SERVICE_TIER: Final[dict[str, str]] = {"standard": "default", "priority": "priority"}
 
 # OpenAI string tool_choice -> Claude tool_choice type.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, overload
 
+from translator.convert.tables import SERVICE_TIER
 from translator.convert.wire import ClaudeUsage, CompletionTokensDetails, CompletionUsage
 
 _PROMPT_DETAILS = ("cached_tokens", "cache_write_tokens")
@@ -82,3 +83,9 @@ def sum_claude_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
             if type(value) is int and type(total.get(name, 0)) is int:
                 total[name] = total.get(name, 0) + value
     return total
+
+
+def served_tier(usage: object) -> str | None:
+    """The OpenAI name of the tier a Claude usage object says served the request (``tables.SERVICE_TIER``)."""
+    tier = usage.get("service_tier") if isinstance(usage, dict) else None
+    return SERVICE_TIER[tier] if isinstance(tier, str) and tier in SERVICE_TIER else None

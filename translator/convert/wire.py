@@ -246,6 +246,9 @@ class ClaudeMetadata(TypedDict):
     user_id: str
 
 
+ClaudeServiceTier = Literal["auto", "standard_only"]
+
+
 class ClaudeRequest(TypedDict, total=False):
     model: Required[str]
     messages: Required[list[MessageParam]]
@@ -261,6 +264,7 @@ class ClaudeRequest(TypedDict, total=False):
     thinking: ThinkingConfig
     metadata: ClaudeMetadata
     output_config: OutputConfig
+    service_tier: ClaudeServiceTier
 
 
 # --- Claude: response (Message) and usage ---
@@ -666,6 +670,7 @@ class ChatCompletion(TypedDict):
     object: Literal["chat.completion"]
     created: int
     model: str
+    service_tier: NotRequired[str]  # the tier that served it, when the upstream says (tables.SERVICE_TIER)
     choices: list[Choice]
     usage: CompletionUsage
 
@@ -715,6 +720,7 @@ class ChatCompletionChunk(TypedDict):
     object: Literal["chat.completion.chunk"]
     created: int
     model: str
+    service_tier: NotRequired[str]
     choices: list[ChunkChoice]
     usage: NotRequired[CompletionUsage | None]
 
