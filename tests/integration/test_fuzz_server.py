@@ -183,6 +183,7 @@ async def test_control_characters_in_an_ignored_field_name_are_escaped(proxy_ok:
 @UPSTREAM_FUZZ
 @given(answer=st.one_of(CLAUDE_MESSAGE, mutated(CLAUDE_MESSAGE), st.dictionaries(TEXT, JSON, max_size=4)))
 @example(answer={"type": "message", "content": "Hello", "usage": "none"})
+@example(answer={"stop_reason": "pause_turn"})  # (paused, with no blocks to send back: was a KeyError, a 500)
 async def test_any_upstream_json_answer_reaches_an_openai_client_in_shape(
     proxy_fake: TestClient, fake_upstream: FakeUpstream, server_log: Callable[[], str], answer: dict[str, Any]
 ) -> None:

@@ -40,8 +40,11 @@ async def resumed_message(request: web.Request, call: UpstreamCall, message: dic
     rounds = [message]
     while message.get("stop_reason") == PAUSED and len(rounds) < MAX_ROUNDS:
         so_far = joined(rounds)
+        content = so_far.get("content")
+        if not isinstance(content, list) or not content:  # (no blocks to send back: converted as it came)
+            break
         request[CONTEXT].usage = message_usage(so_far)
-        next_call = resumed_call(call, so_far["content"])
+        next_call = resumed_call(call, content)
         async with runtime(request).pool.forward(next_call, request[CONTEXT].attempted) as done:
             message = await done.response.json()
         if not isinstance(message, dict):
