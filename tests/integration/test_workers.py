@@ -92,6 +92,22 @@ class Server:
             return set()
         return {int(pid) for pid in children if b"spawn_main" in _cmdline(pid)}
 
+    def listening(self) -> int:
+        """How many sockets listen on the port: one per worker that serves (Linux's /proc/net/tcp)."""
+        port = f":{self.port:04X}"
+        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        return sum(1 for row in rows if row[1].endswith(port) and row[3] == "0A")  # (0A: LISTEN)
+
+    def serving(self) -> bool:
+        """Both workers started and listening (a worker imports the proxy for a second or more first)."""
+        return len(self.workers()) == 2 and self.listening() == 2
+
+    def replaced(self, killed: int) -> bool:
+        """A new worker stands in for ``killed``: the parent starts one only once it has reaped ``killed``, whose
+        listening socket is closed by then (a connection sent to a dying worker's socket is reset)."""
+        workers = self.workers()  # (read once: a second read could miss a worker the first one saw)
+        return len(workers) == 2 and killed not in workers
+
     def stop(self) -> list[dict[str, Any]]:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -147,7 +163,7 @@ def test_two_workers_are_one_server_for_limits_and_metrics_and_a_killed_worker_i
     config = f'[redis]\nurl = "{redis_url}"\n[[keys]]\nname = "alice"\nhash = "{hash_key(KEY)}"\nrpm = 3\n' + ADMIN
     server = Server(tmp_path, config, "--workers", "2")
     servers.append(server)
-    _until(lambda: len(server.workers()) == 2, "two workers did not start")
+    _until(server.serving, "two workers did not start")
 
     statuses = [server.chat()[0] for _ in range(12)]  # 12 connections, spread between the workers
 
@@ -161,7 +177,7 @@ def test_two_workers_are_one_server_for_limits_and_metrics_and_a_killed_worker_i
 
     killed = min(server.workers())
     os.kill(killed, signal.SIGKILL)
-    _until(lambda: len(server.workers()) == 2 and killed not in server.workers(), "the worker was not replaced")
+    _until(lambda: server.replaced(killed) and server.listening() == 2, "the worker was not replaced")
     # (a connection the kernel had queued for the killed worker's socket is reset: the next one is answered)
     _until(lambda: _answered(server) == 429, "the server stopped answering")  # still limited: the count is shared
     assert _sample(server.metrics(), "translator_requests_total", route="openai", status="200") == 3  # kept
@@ -177,13 +193,14 @@ def test_sighup_and_translator_reload_reload_every_worker_under_load(tmp_path: P
     keys = f'[[keys]]\nname = "alice"\nhash = "{hash_key(KEY)}"\n' + ADMIN
     server = Server(tmp_path, f'[models.aliases]\nfast = "claude-demo-a"\n{keys}', "--workers", "2")
     servers.append(server)
-    answers: list[tuple[int, str]] = []
+    answers: list[tuple[int, str, float]] = []  # (status, model, when it was sent)
     stop = threading.Event()
 
     def load() -> None:
         while not stop.is_set():
+            sent = time.monotonic()
             status, body = server.chat()
-            answers.append((status, body.get("model", "")))
+            answers.append((status, body.get("model", ""), sent))
 
     threads = [threading.Thread(target=load) for _ in range(3)]
     for thread in threads:
@@ -198,15 +215,15 @@ def test_sighup_and_translator_reload_reload_every_worker_under_load(tmp_path: P
                                  "the config was applied\n")
         _until(lambda: _sample(server.metrics(), "translator_config_reloads_total", result="applied") == 2,
                "both workers did not reload")
-        reloaded = len(answers)
-        _until(lambda: len(answers) >= reloaded + 10, "no answers after the reload")
+        reloaded = time.monotonic()  # (a request sent before this may have read the old alias)
+        _until(lambda: sum(sent > reloaded for *_, sent in answers) >= 10, "no answers after the reload")
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-    assert {status for status, _ in answers} == {200}  # nothing failed while reloading
-    assert {model for _, model in answers[:10]} == {"claude-demo-a"}
-    assert {model for _, model in answers[reloaded:]} == {"claude-demo-b"}
+    assert {status for status, *_ in answers} == {200}  # nothing failed while reloading
+    assert {model for _, model, _ in answers[:10]} == {"claude-demo-a"}
+    assert {model for _, model, sent in answers if sent > reloaded} == {"claude-demo-b"}
 
     server.config.write_text("[server\n")  # a broken config: `translator reload` says so and sends nothing
     refused = subprocess.run([sys.executable, "-m", "translator", "reload", "--config", str(server.config)],
@@ -250,10 +267,10 @@ def test_a_reload_while_a_worker_is_being_restarted_reaches_it_and_does_not_end_
     keys = f'[[keys]]\nname = "alice"\nhash = "{hash_key(KEY)}"\n' + ADMIN
     server = Server(tmp_path, f'[models.aliases]\nfast = "claude-demo-a"\n{keys}', "--workers", "2")
     servers.append(server)
-    _until(lambda: len(server.workers()) == 2, "two workers did not start")
+    _until(server.serving, "two workers did not start")
     killed = min(server.workers())
     os.kill(killed, signal.SIGKILL)
-    _until(lambda: len(server.workers()) == 2 and killed not in server.workers(), "the worker was not replaced")
+    _until(lambda: server.replaced(killed), "the worker was not replaced")
     server.write(f'[models.aliases]\nfast = "claude-demo-b"\n{keys}')
     os.kill(server.proc.pid, signal.SIGHUP)  # (the new worker is importing: it takes about a second)
 
