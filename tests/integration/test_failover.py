@@ -3,6 +3,7 @@ stickiness by conversation."""
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 
@@ -12,7 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from tests.fakes import FakeUpstream
 from translator.config import Settings
-from translator.server import create_app
+from translator.router import UpstreamPool
+from translator.server import create_app, runtime
 
 MESSAGE = {"id": "msg_ok", "type": "message", "role": "assistant", "model": "claude-x",
            "content": [{"type": "text", "text": "healthy"}], "stop_reason": "end_turn",
@@ -29,6 +31,14 @@ EVENTS = [
 OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 CHAT = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}
 CLAUDE = {"model": "claude-x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _closed_port_url() -> str:
@@ -178,25 +188,30 @@ async def test_a_conversation_sticks_to_its_upstream(aiohttp_client, fakes) -> N
     assert counts in ([0, 20], [10, 10])  # conv-2 also stuck to one upstream, whichever it was
 
 
-async def test_a_cooled_upstream_is_probed_back_in(aiohttp_client, fakes) -> None:
-    import asyncio
-
+async def test_a_cooled_upstream_is_probed_back_in(aiohttp_client, fakes, monkeypatch) -> None:
+    # The pool's time is a clock of the test's own (UpstreamPool's clock=), so that the cool-down is not over
+    # before the second request however long the test process is paused, and is over for the third at once.
+    clock = Clock()
+    monkeypatch.setattr(runtime, "UpstreamPool", functools.partial(UpstreamPool, clock=clock))
     flaky, good = await fakes(2)
     flaky.json({"type": "error", "error": {"type": "api_error", "message": "boom"}}, status=500)
     for _ in range(5):
         flaky.json(MESSAGE)
         good.json(MESSAGE)
     proxy = await _proxy(aiohttp_client, _ordered(_url(flaky), _url(good)),
-                         routing={"failures_before_cooldown": 1, "cooldown_seconds": 0.3})
+                         routing={"failures_before_cooldown": 1, "cooldown_seconds": 30})
     assert (await proxy.post("/v1/chat/completions", json=CHAT)).status == 200  # flaky fails, good answers
     assert (await proxy.post("/v1/chat/completions", json=CHAT)).status == 200  # flaky is out: good only
     assert (len(flaky.requests), len(good.requests)) == (1, 2)
     metrics = await (await proxy.get("/metrics")).text()
     assert 'translator_upstream_healthy{upstream="u0"} 0.0' in metrics
     assert 'translator_upstream_attempts_total{outcome="retryable_error",upstream="u0"} 1.0' in metrics
-    await asyncio.sleep(0.35)
+    clock.now += 29.9
+    assert (await proxy.post("/v1/chat/completions", json=CHAT)).status == 200  # still cooling: good only
+    assert (len(flaky.requests), len(good.requests)) == (1, 3)
+    clock.now += 0.2
     assert (await proxy.post("/v1/chat/completions", json=CHAT)).status == 200  # the probe goes to flaky
-    assert (len(flaky.requests), len(good.requests)) == (2, 2)
+    assert (len(flaky.requests), len(good.requests)) == (2, 3)
     metrics = await (await proxy.get("/metrics")).text()
     assert 'translator_upstream_healthy{upstream="u0"} 1.0' in metrics
 

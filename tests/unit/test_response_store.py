@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from translator.config import RedisSettings
@@ -91,14 +92,19 @@ async def test_memory_is_bounded_by_size_and_the_oldest_go_first() -> None:
 
 
 async def test_redis_entries_expire_natively(redis_url: str) -> None:
-    store = RedisResponseStore(redis_url, ttl=0.2)
+    """Redis holds the entry for the ttl and drops it by itself. The ttl is long enough (2 s) that reading the
+    entry back right after storing it cannot miss it even if the test process is paused for a second."""
+    store = RedisResponseStore(redis_url, ttl=2.0)
+    client = aioredis.from_url(redis_url)
     try:
         await store.put("resp_1", stored())
         assert await store.get("resp_1") is not None
-        await asyncio.sleep(0.35)
+        assert 0 < await client.pttl("translator:response:resp_1") <= 2000  # Redis's own expiry, the store's ttl
+        await asyncio.sleep(2.1)  # (sleeping longer only makes it more expired)
         assert await store.get("resp_1") is None
     finally:
         await store.close()
+        await client.aclose()
 
 
 async def test_redis_down_is_a_503_not_a_missing_history() -> None:

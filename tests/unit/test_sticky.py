@@ -154,7 +154,7 @@ async def test_redis_keys_are_hashed_and_carry_the_ttl(redis_url: str) -> None:
         await store.set("conversation 42", "upstream-a", 90)
         name = "translator:sticky:" + hashlib.sha256(b"conversation 42").hexdigest()
         assert await client.keys("*") == [name.encode()]
-        assert 89_000 < await client.pttl(name) <= 90_000
+        assert 80_000 < await client.pttl(name) <= 90_000  # (10 s of slack for a paused test process)
         assert await client.get(name) == b"upstream-a"
     finally:
         await store.close()
