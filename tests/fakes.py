@@ -38,6 +38,7 @@ class Reply:
     chunks: list[bytes] | None = None  # streamed bodies: written one by one
     delay: float = 0.0  # between chunks
     end: asyncio.Event | None = None  # a stream's body ends (its last chunk frame) only once this is set
+    release: asyncio.Event | None = None  # a stream's last chunk is written only once this is set (holds it open)
 
 
 class FakeUpstream:
@@ -61,10 +62,12 @@ class FakeUpstream:
         delay: float = 0.0,
         headers: dict[str, str] | None = None,
         end: asyncio.Event | None = None,
+        release: asyncio.Event | None = None,
     ) -> None:
         chunks = [data] if chunk_size is None else [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
         self.replies.append(
-            Reply(200, b"", "text/event-stream", headers=headers or {}, chunks=chunks, delay=delay, end=end)
+            Reply(200, b"", "text/event-stream", headers=headers or {}, chunks=chunks, delay=delay, end=end,
+                  release=release)
         )
 
     def events(self, events: Iterable[dict[str, Any]], **kw: Any) -> None:
@@ -103,6 +106,8 @@ class FakeUpstream:
             for i, chunk in enumerate(reply.chunks):
                 if i and reply.delay:
                     await asyncio.sleep(reply.delay)  # between chunks, not after the last
+                if i == len(reply.chunks) - 1 and reply.release is not None:
+                    await reply.release.wait()
                 await resp.write(chunk)
             if reply.end is not None:
                 await reply.end.wait()

@@ -33,6 +33,9 @@ What a fault does depends on whether the request asked for a stream (``"stream":
 | huge                 | a valid stream of ``huge_bytes`` of text          | a valid message of that size              |
 |                      | (1 MiB deltas)                                    |                                           |
 
+``hold``: an ``asyncio.Event`` or None (the default); while it is unset, ``paced`` answers wait before their last
+part, so that many of them are under way together however fast or slow the machine is.
+
 Counters: ``requests`` (per fault), ``total``, ``active`` (handlers running now), ``peak``, ``completed`` and
 ``cancelled`` (handlers the caller abandoned: their task was cancelled or their write found the connection
 gone; a fault's own reset does not count). ``await faults.wait_cancelled(n)`` waits for the count.
@@ -194,6 +197,7 @@ class FaultUpstream:
         self.mid_pause = mid_pause  # after the HEAD events, before a reset: lets them reach the client first
         self.pace = pace
         self.keep_alive = keep_alive  # False: every answer says Connection: close (no idle pooled connections)
+        self.hold: asyncio.Event | None = None  # unset: paced answers wait before their last part
         self.queue: list[str] = []
         self.default = "ok"
         self.requests: Counter[str] = Counter()
@@ -335,6 +339,8 @@ class FaultUpstream:
         for i, part in enumerate(parts):
             if i:
                 await asyncio.sleep(self.pace)
+            if i == len(parts) - 1 and self.hold is not None:
+                await self.hold.wait()
             await resp.write(part)
         await resp.write_eof()
         return resp

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 import orjson
 import pytest
 
 from tests.conftest import CLIENT_KEYS
 from tests.fakes import FakeUpstream, Reply
+from tests.integration.test_limits import handled
 from translator.gateway.keys import hash_key
 
 ALICE = "sk-tr-alice-0123456789abcdef"
@@ -129,12 +131,15 @@ async def test_requests_per_minute_at_the_boundary(gateway, fake_upstream: FakeU
     assert len(fake_upstream.requests) == 2
 
 
-async def test_concurrency_limit_holds_for_a_whole_stream(gateway, fake_upstream: FakeUpstream) -> None:
+async def test_concurrency_limit_holds_for_a_whole_stream(
+    gateway, fake_upstream: FakeUpstream, server_log: Callable[[], str]
+) -> None:
     start = {"type": "message_start", "message": {**MESSAGE, "content": [], "stop_reason": None}}
     block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
     head = b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in (start, block))
+    release = asyncio.Event()  # the stream stays under way (its message_stop unsent) until the refusal is seen
     fake_upstream.sse(head + b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", chunk_size=len(head),
-                      delay=0.5)
+                      release=release)
     auth = {"Authorization": f"Bearer {BOB}"}
     streaming = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4o", "stream": True},
                                    headers=auth)
@@ -142,8 +147,9 @@ async def test_concurrency_limit_holds_for_a_whole_stream(gateway, fake_upstream
     second = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4o"}, headers=auth)
     assert second.status == 429
     assert (await second.json())["error"]["message"] == "rate limit: 1 concurrent requests for key 'bob'"
+    release.set()
     await streaming.read()
-    await asyncio.sleep(0.05)
+    await handled(server_log, "/v1/chat/completions", 200)  # the stream's handler is done: its lease is back
     fake_upstream.json(MESSAGE)
     third = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4o"}, headers=auth)
     assert third.status == 200

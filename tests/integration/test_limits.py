@@ -4,7 +4,7 @@ oversized headers; each answered in the caller's API shape."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
@@ -29,14 +29,26 @@ async def test_body_over_the_limit_is_413_in_each_shape(make_proxy, fake_upstrea
     assert fake_upstream.requests == []
 
 
-async def test_requests_over_the_in_flight_limit_get_503(make_proxy, fake_upstream: FakeUpstream) -> None:
+async def handled(server_log: Callable[[], str], path: str, status: int) -> None:
+    """Until the server logged a request on ``path`` answered ``status``: its handler has unwound (the log line
+    is written last), so whatever it held is free."""
+    async with asyncio.timeout(5):
+        while not any(line.get("event") == "request" and line.get("path") == path and line.get("status") == status
+                      for line in map(orjson.loads, filter(None, server_log().splitlines()))):
+            await asyncio.sleep(0.01)
+
+
+async def test_requests_over_the_in_flight_limit_get_503(
+    make_proxy, fake_upstream: FakeUpstream, server_log: Callable[[], str]
+) -> None:
     proxy = await make_proxy(server={"max_concurrent_requests": 1})
     start = {"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant",
                                                   "model": "claude-x", "content": [], "usage": {}}}
     block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
     head = b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in (start, block))
+    release = asyncio.Event()  # the stream stays in flight (its message_stop unsent) until the refusals are seen
     fake_upstream.sse(head + b'event: message_stop\ndata: {"type":"message_stop"}\n\n', chunk_size=len(head),
-                      delay=0.5)
+                      release=release)
     holding = await proxy.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert holding.status == 200
     refused = await proxy.post("/v1/messages", json=CLAUDE)
@@ -48,7 +60,9 @@ async def test_requests_over_the_in_flight_limit_get_503(make_proxy, fake_upstre
     assert refused.status == 503
     assert (await refused.json())["error"]["code"] == "overloaded"
     assert (await proxy.get("/healthz")).status == 200  # health is never refused
+    release.set()
     await holding.read()
+    await handled(server_log, "/v1/chat/completions", 200)  # the stream's slot is free
     fake_upstream.json({"id": "m", "type": "message", "role": "assistant", "model": "claude-x",
                         "content": [], "stop_reason": "end_turn", "usage": {}})
     assert (await proxy.post("/v1/messages", json=CLAUDE)).status == 200

@@ -35,18 +35,27 @@ STREAMS = 300
 CANDIDATES = ["reset_before_headers", "stall_before_headers", "html_502", "invalid_json", "not_sse", "wrong_shape",
               "error_first", "reset_mid", "stall_mid", "no_message_stop"]
 BROKEN = [f for f in CANDIDATES if not any((f, r, True) in BUGS or (f, r, True) in LEAKS for r in ROUTES)]
-# Healthy streams are mostly paced (an event every PACE seconds) so that the streams really overlap.
+# Healthy streams are mostly paced (an event every PACE seconds), and each holds its last event until
+# OPEN_TOGETHER streams are under way at once (FaultUpstream.hold), so that the streams really overlap however
+# fast or slow the machine is. A proxy that could not hold that many open together would never release them:
+# their streams would be cut by stream_idle_timeout, and their outcomes fail.
 PACE = 0.2
+OPEN_TOGETHER = STREAMS // 6
 MIX = ["paced"] * (len(BROKEN) - 1) + ["ok"] + BROKEN
-# Generous timeouts: 300 streams on a 2-core machine are slow, and only the shape of each outcome is checked.
-UPSTREAM = {"read_timeout": 2.0, "stream_idle_timeout": 2.0, "total_timeout": 20, "connect_timeout": 2.0}
+# Generous timeouts: 300 streams on a busy 2-core machine are slow (one event loop runs the clients, the proxy
+# and the upstream, under tracemalloc), and only the shape of each outcome is checked, not its timing. Every
+# new connection is set up at once (no keep-alive): connect_timeout is only a bound, as wide as the total.
+# Read and idle timeouts end the stalled faults, so they set the test's length: wide enough that a second's
+# pause of the process is no false timeout, no wider.
+UPSTREAM = {"read_timeout": 10.0, "stream_idle_timeout": 10.0, "total_timeout": 60, "connect_timeout": 60}
 
 
 class _Soak:
-    def __init__(self, proxy: TestClient) -> None:
+    def __init__(self, proxy: TestClient, faults: FaultUpstream) -> None:
         self.base = str(proxy.make_url("")).rstrip("/")
         self.in_flight = self.peak_in_flight = 0  # requests sent and not yet answered in full
         self.open = self.peak_open = 0  # streams under way (their 200 arrived, their end not yet)
+        self.hold = faults.hold = asyncio.Event()  # paced streams end once OPEN_TOGETHER are open
 
     async def one(self, session: aiohttp.ClientSession, route: str, fault: str) -> Outcome:
         self.in_flight += 1
@@ -55,6 +64,8 @@ class _Soak:
             async with session.post(self.base + ROUTES[route], json=request_body(route, fault, True)) as resp:
                 self.open += resp.status == 200
                 self.peak_open = max(self.peak_open, self.open)
+                if self.open >= OPEN_TOGETHER:
+                    self.hold.set()
                 raw = await resp.read()
                 self.open -= resp.status == 200
                 return Outcome(resp.status, resp.content_type, raw, 0.0)
@@ -86,9 +97,9 @@ async def test_concurrent_streams_all_end_well_formed_and_leave_nothing_behind(
     proxy = await make_proxy(upstream={**UPSTREAM, "base_url": fault_upstream.url}, routing={"max_attempts": 1})
     cases = list(itertools.islice(itertools.cycle(itertools.product(ROUTES, MIX)), STREAMS))
     # Warm up at full size: caches, metrics series, and the tables that grow with the connection count.
-    _check(cases, await _Soak(proxy).run(cases))
+    _check(cases, await _Soak(proxy, fault_upstream).run(cases))
 
-    soak = _Soak(proxy)
+    soak = _Soak(proxy, fault_upstream)
     with tracing_memory():
         before = await resources(fault_upstream)
         _check(cases, await soak.run(cases))
@@ -97,7 +108,7 @@ async def test_concurrent_streams_all_end_well_formed_and_leave_nothing_behind(
     assert fault_upstream.total == 2 * STREAMS
     # They did run at once: every request in flight together, and many streams open together.
     assert soak.peak_in_flight == STREAMS
-    assert soak.peak_open >= STREAMS // 6, soak.peak_open
+    assert soak.peak_open >= OPEN_TOGETHER, soak.peak_open
     assert grown.fds <= 2, grown
     assert grown.tasks <= 2, grown
     assert grown.responses <= 0, grown
