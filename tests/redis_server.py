@@ -60,7 +60,7 @@ def _wait_for_ping(proc: subprocess.Popen[bytes], url: str, logfile: Path) -> bo
             try:
                 if client.ping():
                     return True
-            except redis.exceptions.ConnectionError:
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):  # (not started; or slow)
                 time.sleep(0.02)
     finally:
         client.close()
