@@ -440,9 +440,10 @@ async def test_mid_stream_error_event_is_relayed_as_sent(proxy: TestClient, fake
 async def test_stalled_stream_ends_with_a_timeout_error_event(
     make_proxy: MakeProxy, fake_upstream: FakeUpstream
 ) -> None:
-    proxy = await make_proxy(upstream={"read_timeout": 0.1}, **ONE_ATTEMPT)
+    # the read timeout also bounds the wait for the head: long enough for a loaded machine's pause there
+    proxy = await make_proxy(upstream={"read_timeout": 1.0}, **ONE_ATTEMPT)
     first = encode(MESSAGE_START, TEXT_START)
-    fake_upstream.replies.append(_chunks([first, encode(TEXT_DELTA)], delay=0.5))
+    fake_upstream.replies.append(_chunks([first, encode(TEXT_DELTA)], delay=30))  # the stall: far past it
     resp = await proxy.post("/v1/messages", json={"model": "m", "max_tokens": 9, "stream": True, "messages": []})
     assert await resp.read() == first + (b'event: error\ndata: {"type":"error","error":{"type":"timeout_error",'
                                          b'"message":"upstream timed out: Timeout on reading data from socket"}}\n\n')
