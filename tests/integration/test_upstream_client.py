@@ -402,9 +402,9 @@ async def test_a_reader_that_takes_its_time_is_not_timed_out(make_upstream: Make
     slow client of ours never makes its upstream time out."""
     body = b"".join(b"data: %d %s\n\n" % (i, b"x" * 240) for i in range(4096))  # 1 MiB of events
     async with RawServer(ok(body)) as server:
-        upstream = await make_upstream(server.url(), read_timeout=0.1)
+        upstream = await make_upstream(server.url(), read_timeout=0.5)  # (the head's wait too: not too short)
         response = await upstream.open("GET", "/", {})
-        await asyncio.sleep(0.3)  # not reading
+        await asyncio.sleep(1.5)  # not reading
         got: list[SSEEvent] = []
         with response:
             while (events := await response.next_events()) is not None:
