@@ -753,6 +753,20 @@ def test_request_echo_says_what_ran() -> None:
         "temperature": 1.0, "top_p": 1.0, "max_output_tokens": None, "store": True}
 
 
+@pytest.mark.parametrize(("asked", "ran"), [
+    ("required", "auto"),
+    ({"type": "function", "name": "f"}, "auto"),
+    ({"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]},
+     {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "f"}]}),
+    ("auto", "auto"),
+])
+def test_a_forced_tool_choice_relaxed_under_thinking_is_echoed_as_it_ran(asked: Any, ran: Any) -> None:
+    sent = {"model": "m", "max_tokens": 8192, "tool_choice": {"type": "auto"}, "thinking": {"type": "adaptive"}}
+    assert request_echo({"tool_choice": asked}, sent)["tool_choice"] == ran
+    assert request_echo({"tool_choice": asked}, {**sent, "tool_choice": {"type": "any"}})["tool_choice"] == asked
+    assert request_echo({"tool_choice": "none"}, {**sent, "tool_choice": {"type": "none"}})["tool_choice"] == "none"
+
+
 def test_service_tier_is_the_one_that_served() -> None:
     """As OpenAI reports it: Claude's usage.service_tier once known (standard is OpenAI's default); a tier with
     no OpenAI name leaves the request's."""

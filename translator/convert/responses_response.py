@@ -213,13 +213,16 @@ def request_echo(
     req: Mapping[str, Any], sent: Mapping[str, Any] | None = None, *, stored: bool | None = None
 ) -> dict[str, Any]:
     """The fields of a Responses request that its response object repeats, defaults filled in. With ``sent``,
-    the Claude request made of it, the sampling and the token limit are the values it ran with (clamped,
-    lowered, or dropped to Claude's default of 1), as OpenAI reports them; ``stored``: whether it is kept."""
+    the Claude request made of it, the sampling, the token limit and the tool choice are the values it ran with
+    (clamped, lowered, dropped to Claude's default of 1; a forced tool relaxed to auto under thinking), as
+    OpenAI reports them; ``stored``: whether it is kept."""
     echo = {key: copy.deepcopy(default if req.get(key) is None else req[key]) for key, default in ECHO_DEFAULTS.items()}
     if sent is not None:
         echo["temperature"], echo["top_p"] = sent.get("temperature", 1.0), sent.get("top_p", 1.0)
         if echo["max_output_tokens"] is not None:
             echo["max_output_tokens"] = sent.get("max_tokens", echo["max_output_tokens"])
+        if (sent.get("tool_choice") or {}).get("type") == "auto":  # (auto as asked, or a forced one relaxed)
+            echo["tool_choice"] = _as_auto(echo["tool_choice"])
     if stored is not None:
         echo["store"] = stored
     if echo["service_tier"] == "auto":
@@ -229,6 +232,13 @@ def request_echo(
     if isinstance(echo["text"], dict) and echo["text"].get("format") is None:
         echo["text"] = {**echo["text"], "format": {"type": "text"}}
     return echo
+
+
+def _as_auto(choice: Any) -> Any:
+    """A Responses tool_choice that ran as Claude's ``auto``: an allowed_tools list keeps its tools."""
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return {**choice, "mode": "auto"}
+    return "auto"
 
 
 # --- the response object ---
