@@ -43,8 +43,10 @@ def _text_deltas(draw: st.DrawFn, index: int) -> list[Event]:
 def streams(draw: st.DrawFn) -> list[Event]:
     """A Claude stream: text, tool, thinking and server tool blocks with generated deltas (text deltas to every kind),
     ended, or cut short anywhere."""
+    tier = draw(st.sampled_from([None, "standard", "priority"]))  # (a served tier is on every chat chunk)
     events: list[Event] = [
-        {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 3}}}
+        {"type": "message_start", "message": {"id": "msg_1", "model": "m",
+                                              "usage": {"input_tokens": 3, "service_tier": tier}}}
     ]
     for index in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["text", "text", "tool", "thinking", "server"]))

@@ -101,7 +101,6 @@ def _convert_responses(
     return completion
 
 
-
 def choice(msg: ClaudeMessage, *, index: int, json_tool: str | None, legacy: bool = False) -> Choice:
     message = assistant_message(msg.get("content") or [], json_tool=json_tool)
     # tool calls the client must run still finish as "tool_calls", even in JSON-tool mode
